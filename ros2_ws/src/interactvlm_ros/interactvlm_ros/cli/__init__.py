@@ -1,0 +1,1 @@
+"""The ``interactvlm`` command. Each sub-command lives in its own module of this package."""

