@@ -1,0 +1,80 @@
+"""``load_localizer(model, backend, device)``: model name or checkpoint path -> a ``Localizer``.
+
+``LOADERS`` maps a model name to ``"module:function"``; the function is called as
+``fn(backend=..., device=..., **kwargs)``. A path to an official InteractVLM HF folder (has
+``config.json`` with ``seg_token_idx``) loads :class:`~interactvlm_ros.models.mvloc.predictor.MVLocPredictor`.
+
+Hook for the embedded model: ``"default"`` -> ``interactvlm_ros.models.default:load`` (its module
+provides ``load(backend, device, **kw) -> Localizer``). Backends other than PyTorch for MV-Loc come from
+``interactvlm_ros.runtime`` (``MVLOC_BACKEND_LOADERS`` below is the hook for them).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+from .base import Localizer, LocalizerError
+
+log = logging.getLogger(__name__)
+
+LOADERS: dict[str, str] = {
+    "default": "interactvlm_ros.models.default:load",
+}
+
+# backend name -> "module:function(model_dir, device=..., **kw) -> Localizer" for official checkpoints;
+# "torch" is built in. ONNX Runtime / TensorRT runtimes register here.
+MVLOC_BACKEND_LOADERS: dict[str, str] = {}
+
+
+def _resolve(spec: str) -> Callable[..., Any]:
+    mod, _, fn = spec.partition(":")
+    return getattr(importlib.import_module(mod), fn)
+
+
+def is_official_checkpoint(path: str | Path) -> bool:
+    cfg = Path(path) / "config.json"
+    if not cfg.is_file():
+        return False
+    try:
+        return "seg_token_idx" in json.loads(cfg.read_text())
+    except ValueError:
+        return False
+
+
+def load_localizer(model: str = "default", backend: str = "auto", device: str = "cpu", **kwargs) -> Localizer:
+    """Return a ready localizer.
+
+    Args:
+        model: a registered name (``"default"``) or a path to an official InteractVLM HF folder.
+        backend: ``"auto"`` | ``"torch"`` | a backend registered in ``MVLOC_BACKEND_LOADERS``.
+        device: ``"cpu"`` | ``"cuda"`` | ``"cuda:N"``.
+        kwargs: passed to the loader (MV-Loc: ``clip_dir``, ``precision``, ``mode``, ``quantization``, ...).
+    """
+    if model in LOADERS:
+        return _resolve(LOADERS[model])(backend=backend, device=device, **kwargs)
+    path = Path(model)
+    if not path.exists():
+        raise LocalizerError(f"model {model!r}: neither a registered model ({sorted(LOADERS)}) nor an existing path")
+    if not is_official_checkpoint(path):
+        raise LocalizerError(f"model {model!r}: {path}/config.json missing or without seg_token_idx — not an "
+                             f"official InteractVLM checkpoint folder")
+    if backend not in ("auto", "torch"):
+        if backend not in MVLOC_BACKEND_LOADERS:
+            raise LocalizerError(f"backend {backend!r} for MV-Loc: not available (registered: "
+                                 f"{['torch', *sorted(MVLOC_BACKEND_LOADERS)]})")
+        return _resolve(MVLOC_BACKEND_LOADERS[backend])(path, device=device, **kwargs)
+    if backend == "auto":
+        for name, spec in MVLOC_BACKEND_LOADERS.items():
+            try:
+                loc = _resolve(spec)(path, device=device, **kwargs)
+                log.info("MV-Loc backend auto: using %s", name)
+                return loc
+            except Exception as exc:  # noqa: BLE001 - auto falls back, and says so
+                log.warning("MV-Loc backend auto: %s unavailable (%s); trying the next", name, exc)
+        log.info("MV-Loc backend auto: using PyTorch on %s", device)
+    from .mvloc.predictor import MVLocPredictor
+
+    return MVLocPredictor.from_pretrained(path, device=device, **kwargs)
