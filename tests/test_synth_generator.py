@@ -1,0 +1,209 @@
+"""Synthetic generator: determinism, GT contact vs geometry, view masks vs lifting, landmarks, format."""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("anny")
+pytest.importorskip("embreex")
+import trimesh  # noqa: E402
+from trimesh.proximity import closest_point  # noqa: E402
+
+from interactvlm_ros.synth import catalog  # noqa: E402
+from interactvlm_ros.synth.generator import (  # noqa: E402
+    PEN_TOL, Generator, GeneratorConfig, split_of, split_ranges, view_masks, write_dataset,
+)
+from interactvlm_ros.synth.raycast import HUMAN_VIEWS, OBJECT_VIEWS, official_view_buffers  # noqa: E402
+
+THR = 0.02
+CASES = [(3, "hold_one_hand"), (5, "sit"), (7, "kick"), (11, "wear_head")]
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return Generator(GeneratorConfig(image_size=(160, 120), contact_threshold=THR, mask_res=64))
+
+
+@pytest.fixture(scope="module")
+def samples(gen):
+    return {inter: gen.sample(seed, interaction=inter) for seed, inter in CASES}
+
+
+def _object_mesh_cam(s):
+    v, f = catalog.normalized_mesh(str(s["object_category"]))
+    P = s["object_pose_cam"].astype(np.float64)
+    return trimesh.Trimesh(v.astype(np.float64) @ P[:3, :3].T + P[:3, 3], f, process=False)
+
+
+def test_format(samples):
+    s = samples["hold_one_hand"]
+    H, W = 120, 160
+    assert s["image"].shape == (H, W, 3) and s["image"].dtype == np.uint8
+    assert s["depth"].shape == (H, W) and s["depth"].dtype == np.float32
+    assert s["person_mask"].dtype == bool and s["object_mask"].dtype == bool
+    assert s["K"].shape == (3, 3) and s["object_pose_cam"].shape == (4, 4)
+    assert s["landmarks_2d"].shape == (33, 3) and s["landmarks_3d"].shape == (33, 3)
+    assert s["hand_landmarks_2d"].shape == (2, 21, 3)
+    assert s["human_contact"].shape == (13718,) and s["human_vertices_cam"].shape == (13718, 3)
+    nv, _ = catalog.normalized_mesh(str(s["object_category"]))
+    assert s["object_contact"].shape == (len(nv),)
+    assert s["human_view_masks"].shape == (4, 64, 64) and s["object_view_masks"].shape == (4, 64, 64)
+    assert set(np.unique(s["human_view_masks"])) <= {0, 1}
+    assert str(s["interaction"]) == "hold_one_hand"
+    cat = catalog.CATEGORIES[str(s["object_category"])]
+    assert str(s["object_label"]) in (cat.name,) + cat.synonyms
+    # depth is where the masks are
+    assert ((s["depth"] > 0) == (s["person_mask"] | s["object_mask"])).all()
+    assert s["person_mask"].mean() > 0.02 and s["object_mask"].any()
+
+
+def test_deterministic_per_seed(gen, samples):
+    again = gen.sample(3, interaction="hold_one_hand")
+    ref = samples["hold_one_hand"]
+    for k in ("image", "depth", "human_contact", "object_contact", "human_view_masks", "landmarks_2d", "object_pose_cam"):
+        np.testing.assert_array_equal(again[k], ref[k], err_msg=k)
+    other = gen.sample(4, interaction="hold_one_hand")
+    assert not np.array_equal(other["image"], ref["image"])
+
+
+@pytest.mark.parametrize("inter", [c[1] for c in CASES])
+def test_contact_matches_geometry(samples, inter):
+    s = samples[inter]
+    obj = _object_mesh_cam(s)
+    Vh = s["human_vertices_cam"].astype(np.float64)
+    hc = s["human_contact"] > 0.5
+    assert hc.sum() >= 5 and (s["object_contact"] > 0.5).sum() >= 3
+    # every contact vertex is within the threshold of the object surface …
+    _, d_c, _ = closest_point(obj, Vh[hc])
+    assert d_c.max() <= THR + 1e-4
+    # … and body vertices near the object but not labelled are farther than the threshold
+    near = np.nonzero(~hc & (np.linalg.norm(Vh - obj.centroid, axis=1) < obj.scale + 0.05))[0][:3000]
+    if len(near):
+        _, d_n, _ = closest_point(obj, Vh[near])
+        assert d_n.min() > THR - 1e-4
+    # object contact vertices are within the threshold of the body surface
+    body = trimesh.Trimesh(Vh, _faces(), process=False)
+    oc = s["object_contact"] > 0.5
+    _, d_o, _ = closest_point(body, np.asarray(obj.vertices)[oc])
+    assert d_o.max() <= THR + 1e-4
+    # no penetration beyond tolerance: body vertices inside the object are shallow
+    inside = obj.contains(Vh[np.linalg.norm(Vh - obj.centroid, axis=1) < obj.scale])
+    if inside.any():
+        sel = Vh[np.linalg.norm(Vh - obj.centroid, axis=1) < obj.scale][inside]
+        _, d_in, _ = closest_point(obj, sel)
+        assert d_in.max() <= PEN_TOL
+    assert float(s["max_penetration"]) <= 0.02
+
+
+_FACES = {}
+
+
+def _faces():
+    if "f" not in _FACES:
+        from interactvlm_ros.synth.anny_body import PoseBuilder
+
+        _FACES["f"] = PoseBuilder().faces
+    return _FACES["f"]
+
+
+def _soft_lift(masks, vids, bary, n):
+    """Official human aggregation (spec 4.2) written independently: per view barycentric mean of the mask
+    value per vertex, then the mean over the views that see the vertex."""
+    acc = np.zeros(n)
+    seen = np.zeros(n)
+    for v in range(len(masks)):
+        ok = (vids[v] >= 0).all(-1)
+        ids, w, p = vids[v][ok], bary[v][ok], masks[v][ok].astype(np.float64)
+        num = np.bincount(ids.ravel(), (w * p[:, None]).ravel(), n)
+        den = np.bincount(ids.ravel(), w.ravel(), n)
+        s = den > 0
+        acc[s] += num[s] / den[s]
+        seen += s
+    out = np.zeros(n)
+    out[seen > 0] = acc[seen > 0] / seen[seen > 0]
+    return out, seen > 0
+
+
+@pytest.mark.parametrize("inter", ["hold_one_hand", "sit"])
+def test_view_masks_lift_back_to_visible_contact(gen, samples, inter):
+    s = samples[inter]
+    for kind in ("human", "object"):
+        if kind == "human":
+            V, F, views, contact = gen.T.template_vertices, gen.T.faces, HUMAN_VIEWS, s["human_contact"]
+        else:
+            V, F = catalog.normalized_mesh(str(s["object_category"]))
+            views, contact = OBJECT_VIEWS, s["object_contact"]
+        buf = official_view_buffers(V, F, views, 64)
+        masks = s[f"{kind}_view_masks"]
+        assert masks.any(), f"{kind}: no contact pixel in any view"
+        lifted, seen = _soft_lift(masks, buf.vertex_ids, buf.bary, len(contact))
+        c = contact > 0.5
+        pred = lifted >= 0.5
+        # what the masks say is contact is contact (or a direct neighbour in a contact face)
+        faces_with_contact = c[F].sum(1) >= 1
+        touch = np.zeros(len(c), bool)
+        touch[F[faces_with_contact].ravel()] = True
+        assert pred.sum() > 0
+        assert (touch[pred]).mean() >= 0.98, kind
+        # visible contact vertices are recovered (most of them; tiny patches can fall between pixels)
+        vis_c = c & seen
+        if vis_c.sum() >= 10:
+            assert (lifted[vis_c] > 0).mean() >= 0.6, kind
+
+
+def test_view_masks_rule():
+    contact = np.array([1, 1, 0, 0], np.float32)
+    vids = np.array([[[[0, 1, 2], [2, 3, 0], [-1, -1, -1]]]])  # 1 view, 1x3 pixels
+    np.testing.assert_array_equal(view_masks(contact, vids), [[[1, 0, 0]]])
+
+
+@pytest.mark.parametrize("inter", ["hold_one_hand", "kick"])
+def test_landmarks_project_inside_person(samples, inter):
+    import cv2
+
+    s = samples[inter]
+    lm = s["landmarks_2d"]
+    vis = lm[:, 2] > 0.5
+    assert vis.sum() >= 10
+    mask = cv2.dilate(s["person_mask"].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    u = np.clip(lm[vis, 0].astype(int), 0, mask.shape[1] - 1)
+    v = np.clip(lm[vis, 1].astype(int), 0, mask.shape[0] - 1)
+    assert mask[v, u].mean() >= 0.85
+    # 2D landmarks are the projection of the 3D ones
+    uvw = s["landmarks_3d"] @ s["K"].T
+    np.testing.assert_allclose(uvw[:, :2] / uvw[:, 2:], lm[:, :2], atol=1e-2)
+    # the holding hand (one_hand) or kicking foot is where the object is
+    if inter == "kick":
+        x0, y0, x1, y1 = s["object_bbox"]
+        feet = lm[[31, 32], :2]
+        dist = np.maximum(np.maximum(x0 - feet[:, 0], feet[:, 0] - x1), np.maximum(y0 - feet[:, 1], feet[:, 1] - y1))
+        assert dist.min() < 0.15 * mask.shape[0]
+
+
+def test_splits():
+    r = split_ranges(100, 50)
+    assert r == {"train": [100, 140], "val": [140, 145], "test": [145, 150]}
+    assert split_of(141, "cup", r) == "val"
+    assert split_of(101, catalog.HELD_OUT_CATEGORIES[0], r) == "test_unseen_category"
+    with pytest.raises(ValueError, match="outside"):
+        split_of(99, "cup", r)
+
+
+def test_write_dataset_and_meta(tmp_path):
+    meta = write_dataset(tmp_path, n=2, seed=20, config=GeneratorConfig(image_size=(96, 72), mask_res=32))
+    files = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert files == ["000020.npz", "000021.npz"]
+    on_disk = json.loads((tmp_path / "meta.json").read_text())
+    assert on_disk["n"] == 2 and on_disk["mask_resolution"] == 32 and on_disk["body"]["num_vertices"] == 13718
+    assert sum(on_disk["counts"].values()) == 2 and meta["splits"]["held_out_categories"]
+    with np.load(tmp_path / "samples" / "000020.npz") as d:
+        cat = str(d["object_category"])
+        assert d["human_view_masks"].shape == (4, 32, 32)
+    assert (tmp_path / "objects" / f"{cat}.npz").is_file()
+
+
+def test_unknown_interaction_is_a_clear_error(gen):
+    with pytest.raises(ValueError, match="interaction"):
+        gen.sample(1, interaction="juggle")
+    with pytest.raises(ValueError, match="not used for"):
+        gen.sample(1, interaction="sit", category="cup")
