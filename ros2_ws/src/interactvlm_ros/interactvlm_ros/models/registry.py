@@ -26,7 +26,13 @@ LOADERS: dict[str, str] = {
 
 # backend name -> "module:function(model_dir, device=..., **kw) -> Localizer" for official checkpoints;
 # "torch" is built in. ONNX Runtime / TensorRT runtimes register here.
-MVLOC_BACKEND_LOADERS: dict[str, str] = {}
+MVLOC_BACKEND_LOADERS: dict[str, str] = {
+    "tensorrt": "interactvlm_ros.runtime.localizer:load_tensorrt",
+    "onnxruntime": "interactvlm_ros.runtime.localizer:load_onnxruntime",
+}
+# backend="auto": TensorRT -> ORT CUDA -> torch CUDA -> ORT CPU -> torch CPU (``runtime.select_backend``);
+# the chosen backend and the reasons for skipping the others are logged and kept for diagnostics.
+MVLOC_AUTO_LOADER = "interactvlm_ros.runtime.localizer:load_auto"
 
 
 def _resolve(spec: str) -> Callable[..., Any]:
@@ -67,14 +73,7 @@ def load_localizer(model: str = "default", backend: str = "auto", device: str = 
                                  f"{['torch', *sorted(MVLOC_BACKEND_LOADERS)]})")
         return _resolve(MVLOC_BACKEND_LOADERS[backend])(path, device=device, **kwargs)
     if backend == "auto":
-        for name, spec in MVLOC_BACKEND_LOADERS.items():
-            try:
-                loc = _resolve(spec)(path, device=device, **kwargs)
-                log.info("MV-Loc backend auto: using %s", name)
-                return loc
-            except Exception as exc:  # noqa: BLE001 - auto falls back, and says so
-                log.warning("MV-Loc backend auto: %s unavailable (%s); trying the next", name, exc)
-        log.info("MV-Loc backend auto: using PyTorch on %s", device)
+        return _resolve(MVLOC_AUTO_LOADER)(path, device=device, **kwargs)
     from .mvloc.predictor import MVLocPredictor
 
     return MVLocPredictor.from_pretrained(path, device=device, **kwargs)

@@ -1,0 +1,184 @@
+"""ONNX export of the MV-Loc graphs (tiny hcontact conformance checkpoint): manifest, dynamic axes,
+ORT == PyTorch (<= 1e-4 relative) at sizes other than the export sizes, wrappers == B1's parts,
+tamper detection, and the ``interactvlm export`` CLI."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from interactvlm_ros.cli.main import build_parser
+from interactvlm_ros.export import mvloc_export as MX
+from interactvlm_ros.export.onnx_export import ExportError, check_parity, file_sha256, load_manifest, relative_error
+from interactvlm_ros.models.mvloc.checkpoint import load_mvloc
+
+CKPT = "interactvlm-hcontact-tiny/interactvlm-3d-hcontact-damon-tiny"
+
+
+@pytest.fixture(scope="module")
+def model(conformance_dir):
+    m, _ = load_mvloc(conformance_dir / CKPT, precision="fp32")
+    return m
+
+
+@pytest.fixture(scope="module")
+def exported(conformance_dir, tmp_path_factory):
+    """Export through the CLI (what users run), with --tensorrt to see the no-TensorRT message."""
+    from interactvlm_ros.cli import export as cli_export
+
+    out = tmp_path_factory.mktemp("onnx")
+    args = build_parser(only="export").parse_args(
+        ["export", "--model", str(conformance_dir / CKPT), "--out", str(out), "--tensorrt", "--exporter", "torchscript"])
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli_export.run(args)
+    return out, rc, buf.getvalue()
+
+
+def test_cli_writes_graphs_and_reports_missing_tensorrt(exported):
+    out, rc, text = exported
+    assert rc == 0, text
+    for g in MX.GRAPH_NAMES:
+        assert (out / f"{g}.onnx").is_file()
+        assert f"{g}.onnx" in text
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        assert "TensorRT engines NOT built" in text and "Only the ONNX graphs were written" in text
+
+
+def test_manifest_contents(exported, conformance_dir):
+    out, _, _ = exported
+    m = load_manifest(out, verify=True)
+    assert set(m["graphs"]) == set(MX.GRAPH_NAMES)
+    src = m["source"]
+    assert src["checkpoint_sha256"] == MX.checkpoint_hash(conformance_dir / CKPT)
+    assert len(src["tokenizer_sha256"]) == 64
+    assert m["model_config"]["seg_token_idx"] == 512 and m["model_config"]["hidden_size"] == 64
+    for name, g in m["graphs"].items():
+        assert g["opset"] >= 17
+        assert g["sha256"] == file_sha256(out / g["file"])
+        model = onnx.load(str(out / g["file"]))
+        assert [i.name for i in model.graph.input] == [i["name"] for i in g["inputs"]]
+        assert [o.name for o in model.graph.output] == [o["name"] for o in g["outputs"]]
+    lang = m["graphs"]["language"]
+    assert lang["inputs"][1] == {"name": "input_ids", "shape": [1, "seq"], "dtype": "int64"}
+    assert lang["trt_profile"]["input_ids"][0] == [1, 2]
+    dec = m["graphs"]["mask_decoder"]
+    assert [i["name"] for i in dec["inputs"]] == ["seg_hidden", "image_embeddings", "cam_params"]
+    assert dec["inputs"][1]["shape"] == ["views", 256, 64, 64]
+    assert dec["outputs"][0] == {"name": "low_res_masks", "shape": ["views", 256, 256], "dtype": "float32"}
+    assert m["graphs"]["sam_encoder"]["trt_profile"]["images"] == [[1, 3, 1024, 1024], [4, 3, 1024, 1024], [4, 3, 1024, 1024]]
+    # the export-time parity ran at OTHER shapes than the export shapes and passed
+    par = m["parity"]
+    assert par["mask_decoder"]["shapes"]["image_embeddings"][0] == 3 and par["mask_decoder"]["ok"]
+    assert par["language"]["shapes"]["input_ids"][1] == 53
+    assert all(e <= 1e-4 for p in par.values() for e in p["rel_err"].values())
+
+
+def test_ort_matches_torch_at_new_shapes(exported, model):
+    """Each graph at sizes it was neither exported nor parity-checked at (2 views, sequence 77)."""
+    out, _, _ = exported
+    specs = MX.graph_specs(model)
+    g = torch.Generator().manual_seed(7)
+    new = {
+        "language": (torch.randn(1, 3, 224, 224, generator=g), MX._example_ids(model.cfg, 77, 30, seed=3)),
+        "sam_encoder": (torch.randn(2, 3, 1024, 1024, generator=g),),
+        "mask_decoder": (torch.randn(1, 64, generator=g), torch.randn(2, 256, 64, 64, generator=g),
+                         torch.rand(2, 5, generator=g)),
+    }
+    for name, spec in specs.items():
+        res = check_parity(spec, out / f"{name}.onnx", inputs=new[name], tol=1e-4)
+        assert res["ok"] and all(e <= 1e-4 for e in res["rel_err"].values()), (name, res)
+
+
+def test_wrappers_equal_b1_parts(model, conformance_dir):
+    """The traceable wrappers compute exactly what B1's torch parts compute (fixture inputs)."""
+    root = conformance_dir / "interactvlm-hcontact-tiny"
+    inp = np.load(root / "inputs" / "inputs.npz")
+    E = np.load(root / "expected" / "forward_teacher_forced.npz")
+    mods = MX.graph_modules(model)
+    pv = torch.from_numpy(inp["pixel_values_clip"])
+    ids = torch.from_numpy(inp["tf_input_ids"])
+    with torch.no_grad():
+        h_w, lg_w = mods["language"](pv, ids)
+        h_p, lg_p = model.language(pv, ids)
+        assert relative_error(h_w.numpy(), h_p.numpy()) < 1e-5 and relative_error(lg_w.numpy(), lg_p.numpy()) < 1e-5
+        assert np.abs(h_w.numpy() - E["llm_final_hidden"]).max() < 1e-4
+        seg = h_w[0, [int(E["seg_hidden_index"])]]
+        emb = torch.randn(4, 256, 64, 64, generator=torch.Generator().manual_seed(1))
+        cams = torch.from_numpy(inp["cam_params"][0])
+        lo_w, iou_w = mods["mask_decoder"](seg, emb, cams)
+        lo_p, iou_p = model.decoder(seg, emb, cams)
+    assert lo_w.shape == (4, 256, 256) and iou_w.shape == (4,)
+    assert relative_error(lo_w.numpy(), lo_p[:, 0].numpy()) < 1e-5
+    assert relative_error(iou_w.numpy(), iou_p[:, 0].numpy()) < 1e-5
+
+
+def test_tampered_graph_is_detected(exported, tmp_path):
+    import shutil
+
+    out, _, _ = exported
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    p = copy / "mask_decoder.onnx"
+    data = bytearray(p.read_bytes())
+    data[-10] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ExportError, match=r"mask_decoder\.onnx: sha256 differs"):
+        load_manifest(copy)
+    (copy / "language.onnx").unlink()
+    with pytest.raises(ExportError, match=r"language\.onnx: graph file of 'language' is missing"):
+        load_manifest(copy)
+    (copy / "manifest.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ExportError, match="format"):
+        load_manifest(copy)
+
+
+def test_parity_check_can_fail(exported, model):
+    out, _, _ = exported
+    spec = MX.graph_specs(model)["mask_decoder"]
+
+    class Off:
+        input_names = spec.input_names
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, feed):
+            r = self.inner.run(feed)
+            return {k: v + 0.01 * np.abs(v).max() for k, v in r.items()}
+
+    from interactvlm_ros.runtime.ort_engine import OrtEngine
+
+    with pytest.raises(ExportError, match="differs from PyTorch beyond"):
+        check_parity(spec, out / "mask_decoder.onnx", engine_factory=lambda p: Off(OrtEngine(p)))
+    with pytest.raises(ExportError, match="export shapes"):
+        check_parity(spec, out / "mask_decoder.onnx", inputs=spec.example_inputs)
+
+
+def test_cli_bad_model_dir_is_clear(tmp_path, capsys):
+    from interactvlm_ros.cli.main import main
+
+    rc = main(["export", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_dynamo_exporter_on_decoder(model, tmp_path):
+    """The torch.export-based exporter (forward path once TorchScript export is removed) gives the same graph."""
+    pytest.importorskip("onnxscript")
+    from interactvlm_ros.export.onnx_export import export_graph
+
+    spec = MX.graph_specs(model)["mask_decoder"]
+    entry = export_graph(spec, tmp_path, exporter="dynamo")
+    assert entry["exporter"] == "dynamo" and entry["opset"] >= 18
+    g = torch.Generator().manual_seed(11)
+    res = check_parity(spec, tmp_path / entry["file"], inputs=(torch.randn(1, 64, generator=g),
+                       torch.randn(2, 256, 64, 64, generator=g), torch.rand(2, 5, generator=g)))
+    assert res["rel_err"]["low_res_masks"] <= 1e-4

@@ -1,0 +1,131 @@
+"""The runtime-backed MV-Loc (ONNX Runtime / torch engines) against the hcontact conformance fixture."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from interactvlm_ros.runtime import BackendUnavailableError, EngineInputError
+from interactvlm_ros.runtime.localizer import RuntimeMVLoc
+
+FX = "interactvlm-hcontact-tiny"
+CKPT = "interactvlm-3d-hcontact-damon-tiny"
+
+
+def _tf_qa(root):
+    conv = json.loads((root / "inputs" / "prompts.json").read_text())["tf_conversation"]
+    return conv.split("<im_end>\n", 1)[1].split(" ASSISTANT: ", 1)[0], conv.split(" ASSISTANT: ", 1)[1][: -len("</s>")]
+
+
+@pytest.fixture(scope="module")
+def fx(conformance_dir):
+    from PIL import Image
+
+    from interactvlm_ros.models.mvloc.config import MVLocConfig
+    from interactvlm_ros.models.mvloc.official_assets import load_human_folder
+
+    root = conformance_dir / FX
+    cfg = MVLocConfig()
+    assets = load_human_folder(root / "data/hcontact_vitruvian", cfg.view_names("hcontact"), cfg.cam_params("hcontact"))
+    image = np.asarray(Image.open(root / "inputs/bottle__synthetic_224.png").convert("RGB"))
+    return root, assets, image
+
+
+@pytest.fixture(scope="module")
+def ort_loc(fx):
+    root, _, _ = fx
+    # no onnx_dir: exported once into paths.cache_dir("onnx", <checkpoint identity>) (test cache dir)
+    return RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", device="cpu", disk_cache=False)
+
+
+def test_backend_and_engines(ort_loc):
+    assert ort_loc.backend_choice.backend == "onnxruntime"
+    assert set(ort_loc.engines) == {"language", "sam_encoder", "mask_decoder"}
+    assert all(e.backend == "onnxruntime" for e in ort_loc.engines.values())
+    info = ort_loc.runtime_info
+    assert info["backend"]["backend"] == "onnxruntime" and info["engines"]["sam_encoder"]["outputs"][0]["name"] == "image_embeddings"
+    assert (ort_loc.onnx_dir / "manifest.json").is_file()
+    with pytest.raises(EngineInputError, match="missing"):
+        ort_loc.engines["mask_decoder"].run({"seg_hidden": np.zeros((1, 64), np.float32)})
+
+
+def test_ort_forward_reproduces_fixture(ort_loc, fx):
+    root, assets, image = fx
+    E = np.load(root / "expected" / "forward_teacher_forced.npz")
+    q, a = _tf_qa(root)
+    r = ort_loc.run(image, "bottle", "hcontact", assets, mode="forward", question=q, answer=a)
+    assert r["input_ids"].tolist() == E["input_ids"][0].tolist()
+    assert r["seg_index"] == int(E["seg_token_index"])
+    assert np.abs(r["seg_hidden"] - E["seg_hidden_pre_fc"]).max() <= 1e-4
+    assert np.abs(r["low_res"] - E["low_res_masks"]).max() <= 1e-3
+    assert np.abs(r["iou"] - E["iou_predictions"]).max() <= 1e-4
+    lg = r["logits"]
+    assert lg.dtype == np.float32 and lg.shape == (4, 1024, 1024)
+    assert np.abs(lg[:, ::8, ::8] - E["pred_masks_sub8"]).max() <= 1e-3
+    assert np.abs(lg[:, 480:544, 480:544] - E["pred_masks_crop_r480_c480_64"]).max() <= 1e-3
+    emb, _, hit = ort_loc.image_embeddings(assets)
+    assert hit  # SAM embeddings of the static renders are computed once
+    assert np.abs(emb.numpy()[:, :, ::8, ::8] - E["image_embeddings_sub8"]).max() <= 1e-4
+
+
+def test_ort_generate_reproduces_fixture(ort_loc, fx):
+    """Per-step full re-run of the language graph (no KV cache) gives the official ids and masks."""
+    root, assets, image = fx
+    E = np.load(root / "expected" / "generate.npz")
+    r = ort_loc.run(image, "bottle", "hcontact", assets, mode="generate")
+    assert r["output_ids"].tolist() == E["output_ids"][0].tolist()
+    assert r["seg_index"] == int(E["seg_token_index"]) and "[SEG]" in r["text"]
+    assert np.abs(r["low_res"] - E["low_res_masks"]).max() <= 1e-3
+    assert np.abs(r["logits"][:, ::8, ::8] - E["pred_masks_sub8"]).max() <= 1e-3
+
+
+def test_predict_protocol(ort_loc, fx):
+    from interactvlm_ros.models.base import LocalizerOutput
+
+    _, assets, image = fx
+    ort_loc.mode = "forward"
+    try:
+        out = ort_loc.predict(image, "bottle", assets)
+    finally:
+        ort_loc.mode = "generate"
+    assert isinstance(out, LocalizerOutput)
+    assert out.human_logits.shape == (4, 1024, 1024) and out.object_logits is None
+    assert "hcontact/decoder_ms" in out.timings
+
+
+def test_torch_engines_match_ort(fx, ort_loc):
+    """The torch backend runs the same graphs through the same Engine interface."""
+    root, assets, image = fx
+    tl = RuntimeMVLoc.from_pretrained(root / CKPT, backend="torch", device="cpu", disk_cache=False, torch_native=False)
+    assert tl.backend_choice.backend == "torch" and tl.engines["language"].backend == "torch"
+    q, a = _tf_qa(root)
+    rt = tl.run(image, "bottle", "hcontact", assets, mode="forward", question=q, answer=a)
+    ro = ort_loc.run(image, "bottle", "hcontact", assets, mode="forward", question=q, answer=a)
+    scale = np.abs(rt["low_res"]).max()
+    assert np.abs(rt["low_res"] - ro["low_res"]).max() / scale <= 1e-4
+
+
+def test_unavailable_backends_and_missing_graphs(fx, tmp_path):
+    root, _, _ = fx
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        with pytest.raises(BackendUnavailableError, match="tensorrt"):
+            RuntimeMVLoc.from_pretrained(root / CKPT, backend="tensorrt")
+    with pytest.raises(FileNotFoundError, match="no manifest.json.*interactvlm export"):
+        RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", onnx_dir=tmp_path)
+
+
+def test_registry_loaders_and_native_torch(fx):
+    """``load_auto`` (for models/registry.py) follows the auto order; torch choice -> B1's native predictor."""
+    from interactvlm_ros.models.mvloc.model import MVLocModel
+    from interactvlm_ros.runtime.localizer import load_auto
+
+    root, _, _ = fx
+    loc = load_auto(root / CKPT, device="cpu", disk_cache=False)
+    assert loc.backend_choice.backend == "onnxruntime" and loc.name == "mvloc[onnxruntime]"
+    native = RuntimeMVLoc.from_pretrained(root / CKPT, backend="torch", device="cpu", disk_cache=False)
+    assert isinstance(native.model, MVLocModel) and native.backend_choice.backend == "torch"
+    with pytest.raises(ValueError, match="quantization.*PyTorch"):
+        RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", quantization="8bit")
