@@ -1,0 +1,447 @@
+"""Fit the Anny body to one image's landmarks (+ optional depth) in the camera frame.
+
+Shapes: J = Anny bones (104), B = fitted bones (``FIT_BONES``), S = fitted vertex subset, K = 75
+landmarks (33 mediapipe Pose, 21 left hand, 21 right hand), N = 13718 Anny vertices.
+
+Model (camera optical frame, metres)::
+
+    v_cam = R_g · A2B · LBS(rest(phenotype), FK(deltas(rotvecs)))  +  t
+
+``A2B`` maps Anny's native frame (z up, facing −y) to the body frame (y up, facing +z); ``R_g`` / ``t``
+are the global rotation / translation; ``rotvecs`` [B,3] are Anny ``local-ref`` deltas (axis-angle)
+of the fitted bones; phenotype [6] in [0,1] (``PHENOTYPE_LABELS``) through a sigmoid.
+
+Speed: the fit evaluates only S ≈ 1.5k vertices (the landmark regressor's vertices + an area-uniform
+sample of the surface for the depth term) by linear blend skinning written here (Anny's own forward
+skins all N vertices, ~20 ms; our subset forward+backward is a few ms). The full mesh is skinned once
+at the end with Anny's own forward; ``test_recon_body`` checks the subset equals Anny's output.
+Hand-written parts (subset rest shape + LBS) are needed because Anny has no "skin these vertices
+only" entry point.
+
+Losses (weights in ``BodyFitConfig``): 2-D landmark reprojection (robust, in units of the person's
+bbox diagonal), 3-D hip-centred landmarks when perception gives world landmarks, depth of the visible
+surface sample vs the depth image inside the person mask, pose prior (L2 + elbow/knee hinge limits),
+phenotype prior, and a temporal term towards the previous frame when warm-started.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from interactvlm_ros.recon.geometry import rotvec_to_matrix, sample_surface, umeyama, vertex_normals
+
+log = logging.getLogger(__name__)
+
+ANNY_TO_BODY = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64)
+PHENOTYPE_LABELS = ("gender", "age", "muscle", "weight", "height", "proportions")
+FIT_BONES = (
+    "spine03", "spine01", "neck01", "head",
+    "upperarm01.L", "upperarm01.R", "lowerarm01.L", "lowerarm01.R", "wrist.L", "wrist.R",
+    "upperleg01.L", "upperleg01.R", "lowerleg01.L", "lowerleg01.R", "foot.L", "foot.R",
+)
+# hinge joints: (bone, axis index in the local-ref delta, sign of the allowed flexion)
+# measured on the model (anny_body docstring): elbow flexion = −x, knee flexion = +x (Anny frame)
+HINGES = (("lowerarm01.L", 0, -1.0), ("lowerarm01.R", 0, -1.0), ("lowerleg01.L", 0, 1.0), ("lowerleg01.R", 0, 1.0))
+NUM_POSE = 33
+DT = torch.float64  # Anny's buffers are float64
+L_SH, R_SH, L_HIP, R_HIP = 11, 12, 23, 24
+TORSO = (11, 12, 23, 24)
+
+
+@dataclass
+class BodyFitConfig:
+    iters_cold: int = 160
+    iters_warm: int = 12
+    lr: float = 0.03
+    warm_lr_scale: float = 0.15
+    w_2d: float = 1.0
+    w_hand: float = 0.3
+    w_3d: float = 2.0
+    w_depth: float = 4.0
+    w_pose: float = 2e-3
+    w_hinge: float = 0.5
+    w_pheno: float = 2e-3
+    w_temporal: float = 0.05
+    depth_trunc: float = 0.15  # m: depth residuals beyond this are treated as occlusion/outliers (clipped)
+    surface_samples: int = 600
+    depth_points: int = 400  # observed person points (subsampled) for the depth term
+    fit_phenotype: bool = True
+
+
+@dataclass
+class BodyState:
+    """Fitted body parameters (numpy; what a warm start needs)."""
+
+    rotvecs: np.ndarray  # [B,3] local-ref axis-angle per FIT_BONES
+    R: np.ndarray  # [3,3] global rotation (camera ← body frame)
+    t: np.ndarray  # [3] translation (camera frame, m): position of the Anny root
+    phenotype: np.ndarray  # [6] in (0,1)
+
+    def copy(self) -> "BodyState":
+        return BodyState(self.rotvecs.copy(), self.R.copy(), self.t.copy(), self.phenotype.copy())
+
+
+@dataclass
+class BodyFitResult:
+    state: BodyState
+    vertices: np.ndarray  # [N,3] camera frame
+    faces: np.ndarray  # [F,3]
+    landmarks: np.ndarray  # [75,3] camera frame
+    metrics: dict = field(default_factory=dict)
+
+
+_POSER = None
+_POSER_LOCK = threading.Lock()
+
+
+def get_poser() -> "AnnyPoser":
+    """Process-wide AnnyPoser (building Anny takes seconds; its cache lives in ``paths.cache_dir('anny')``)."""
+    global _POSER
+    with _POSER_LOCK:
+        if _POSER is None:
+            _POSER = AnnyPoser()
+        return _POSER
+
+
+class AnnyPoser:
+    """Anny with a differentiable forward on a vertex subset + the full forward.
+
+    ``subset_vertices(phenotype [6], rotvecs [B,3]) -> [S,3]`` (Anny frame, torch, differentiable);
+    ``full_vertices(phenotype, rotvecs) -> [N,3]`` (Anny frame, numpy)."""
+
+    def __init__(self, model=None, surface_samples: int = 600):
+        from interactvlm_ros.perception.landmarks import get_regressor
+        from interactvlm_ros.synth.anny_body import load_anny
+
+        self.model = model if model is not None else load_anny()
+        m = self.model
+        self.bone_labels = list(m.bone_labels)
+        self.J = len(self.bone_labels)
+        missing = [b for b in FIT_BONES if b not in self.bone_labels]
+        if missing:
+            raise RuntimeError(f"Anny rig lacks bones {missing}; the reconstruction needs the default 'anny' rig")
+        self.fit_ids = torch.tensor([self.bone_labels.index(b) for b in FIT_BONES])
+        self.faces = m.get_triangular_faces().cpu().numpy().astype(np.int64)
+        self.N = int(m.template_vertices.shape[0])
+        reg = get_regressor()
+        if reg.num_vertices != self.N:
+            raise RuntimeError(f"landmark regressor is for {reg.num_vertices} vertices, Anny has {self.N}")
+        with torch.no_grad():
+            pheno0 = self._pheno_dict(torch.full((6,), 0.5, dtype=DT))
+            rest = m(pose_parameters=None, phenotype_kwargs=pheno0)["vertices"][0].cpu().numpy()
+        fid, bary = sample_surface(rest, self.faces, surface_samples, seed=0)
+        surf = self.faces[fid, np.argmax(bary, 1)]  # nearest corner of each sample: a well-spread vertex subset
+        subset = np.unique(np.concatenate([reg.indices.ravel(), surf]))
+        self.subset = subset
+        pos = {int(v): i for i, v in enumerate(subset)}
+        self.lm_idx = torch.tensor(np.vectorize(pos.get)(reg.indices), dtype=torch.long)  # [75,k] into subset
+        self.lm_w = torch.tensor(reg.weights, dtype=DT)
+        self.surf_idx = torch.tensor(sorted({pos[int(v)] for v in surf}), dtype=torch.long)
+        sub = torch.as_tensor(subset, dtype=torch.long)
+        self.template_sub = m.template_vertices[sub].detach().to(DT)
+        self.blend_sub = m.blendshapes[:, sub].detach().to(DT)
+        w_sub = m.vertex_bone_weights[sub].detach().to(DT)
+        i_sub = m.vertex_bone_indices[sub].detach().long()
+        # dense [S,J] skinning matrix: blending the J bone transforms is then one small matmul
+        self.W_sub = torch.zeros(len(subset), self.J, dtype=DT).scatter_add_(1, i_sub, w_sub)
+        self.blend_sub = self.blend_sub.reshape(self.blend_sub.shape[0], -1)  # [C, S*3]
+        normals = vertex_normals(rest, self.faces)
+        self.rest_normals_sub = torch.as_tensor(normals[subset], dtype=DT)
+
+    # ---------------------------------------------------------------- pieces of Anny's forward
+    def _pheno_dict(self, pheno: torch.Tensor) -> dict:
+        return {k: pheno[i:i + 1] for i, k in enumerate(PHENOTYPE_LABELS)}
+
+    def coeffs(self, pheno: torch.Tensor) -> torch.Tensor:
+        """phenotype [6] → blendshape coefficients [1,C]."""
+        m = self.model
+        _, ph, lc, fa = m.get_tensor_inputs(None, self._pheno_dict(pheno), None, None)
+        return m._get_phenotype_blendshape_coefficients(ph, lc, fa)
+
+    def rest_bone_poses(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """[1,J,4,4] rest bone poses without computing all rest vertices (Anny 'cached' orientation)."""
+        m = self.model
+        if getattr(m, "bone_orientation", None) != "cached":  # other rigs: Anny's own (slower) path
+            return m.get_rest_model(coeffs)["rest_bone_poses"]
+        import roma
+        import anny.skinning.skinning as skinning
+
+        heads = skinning.apply_linear_blendshape(m.template_bone_heads, m.bone_heads_blendshapes, coeffs)
+        M = m.bone_template_orientation_matrices[None] + torch.einsum("ba,akij->bkij", coeffs, m.bone_orientation_blendshapes)
+        Rr = roma.special_procrustes(M)
+        if m.rest_orientation_refiner is not None:
+            Rr = m.rest_orientation_refiner(Rr, heads)
+        poses = roma.Rigid(linear=Rr, translation=heads).to_homogeneous()
+        if m.root_identity_orientation:
+            poses = poses.clone()
+            poses[:, 0, :3, :3] = torch.eye(3, dtype=poses.dtype)
+        return poses
+
+    def deltas(self, rotvecs: torch.Tensor) -> torch.Tensor:
+        """[B,3] → [1,J,4,4] local-ref deltas (identity for bones not fitted)."""
+        D = torch.eye(4, dtype=rotvecs.dtype).repeat(self.J, 1, 1)
+        D = D.index_put((self.fit_ids[:, None, None], torch.arange(3)[None, :, None], torch.arange(3)[None, None, :]),
+                        rotvec_to_matrix(rotvecs))
+        return D[None]
+
+    def subset_vertices(self, pheno: torch.Tensor, rotvecs: torch.Tensor, coeffs: torch.Tensor | None = None,
+                        rest_poses: torch.Tensor | None = None):
+        """(subset vertices [S,3], per-vertex skinning rotation [S,3,3]) in the Anny frame."""
+        m = self.model
+        if coeffs is None:
+            coeffs = self.coeffs(pheno)
+        if rest_poses is None:
+            rest_poses = self.rest_bone_poses(coeffs)
+        rest = self.template_sub + (coeffs @ self.blend_sub).reshape(-1, 3)
+        T, _ = m.get_bone_transforms(self.deltas(rotvecs), rest_poses)  # [1,J,4,4]
+        Tw = (self.W_sub @ T[0, :, :3, :].reshape(self.J, 12)).reshape(-1, 3, 4)  # [S,3,4]
+        v = (Tw[:, :, :3] @ rest[:, :, None])[..., 0] + Tw[:, :, 3]
+        return v, Tw[:, :, :3]
+
+    def rest_cache(self, pheno: np.ndarray):
+        """(coeffs, rest bone poses, full rest vertices) for a phenotype, cached (warm starts keep it fixed)."""
+        key = tuple(np.round(np.asarray(pheno, np.float64), 6))
+        hit = self._rest_cache.get(key) if hasattr(self, "_rest_cache") else None
+        if hit is None:
+            with torch.no_grad():
+                c = self.coeffs(torch.as_tensor(np.asarray(pheno, np.float64), dtype=DT))
+                hit = (c, self.rest_bone_poses(c), self.model.get_rest_vertices(c))
+            self._rest_cache = {key: hit}  # one entry: the current person
+        return hit
+
+    def full_vertices(self, pheno: np.ndarray, rotvecs: np.ndarray) -> np.ndarray:
+        """All N vertices [N,3] (Anny frame) — Anny's own skinning of the cached rest shape."""
+        c, rp, rest = self.rest_cache(pheno)
+        with torch.no_grad():
+            T, _ = self.model.get_bone_transforms(self.deltas(torch.as_tensor(rotvecs, dtype=DT)), rp)
+            v = self.model.get_skinned_vertices(rest, T)
+        return v[0].cpu().numpy().astype(np.float64)
+
+    def landmarks_from_subset(self, v_sub: torch.Tensor) -> torch.Tensor:
+        return (v_sub[self.lm_idx] * self.lm_w[..., None]).sum(1)  # [75,3]
+
+
+def person_points(depth: np.ndarray, mask: np.ndarray | None, K: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Back-project up to n valid depth pixels inside the person mask (eroded by 2 px: edge pixels mix
+    foreground and background depth) → [n,3] camera frame."""
+    import cv2
+
+    valid = np.asarray(depth) > 0
+    if mask is not None:
+        m = cv2.erode(np.asarray(mask, np.uint8), np.ones((5, 5), np.uint8)) > 0
+        valid &= m if m.any() else np.asarray(mask, bool)
+    vs, us = np.nonzero(valid)
+    if len(us) > n:
+        sel = np.random.default_rng(seed).choice(len(us), n, replace=False)
+        us, vs = us[sel], vs[sel]
+    z = np.asarray(depth)[vs, us].astype(np.float64)
+    return np.stack([(us - K[0, 2]) / K[0, 0] * z, (vs - K[1, 2]) / K[1, 1] * z, z], 1)
+
+
+def _logit(p):
+    p = np.clip(np.asarray(p, np.float64), 1e-3, 1 - 1e-3)
+    return np.log(p / (1 - p))
+
+
+class BodyFitter:
+    """Differentiable Anny fit (Adam) to 2-D/3-D landmarks and optional depth. See the module docstring."""
+
+    def __init__(self, poser: AnnyPoser | None = None, config: BodyFitConfig | None = None):
+        self.poser = poser or get_poser()
+        self.cfg = config or BodyFitConfig()
+        self.A2B = torch.tensor(ANNY_TO_BODY, dtype=DT)
+
+    # ------------------------------------------------------------------ initialisation
+    def _rest_landmarks_body(self) -> np.ndarray:
+        if not hasattr(self, "_rest_lm"):
+            with torch.no_grad():
+                v, _ = self.poser.subset_vertices(torch.full((6,), 0.5, dtype=DT), torch.zeros(len(FIT_BONES), 3, dtype=DT))
+                self._rest_lm = (self.poser.landmarks_from_subset(v).numpy() @ ANNY_TO_BODY.T)
+        return self._rest_lm
+
+    def initial_state(self, kp2d: np.ndarray, kp3d: np.ndarray | None, K: np.ndarray, depth=None, mask=None) -> BodyState:
+        """Global rotation from the 3-D landmarks (Kabsch on torso + limbs) or, without them, from the
+        shoulder order (facing / back to the camera); translation by linear least squares on the 2-D torso
+        landmarks, then moved to the depth of the person's pixels when depth is given."""
+        lm = self._rest_landmarks_body()  # [75,3] body frame, Anny root at origin
+        vis = kp2d[:NUM_POSE, 2] > 0.5
+        if kp3d is not None and np.isfinite(kp3d).all():
+            ids = [i for i in (11, 12, 23, 24, 0, 13, 14, 25, 26) if vis[i]] or list(range(NUM_POSE))
+            ids = [i for i in ids if i in (11, 12, 23, 24)] if len(ids) < 4 else ids
+            src = lm[ids] - 0.5 * (lm[L_HIP] + lm[R_HIP])
+            R, _ = umeyama(src, kp3d[ids])
+        else:
+            facing = kp2d[L_SH, 0] >= kp2d[R_SH, 0]  # person's left shoulder on the image right → facing us
+            # body frame (y up, facing +z) → camera (y down): facing the camera = 180° about x
+            R = np.diag([1.0, -1.0, -1.0]) if facing else np.diag([-1.0, -1.0, 1.0])
+        # linear solve of t from the visible landmarks' rays
+        use = [i for i in range(NUM_POSE) if vis[i]] or list(TORSO)
+        P = lm[use] @ R.T
+        uv = kp2d[use, :2]
+        xn = (uv[:, 0] - K[0, 2]) / K[0, 0]
+        yn = (uv[:, 1] - K[1, 2]) / K[1, 1]
+        A = np.zeros((2 * len(use), 3))
+        b = np.zeros(2 * len(use))
+        A[0::2, 0], A[0::2, 2], b[0::2] = -1.0, xn, P[:, 0] - xn * P[:, 2]
+        A[1::2, 1], A[1::2, 2], b[1::2] = -1.0, yn, P[:, 1] - yn * P[:, 2]
+        t, *_ = np.linalg.lstsq(A, b, rcond=None)
+        if not np.isfinite(t).all() or t[2] <= 0.2:
+            t = np.array([0.0, 0.0, 3.0])
+        if depth is not None:
+            sel = (depth > 0) if mask is None else ((depth > 0) & mask)
+            if sel.sum() > 20:
+                z = float(np.median(depth[sel])) + 0.08  # surface → body centre
+                t = t * (z / max(t[2], 1e-3))  # slide along the ray to the measured depth
+        return BodyState(np.zeros((len(FIT_BONES), 3)), R, t, np.full(6, 0.5))
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, kp2d: np.ndarray, K: np.ndarray, kp3d: np.ndarray | None = None, hands2d: np.ndarray | None = None,
+            depth: np.ndarray | None = None, person_mask: np.ndarray | None = None, init: BodyState | None = None,
+            iters: int | None = None) -> BodyFitResult:
+        """kp2d [33,3] (u, v, visibility) px; kp3d [33,3] hip-centred, camera-aligned (mediapipe world) or None;
+        hands2d [2,21,3] or None; depth [H,W] m (0 = invalid) or None; person_mask [H,W] bool or None."""
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        warm = init is not None
+        state0 = init.copy() if warm else self.initial_state(kp2d, kp3d, K, depth, person_mask)
+        n_iter = int(iters if iters is not None else (cfg.iters_warm if warm else cfg.iters_cold))
+
+        obs = np.zeros((75, 3), np.float32)
+        obs[:NUM_POSE] = kp2d[:NUM_POSE]
+        if hands2d is not None:
+            obs[NUM_POSE:] = np.asarray(hands2d, np.float32).reshape(42, 3)
+        obs_t = torch.as_tensor(obs, dtype=DT)
+        vis = (obs_t[:, 2] > 0.5).float()
+        lw = torch.ones(75, dtype=DT)
+        lw[NUM_POSE:] = cfg.w_hand
+        vp = obs[:NUM_POSE][obs[:NUM_POSE, 2] > 0.5, :2]
+        scale_px = float(np.linalg.norm(vp.max(0) - vp.min(0))) if len(vp) >= 2 else float(max(K[0, 2], K[1, 2]))
+        scale_px = max(scale_px, 20.0)
+        Kt = torch.tensor(K, dtype=DT)
+        kp3 = torch.as_tensor(kp3d, dtype=DT) if kp3d is not None else None
+
+        # depth samples: a no-grad lookup of the measured depth under each projected surface vertex
+        obs_pts = None
+        if depth is not None:
+            obs_pts = person_points(depth, person_mask, K, cfg.depth_points)
+            obs_pts = torch.as_tensor(obs_pts, dtype=DT) if len(obs_pts) >= 20 else None
+
+        rv = torch.tensor(state0.rotvecs, dtype=DT, requires_grad=True)
+        omega = torch.zeros(3, dtype=DT, requires_grad=True)
+        R0 = torch.tensor(state0.R, dtype=DT)
+        dt = torch.zeros(3, dtype=DT, requires_grad=True)
+        t0 = torch.tensor(state0.t, dtype=DT)
+        fit_pheno = cfg.fit_phenotype and not warm  # warm starts keep the person's shape (and its cached rest mesh)
+        ph_logit = torch.tensor(_logit(state0.phenotype), dtype=DT, requires_grad=fit_pheno)
+        ph_prev = torch.tensor(_logit(state0.phenotype), dtype=DT)
+        rv_prev = torch.tensor(state0.rotvecs, dtype=DT)
+        lr = cfg.lr * (cfg.warm_lr_scale if warm else 1.0)  # Adam's first steps are ~lr: small when warm
+        params = [{"params": [rv], "lr": lr * 1.5}, {"params": [omega], "lr": lr},
+                  {"params": [dt], "lr": lr * 0.5}]
+        if fit_pheno:
+            params.append({"params": [ph_logit], "lr": cfg.lr * 2})
+        opt = torch.optim.Adam(params)
+        hinge = [(FIT_BONES.index(b), a, s) for b, a, s in HINGES]
+        poser = self.poser
+        # a fixed phenotype lets the rest shape be computed once (warm starts)
+        fixed = None
+        if not fit_pheno:
+            c, rp, _ = poser.rest_cache(state0.phenotype)
+            fixed = (c, rp)
+
+        frozen = {}
+
+        def model(rv, omega, dt, ph_logit, stage1=False):
+            Rg = rotvec_to_matrix(omega) @ R0
+            M = Rg @ self.A2B
+            if stage1:  # pose and shape frozen: skin once, then only the rigid transform is optimised
+                if "v" not in frozen:
+                    with torch.no_grad():
+                        frozen["v"], frozen["R"] = poser.subset_vertices(torch.sigmoid(ph_logit), rv)
+                v, Rs = frozen["v"], frozen["R"]
+            elif fixed is None:
+                v, Rs = poser.subset_vertices(torch.sigmoid(ph_logit), rv)
+            else:
+                v, Rs = poser.subset_vertices(None, rv, coeffs=fixed[0], rest_poses=fixed[1])
+            vc = v @ M.T + (t0 + dt)
+            return vc, Rs, M
+
+        n_stage1 = 0 if warm else max(n_iter // 4, 1)
+        last = {}
+        for it in range(n_iter):
+            stage1 = it < n_stage1  # global rotation/translation only
+            opt.zero_grad()
+            vc, Rs, M = model(rv, omega, dt, ph_logit, stage1)
+            lm = poser.landmarks_from_subset(vc)
+            z = lm[:, 2].clamp_min(0.05)
+            uv = torch.stack([Kt[0, 0] * lm[:, 0] / z + Kt[0, 2], Kt[1, 1] * lm[:, 1] / z + Kt[1, 2]], -1)
+            r = (uv - obs_t[:, :2]).norm(dim=-1) / scale_px
+            w2 = vis * lw
+            l2d = (w2 * (torch.sqrt(r * r + 1e-4) - 1e-2)).sum() / w2.sum().clamp_min(1.0)
+            loss = cfg.w_2d * l2d
+            terms = {"2d": float(l2d.detach())}
+            if kp3 is not None:
+                rel = lm[:NUM_POSE] - 0.5 * (lm[L_HIP] + lm[R_HIP])
+                e3 = (rel - kp3).norm(dim=-1)
+                v3 = vis[:NUM_POSE] if vis[:NUM_POSE].sum() > 4 else torch.ones(NUM_POSE, dtype=DT)
+                l3d = (v3 * e3).sum() / v3.sum()
+                loss = loss + cfg.w_3d * l3d
+                terms["3d"] = float(l3d.detach())
+            if obs_pts is not None:
+                # point-to-plane residual of each observed person point to its nearest model vertex
+                nrm = (Rs @ poser.rest_normals_sub[..., None])[..., 0] @ M.T
+                with torch.no_grad():
+                    nn = torch.cdist(obs_pts, vc).argmin(1)
+                    near = (obs_pts - vc[nn]).norm(dim=-1) < cfg.depth_trunc * 2
+                if near.sum() > 10:
+                    res = ((obs_pts - vc[nn]) * nrm[nn]).sum(-1)[near]
+                    c = cfg.depth_trunc
+                    ldep = 0.1 * torch.log1p((res / c) ** 2).mean()  # Cauchy: ≈ 0.1·(res/c)² near 0
+                    loss = loss + cfg.w_depth * ldep
+                    terms["depth"] = float(ldep.detach())
+                    terms["depth_points"] = int(near.sum())
+            if not stage1:
+                lp = (rv * rv).sum()
+                lh = sum(torch.relu(-s * rv[i, a]) ** 2 + 0.5 * (rv[i, (a + 1) % 3] ** 2 + rv[i, (a + 2) % 3] ** 2)
+                         for i, a, s in hinge)
+                loss = loss + cfg.w_pose * lp + cfg.w_hinge * lh
+                if fit_pheno:
+                    loss = loss + cfg.w_pheno * ((torch.sigmoid(ph_logit) - 0.5) ** 2).sum()
+                if warm:
+                    loss = loss + cfg.w_temporal * (((rv - rv_prev) ** 2).sum() + ((ph_logit - ph_prev) ** 2).sum()
+                                                    + (omega ** 2).sum() + 10.0 * (dt ** 2).sum())
+            if not torch.isfinite(loss):
+                last = {"diverged": True, **terms}
+                break
+            loss.backward()
+            opt.step()
+            last = {"loss": float(loss.detach()), **terms}
+
+        with torch.no_grad():
+            Rg = (rotvec_to_matrix(omega) @ R0).numpy().astype(np.float64)
+            pheno = torch.sigmoid(ph_logit).numpy().astype(np.float64) if fit_pheno else state0.phenotype.copy()
+            state = BodyState(rv.detach().numpy().astype(np.float64).copy(), Rg, (t0 + dt).numpy().astype(np.float64),
+                              pheno)
+        finite = all(np.isfinite(x).all() for x in (state.rotvecs, state.R, state.t, state.phenotype))
+        if not finite:
+            return BodyFitResult(state, np.full((poser.N, 3), np.nan), poser.faces, np.full((75, 3), np.nan),
+                                 {"diverged": True, "iterations": n_iter})
+        v_anny = poser.full_vertices(state.phenotype, state.rotvecs)
+        M = state.R @ ANNY_TO_BODY
+        verts = v_anny @ M.T + state.t
+        from interactvlm_ros.perception.landmarks import get_regressor
+
+        lm = get_regressor().all(verts.astype(np.float32))
+        uvp = np.stack([K[0, 0] * lm[:, 0] / np.maximum(lm[:, 2], 1e-3) + K[0, 2],
+                        K[1, 1] * lm[:, 1] / np.maximum(lm[:, 2], 1e-3) + K[1, 2]], -1)
+        v = obs[:, 2] > 0.5
+        err_px = float(np.linalg.norm(uvp[v] - obs[v, :2], axis=1).mean()) if v.any() else float("nan")
+        metrics = {"iterations": n_iter, "warm": warm, "reproj_px": err_px, "reproj_rel": err_px / scale_px,
+                   "person_scale_px": scale_px, "fit_ms": 1e3 * (time.perf_counter() - t_start),
+                   **{f"loss_{k}": v for k, v in last.items()}}
+        return BodyFitResult(state, verts.astype(np.float32), poser.faces, lm, metrics)

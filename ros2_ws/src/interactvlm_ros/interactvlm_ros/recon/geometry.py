@@ -1,0 +1,106 @@
+"""Small geometry helpers shared by the body and object fits (torch + numpy).
+
+Hand-written because they are a few lines each and no dependency we already have exposes them with
+the conventions we need (column-vector rotations, 6-D rotation as the first two *columns*, Umeyama
+without scale/reflection). ``roma`` (an Anny dependency) has equivalents for some; we keep ours so
+the object fit does not depend on Anny being installed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def rotvec_to_matrix(rv: torch.Tensor) -> torch.Tensor:
+    """Rodrigues, differentiable at 0. rv [...,3] → R [...,3,3] (column-vector convention)."""
+    theta2 = (rv * rv).sum(-1, keepdim=True)
+    theta = torch.sqrt(theta2 + 1e-12)
+    k = rv / theta
+    K = torch.zeros(rv.shape[:-1] + (3, 3), dtype=rv.dtype, device=rv.device)
+    K[..., 0, 1], K[..., 0, 2] = -k[..., 2], k[..., 1]
+    K[..., 1, 0], K[..., 1, 2] = k[..., 2], -k[..., 0]
+    K[..., 2, 0], K[..., 2, 1] = -k[..., 1], k[..., 0]
+    s = torch.sin(theta)[..., None]
+    c = torch.cos(theta)[..., None]
+    eye = torch.eye(3, dtype=rv.dtype, device=rv.device).expand(K.shape)
+    R = eye + s * K + (1 - c) * (K @ K)
+    # small angles: first-order form (avoids 0/0 in k)
+    small = (theta2[..., 0] < 1e-10)[..., None, None]
+    Kr = torch.zeros_like(K)
+    Kr[..., 0, 1], Kr[..., 0, 2] = -rv[..., 2], rv[..., 1]
+    Kr[..., 1, 0], Kr[..., 1, 2] = rv[..., 2], -rv[..., 0]
+    Kr[..., 2, 0], Kr[..., 2, 1] = -rv[..., 1], rv[..., 0]
+    return torch.where(small, eye + Kr, R)
+
+
+def sixd_to_matrix(d6: torch.Tensor) -> torch.Tensor:
+    """6-D rotation (Zhou et al. 2019): d6 [...,6] = first two columns (a1, a2) → R [...,3,3] by Gram-Schmidt.
+
+    (The official code interleaves the two columns in its storage; the representation is the same.)"""
+    a1, a2 = d6[..., :3], d6[..., 3:]
+    b1 = a1 / a1.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    a2 = a2 - (b1 * a2).sum(-1, keepdim=True) * b1
+    b2 = a2 / a2.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    b3 = torch.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], dim=-1)
+
+
+def matrix_to_sixd(R: torch.Tensor) -> torch.Tensor:
+    """R [...,3,3] → [...,6] (first two columns)."""
+    return torch.cat([R[..., :, 0], R[..., :, 1]], dim=-1)
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted rigid fit (no scale, no reflection): R, t minimising Σ w‖R·src + t − dst‖². src/dst [n,3]."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    w = np.ones(len(src)) if w is None else np.asarray(w, np.float64)
+    w = w / max(w.sum(), 1e-12)
+    ms, md = w @ src, w @ dst
+    C = ((dst - md) * w[:, None]).T @ (src - ms)
+    U, _, Vt = np.linalg.svd(C)
+    D = np.eye(3)
+    D[2, 2] = np.sign(np.linalg.det(U @ Vt)) or 1.0
+    R = U @ D @ Vt
+    return R, md - R @ ms
+
+
+def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
+    """Geodesic angle between two rotations (degrees)."""
+    c = (np.trace(np.asarray(Ra).T @ np.asarray(Rb)) - 1.0) / 2.0
+    return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals [N,3] (numpy)."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Differentiable area-weighted unit vertex normals. vertices [N,3], faces [F,3] → [N,3]."""
+    v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
+    n = torch.zeros_like(vertices)
+    for k in range(3):
+        n = n.index_add(0, faces[:, k], fn)
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0):
+    """Area-uniform surface samples as (face ids [n], barycentrics [n,3]) so they can be re-posed with the mesh."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    area = 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+    rng = np.random.default_rng(seed)
+    p = area / area.sum() if area.sum() > 0 else None
+    fid = rng.choice(len(f), size=n, p=p)
+    r1, r2 = rng.random(n), rng.random(n)
+    s = np.sqrt(r1)
+    bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
+    return fid, bary.astype(np.float32)

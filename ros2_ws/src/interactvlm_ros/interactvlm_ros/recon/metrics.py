@@ -1,0 +1,91 @@
+"""Reconstruction quality numbers: contact distance, penetration, errors against ground truth (synthetic).
+
+Rotation errors respect the object's symmetry (``symmetry_rotation_error``): a box is the same after a
+180° flip about any of its axes, a cylinder after any turn about its axis, a sphere after any rotation —
+reporting the raw angle would call a perfect fit 180° wrong.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from interactvlm_ros.recon.geometry import rotation_angle_deg, vertex_normals
+
+
+def contact_distance(obj_vertices, obj_contact, human_vertices, human_contact, thr_o: float = 0.3,
+                     thr_h: float = 0.5) -> float:
+    """Mean distance (m) from the object's contact vertices (p > thr_o; all object vertices within the
+    nearest-to-body decile when no object contact is given) to the nearest human vertex."""
+    from scipy.spatial import cKDTree
+
+    ov = np.asarray(obj_vertices, np.float64)
+    hv = np.asarray(human_vertices, np.float64)
+    tree = cKDTree(hv)
+    if obj_contact is not None and (np.asarray(obj_contact) > thr_o).sum() >= 1:
+        d, _ = tree.query(ov[np.asarray(obj_contact) > thr_o])
+        return float(d.mean())
+    hc = hv[np.asarray(human_contact) > thr_h]
+    if len(hc) == 0:
+        return float("nan")
+    d, _ = cKDTree(ov).query(hc)
+    return float(d.mean())
+
+
+def penetration_depth(obj_vertices, obj_faces, human_vertices, human_faces, near: float = 0.05) -> float:
+    """Max depth (m) of object vertices inside the body (0 when none).
+
+    A vertex counts as inside when it lies behind the outward normal of its nearest body vertex and
+    within ``near`` of it (a local signed distance; exact enough for the few cm that matter here and
+    robust to Anny not being watertight)."""
+    from scipy.spatial import cKDTree
+
+    ov = np.asarray(obj_vertices, np.float64)
+    hv = np.asarray(human_vertices, np.float64)
+    hn = vertex_normals(hv, human_faces).astype(np.float64)
+    d, nn = cKDTree(hv).query(ov)
+    sd = ((ov - hv[nn]) * hn[nn]).sum(1)
+    inside = (sd < 0) & (d < near)
+    return float(-sd[inside].min()) if inside.any() else 0.0
+
+
+def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.spatial import cKDTree
+
+    return float(max(cKDTree(b).query(a)[0].mean(), cKDTree(a).query(b)[0].mean()))
+
+
+def symmetries(vertices: np.ndarray, tol: float = 0.01) -> dict:
+    """Rotational symmetries of a mesh (about its vertex centroid, principal axes): ``{"continuous": [axes],
+    "discrete": [3x3 rotations incl. identity]}``. tol: chamfer tolerance as a fraction of the size."""
+    v = np.asarray(vertices, np.float64)
+    v = v - v.mean(0)
+    size = float((v.max(0) - v.min(0)).max())
+    _, _, Vt = np.linalg.svd(v, full_matrices=False)
+    axes = Vt  # rows: principal axes
+    from scipy.spatial.transform import Rotation
+
+    cont, disc = [], [np.eye(3)]
+    for a in axes:
+        if all(_chamfer(v @ Rotation.from_rotvec(a * ang).as_matrix().T, v) < tol * size for ang in (0.3, 1.1, 2.2)):
+            cont.append(a)
+        Rf = Rotation.from_rotvec(a * np.pi).as_matrix()
+        if _chamfer(v @ Rf.T, v) < tol * size:
+            disc.append(Rf)
+    return {"continuous": cont, "discrete": disc}
+
+
+def symmetry_rotation_error(R_est: np.ndarray, R_gt: np.ndarray, sym: dict) -> float:
+    """Rotation error (degrees) modulo the object's symmetries; 0 for a sphere-like object."""
+    cont = sym["continuous"]
+    if len(cont) >= 2:
+        return 0.0
+    if len(cont) == 1:  # only the axis direction matters (and its sign if a flip is a symmetry)
+        a = np.asarray(cont[0])
+        c = float(np.clip((R_est @ a) @ (R_gt @ a), -1, 1))
+        ang = np.degrees(np.arccos(c))
+        return float(min(ang, 180 - ang)) if len(sym["discrete"]) > 1 else float(ang)
+    return float(min(rotation_angle_deg(R_est @ S, R_gt) for S in sym["discrete"]))
+
+
+def vertex_error(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Mean per-vertex distance (m), camera frame, no alignment."""
+    return float(np.linalg.norm(np.asarray(pred, np.float64) - np.asarray(gt, np.float64), axis=1).mean())

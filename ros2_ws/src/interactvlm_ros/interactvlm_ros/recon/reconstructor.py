@@ -1,0 +1,369 @@
+"""``Reconstructor``: posed human + object in the camera frame with contacts; ``Tracker``: per-frame warm start.
+
+One frame (``Reconstructor.fit``)::
+
+    checks: K (bad_intrinsics), depth (bad_depth), observation (no_person), object mask (object_not_visible)
+    BodyFitter   landmarks (+ 3-D landmarks, + depth)            -> Anny mesh [N,3] in the camera frame
+    ObjectFitter contacts + object mask (+ depth) + penetration  -> object pose 4x4, mesh [M,3]
+    outputs      grip poses (object contact patches), free grasp points, metrics  -> Reconstruction
+
+The contacts come from any localizer: arrays on the Anny template topology (human, 13718) and on the
+object mesh's vertices, or a ``ContactResult`` (pipeline) carrying them. Nothing here depends on which
+model produced them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interactvlm_ros.recon.body_fit import BodyFitConfig, BodyFitter, BodyState
+from interactvlm_ros.recon.camera import (DepthError, IntrinsicsError, default_intrinsics, validate_K,
+                                          validate_depth)
+from interactvlm_ros.recon.object_fit import ObjectFitConfig, ObjectFitter
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "no_person", "object_not_visible", "bad_depth", "bad_intrinsics", "diverged", "bad_input")
+DEFAULT_OBJECT_SIZE = 0.25  # m, longest side, when nothing tells the real size (logged fallback)
+
+
+@dataclass
+class Reconstruction:
+    """Result of one frame. Camera optical frame (x right, y down, z forward), metres.
+
+    human_vertices_cam [N,3], human_faces [F,3], human_contact [N] (as given); object_vertices_cam [M,3],
+    object_faces, object_contact [M] | None; object_pose 4x4 (camera ← object mesh frame, metric);
+    human_grip_poses: list of dicts (pose 4x4, centre, normal, ...) — contact patches on the object;
+    free_grasp_points [P,3] (+ free_grasp_normals) — object surface away from the person."""
+
+    status: str
+    message: str = ""
+    human_vertices_cam: np.ndarray | None = None
+    human_faces: np.ndarray | None = None
+    human_contact: np.ndarray | None = None
+    object_vertices_cam: np.ndarray | None = None
+    object_faces: np.ndarray | None = None
+    object_contact: np.ndarray | None = None
+    object_pose: np.ndarray | None = None
+    human_grip_poses: list = field(default_factory=list)
+    free_grasp_points: np.ndarray | None = None
+    free_grasp_normals: np.ndarray | None = None
+    K: np.ndarray | None = None
+    body_state: BodyState | None = None
+    metrics: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict:
+        def arr(x):
+            return None if x is None else np.asarray(x).tolist()
+
+        return {
+            "status": self.status, "message": self.message, "frame": "camera_optical (x right, y down, z forward), metres",
+            "K": arr(self.K), "object_pose": arr(self.object_pose),
+            "human_grip_poses": [{k: (arr(v) if isinstance(v, np.ndarray) else v) for k, v in g.items()}
+                                 for g in self.human_grip_poses],
+            "free_grasp_points": int(0 if self.free_grasp_points is None else len(self.free_grasp_points)),
+            "body": None if self.body_state is None else {
+                "translation": arr(self.body_state.t), "rotation": arr(self.body_state.R),
+                "phenotype": arr(self.body_state.phenotype)},
+            "metrics": {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in self.metrics.items()},
+            "timings_ms": self.timings,
+        }
+
+
+@dataclass
+class ReconInit:
+    """Warm start: the previous frame's body state and object pose."""
+
+    body: BodyState | None = None
+    object_pose: np.ndarray | None = None
+
+    @classmethod
+    def from_reconstruction(cls, rec: "Reconstruction") -> "ReconInit | None":
+        if rec is None or not rec.ok:
+            return None
+        return cls(rec.body_state.copy() if rec.body_state is not None else None,
+                   None if rec.object_pose is None else np.array(rec.object_pose))
+
+
+def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
+    if mesh is None:
+        raise ValueError("no object mesh: pass object_mesh (path, (vertices, faces) or a mesh object)")
+    if isinstance(mesh, (str, Path)):
+        import trimesh
+
+        p = Path(mesh)
+        if not p.is_file():
+            raise ValueError(f"object_mesh {p} does not exist")
+        m = trimesh.load(p, force="mesh", process=False)
+        return np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64)
+    if isinstance(mesh, tuple) and len(mesh) == 2:
+        return np.asarray(mesh[0], np.float64), np.asarray(mesh[1], np.int64)
+    if hasattr(mesh, "vertices") and hasattr(mesh, "faces"):
+        return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
+    raise ValueError(f"object_mesh of type {type(mesh).__name__}: expected a path, (vertices, faces) or a mesh")
+
+
+def object_size_for(label: str | None, source: str | None) -> tuple[float | None, str]:
+    """Real longest side (m) of an object from its source mesh file (library meshes are metric) or the
+    synthetic catalog's size range by label. (None, why) when unknown."""
+    if source:
+        p = Path(str(source).split(":", 1)[-1]) if not Path(str(source)).is_file() else Path(str(source))
+        if p.is_file():
+            try:
+                v, _ = _mesh_arrays(p)
+                ext = float((v.max(0) - v.min(0)).max())
+                if 0.01 < ext < 5.0:
+                    return ext, f"extent of {p.name}"
+            except Exception as exc:  # noqa: BLE001 - unreadable source: try the label
+                log.debug("object size from %s failed: %s", p, exc)
+    if label:
+        from interactvlm_ros.synth import catalog
+
+        key = label.strip().lower()
+        for c in catalog.CATEGORIES.values():
+            if key == c.name or key in c.synonyms:
+                return float(np.mean(c.size)), f"catalog size of '{c.name}'"
+    return None, "unknown"
+
+
+class Reconstructor:
+    """Fit the human (Anny) and the object in the camera frame. See the module docstring.
+
+    Args:
+        body_config / object_config: iteration counts and loss weights.
+        device: "cpu" or "cuda" (object silhouette through nvdiffrast on CUDA).
+        max_reproj_rel: body 2-D landmark error (fraction of the person's bbox diagonal) above which
+            the fit is reported ``diverged``.
+        max_penetration: object-in-body depth (m) above which the result is ``diverged``.
+    """
+
+    def __init__(self, body_config: BodyFitConfig | None = None, object_config: ObjectFitConfig | None = None,
+                 device: str = "cpu", max_reproj_rel: float = 0.1, max_penetration: float = 0.03):
+        self.body_fitter = BodyFitter(config=body_config)
+        self.object_fitter = ObjectFitter(object_config, device=device)
+        self.max_reproj_rel = float(max_reproj_rel)
+        self.max_penetration = float(max_penetration)
+        self.fallbacks: list[str] = []
+
+    def _fallback(self, text: str) -> None:
+        if text not in self.fallbacks:
+            self.fallbacks.append(text)
+            log.warning("fallback: %s", text)
+
+    # ---------------------------------------------------------------------------------------------
+    def fit(self, image: np.ndarray, observation: Any, human_contact: Any = None, object_contact=None,
+            object_mesh=None, depth=None, K=None, init: ReconInit | Reconstruction | None = None,
+            object_mask=None, object_size: float | None = None, object_label: str | None = None) -> Reconstruction:
+        """One frame.
+
+        image uint8 [H,W,3]; observation: ``HumanObservation`` (keypoints_2d [33,3] px, keypoints_3d [33,3] | None,
+        hands_2d [2,21,3], mask [H,W] | None); human_contact [N] on the Anny topology, or a ``ContactResult``
+        (then object_contact / object mesh / label come from it); object_contact [M] | None; object_mesh:
+        path | (vertices, faces) | mesh — metric unless ``object_size`` (longest side, m) is given;
+        depth [H,W] metres (0/NaN invalid) | None; K [3,3] | None (default intrinsics, logged);
+        object_mask [H,W] bool | None (None: estimated near the contact, heuristic, depth term only);
+        init: previous ``Reconstruction`` / ``ReconInit`` for a warm start."""
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            return Reconstruction("bad_input", f"image must be HxWx3 RGB, got shape {image.shape}")
+        H, W = image.shape[:2]
+        # ---- contacts from a ContactResult
+        if human_contact is not None and hasattr(human_contact, "human_contact"):
+            cr = human_contact
+            human_contact = cr.human_contact
+            if object_contact is None:
+                object_contact = cr.object_contact
+            if object_mesh is None and getattr(cr, "object_vertices", None) is not None:
+                object_mesh = (cr.object_vertices, cr.object_faces)
+                if object_size is None:  # pipeline meshes are normalised (longest side 1)
+                    object_size, why = object_size_for(getattr(cr, "object_label", None), getattr(cr, "object_source", None))
+                    if object_size is None:
+                        object_size = DEFAULT_OBJECT_SIZE
+                        why = f"default {DEFAULT_OBJECT_SIZE} m"
+                        self._fallback(f"object size unknown for '{getattr(cr, 'object_label', '')}'; "
+                                       f"assuming a longest side of {DEFAULT_OBJECT_SIZE} m (pass object_size)")
+                    timings["object_size_source"] = why  # type: ignore[assignment]
+            object_label = object_label or getattr(cr, "object_label", None)
+        # ---- intrinsics
+        if K is None:
+            K = default_intrinsics(H, W)
+            self._fallback("no camera intrinsics: default fx = fy = 1.2·max(W, H), principal point at the centre")
+        try:
+            K = validate_K(K, H, W)
+        except IntrinsicsError as exc:
+            return Reconstruction("bad_intrinsics", str(exc))
+        # ---- depth
+        if depth is not None:
+            try:
+                depth = validate_depth(depth, H, W)
+            except DepthError as exc:
+                return Reconstruction("bad_depth", str(exc), K=K)
+        # ---- person
+        if observation is None or not getattr(observation, "found", False):
+            return Reconstruction("no_person", "no person observed in the image", K=K)
+        kp2d = np.asarray(observation.keypoints_2d, np.float64)
+        if kp2d.shape != (33, 3) or not np.isfinite(kp2d).all() or (kp2d[:, 2] > 0.5).sum() < 6:
+            return Reconstruction("no_person", "fewer than 6 visible body landmarks; cannot fit a body", K=K)
+        # ---- object mask
+        if object_mask is not None:
+            object_mask = np.asarray(object_mask, bool)
+            if object_mask.shape != (H, W):
+                return Reconstruction("bad_input", f"object_mask is {object_mask.shape}, the image is {(H, W)}", K=K)
+            if object_mask.sum() < 10:
+                return Reconstruction("object_not_visible", "the object mask is empty (object not in view)", K=K)
+        # ---- contacts / mesh
+        poser = self.body_fitter.poser
+        if human_contact is None:
+            return Reconstruction("bad_input", "human_contact is required (per-vertex, Anny topology)", K=K)
+        hc = np.asarray(human_contact, np.float64).reshape(-1)
+        if len(hc) != poser.N:
+            return Reconstruction("bad_input", f"human_contact has {len(hc)} entries; the reconstruction fits Anny "
+                                  f"({poser.N} vertices) — use body='anny' in the pipeline", K=K)
+        if not np.isfinite(hc).all():
+            return Reconstruction("bad_input", "human_contact contains NaN/inf", K=K)
+        try:
+            ov, of = _mesh_arrays(object_mesh)
+        except ValueError as exc:
+            return Reconstruction("bad_input", str(exc), K=K)
+        if len(ov) < 4 or len(of) < 1 or not np.isfinite(ov).all():
+            return Reconstruction("bad_input", "object mesh is empty or has NaN vertices", K=K)
+        if object_size is not None:
+            ext = float((ov.max(0) - ov.min(0)).max())
+            ov = (ov - ov.mean(0)) * (float(object_size) / max(ext, 1e-9))
+        oc = None
+        if object_contact is not None:
+            oc = np.asarray(object_contact, np.float64).reshape(-1)
+            if len(oc) != len(ov):
+                return Reconstruction("bad_input", f"object_contact has {len(oc)} entries, the object mesh {len(ov)} vertices", K=K)
+        if isinstance(init, Reconstruction):
+            init = ReconInit.from_reconstruction(init)
+
+        # ---- body
+        t = time.perf_counter()
+        person_mask = getattr(observation, "mask", None)
+        if person_mask is not None:
+            person_mask = np.asarray(person_mask, bool)
+            if person_mask.shape != (H, W):
+                person_mask = None
+        kp3d = getattr(observation, "keypoints_3d", None)
+        hands = getattr(observation, "hands_2d", None)
+        body = self.body_fitter.fit(kp2d, K, kp3d=None if kp3d is None else np.asarray(kp3d, np.float64),
+                                    hands2d=hands, depth=depth, person_mask=person_mask,
+                                    init=None if init is None else init.body)
+        timings["body"] = 1e3 * (time.perf_counter() - t)
+        metrics = {f"body_{k}": v for k, v in body.metrics.items()}
+        hv = body.vertices
+        if body.metrics.get("diverged") or not np.isfinite(hv).all() or body.metrics["reproj_rel"] > self.max_reproj_rel:
+            return Reconstruction("diverged", f"body fit diverged (2-D error {body.metrics.get('reproj_rel', float('nan')):.3f} "
+                                  f"of the person's size > {self.max_reproj_rel})", K=K, metrics=metrics, timings=timings)
+
+        # ---- object mask estimate (heuristic) when none is given
+        w_mask_saved = None
+        mask_for_fit = object_mask
+        if object_mask is None:
+            est = self._estimate_object_mask(hv, hc, ov, K, H, W, person_mask)
+            if est is None:
+                return Reconstruction("object_not_visible", "the contact region projects outside the image",
+                                      K=K, metrics=metrics, timings=timings)
+            mask_for_fit = est
+            w_mask_saved = self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid
+            self.object_fitter.cfg.w_mask = 0.0  # a guessed region only selects depth points
+            self.object_fitter.cfg.w_centroid = 0.0
+            metrics["object_mask"] = "estimated (disk around the contact minus the person; depth points only)"
+        else:
+            metrics["object_mask"] = "given"
+        t = time.perf_counter()
+        try:
+            obj = self.object_fitter.fit(ov, of, oc, hv, body.faces, hc, K, (H, W), mask_for_fit, person_mask, depth,
+                                         init_pose=None if init is None else init.object_pose)
+        finally:
+            if w_mask_saved is not None:
+                self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid = w_mask_saved
+        timings["object"] = 1e3 * (time.perf_counter() - t)
+        metrics.update({f"object_{k}": v for k, v in obj.metrics.items()})
+        if obj.metrics.get("diverged"):
+            return Reconstruction("diverged", "object fit produced a non-finite pose", K=K, human_vertices_cam=hv,
+                                  human_faces=body.faces, human_contact=hc, body_state=body.state, metrics=metrics,
+                                  timings=timings)
+        # ---- outputs
+        t = time.perf_counter()
+        from interactvlm_ros.recon.metrics import contact_distance, penetration_depth
+        from interactvlm_ros.recon.outputs import free_grasp_points, grip_poses
+
+        metrics["penetration_m"] = penetration_depth(obj.vertices, of, hv, body.faces)
+        metrics["contact_distance_m"] = contact_distance(obj.vertices, oc, hv, hc)
+        grips = grip_poses(obj.vertices, of, oc, hv, hc)
+        free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc)
+        timings["outputs"] = 1e3 * (time.perf_counter() - t)
+        timings["total"] = 1e3 * (time.perf_counter() - t0)
+        status, msg = "ok", ""
+        if metrics["penetration_m"] > self.max_penetration:
+            status, msg = "diverged", (f"object penetrates the body by {100 * metrics['penetration_m']:.1f} cm "
+                                       f"(> {100 * self.max_penetration:.0f} cm)")
+        return Reconstruction(status, msg, hv, body.faces, hc.astype(np.float32), obj.vertices, of,
+                              None if oc is None else oc.astype(np.float32), obj.pose, grips, free_p, free_n, K,
+                              body.state, metrics, timings)
+
+    @staticmethod
+    def _estimate_object_mask(hv, hc, ov, K, H, W, person_mask) -> np.ndarray | None:
+        """Heuristic object region: a disk around the projected human-contact centroid, radius = the
+        object's projected bounding radius, minus the person mask. None when it falls outside the image."""
+        import cv2
+
+        sel = hc > 0.5
+        if sel.sum() < 3:
+            sel = np.argsort(-hc)[:20]
+        c = np.asarray(hv)[sel].mean(0)
+        if c[2] <= 0.05:
+            return None
+        r = float(np.linalg.norm(ov - ov.mean(0), axis=1).max())
+        u, v = K[0, 0] * c[0] / c[2] + K[0, 2], K[1, 1] * c[1] / c[2] + K[1, 2]
+        rp = max(3, int(round(1.2 * r * K[0, 0] / c[2])))
+        m = np.zeros((H, W), np.uint8)
+        cv2.circle(m, (int(round(u)), int(round(v))), rp, 1, -1)
+        m = m.astype(bool)
+        if person_mask is not None:
+            m &= ~person_mask
+        return m if m.sum() >= 10 else None
+
+
+class Tracker:
+    """Per-frame reconstruction with warm start from the previous solution and a reset (cold fit) when
+    the warm fit degrades (status not ok, body 2-D error above ``reset_reproj_rel``, or penetration).
+
+    ``update(...)`` takes the same arguments as ``Reconstructor.fit`` (minus ``init``)."""
+
+    def __init__(self, reconstructor: Reconstructor | None = None, reset_reproj_rel: float = 0.05):
+        self.reconstructor = reconstructor or Reconstructor()
+        self.reset_reproj_rel = float(reset_reproj_rel)
+        self.last: Reconstruction | None = None
+        self.resets = 0
+        self.frames = 0
+
+    def reset(self) -> None:
+        self.last = None
+
+    def update(self, image, observation, human_contact=None, **kw) -> Reconstruction:
+        self.frames += 1
+        init = ReconInit.from_reconstruction(self.last)
+        rec = self.reconstructor.fit(image, observation, human_contact, init=init, **kw)
+        if init is not None and (not rec.ok or rec.metrics.get("body_reproj_rel", 1.0) > self.reset_reproj_rel):
+            if rec.status in ("ok", "diverged"):  # degraded warm fit → cold fit
+                self.resets += 1
+                rec = self.reconstructor.fit(image, observation, human_contact, init=None, **kw)
+                rec.metrics["tracker_reset"] = True
+        rec.metrics["warm_start"] = init is not None and not rec.metrics.get("tracker_reset", False)
+        self.last = rec if rec.ok else None
+        return rec

@@ -1,0 +1,147 @@
+"""Bad input → clear status, no garbage poses; intrinsics/depth helpers; geometry units."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from interactvlm_ros.recon.camera import (DepthError, IntrinsicsError, default_intrinsics, parse_K, validate_K,
+                                          validate_depth)
+
+
+def test_default_intrinsics():
+    K = default_intrinsics(480, 640)
+    assert K[0, 0] == K[1, 1] == pytest.approx(768.0)
+    assert (K[0, 2], K[1, 2]) == (319.5, 239.5)
+    assert validate_K(K, 480, 640) is not None
+
+
+@pytest.mark.parametrize("K,word", [
+    (np.zeros((3, 3)), "fx"),
+    (np.array([[-500, 0, 320], [0, 500, 240], [0, 0, 1.0]]), "fx"),
+    (np.array([[np.nan, 0, 320], [0, 500, 240], [0, 0, 1.0]]), "NaN"),
+    (np.array([[2.0, 0, 320], [0, 2.0, 240], [0, 0, 1.0]]), "field of view"),
+    (np.array([[500, 0, 320], [0, 100, 240], [0, 0, 1.0]]), "fx/fy"),
+    (np.array([[500, 0, 5000], [0, 500, 240], [0, 0, 1.0]]), "principal point"),
+    (np.eye(4), "shape"),
+])
+def test_bad_intrinsics_named(K, word):
+    with pytest.raises(IntrinsicsError, match=word):
+        validate_K(K, 480, 640)
+
+
+def test_parse_K():
+    K = parse_K("500,510,320,240")
+    assert K[0, 0] == 500 and K[1, 1] == 510 and K[0, 2] == 320 and K[1, 2] == 240
+    with pytest.raises(IntrinsicsError, match="fx,fy,cx,cy"):
+        parse_K("500,320")
+
+
+def test_depth_validation():
+    with pytest.raises(DepthError, match="valid"):
+        validate_depth(np.zeros((48, 64)), 48, 64)
+    with pytest.raises(DepthError, match="valid"):
+        validate_depth(np.full((48, 64), np.nan), 48, 64)
+    with pytest.raises(DepthError, match="register"):
+        validate_depth(np.ones((10, 10)), 48, 64)
+    d = np.ones((48, 64), np.float32)
+    d[0, 0] = np.nan
+    d[0, 1] = -1
+    out = validate_depth(d, 48, 64)
+    assert out[0, 0] == 0 and out[0, 1] == 0 and out[1, 1] == 1
+
+
+def test_geometry_units():
+    import torch
+
+    from interactvlm_ros.recon.geometry import matrix_to_sixd, rotvec_to_matrix, sixd_to_matrix, umeyama
+    from scipy.spatial.transform import Rotation
+
+    rv = np.array([[0.3, -0.2, 0.9], [0, 0, 0], [1e-7, 0, 0]])
+    R = rotvec_to_matrix(torch.tensor(rv)).numpy()
+    assert np.allclose(R, Rotation.from_rotvec(rv).as_matrix(), atol=1e-6)
+    Rt = torch.tensor(R[0])
+    assert torch.allclose(sixd_to_matrix(matrix_to_sixd(Rt)), Rt, atol=1e-6)
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(20, 3))
+    R0 = Rotation.from_rotvec([0.4, 0.1, -0.5]).as_matrix()
+    Rf, tf = umeyama(src, src @ R0.T + [1, 2, 3])
+    assert np.allclose(Rf, R0, atol=1e-8) and np.allclose(tf, [1, 2, 3], atol=1e-8)
+
+
+def test_symmetry_rotation_error():
+    from scipy.spatial.transform import Rotation
+
+    from interactvlm_ros.recon.metrics import symmetries, symmetry_rotation_error
+    from interactvlm_ros.synth import catalog
+
+    box, _ = catalog.normalized_mesh("phone")
+    s = symmetries(box)
+    flip = Rotation.from_rotvec([0, np.pi, 0]).as_matrix()
+    assert symmetry_rotation_error(flip, np.eye(3), s) == pytest.approx(0.0, abs=1e-6)
+    r20 = Rotation.from_rotvec([0, np.radians(20), 0]).as_matrix()
+    assert symmetry_rotation_error(r20, np.eye(3), s) == pytest.approx(20.0, abs=1e-3)
+    chair, _ = catalog.normalized_mesh("chair")
+    assert symmetry_rotation_error(flip, np.eye(3), symmetries(chair)) == pytest.approx(180.0, abs=1e-3)
+
+
+def test_grip_and_free_points_geometry():
+    import trimesh
+
+    from interactvlm_ros.recon.outputs import free_grasp_points, grip_poses
+
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    ov, of = np.asarray(box.vertices, float), np.asarray(box.faces)
+    sub = trimesh.remesh.subdivide_to_size(ov, of, 0.03)
+    ov, of = sub[0], sub[1]
+    oc = (ov[:, 0] > 0.099).astype(np.float32)  # the +x face touches the "hand"
+    hv = np.array([[0.11, y, z] for y in np.linspace(-0.05, 0.05, 5) for z in np.linspace(-0.05, 0.05, 5)])
+    hc = np.ones(len(hv))
+    g = grip_poses(ov, of, oc, hv, hc)
+    assert len(g) == 1
+    assert np.allclose(g[0]["normal"], [1, 0, 0], atol=1e-6)  # outward normal of the touched face
+    assert g[0]["centre"][0] == pytest.approx(0.1, abs=1e-6)
+    pts, _ = free_grasp_points(ov, of, hv, hc, margin=0.05, body_margin=0.03)
+    d = np.linalg.norm(pts[:, None] - hv[None], axis=-1).min(1)
+    assert len(pts) > 0 and d.min() > 0.05
+    assert not ((np.abs(pts[:, 1]) < 0.01) & (np.abs(pts[:, 2]) < 0.01) & (pts[:, 0] > 0.09)).any()  # under the hand
+
+
+@pytest.fixture(scope="module")
+def recon():
+    pytest.importorskip("anny")
+    from interactvlm_ros.recon import Reconstructor
+
+    return Reconstructor()
+
+
+def _obs(found=True, n=64):
+    from interactvlm_ros.perception.human import HumanObservation
+
+    kp = np.zeros((33, 3), np.float32)
+    kp[:, 0] = np.linspace(20, 40, 33)
+    kp[:, 1] = np.linspace(5, 60, 33)
+    kp[:, 2] = 1.0
+    return HumanObservation(found=found, image_size=(n, n), keypoints_2d=kp)
+
+
+def test_bad_inputs_give_status(recon):
+    img = np.zeros((64, 64, 3), np.uint8)
+    N = recon.body_fitter.poser.N
+    hc = np.zeros(N)
+    mesh = (np.random.default_rng(0).normal(size=(10, 3)) * 0.1, np.array([[0, 1, 2], [2, 3, 4]]))
+    r = recon.fit(img, _obs(found=False), hc, None, mesh)
+    assert r.status == "no_person" and r.object_pose is None and r.human_vertices_cam is None
+    r = recon.fit(img, None, hc, None, mesh)
+    assert r.status == "no_person"
+    r = recon.fit(img, _obs(), hc, None, mesh, depth=np.zeros((64, 64)))
+    assert r.status == "bad_depth" and "valid" in r.message and r.object_pose is None
+    r = recon.fit(img, _obs(), hc, None, mesh, depth=np.full((64, 64), np.nan))
+    assert r.status == "bad_depth"
+    r = recon.fit(img, _obs(), hc, None, mesh, K=np.array([[0, 0, 32], [0, 0, 32], [0, 0, 1.0]]))
+    assert r.status == "bad_intrinsics" and r.object_pose is None
+    r = recon.fit(img, _obs(), hc, None, mesh, object_mask=np.zeros((64, 64), bool))
+    assert r.status == "object_not_visible" and r.object_pose is None
+    r = recon.fit(img, _obs(), np.zeros(100), None, mesh)
+    assert r.status == "bad_input" and "Anny" in r.message
+    r = recon.fit(img, _obs(), hc, np.zeros(3), mesh)
+    assert r.status == "bad_input" and "object_contact" in r.message
