@@ -1,0 +1,91 @@
+"""Core speed figures (render / view assets / lifting). One command, prints a table:
+
+    python benchmarks/bench_core.py [--size 1024] [--repeat 5] [--threads N]
+
+Targets (2 CPU cores): view-asset build for a new 10k-face object at 1024² × 4 views ≤ 300 ms; lifting 4×1024²
+masks onto the 13.7k-vertex Anny body ≤ 10 ms; cached asset load ≤ 20 ms. Caches go to a temp dir.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+
+def _t(fn, repeat):
+    out, ts = fn(), []  # warm-up (lazy operators, allocator)
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        ts.append((time.perf_counter() - t0) * 1000)
+    return out, statistics.median(ts), min(ts)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = ap.parse_args(argv)
+    os.environ["INTERACTVLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_core_")
+    import numpy as np
+    import torch
+    import trimesh
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from interactvlm_ros import assets as A
+    from interactvlm_ros.bodies import get_body_model
+    from interactvlm_ros.lift import Lifter
+    from interactvlm_ros.render import rasterize
+
+    S, R = args.size, args.repeat
+    rows = []
+    # a fresh 10k-face object (torus 100x50), different vertices each repeat so the cache never hits
+    base = trimesh.creation.torus(0.35, 0.15, major_sections=100, minor_sections=50)
+    v0, f0 = np.asarray(base.vertices, np.float32), np.asarray(base.faces)
+    k = iter(range(1, 1000))
+    _, med, mn = _t(lambda: A.build_view_assets(v0 * (1 + 1e-4 * next(k)), f0, "object", S, colors="xyz"), R)
+    rows.append((f"view assets, new 10k-face object, 4×{S}² (torch CPU, incl. shading+cache write)", med, mn, 300))
+    _, med, mn = _t(lambda: rasterize(v0, f0, "object", S, backend="torch"), R)
+    rows.append((f"  of which rasterize only (4×{S}²)", med, mn, None))
+    try:
+        _, med, mn = _t(lambda: rasterize(v0, f0, "object", S, backend="embree"), max(1, R // 2))
+        rows.append((f"  embree ray casting, same mesh (4×{S}²)", med, mn, None))
+    except Exception as exc:  # noqa: BLE001
+        print("embree unavailable:", exc, file=sys.stderr)
+    key = A.build_view_assets(v0, f0, "object", S, colors="xyz").key
+    _, med, mn = _t(lambda: A.build_view_assets(v0, f0, "object", S, colors="xyz"), R)
+    rows.append((f"cached asset load (object, {S}²)", med, mn, 20))
+    body = get_body_model("anny")
+    t0 = time.perf_counter()
+    ha = A.human_assets(body, S)
+    rows.append((f"view assets, Anny body {len(body.faces)} faces, 4×{S}² (first build)", (time.perf_counter() - t0) * 1000,
+                 None, None))
+    _, med, mn = _t(lambda: A.human_assets(body, S), R)
+    rows.append((f"cached asset load (Anny body, {S}²)", med, mn, 20))
+    t0 = time.perf_counter()
+    lifter = Lifter(ha, mode="human")
+    rows.append(("Lifter construction (sparse operators, human)", (time.perf_counter() - t0) * 1000, None, None))
+    logits = np.random.default_rng(0).normal(0, 4, (4, S, S)).astype(np.float32)
+    _, med, mn = _t(lambda: lifter(logits), R * 4)
+    rows.append((f"lift 4×{S}² logits → {body.num_vertices} vertices (human, numpy in)", med, mn, 10))
+    low = logits[:, ::4, ::4].copy()
+    _, med, mn = _t(lambda: lifter(low), R * 4)
+    rows.append((f"lift 4×{S // 4}² low-res logits (fused bilinear upsample)", med, mn, None))
+    ol = Lifter(ha, mode="object")
+    _, med, mn = _t(lambda: ol(logits), R * 4)
+    rows.append((f"lift 4×{S}² logits (object vote rule)", med, mn, None))
+    print(f"\ninteractvlm_ros core benchmark — torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"cpu count {os.cpu_count()}\n")
+    print(f"{'measurement':78s} {'median ms':>10s} {'min ms':>8s} {'target':>8s}")
+    for name, med, mn, tgt in rows:
+        print(f"{name:78s} {med:10.1f} {'' if mn is None else f'{mn:8.1f}':>8s} {'' if tgt is None else f'≤{tgt}':>8s}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

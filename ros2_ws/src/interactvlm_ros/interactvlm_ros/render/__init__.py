@@ -1,0 +1,184 @@
+"""Render a mesh on a view set: shaded images AND exact per-pixel (face, vertex ids, barycentrics) maps.
+
+``render_views(vertices, faces, view_set, size, vertex_colors, backend="auto") -> RenderOutput``
+
+Backends (all with the PyTorch3D conventions of ``views``; they agree away from triangle edges):
+
+* ``"torch"`` — pure-PyTorch rasterizer (``raster_torch``), CPU or CUDA (``device=``). Default CPU path.
+* ``"nvdiffrast"`` — CUDA rasterizer (``nvdiffrast_backend``), used by ``auto`` when it imports and CUDA exists.
+* ``"embree"`` — CPU ray casting (``raycast_embree``), independent implementation used to cross-check.
+
+``auto`` picks nvdiffrast → torch (CUDA if available, else CPU) and logs the choice once.
+Shading (``shading``) is shared: Hard Phong with the spec's light/material, white background.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..views import ViewSet, camera_position, get_view_set, view_transform
+from . import nvdiffrast_backend, raster_torch, raycast_embree
+from .shading import shade, vertex_normals_torch
+
+log = logging.getLogger(__name__)
+
+RENDERER_VERSION = "core-render-1"
+BACKENDS = ("auto", "torch", "nvdiffrast", "embree")
+_logged: set[str] = set()
+
+
+class RenderError(ValueError):
+    """Bad render input or an explicitly requested backend that is unavailable (message says how to fix)."""
+
+
+@dataclass
+class RenderOutput:
+    """images uint8 [V,S,S,3]; vertex_ids int64 [V,S,S,3] (−1 bg); bary float32 [V,S,S,3] (−1 bg);
+    face_ids int64 [V,S,S] (−1 bg); depth float32 [V,S,S] (view z, −1 bg); backend name."""
+
+    images: np.ndarray
+    vertex_ids: np.ndarray
+    bary: np.ndarray
+    face_ids: np.ndarray
+    depth: np.ndarray
+    backend: str
+
+
+def select_backend(backend: str = "auto", device: str | None = None) -> tuple[str, str, str]:
+    """→ (backend, device, reason). Explicit unavailable backends raise ``RenderError``."""
+    if backend not in BACKENDS:
+        raise RenderError(f"render backend {backend!r}: use one of {BACKENDS}")
+    if backend == "auto":
+        ok, why = nvdiffrast_backend.available()
+        if ok and device in (None, "cuda") or (ok and str(device).startswith("cuda")):
+            choice = ("nvdiffrast", device or "cuda", "nvdiffrast on CUDA")
+        else:
+            dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            choice = ("torch", dev, f"torch rasterizer on {dev} ({why})")
+        if choice[2] not in _logged:
+            _logged.add(choice[2])
+            log.info("render backend auto → %s", choice[2])
+        return choice
+    if backend == "nvdiffrast":
+        ok, why = nvdiffrast_backend.available()
+        if not ok:
+            raise RenderError(why)
+        return "nvdiffrast", device or "cuda", "requested"
+    if backend == "embree":
+        ok, why = raycast_embree.available()
+        if not ok:
+            raise RenderError(why)
+        return "embree", "cpu", "requested"
+    return "torch", device or "cpu", "requested"
+
+
+def _validate(vertices: np.ndarray, faces: np.ndarray) -> None:
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
+        raise RenderError(f"vertices must be float [N,3] with N > 0; got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+        raise RenderError(f"faces must be int [F,3] with F > 0; got {faces.shape}")
+    if not np.isfinite(vertices).all():
+        raise RenderError("vertices contain NaN/inf; clean the mesh (objects.load_mesh validates files)")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise RenderError(f"faces index vertices outside [0, {len(vertices)})")
+
+
+def rasterize(vertices, faces, view_set: "ViewSet | str", size: int, backend: str = "auto", device: str | None = None):
+    """Maps only (no shading): → (face_ids int64 [V,S,S], bary float32 [V,S,S,3], depth float32 [V,S,S], backend)."""
+    vertices = np.asarray(vertices, np.float32)
+    faces = np.asarray(faces, np.int64)
+    _validate(vertices, faces)
+    vs = get_view_set(view_set)
+    name, dev, _ = select_backend(backend, device)
+    fids, bcs, depths = [], [], []
+    if name == "embree":
+        import trimesh
+        from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+        mesh = trimesh.Trimesh(vertices.astype(np.float64), faces, process=False)
+        inter = RayMeshIntersector(mesh)
+        for view in vs.views:
+            f, b, d = raycast_embree.raycast_view(vertices, faces, view, size, mesh, inter)
+            fids.append(f), bcs.append(b), depths.append(d)
+        return np.stack(fids), np.stack(bcs), np.stack(depths), name
+    fn = nvdiffrast_backend.rasterize_view if name == "nvdiffrast" else raster_torch.rasterize_view
+    tv = torch.as_tensor(vertices, device=dev, dtype=torch.float64)
+    tf = torch.as_tensor(faces, device=dev)
+    with torch.no_grad():
+        for view in vs.views:
+            R, T = view_transform(view)
+            vv = (tv @ torch.as_tensor(R, device=dev) + torch.as_tensor(T, device=dev)).float()
+            f, b, d = fn(vv, tf, size)
+            fids.append(f), bcs.append(b), depths.append(d)
+        return (torch.stack(fids).cpu().numpy(), torch.stack(bcs).cpu().numpy().astype(np.float32),
+                torch.stack(depths).cpu().numpy().astype(np.float32), name)
+
+
+def render_compact(vertices, faces, view_set: "ViewSet | str", size: int = 1024, vertex_colors=None,
+                   backend: str = "auto", device: str | None = None):
+    """Like ``render_views`` but returns ``(images uint8 [V,S,S,3], CompactMaps, depth_fg float32 [P], backend)`` with
+    the maps kept foreground-only (no dense [V,S,S,3] arrays: the fast path of ``assets.build_view_assets``)."""
+    from ..lift import CompactMaps
+
+    vertices = np.asarray(vertices, np.float32)
+    faces = np.asarray(faces, np.int64)
+    _validate(vertices, faces)
+    size = int(size)
+    if size < 1:
+        raise RenderError(f"size must be positive, got {size}")
+    vs = get_view_set(view_set)
+    if vertex_colors is None:
+        vertex_colors = np.full((len(vertices), 3), 0.7, np.float32)
+    vertex_colors = np.asarray(vertex_colors, np.float32)
+    if vertex_colors.shape != vertices.shape:
+        raise RenderError(f"vertex_colors must be [N,3] = {vertices.shape}; got {vertex_colors.shape}")
+    name, dev, _ = select_backend(backend, device)
+    if name == "embree":
+        dev = "cpu"
+    tv = torch.as_tensor(vertices, device=dev)
+    tf = torch.as_tensor(faces, device=dev)
+    normals = vertex_normals_torch(tv, tf)
+    cols = torch.as_tensor(vertex_colors, device=dev)
+    images, offsets, pixs, fids, bcs, depths = [], [0], [], [], [], []
+    with torch.no_grad():
+        if name == "embree":
+            fi_all, b_all, d_all, _ = rasterize(vertices, faces, vs, size, "embree")
+        for v, view in enumerate(vs.views):
+            if name == "embree":
+                f_v, b_v, d_v = (torch.as_tensor(fi_all[v]), torch.as_tensor(b_all[v]), torch.as_tensor(d_all[v]))
+            else:
+                R, T = view_transform(view)
+                vv = (torch.as_tensor(vertices, device=dev, dtype=torch.float64) @ torch.as_tensor(R, device=dev)
+                      + torch.as_tensor(T, device=dev)).float()
+                fn = nvdiffrast_backend.rasterize_view if name == "nvdiffrast" else raster_torch.rasterize_view
+                f_v, b_v, d_v = fn(vv, tf, size)
+            images.append(shade(f_v, b_v, tv, tf, normals, cols, view.light_location, camera_position(view)).cpu().numpy())
+            flat = f_v.reshape(-1)
+            fg = torch.nonzero(flat >= 0).flatten()
+            pixs.append(fg.cpu().numpy())
+            fids.append(flat.index_select(0, fg).cpu().numpy().astype(np.int32))
+            bcs.append(b_v.reshape(-1, 3).index_select(0, fg).cpu().numpy().astype(np.float32))
+            depths.append(d_v.reshape(-1).index_select(0, fg).cpu().numpy().astype(np.float32))
+            offsets.append(offsets[-1] + len(fg))
+    fid = np.concatenate(fids)
+    compact = CompactMaps((size, size), np.asarray(offsets, np.int64), np.concatenate(pixs).astype(np.int64),
+                          faces[fid].astype(np.int32), np.concatenate(bcs), fid)
+    return np.stack(images), compact, np.concatenate(depths), name
+
+
+def render_views(vertices, faces, view_set: "ViewSet | str", size: int = 1024, vertex_colors=None,
+                 backend: str = "auto", device: str | None = None) -> RenderOutput:
+    """vertices float [N,3], faces int [F,3], vertex_colors float [N,3] in [0,1] (default: grey 0.7) → RenderOutput."""
+    images, c, depth_fg, name = render_compact(vertices, faces, view_set, size, vertex_colors, backend, device)
+    depth = np.full((c.num_views, size * size), -1.0, np.float32)
+    for v in range(c.num_views):
+        a, b = int(c.offsets[v]), int(c.offsets[v + 1])
+        depth[v, c.pix[a:b]] = depth_fg[a:b]
+    return RenderOutput(images, c.dense_vertex_ids(), c.dense_bary(), c.dense_face_ids(),
+                        depth.reshape(c.num_views, size, size), name)
+
+
+__all__ = ["RenderOutput", "RenderError", "render_views", "render_compact", "rasterize", "select_backend", "RENDERER_VERSION", "BACKENDS"]

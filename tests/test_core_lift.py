@@ -1,0 +1,146 @@
+"""Core lifting: official loaders + lifting vs. the conformance fixtures, lifting modes, input handling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from interactvlm_ros.assets import AssetError, ViewAssets, load_lift2d_dict, load_official_human_assets
+from interactvlm_ros.lift import CompactMaps, LiftError, Lifter
+
+HUMAN = "interactvlm-hcontact-tiny"
+OBJECT = "interactvlm-oafford-tiny"
+
+
+def _ref_logits(npz) -> np.ndarray:
+    lr = torch.as_tensor(npz["low_res_masks"])
+    return torch.nn.functional.interpolate(lr, (1024, 1024), mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
+@pytest.fixture(scope="module")
+def human_assets(conformance_dir):
+    return load_official_human_assets(conformance_dir / HUMAN / "data" / "hcontact_vitruvian")
+
+
+@pytest.fixture(scope="module")
+def object_assets(conformance_dir):
+    return load_lift2d_dict(conformance_dir / OBJECT / "inputs" / "mug__synthetic" / "sam_inp_objs" / "lift2d_dict.pkl")
+
+
+def test_official_human_assets_load(human_assets, conformance_dir):
+    a = human_assets
+    assert isinstance(a, ViewAssets) and a.num_vertices == 6890
+    assert a.view_names == ("topfront", "bottomfront", "topback", "bottomback")
+    assert a.renders.shape == (4, 1024, 1024, 3) and a.renders.dtype == np.uint8
+    assert a.vertex_ids.shape == (4, 1024, 1024, 3) and a.bary.dtype == np.float32
+    np.testing.assert_allclose(a.cam_params[1], [0.2, 0.875, 0.875, 0.5, 0.65], atol=1e-6)
+    with np.load(conformance_dir / HUMAN / "data" / "hcontact_vitruvian" / "pixel_to_vertex_map_1024.npz") as z:
+        np.testing.assert_array_equal(a.vertex_ids[2], z["topback"])
+    # dense maps rebuilt from the compact store are lossless
+    np.testing.assert_array_equal(a.compact.dense_vertex_ids(), a.vertex_ids)
+    np.testing.assert_array_equal(a.compact.dense_bary(), a.bary)
+    assert a.key.startswith("official-human-")
+
+
+@pytest.mark.parametrize("which", ["forward_teacher_forced", "generate"])
+def test_human_lifting_matches_official(human_assets, conformance_dir, which):
+    e = np.load(conformance_dir / HUMAN / "expected" / f"{which}.npz")
+    lifter = Lifter(human_assets, mode="human")
+    c = lifter(_ref_logits(e))
+    assert c.shape == (6890,) and c.dtype == np.float32
+    np.testing.assert_allclose(c, e["pred_contact_3d"][0], atol=1e-5, rtol=0)
+    assert np.all(c[49:] == 0)  # unseen vertices (fixture: 49 and 50..6889) stay exactly 0
+    # the low-res masks directly: resampled at the foreground pixels only, same result
+    np.testing.assert_allclose(lifter(e["low_res_masks"][:, 0]), e["pred_contact_3d"][0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("which", ["forward_teacher_forced", "generate"])
+def test_object_lifting_matches_official(object_assets, conformance_dir, which):
+    e = np.load(conformance_dir / OBJECT / "expected" / f"{which}.npz")
+    assert object_assets.num_vertices == 206
+    assert object_assets.view_names == ("frontleft", "frontright", "backleft", "backright")
+    np.testing.assert_allclose(object_assets.cam_params[:, 0], 0.2)  # encoded 2.0 although rendered at 1.5
+    logits = _ref_logits(e)
+    lifter = Lifter(object_assets, mode="object")
+    c = lifter(logits)
+    np.testing.assert_allclose(c, e["pred_contact_3d"][0], atol=3e-5, rtol=0)
+    np.testing.assert_array_equal(lifter.selected_pixels_per_view(logits), e["lift_selected_pixels_per_view"])
+    np.testing.assert_array_equal(lifter.views_per_vertex(logits), e["lift_views_per_vertex"])
+    nz = c[c > 0]
+    assert nz.min() > 0.3  # object votes: 0 or > 0.3, no clamp
+
+
+def test_torch_input_batched_and_modes(human_assets, conformance_dir):
+    e = np.load(conformance_dir / HUMAN / "expected" / "generate.npz")
+    logits = _ref_logits(e)
+    lifter = Lifter(human_assets, mode="human")
+    t = lifter(torch.as_tensor(logits))
+    assert isinstance(t, torch.Tensor) and t.shape == (6890,)
+    b = lifter(np.stack([logits, -logits]))
+    assert b.shape == (2, 6890)
+    np.testing.assert_allclose(b[0], t.numpy(), atol=1e-6)
+    # legacy binary rule: 0/1 output; all-negative logits select nothing
+    leg = Lifter(human_assets, mode="legacy_binary")
+    out = leg(logits)
+    assert set(np.unique(out)) <= {0.0, 1.0} and out.sum() > 0
+    assert leg(np.full_like(logits, -5.0)).sum() == 0
+
+
+def test_lifting_rules_on_a_tiny_map():
+    """Two views of a 2x2 image over a 4-vertex mesh, hand-computed expectations."""
+    ids = np.full((2, 2, 2, 3), -1, np.int64)
+    bary = np.full((2, 2, 2, 3), -1.0, np.float32)
+    ids[0, 0, 0], bary[0, 0, 0] = (0, 1, 2), (0.5, 0.25, 0.25)
+    ids[0, 0, 1], bary[0, 0, 1] = (0, 1, 2), (0.0, 0.5, 0.5)
+    ids[1, 1, 1], bary[1, 1, 1] = (0, 2, 9), (0.5, 0.5, 0.0)  # id 9 out of range -> pixel ignored
+    ids[1, 1, 0], bary[1, 1, 0] = (0, 0, 2), (0.5, 0.25, 0.25)  # repeated id: weights add up
+    logits = np.zeros((2, 2, 2), np.float32)
+    logits[0, 0, 0], logits[0, 0, 1], logits[1, 1, 0] = 20.0, -20.0, 0.0
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    c = Lifter((ids, bary, 4), mode="human")(logits)
+    p0, p1 = sig(20.0), sig(-20.0)
+    v0_view0 = (0.5 * p0 + 0.0 * p1) / 0.5
+    v1 = (0.25 * p0 + 0.5 * p1) / 0.75
+    v0_view1 = 0.5  # (0.75 * 0.5) / 0.75
+    np.testing.assert_allclose(c[0], (v0_view0 + v0_view1) / 2, atol=1e-6)
+    np.testing.assert_allclose(c[1], v1, atol=1e-6)
+    np.testing.assert_allclose(c[2], ((0.25 * p0 + 0.5 * p1) / 0.75 + 0.5) / 2, atol=1e-6)
+    assert c[3] == 0
+    o = Lifter((ids, bary, 4), mode="object")(logits)  # only p > 0.3 pixels count
+    np.testing.assert_allclose(o[1], p0, atol=1e-6)
+    np.testing.assert_allclose(o[0], (p0 + 0.5) / 2, atol=1e-6)
+
+
+def test_lifting_errors(human_assets):
+    lifter = Lifter(human_assets, mode="human")
+    with pytest.raises(LiftError, match="views"):
+        lifter(np.zeros((3, 1024, 1024), np.float32))
+    with pytest.raises(LiftError, match=r"\[V,H,W\]"):
+        lifter(np.zeros((1024, 1024), np.float32))
+    with pytest.raises(LiftError, match="mode"):
+        Lifter(human_assets, mode="soft")
+    with pytest.raises(LiftError, match="vertex_ids"):
+        Lifter(object(), mode="human")
+    with pytest.raises(LiftError, match="shape"):
+        CompactMaps.from_dense(np.zeros((2, 4, 4, 3)), np.zeros((2, 4, 4, 2)))
+
+
+def test_official_loader_errors(tmp_path, conformance_dir):
+    with pytest.raises(AssetError, match="pixel_to_vertex_map_1024.npz"):
+        load_official_human_assets(tmp_path)
+    with pytest.raises(AssetError, match="not a folder"):
+        load_official_human_assets(tmp_path / "nope")
+    with pytest.raises(AssetError, match="lift2d_dict.pkl"):
+        load_lift2d_dict(tmp_path / "lift2d_dict.pkl")
+    bad = tmp_path / "lift2d_dict.pkl"
+    import joblib
+
+    joblib.dump({"pixel_to_vertices_map": []}, bad)
+    with pytest.raises(AssetError, match="not a demo lift2d_dict"):
+        load_lift2d_dict(bad)
+    # maps without the renders beside them: clear error naming the PNG
+    src = conformance_dir / HUMAN / "data" / "hcontact_vitruvian"
+    for n in ("pixel_to_vertex_map_1024.npz", "bary_coords_map_1024.npz"):
+        (tmp_path / n).symlink_to(src / n)
+    with pytest.raises(AssetError, match="body_render_norm_topfront.png"):
+        load_official_human_assets(tmp_path)
