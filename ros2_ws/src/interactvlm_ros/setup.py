@@ -47,7 +47,7 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["test", "tests"]),
     include_package_data=True,
-    package_data={PACKAGE: ["**/*.npz", "**/*.json", "**/*.obj", "**/*.glb", "**/*.md", "**/*.pt", "**/*.onnx", "**/*.yaml", "**/*.txt"]},
+    package_data={PACKAGE: ["**/*.npz", "**/*.ply", "**/*.json", "**/*.obj", "**/*.glb", "**/*.md", "**/*.pt", "**/*.onnx", "**/*.yaml", "**/*.txt"]},
     data_files=_data_files(),
     python_requires=">=3.10",
     install_requires=[
@@ -56,6 +56,7 @@ setup(
         "pillow",
         "pyyaml",
         "trimesh",
+        "fast-simplification",
         "joblib",
         "sentencepiece",
         "transformers>=4.45",
