@@ -1,0 +1,138 @@
+"""Benchmark of the contact node end to end (receive -> publish) over real ROS 2 transport.
+
+    python benchmarks/bench_node.py [--model default] [--seconds 20] [--rates 0,15,30] [--size 640x480]
+
+Starts ``interactvlm-contact-node`` as a subprocess (own ROS domain, localhost), publishes a real photo
+(tests/data/person_catching_ball.png, resized to --size) and measures, per input rate:
+  - latency: time from publishing a frame to receiving its human contact PointCloud2 (same stamp) in this
+    process. The clouds are published first, then the MarkerArray (subscribed here, so the node builds it);
+    the overlay is not subscribed (so not computed, as on a robot where nobody watches it);
+    rate 0 = closed loop (next frame sent when the previous result arrived: pure latency, no contention);
+  - output rate: processed frames per second; dropped: frames the node replaced in its newest-frame slot;
+  - node RSS at the end; stage timings (ms) from /diagnostics.
+Prints one table. Targets (docs/node.md): >= 15 Hz sustained, p95 <= 100 ms at 640x480.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def run_rate(client, msg, info, rate: float, seconds: float):
+    client.clear()
+    sent: dict[tuple[int, int], float] = {}
+    base = 1_000_000 * (1 + int(rate))  # unique stamps per run (int32 seconds)
+    t0 = time.monotonic()
+    n = 0
+    d0 = client.last_diagnostics()
+    recv0 = int(d0.get("frames_received", 0))
+    while time.monotonic() - t0 < seconds:
+        n += 1
+        stamp = client.stamp(base + n, 0)
+        msg.header.stamp = info.header.stamp = stamp
+        sent[(stamp.sec, 0)] = time.monotonic()
+        client.pub_info.publish(info)
+        client.pub_image.publish(msg)
+        if rate > 0:
+            time.sleep(max(0.0, t0 + n / rate - time.monotonic()))
+        else:
+            client.wait_for(lambda: any(m.header.stamp.sec == stamp.sec for m in client.messages("human_contacts")[-3:]),
+                            2.0)
+    elapsed = time.monotonic() - t0
+    time.sleep(1.5)
+    lat = []
+    for t_rx, m in list(client.received["human_contacts"]):
+        key = (m.header.stamp.sec, 0)
+        if key in sent:
+            lat.append(t_rx - sent[key])
+    d = client.last_diagnostics()
+    lat = np.array(lat) * 1e3
+    dropped = int(d.get("frames_dropped", 0)) - int(d0.get("frames_dropped", 0))
+    stages = {k.split("/", 1)[1]: float(v) for k, v in d.items() if k.startswith("stage_ms/")}
+    return {
+        "rate_in": rate, "sent": n, "processed": len(lat), "out_hz": len(lat) / elapsed,
+        "p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+        "max": float(lat.max()) if lat.size else float("nan"), "dropped": dropped, "stages": stages,
+        "received": int(d.get("frames_received", 0)) - recv0,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--assets", default="")
+    ap.add_argument("--label", default="ball")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--rates", default="0,15,30", help="input rates in Hz (0 = closed loop)")
+    ap.add_argument("--size", default="640x480")
+    ap.add_argument("--domain-id", type=int, default=91)
+    ap.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data", help="image QoS (node + publisher)")
+    args = ap.parse_args(argv)
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1")
+    import cv2
+
+    from interactvlm_ros.ros import conversions as conv
+    from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process
+
+    w, h = (int(x) for x in args.size.split("x"))
+    bgr = cv2.imread(str(REPO / "tests" / "data" / "person_catching_ball.png"), cv2.IMREAD_COLOR)
+    rgb = cv2.cvtColor(cv2.resize(bgr, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    params = {"model": args.model, "object_label": args.label, "image_qos": args.qos}
+    if args.assets:
+        params["assets"] = args.assets
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_node_{os.getpid()}.log"
+    proc = start_node_process(args.domain_id, params, log)
+    client = ContactClient(domain_id=args.domain_id, image_reliable=args.qos == "reliable", outputs=("human_contacts", "object_contacts", "markers"))
+    rows = []
+    try:
+        t = time.monotonic()
+        d = client.wait_state("running", 300.0)
+        if d.get("state") != "running":
+            print(f"node did not start ({d}); log: {log}", file=sys.stderr)
+            return 1
+        load_s = time.monotonic() - t
+        client.wait_subscribers(10.0)
+        msg = conv.numpy_to_image(rgb, "rgb8")
+        msg.header.frame_id = "bench_cam"
+        info = conv.make_camera_info(w, h, header=msg.header)
+        for _ in range(50):  # warm-up
+            client.publish_image(rgb)
+            if client.wait_for(lambda: client.count("human_contacts") >= 3, 0.5):
+                break
+        for r in (float(x) for x in args.rates.split(",")):
+            rows.append(run_rate(client, msg, info, r, args.seconds))
+        rss = rss_mb(proc.pid)
+    finally:
+        client.close()
+        stop_process(proc)
+    print(f"\nnode benchmark: model={d.get('model')} backend={d.get('backend')} image {w}x{h} ({args.qos}), "
+          f"{os.cpu_count()} CPUs, load+start {load_s:.1f} s, node RSS {rss:.0f} MB")
+    print(f"{'input Hz':>9} {'sent':>5} {'received':>8} {'processed':>9} {'out Hz':>7} {'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+    for r in rows:
+        rin = "closed" if r["rate_in"] == 0 else f"{r['rate_in']:.0f}"
+        print(f"{rin:>9} {r['sent']:>5} {r['received']:>8} {r['processed']:>9} {r['out_hz']:>7.1f} {r['dropped']:>7} "
+              f"{r['p50']:>7.0f} {r['p95']:>7.0f} {r['max']:>7.0f}")
+    if rows:
+        st = rows[-1]["stages"]
+        print("stage ms (last frame): " + ", ".join(f"{k}={v:.0f}" for k, v in st.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

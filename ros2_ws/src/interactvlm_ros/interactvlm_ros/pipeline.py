@@ -1,0 +1,468 @@
+"""ContactEstimator: the one object the CLI, the ROS node, the benchmarks and the evaluation use.
+
+One frame::
+
+    image (uint8 RGB HxWx3) ──> HumanPerception.observe (optional, mediapipe)   -> HumanObservation
+                             ──> Localizer.predict(image, label, human_assets, object_assets, observation)
+                                                                                 -> logits [V,H,W] per mesh
+                             ──> Lifter (human: soft barycentric, object: votes) -> contact [N] per vertex
+                             ──> Reconstructor.fit (optional)                    -> meshes in the camera frame
+
+Static work (view renders + lifting maps of the body and of each object mesh, the lifters) is done
+once and cached in memory (and on disk by ``assets``); ``estimate`` only runs the per-frame part.
+The module imports no ROS and imports the other parts lazily, so a missing optional part raises a
+clear error naming it instead of breaking ``import interactvlm_ros.pipeline``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LOG = logging.getLogger("interactvlm_ros.pipeline")
+
+#: official overlay colour (run_demo.py): (255, 38, 25)
+CONTACT_RGB = np.array([255, 38, 25], dtype=np.float32)
+
+
+class PipelineError(RuntimeError):
+    """The estimator cannot be built (missing part, bad model path, mismatched assets)."""
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    x = np.clip(np.asarray(x, dtype=np.float32), -20.0, 20.0)
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
+def _to_numpy(x):
+    if x is None:
+        return None
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+@dataclass
+class ContactResult:
+    """Per-frame result. Vertex arrays are canonical (template body, normalised object).
+
+    human_contact [Nh] / object_contact [No]: per-vertex contact probability in [0, 1] (None when the
+    model does not predict that side or the frame was not processed). human_masks / object_masks:
+    per-view contact probabilities [V,h,w]. timings: milliseconds per stage.
+    """
+
+    status: str
+    message: str = ""
+    human_contact: np.ndarray | None = None
+    object_contact: np.ndarray | None = None
+    human_vertices: np.ndarray | None = None
+    human_faces: np.ndarray | None = None
+    object_vertices: np.ndarray | None = None
+    object_faces: np.ndarray | None = None
+    part_ids: np.ndarray | None = None
+    part_names: list[str] | None = None
+    human_masks: np.ndarray | None = None
+    object_masks: np.ndarray | None = None
+    human_renders: np.ndarray | None = None
+    object_renders: np.ndarray | None = None
+    object_label: str = ""
+    label_known: bool = False
+    object_source: str = ""
+    model: str = ""
+    backend: str = ""
+    text: str | None = None
+    observation: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+    reconstruction: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def contact_parts(self, threshold: float = 0.5) -> list[str]:
+        """Names of body parts with at least one vertex at or above ``threshold``."""
+        if self.human_contact is None or self.part_ids is None or not self.part_names:
+            return []
+        ids = np.unique(self.part_ids[self.human_contact >= threshold])
+        return [self.part_names[int(i)] for i in ids if 0 <= int(i) < len(self.part_names)]
+
+    def overlay(self, tile: int = 256) -> np.ndarray:
+        """uint8 RGB image: row 1 = human views, row 2 = object views (when present), each render
+        blended with the contact colour (255, 38, 25) with weight 0.6 * probability.
+
+        Views without a render are drawn on white. Returns an [rows*tile, V*tile, 3] image.
+        """
+        import cv2
+
+        rows = []
+        for masks, renders in ((self.human_masks, self.human_renders), (self.object_masks, self.object_renders)):
+            if masks is None:
+                continue
+            tiles = []
+            for v in range(masks.shape[0]):
+                base = (
+                    cv2.resize(renders[v], (tile, tile), interpolation=cv2.INTER_AREA).astype(np.float32)
+                    if renders is not None
+                    else np.full((tile, tile, 3), 255.0, np.float32)
+                )
+                p = cv2.resize(masks[v].astype(np.float32), (tile, tile), interpolation=cv2.INTER_LINEAR)
+                w = (0.6 * np.clip(p, 0.0, 1.0))[:, :, None]
+                tiles.append((base * (1 - w) + CONTACT_RGB * w).astype(np.uint8))
+            rows.append(np.concatenate(tiles, axis=1))
+        if not rows:
+            return np.full((tile, tile, 3), 255, np.uint8)
+        width = max(r.shape[1] for r in rows)
+        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+        return np.concatenate(rows, axis=0)
+
+
+@dataclass
+class _ObjectState:
+    key: tuple
+    label: str
+    known: bool
+    source: str
+    vertices: np.ndarray  # normalised
+    faces: np.ndarray
+    assets: Any
+    lifter: Any
+
+
+class ContactEstimator:
+    """Estimate human and object contact from one RGB image.
+
+    Args:
+        model: ``"default"`` (embedded model) or a path to a model (official InteractVLM HF folder, exported ONNX ...);
+            passed to ``models.registry.load_localizer``.
+        backend: ``auto|tensorrt|onnxruntime|torch``; device: ``cpu|cuda[:i]``.
+        body: body model spec for the template mesh (``anny``, ``smplh:/path``, ``smplx:/path``).
+        reconstruct: run the reconstructor (meshes in the camera frame) after contact.
+        assets: an official assets folder (``data/hcontact_vitruvian`` layout: pixel_to_vertex_map_1024.npz,
+            bary_coords_map_1024.npz, body_render_norm_*.png) used instead of rendering ``body`` — needed by
+            official checkpoints, which were trained on SMPL-H renders.
+        asset_size: render/map resolution; default = the localizer's ``asset_size`` attribute, else 256.
+        perception: ``auto`` (use mediapipe perception when importable and the localizer needs or accepts it),
+            ``none``, or ``required``.
+        localizer: an already-built Localizer (then model/backend/device only label the result).
+
+    ``estimate`` is thread-safe (one frame at a time).
+    """
+
+    def __init__(
+        self,
+        model: str = "default",
+        backend: str = "auto",
+        device: str = "cpu",
+        body: str = "anny",
+        reconstruct: bool = False,
+        assets: str | os.PathLike | None = None,
+        asset_size: int | None = None,
+        perception: str = "auto",
+        localizer: Any = None,
+    ):
+        self.model_spec = str(model)
+        self.device = device
+        self.body_spec = body
+        self.reconstruct = bool(reconstruct)
+        self.fallbacks: list[str] = []
+        self._lock = threading.Lock()
+        self._objects: dict[tuple, _ObjectState] = {}
+        t0 = time.perf_counter()
+
+        if localizer is None:
+            registry = _import("interactvlm_ros.models.registry", "the localizer registry (engineer B)")
+            try:
+                localizer = registry.load_localizer(self.model_spec, backend=backend, device=device)
+            except FileNotFoundError as exc:
+                raise PipelineError(f"model '{model}': {exc}") from exc
+        self.localizer = localizer
+        self.model_name = str(getattr(localizer, "name", self.model_spec))
+        self.backend = str(getattr(localizer, "backend", backend))
+        tasks = _tasks_of(localizer)
+        self.predicts_object = bool(getattr(localizer, "predicts_object", tasks is None or bool(tasks & {"ocontact", "oafford"})))
+        self.predicts_human = bool(getattr(localizer, "predicts_human", tasks is None or "hcontact" in tasks))
+        size = asset_size or getattr(localizer, "asset_size", None) or (1024 if tasks is not None else None)
+        if size is None:
+            size = 256
+            self._fallback(f"asset size: localizer '{self.model_name}' does not state asset_size; rendering at {size}")
+        self.asset_size = int(size)
+
+        # human side: official assets folder, or renders of the body model's template
+        self.body = None
+        self.human_vertices = self.human_faces = self.part_ids = None
+        self.part_names: list[str] | None = None
+        self.human_assets = self.human_lifter = None
+        if self.predicts_human:
+            self._init_human(assets)
+
+        self.perception = None
+        self._init_perception(perception)
+        self.reconstructor = None
+        if self.reconstruct:
+            recon = _import("interactvlm_ros.recon", "the reconstructor (engineer E)")
+            self.reconstructor = recon.Reconstructor()
+        self.load_ms = 1e3 * (time.perf_counter() - t0)
+        LOG.info(
+            "ContactEstimator ready: model=%s backend=%s assets=%s perception=%s (%.0f ms)",
+            self.model_name, self.backend, self.human_assets_source, type(self.perception).__name__ if self.perception else "none",
+            self.load_ms,
+        )
+
+    # ---------------------------------------------------------------------------------- set-up
+    def _fallback(self, text: str) -> None:
+        if text not in self.fallbacks:
+            self.fallbacks.append(text)
+            LOG.warning("fallback: %s", text)
+
+    def _init_human(self, assets_folder) -> None:
+        assets_mod = _import("interactvlm_ros.assets", "view assets (engineer A)")
+        lift = _import("interactvlm_ros.lift", "lifting (engineer A)")
+        if assets_folder is not None:
+            folder = Path(assets_folder)
+            if not folder.is_dir():
+                raise PipelineError(f"assets folder '{folder}' does not exist; pass the official data/hcontact_vitruvian folder")
+            self.human_assets = assets_mod.load_official_human_assets(folder)
+            self.human_assets_source = str(folder)
+        else:
+            self.human_assets = None
+            self.human_assets_source = f"rendered:{self.body_spec}"
+        n_assets = int(self.human_assets.num_vertices) if self.human_assets is not None else None
+        try:
+            bodies = _import("interactvlm_ros.bodies", "body models (engineer A)")
+            self.body = bodies.get_body_model(self.body_spec)
+        except Exception as exc:
+            if self.human_assets is None:
+                raise PipelineError(f"body model '{self.body_spec}' cannot be built: {exc}") from exc
+            self._fallback(f"body model '{self.body_spec}' unavailable ({exc}); no human mesh geometry")
+        if self.body is not None and (n_assets is None or int(self.body.num_vertices) == n_assets):
+            self.human_vertices = np.asarray(self.body.template_vertices, np.float32)
+            self.human_faces = np.asarray(self.body.faces, np.int64)
+            self.part_ids = np.asarray(self.body.part_labels)
+            self.part_names = list(self.body.part_names)
+        elif self.body is not None:
+            self._fallback(
+                f"body '{self.body_spec}' has {self.body.num_vertices} vertices but the assets have {n_assets}; "
+                "no human mesh geometry (pass body=smplh:/path for official SMPL-H assets)"
+            )
+        if self.human_assets is None:
+            self.human_assets = assets_mod.human_assets(self.body, self.asset_size)
+        self.human_lifter = lift.Lifter(self.human_assets, mode="human")
+
+    def _init_perception(self, mode: str) -> None:
+        if mode not in ("auto", "none", "required"):
+            raise PipelineError(f"perception='{mode}': use auto, none or required")
+        wants = bool(getattr(self.localizer, "uses_observation", False))
+        if mode == "none":
+            if wants:
+                self._fallback(f"perception disabled but localizer '{self.model_name}' uses it")
+            return
+        try:
+            perc = _import("interactvlm_ros.perception.human", "human perception (engineer D)")
+            self.perception = perc.HumanPerception()
+        except Exception as exc:
+            if mode == "required" or wants:
+                raise PipelineError(f"human perception is needed but unavailable: {exc}") from exc
+            self._fallback(f"human perception unavailable ({exc}); every frame is assumed to show a person")
+
+    def _object_state(self, label: str, mesh_path: str | None) -> _ObjectState | None:
+        """Object mesh + assets + lifter for (label, mesh), cached; None when the model has no object side."""
+        if not self.predicts_object:
+            return None
+        objects = _import("interactvlm_ros.objects", "object meshes (engineer A)")
+        if mesh_path:
+            p = Path(mesh_path)
+            if not p.is_file():
+                raise _BadInput(f"object_mesh '{mesh_path}' does not exist; give a mesh file trimesh can read")
+            key = ("mesh", str(p.resolve()), p.stat().st_mtime_ns)
+        else:
+            key = ("label", label.lower())
+        state = self._objects.get(key)
+        if state is not None:
+            return state
+        known = True
+        if mesh_path:
+            mesh = objects.load_mesh(mesh_path)
+            source = str(mesh_path)
+        else:
+            entry = objects.lookup_object(label)
+            known = bool(getattr(entry, "known", True))
+            if getattr(entry, "mesh_path", None) is None:
+                raise _BadInput(f"object '{label}' is not in the object library and no object_mesh was given")
+            mesh = objects.load_mesh(entry.mesh_path)
+            source = f"library:{getattr(entry, 'canonical', label)}"
+            if not known:
+                self._fallback(f"object label '{label}' unknown to the library; using its stand-in mesh {entry.mesh_path}")
+        assets_mod = _import("interactvlm_ros.assets", "view assets (engineer A)")
+        lift = _import("interactvlm_ros.lift", "lifting (engineer A)")
+        assets = assets_mod.object_assets(mesh, self.asset_size)
+        verts = np.asarray(objects.normalize_mesh(np.asarray(mesh.vertices, np.float32)), np.float32)
+        if getattr(assets, "vertices", None) is None:  # the default model paints its view input from them
+            try:
+                assets.vertices = verts
+            except AttributeError:
+                pass
+        state = _ObjectState(key, label, known, source, verts, np.asarray(mesh.faces, np.int64), assets,
+                             lift.Lifter(assets, mode="object"))
+        if len(self._objects) >= 16:  # bounded: a long-running node cycling through meshes
+            self._objects.pop(next(iter(self._objects)))
+        self._objects[key] = state
+        return state
+
+    def prepare(self, object_label: str, object_mesh: str | None = None) -> None:
+        """Build (and cache) the object's assets now, e.g. when the node's label changes."""
+        with self._lock:
+            self._object_state(object_label, object_mesh)
+
+    # ------------------------------------------------------------------------------- per frame
+    def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None) -> ContactResult:
+        """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message."""
+        with self._lock:
+            return self._estimate(image_rgb, object_label, object_mesh, depth, K)
+
+    def _result(self, status: str, message: str, label: str = "", **kw) -> ContactResult:
+        return ContactResult(status=status, message=message, object_label=label, model=self.model_name,
+                             backend=self.backend, **kw)
+
+    def _estimate(self, image, label, mesh_path, depth, K) -> ContactResult:
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        err = _check_image(image)
+        if err:
+            return self._result("bad_input", err, str(label))
+        if not isinstance(label, str) or not label.strip():
+            return self._result("bad_input", "object_label must be a non-empty string", "")
+        label = label.strip()
+        if K is not None:
+            K = np.asarray(K, dtype=np.float64)
+            if K.shape != (3, 3) or not np.all(np.isfinite(K)):
+                return self._result("bad_input", "K must be a finite 3x3 intrinsics matrix", label)
+        if depth is not None:
+            depth = np.asarray(depth, dtype=np.float32)
+            if depth.ndim != 2:
+                return self._result("bad_input", f"depth must be HxW, got shape {depth.shape}", label)
+
+        t = time.perf_counter()
+        try:
+            obj = self._object_state(label, mesh_path)
+        except _BadInput as exc:
+            return self._result("bad_input", str(exc), label)
+        except Exception as exc:  # MeshError and friends: named, not fatal for the node
+            return self._result("bad_input", f"object mesh for '{label}': {exc}", label)
+        timings["object_assets"] = 1e3 * (time.perf_counter() - t)
+
+        observation = None
+        if self.perception is not None:
+            t = time.perf_counter()
+            observation = self.perception.observe(image)
+            timings["perception"] = 1e3 * (time.perf_counter() - t)
+            if not getattr(observation, "found", True):
+                res = self._result("no_person", "no person found in the image", label, observation=observation,
+                                   timings=timings)
+                res.timings["total"] = 1e3 * (time.perf_counter() - t_start)
+                return res
+
+        t = time.perf_counter()
+        try:
+            out = self.localizer.predict(
+                image,
+                label,
+                self.human_assets,
+                obj.assets if obj is not None else None,
+                observation=observation,
+            )
+        except Exception as exc:
+            if type(exc).__name__ == "LocalizerError":  # bad input as judged by the model (label, image)
+                return self._result("bad_input", f"localizer: {exc}", label)
+            raise
+        timings["localize"] = 1e3 * (time.perf_counter() - t)
+        for k, v in (getattr(out, "timings", None) or {}).items():
+            timings[f"localize/{k}"] = float(v)
+        extras = getattr(out, "extras", None) or {}
+        if extras.get("status") == "no_person":
+            res = self._result("no_person", str(out.text or "no person found in the image"), label,
+                               observation=observation, timings=timings)
+            res.timings["total"] = 1e3 * (time.perf_counter() - t_start)
+            return res
+
+        t = time.perf_counter()
+        human_logits = _to_numpy(out.human_logits)
+        object_logits = _to_numpy(out.object_logits)
+        human_contact = object_contact = None
+        if human_logits is not None and self.human_lifter is not None:
+            human_contact = np.asarray(_to_numpy(self.human_lifter(human_logits.astype(np.float32))), np.float32)
+        if object_logits is not None and obj is not None:
+            object_contact = np.asarray(_to_numpy(obj.lifter(object_logits.astype(np.float32))), np.float32)
+        timings["lift"] = 1e3 * (time.perf_counter() - t)
+
+        message = "" if (human_logits is not None or object_logits is not None) else \
+            f"model gave no mask ({(getattr(out, 'text', None) or '').strip()!r})"
+        res = self._result(
+            "ok", message, label,
+            human_contact=human_contact,
+            object_contact=object_contact,
+            human_vertices=self.human_vertices,
+            human_faces=self.human_faces,
+            part_ids=self.part_ids,
+            part_names=self.part_names,
+            object_vertices=obj.vertices if obj is not None else None,
+            object_faces=obj.faces if obj is not None else None,
+            human_masks=_sigmoid(human_logits) if human_logits is not None else None,
+            object_masks=_sigmoid(object_logits) if object_logits is not None else None,
+            human_renders=getattr(self.human_assets, "renders", None),
+            object_renders=getattr(obj.assets, "renders", None) if obj is not None else None,
+            label_known=bool(extras.get("label_known", obj.known if obj is not None else False)),
+            object_source=obj.source if obj is not None else "",
+            text=getattr(out, "text", None),
+            observation=observation,
+            timings=timings,
+        )
+        if self.reconstructor is not None:
+            t = time.perf_counter()
+            try:
+                res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K)
+            except Exception as exc:  # reconstruction failing must not lose the contact result
+                res.message = f"reconstruction failed: {exc}"
+                LOG.warning("reconstruction failed: %s", exc)
+            timings["reconstruct"] = 1e3 * (time.perf_counter() - t)
+        timings["total"] = 1e3 * (time.perf_counter() - t_start)
+        return res
+
+
+def _tasks_of(localizer) -> set[str] | None:
+    """Tasks of an official MV-Loc checkpoint (its config's ``tasks()``), None for other localizers."""
+    cfg = getattr(localizer, "cfg", None)
+    try:
+        return set(cfg.tasks()) if cfg is not None and hasattr(cfg, "tasks") else None
+    except Exception:
+        return None
+
+
+class _BadInput(ValueError):
+    pass
+
+
+def _check_image(image) -> str:
+    if not isinstance(image, np.ndarray):
+        return f"image must be a numpy array, got {type(image).__name__}"
+    if image.ndim != 3 or image.shape[2] != 3:
+        return f"image must be HxWx3 RGB, got shape {image.shape}"
+    if image.dtype != np.uint8:
+        return f"image must be uint8, got {image.dtype}"
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        return f"image is {image.shape[1]}x{image.shape[0]}; at least 8x8 is needed"
+    return ""
+
+
+def _import(module: str, what: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise PipelineError(f"{what} is not available: cannot import {module} ({exc})") from exc

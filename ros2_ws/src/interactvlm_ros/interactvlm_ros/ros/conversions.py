@@ -1,0 +1,343 @@
+"""sensor_msgs <-> numpy conversions with validation.
+
+Images go through ``cv_bridge`` when it is importable (a real ROS install); otherwise through the
+equivalent numpy decoder below, which covers rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1, 32FC1
+(+ the aliases 8UC1/8UC3/8UC4), row padding (``step`` > width * bytes per pixel) and big-endian data.
+The decoder is hand-written because cv_bridge is not installable from PyPI and nothing else decodes
+``sensor_msgs/Image`` buffers. Either way the header fields are validated first, so a malformed
+message never reaches cv_bridge/numpy and every problem raises :class:`InputError` with a message
+that names the field and the fix.
+
+The functions take duck-typed messages (anything with the ``sensor_msgs`` field names), so they can
+be unit-tested without a ROS transport.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import unicodedata
+
+import numpy as np
+
+LOG = logging.getLogger("interactvlm_ros.ros.conversions")
+
+#: encoding -> (numpy base dtype, channels, channel order of the decoded array)
+ENCODINGS: dict[str, tuple[str, int, str]] = {
+    "rgb8": ("u1", 3, "rgb"),
+    "bgr8": ("u1", 3, "bgr"),
+    "rgba8": ("u1", 4, "rgba"),
+    "bgra8": ("u1", 4, "bgra"),
+    "mono8": ("u1", 1, "mono"),
+    "8UC1": ("u1", 1, "mono"),
+    "8UC3": ("u1", 3, "bgr"),  # cv_bridge convention: 8UC3 is OpenCV's BGR order
+    "8UC4": ("u1", 4, "bgra"),
+    "mono16": ("u2", 1, "mono"),
+    "16UC1": ("u2", 1, "mono"),
+    "32FC1": ("f4", 1, "mono"),
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "8UC4", "16UC1")
+DEPTH_ENCODINGS = ("16UC1", "32FC1", "mono16")
+
+#: largest accepted image (pixels); a bigger header is rejected before any buffer is touched
+MAX_PIXELS = 8192 * 8192
+MAX_LABEL_LENGTH = 200
+
+
+class InputError(ValueError):
+    """A message that cannot be used; ``reason`` is a short counter key for diagnostics."""
+
+    def __init__(self, message: str, reason: str = "bad_input"):
+        super().__init__(message)
+        self.reason = reason
+
+
+# ----------------------------------------------------------------------------------------- images
+def _bridge():
+    """cv_bridge.CvBridge instance, or None (logged once) when cv_bridge is not importable."""
+    global _BRIDGE
+    if _BRIDGE is None:
+        try:
+            from cv_bridge import CvBridge  # type: ignore
+
+            _BRIDGE = CvBridge()
+            LOG.info("image conversion: cv_bridge")
+        except Exception as exc:  # ImportError, or a broken cv_bridge/numpy ABI
+            _BRIDGE = False
+            LOG.info("image conversion fallback: numpy decoder (cv_bridge not importable: %s)", exc)
+    return _BRIDGE or None
+
+
+_BRIDGE = None
+
+
+def image_converter_name() -> str:
+    """'cv_bridge' or 'numpy' — which converter decodes images (for diagnostics)."""
+    return "cv_bridge" if _bridge() is not None else "numpy"
+
+
+def validate_image_header(msg, what: str = "Image") -> tuple[str, int, int]:
+    """Check encoding/size/step/data length of an Image message.
+
+    Returns (encoding, bytes per pixel, row bytes). Raises InputError naming the field.
+    """
+    enc = str(msg.encoding)
+    if enc not in ENCODINGS:
+        raise InputError(
+            f"{what}.encoding '{enc}' is not supported; publish one of {', '.join(ENCODINGS)}",
+            "bad_encoding",
+        )
+    h, w = int(msg.height), int(msg.width)
+    if h <= 0 or w <= 0:
+        raise InputError(f"{what} is {w}x{h} (width x height): empty image; fix the publisher", "empty_image")
+    if h * w > MAX_PIXELS:
+        raise InputError(
+            f"{what} header says {w}x{h} = {h * w} pixels, more than the limit {MAX_PIXELS}; "
+            "the header is corrupt or the camera needs downscaling",
+            "image_too_large",
+        )
+    base, ch, _ = ENCODINGS[enc]
+    bpp = np.dtype(base).itemsize * ch
+    row = w * bpp
+    step = int(msg.step)
+    if step < row:
+        raise InputError(
+            f"{what}.step={step} is smaller than width*bytes_per_pixel={w}*{bpp}={row} for encoding {enc}; "
+            "set step to at least that",
+            "bad_step",
+        )
+    n = len(msg.data)
+    if n < h * step:
+        raise InputError(
+            f"{what}.data has {n} bytes but height*step = {h}*{step} = {h * step} are needed; "
+            "the message is truncated or its header is wrong",
+            "short_data",
+        )
+    return enc, bpp, row
+
+
+def _decode_numpy(msg, enc: str, row: int) -> np.ndarray:
+    base, ch, _ = ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    raw = np.frombuffer(msg.data, dtype=np.uint8, count=h * step).reshape(h, step)[:, :row]
+    dt = np.dtype(base)
+    if dt.itemsize > 1:
+        dt = dt.newbyteorder(">" if msg.is_bigendian else "<")
+    arr = np.ascontiguousarray(raw).view(dt).reshape(h, w, ch)
+    arr = arr.astype(dt.newbyteorder("="), copy=False)
+    return arr[:, :, 0] if ch == 1 else arr
+
+
+def image_to_numpy(msg, what: str = "Image") -> tuple[np.ndarray, str]:
+    """Decode an Image to (array HxW or HxWxC in the message's channel order, encoding).
+
+    The result has native byte order and owns its memory.
+    """
+    enc, _bpp, row = validate_image_header(msg, what)
+    bridge = _bridge()
+    if bridge is not None and enc not in ("8UC1", "8UC3", "8UC4"):
+        arr = np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"))
+        arr = arr.astype(arr.dtype.newbyteorder("="), copy=True)
+    else:
+        arr = _decode_numpy(msg, enc, row).copy()
+    return arr, enc
+
+
+def image_to_rgb8(msg, what: str = "Image") -> np.ndarray:
+    """Decode a colour/mono camera image to uint8 RGB HxWx3 (the pipeline's input).
+
+    mono16/16UC1 are scaled by 1/256; 32FC1 is rejected (a depth image on the colour topic).
+    """
+    arr, enc = image_to_numpy(msg, what)
+    order = ENCODINGS[enc][2]
+    if enc == "32FC1":
+        raise InputError(
+            f"{what}.encoding is 32FC1 (a depth/float image) on the colour image topic; remap 'image' to a camera "
+            "image (rgb8/bgr8/mono8 ...) and 'depth' to the depth topic",
+            "bad_encoding",
+        )
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    if order == "mono":
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if order == "rgb":
+        return arr
+    if order == "bgr":
+        return np.ascontiguousarray(arr[:, :, ::-1])
+    if order == "rgba":
+        return np.ascontiguousarray(arr[:, :, :3])
+    if order == "bgra":
+        return np.ascontiguousarray(arr[:, :, 2::-1])
+    raise InputError(f"{what}.encoding {enc}: no RGB conversion", "bad_encoding")  # pragma: no cover
+
+
+def depth_to_metres(msg, allow_nonfinite: bool = False, what: str = "depth Image") -> np.ndarray:
+    """Decode a depth image to float32 metres HxW.
+
+    16UC1/mono16 are millimetres (0 = no return -> NaN); 32FC1 are metres. Non-finite values in a
+    32FC1 image raise InputError unless ``allow_nonfinite`` (REP 118 uses NaN/±inf for "no return";
+    enable that for sensors that publish them). Negative depths always raise.
+    """
+    arr, enc = image_to_numpy(msg, what)
+    if enc not in DEPTH_ENCODINGS:
+        raise InputError(f"{what}.encoding is {enc}; depth must be 16UC1 (mm) or 32FC1 (m)", "bad_depth")
+    if arr.dtype == np.uint16:
+        out = arr.astype(np.float32) * 1e-3
+        out[arr == 0] = np.nan
+        return out
+    out = arr.astype(np.float32, copy=False)
+    bad = ~np.isfinite(out)
+    if bad.any() and not allow_nonfinite:
+        raise InputError(
+            f"{what} (32FC1) has {int(bad.sum())} NaN/inf pixels; mark invalid depth with 0 or set the "
+            "parameter depth_allow_nonfinite:=true (REP 118 sensors)",
+            "bad_depth",
+        )
+    if (out[~bad] < 0).any():
+        raise InputError(f"{what} has negative depth values; depth must be >= 0 metres", "bad_depth")
+    return out
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, header=None):
+    """Build a sensor_msgs/Image (little-endian, no padding) from an array in ``encoding``'s layout."""
+    from sensor_msgs.msg import Image
+
+    if encoding not in ENCODINGS:
+        raise InputError(f"encoding '{encoding}' is not supported", "bad_encoding")
+    base, ch, _ = ENCODINGS[encoding]
+    a = np.ascontiguousarray(arr, dtype=np.dtype(base).newbyteorder("<"))
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] != ch:
+        raise InputError(f"array of shape {arr.shape} does not match encoding {encoding} ({ch} channels)")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(a.shape[0]), int(a.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(a.shape[1] * a.shape[2] * a.itemsize)
+    msg.data = a.tobytes()
+    return msg
+
+
+# ------------------------------------------------------------------------------------ camera info
+def camera_info_to_K(msg, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """3x3 intrinsics (float64) from CameraInfo.k, validated (finite, fx, fy > 0, cx, cy finite).
+
+    ``image_size`` = (width, height) of the image it is used with: a CameraInfo whose non-zero
+    width/height differ raises (intrinsics of another resolution).
+    """
+    k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    if k.size != 9:
+        raise InputError(f"CameraInfo.k has {k.size} values, 9 needed", "bad_camera_info")
+    if not np.all(np.isfinite(k)):
+        raise InputError("CameraInfo.k contains NaN/inf; publish a calibrated camera_info", "bad_camera_info")
+    d = np.asarray(msg.d, dtype=np.float64)
+    if d.size and not np.all(np.isfinite(d)):
+        raise InputError("CameraInfo.d (distortion) contains NaN/inf", "bad_camera_info")
+    p = np.asarray(msg.p, dtype=np.float64)
+    if p.size and not np.all(np.isfinite(p)):
+        raise InputError("CameraInfo.p (projection) contains NaN/inf", "bad_camera_info")
+    K = k.reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise InputError(
+            f"CameraInfo.k has fx={K[0, 0]}, fy={K[1, 1]}; both must be > 0 (uncalibrated camera?)",
+            "bad_camera_info",
+        )
+    if image_size is not None and msg.width and msg.height:
+        if (int(msg.width), int(msg.height)) != tuple(int(v) for v in image_size):
+            raise InputError(
+                f"CameraInfo is for {msg.width}x{msg.height} but the image is {image_size[0]}x{image_size[1]}",
+                "bad_camera_info",
+            )
+    return K
+
+
+def default_K(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:
+    """Pinhole intrinsics for an uncalibrated image: 60° horizontal FoV, principal point at the centre,
+    square pixels (fx = fy = width / (2 tan(hfov/2)))."""
+    f = width / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def make_camera_info(width: int, height: int, K: np.ndarray | None = None, header=None):
+    """sensor_msgs/CameraInfo (plumb_bob, zero distortion) for K (default: :func:`default_K`)."""
+    from sensor_msgs.msg import CameraInfo
+
+    K = default_K(width, height) if K is None else np.asarray(K, dtype=np.float64)
+    msg = CameraInfo()
+    if header is not None:
+        msg.header = header
+    msg.width, msg.height = int(width), int(height)
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = [float(v) for v in K.reshape(-1)]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    msg.p = [float(v) for v in P.reshape(-1)]
+    return msg
+
+
+# ---------------------------------------------------------------------------------------- labels
+def validate_label(label, what: str = "object_label") -> str:
+    """Stripped object label; rejects non-strings, empty, over-long and control characters."""
+    if not isinstance(label, str):
+        raise InputError(f"{what} must be a string, got {type(label).__name__}", "bad_label")
+    s = label.strip()
+    if not s:
+        raise InputError(f"{what} is empty; give the object's name, e.g. 'cup'", "bad_label")
+    if len(s) > MAX_LABEL_LENGTH:
+        raise InputError(f"{what} is {len(s)} characters long (max {MAX_LABEL_LENGTH})", "bad_label")
+    bad = [c for c in s if unicodedata.category(c)[0] == "C"]
+    if bad:
+        raise InputError(
+            f"{what} {s!r} contains control characters {sorted({hex(ord(c)) for c in bad})}; send plain text",
+            "bad_label",
+        )
+    return s
+
+
+# ------------------------------------------------------------------------------------ PointCloud2
+CONTACT_FIELDS = ("x", "y", "z", "contact")
+
+
+def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None):
+    """PointCloud2 with float32 fields x, y, z, contact (point_step 16, dense, little-endian).
+
+    points [N,3] (metres, in header.frame_id), contact [N] in [0,1]. N may be 0 (no contact).
+    """
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    c = np.asarray(contact, dtype=np.float32).reshape(-1)
+    if len(pts) != len(c):
+        raise ValueError(f"points ({len(pts)}) and contact ({len(c)}) differ in length")
+    data = np.empty((len(pts), 4), dtype="<f4")
+    data[:, :3] = pts
+    data[:, 3] = c
+    msg = PointCloud2()
+    if header is not None:
+        msg.header = header
+    msg.height = 1
+    msg.width = len(pts)
+    msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate(CONTACT_FIELDS)]
+    msg.is_bigendian = False
+    msg.point_step = 16
+    msg.row_step = 16 * len(pts)
+    msg.is_dense = True
+    msg.data = data.tobytes()
+    return msg
+
+
+def cloud_to_numpy(msg) -> dict[str, np.ndarray]:
+    """Read float32 fields of a PointCloud2 into {name: [N]} (any field order / point_step)."""
+    n = int(msg.width) * int(msg.height)
+    raw = np.frombuffer(msg.data, dtype=np.uint8, count=n * int(msg.point_step)).reshape(n, int(msg.point_step))
+    out = {}
+    for f in msg.fields:
+        if f.datatype != 7:  # FLOAT32
+            continue
+        dt = np.dtype(">f4" if msg.is_bigendian else "<f4")
+        out[f.name] = np.ascontiguousarray(raw[:, f.offset:f.offset + 4]).view(dt).reshape(-1).astype(np.float32)
+    return out

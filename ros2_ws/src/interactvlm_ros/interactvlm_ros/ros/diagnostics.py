@@ -1,0 +1,129 @@
+"""Thread-safe node statistics and their ``diagnostic_msgs/DiagnosticArray`` form.
+
+Counters: frames received / processed / dropped (replaced in the newest-frame slot before being
+processed, or skipped by max_rate_hz), bad inputs per reason (bad_encoding, bad_step, short_data,
+empty_image, image_too_large, bad_camera_info, bad_depth, bad_label, bad_mesh, ...), results per
+status (ok, no_person, bad_input). Latency = publish time - receive time of processed frames
+(window of the last 200), output rate over the last 5 s. Fallbacks (e.g. "image conversion: numpy",
+backend choice) are listed as named key/values.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import numpy as np
+
+
+class NodeStats:
+    def __init__(self, window: int = 200):
+        self._lock = threading.Lock()
+        self.counters: collections.Counter = collections.Counter()
+        self.bad_input: collections.Counter = collections.Counter()
+        self.status: collections.Counter = collections.Counter()
+        self.latencies = collections.deque(maxlen=window)
+        self.stage_ms: dict[str, float] = {}
+        self.done_times = collections.deque(maxlen=1000)
+        self.last_error = ""
+        self.last_error_time = 0.0
+        self.state = "starting"
+        self.info: dict[str, str] = {}
+        self.fallbacks: list[str] = []
+
+    def inc(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.counters[key] += n
+
+    def bad(self, reason: str, message: str) -> None:
+        with self._lock:
+            self.bad_input[reason] += 1
+            self.counters["bad_input"] += 1
+            self.last_error = message
+            self.last_error_time = time.monotonic()
+
+    def processed(self, status: str, latency_s: float, timings: dict | None = None) -> None:
+        with self._lock:
+            self.counters["processed"] += 1
+            self.status[status] += 1
+            self.latencies.append(latency_s)
+            self.done_times.append(time.monotonic())
+            if timings:
+                self.stage_ms = {k: float(v) for k, v in timings.items()}
+
+    def fallback(self, text: str) -> None:
+        with self._lock:
+            if text not in self.fallbacks:
+                self.fallbacks.append(text)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            lat = np.asarray(self.latencies, dtype=np.float64) * 1e3
+            now = time.monotonic()
+            recent = [t for t in self.done_times if now - t <= 5.0]
+            rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+            return {
+                "state": self.state,
+                "counters": dict(self.counters),
+                "bad_input": dict(self.bad_input),
+                "status": dict(self.status),
+                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+                "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+                "latency_ms_max": float(lat.max()) if lat.size else float("nan"),
+                "output_rate_hz": float(rate),
+                "stage_ms": dict(self.stage_ms),
+                "last_error": self.last_error,
+                "last_error_age_s": (now - self.last_error_time) if self.last_error_time else float("nan"),
+                "info": dict(self.info),
+                "fallbacks": list(self.fallbacks),
+            }
+
+
+def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
+    """DiagnosticArray with one DiagnosticStatus ``name``: OK when running, WARN after a bad input in the
+    last 10 s or while loading, ERROR when the model failed to load."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    st = DiagnosticStatus()
+    st.name = name
+    st.hardware_id = hardware_id
+    state = snap["state"]
+    age = snap["last_error_age_s"]
+    if state == "error":
+        st.level, st.message = DiagnosticStatus.ERROR, f"error: {snap['last_error']}"
+    elif state != "running":
+        st.level, st.message = DiagnosticStatus.WARN, state
+    elif age == age and age < 10.0:  # not NaN
+        st.level, st.message = DiagnosticStatus.WARN, f"bad input: {snap['last_error']}"
+    else:
+        st.level, st.message = DiagnosticStatus.OK, "running"
+    kv = [("state", state)]
+    c = snap["counters"]
+    for key in ("received", "processed", "dropped", "bad_input", "published"):
+        kv.append((f"frames_{key}", str(c.get(key, 0))))
+    for reason, n in sorted(snap["bad_input"].items()):
+        kv.append((f"bad_input/{reason}", str(n)))
+    for status, n in sorted(snap["status"].items()):
+        kv.append((f"result/{status}", str(n)))
+    kv += [
+        ("latency_ms_p50", f"{snap['latency_ms_p50']:.1f}"),
+        ("latency_ms_p95", f"{snap['latency_ms_p95']:.1f}"),
+        ("latency_ms_max", f"{snap['latency_ms_max']:.1f}"),
+        ("output_rate_hz", f"{snap['output_rate_hz']:.2f}"),
+    ]
+    kv += [(f"stage_ms/{k}", f"{v:.1f}") for k, v in sorted(snap["stage_ms"].items())]
+    kv += sorted(snap["info"].items())
+    kv += [(f"fallback/{i}", t) for i, t in enumerate(snap["fallbacks"])]
+    if snap["last_error"]:
+        kv.append(("last_error", snap["last_error"]))
+    st.values = [KeyValue(key=k, value=str(v)) for k, v in kv]
+    arr = DiagnosticArray()
+    if stamp is not None:
+        arr.header.stamp = stamp
+    arr.status = [st]
+    return arr
+
+
+def diagnostic_values(arr) -> dict[str, str]:
+    """{key: value} of the first status of a DiagnosticArray (tests, demo)."""
+    return {kv.key: kv.value for kv in arr.status[0].values} if arr.status else {}

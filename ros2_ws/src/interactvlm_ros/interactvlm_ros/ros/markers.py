@@ -1,0 +1,282 @@
+"""MarkerArray / point clouds of a ContactResult, placed in the camera's optical frame.
+
+Markers (all in the input image's header frame, stamp echoed)::
+
+    id 0, action DELETEALL             clears the previous frame's markers
+    ns human/mesh      TRIANGLE_LIST   body mesh, per-vertex colour grey -> red by contact probability
+    ns human/contacts  SPHERE_LIST     display-mesh vertices with contact >= threshold (2 cm spheres)
+    ns object/mesh     TRIANGLE_LIST   object mesh, coloured the same way
+    ns object/contacts SPHERE_LIST
+
+Placement. When the result carries a reconstruction, its camera-frame vertices are used as they are.
+Otherwise the canonical meshes are drawn at a fixed, documented pose in the optical frame (z forward,
+x right, y down): rotated 180° about x (the canonical y-up, +z-facing body stands upright facing the
+camera), body origin at (0, 0, 2.5) m, object scaled to 0.4 m (longest side) at (1.2, 0, 2.5) m, i.e.
+to the right of the body in the image.
+
+Display meshes are decimated to ``max_faces`` (quadric decimation via trimesh/fast_simplification,
+each display vertex takes the contact of its nearest original vertex); the point clouds always carry
+every contact vertex at full resolution. The Point lists of static meshes are cached, so a frame only
+rebuilds the colour lists (indexing into a 64-entry palette).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+LOG = logging.getLogger("interactvlm_ros.ros.markers")
+
+NAMESPACES = ("human/mesh", "human/contacts", "object/mesh", "object/contacts")
+#: 180° about x: canonical (y up, facing +z) -> optical frame (y down, facing the camera)
+R_CANON_TO_OPTICAL = np.diag([1.0, -1.0, -1.0]).astype(np.float32)
+HUMAN_OFFSET = np.array([0.0, 0.0, 2.5], np.float32)
+OBJECT_OFFSET = np.array([1.2, 0.0, 2.5], np.float32)
+OBJECT_SIZE = 0.4  # metres, longest side of the displayed (normalised) object
+CONTACT_SPHERE = 0.02
+PALETTE_LEVELS = 64
+GREY = np.array([0.75, 0.75, 0.75], np.float32)
+RED = np.array([1.0, 0.15, 0.1], np.float32)
+
+
+def contact_colors(p: np.ndarray) -> np.ndarray:
+    """[N] probabilities -> [N,3] RGB in [0,1], grey (0) to red (1), linear."""
+    p = np.clip(np.nan_to_num(np.asarray(p, np.float32)), 0.0, 1.0)[:, None]
+    return GREY * (1 - p) + RED * p
+
+
+def canonical_to_camera(vertices: np.ndarray, offset: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Place canonical vertices in the optical frame at ``offset`` (see module docstring)."""
+    return (np.asarray(vertices, np.float32) * scale) @ R_CANON_TO_OPTICAL.T + offset
+
+
+@dataclass
+class DisplayMesh:
+    """A (possibly decimated) display copy of a mesh: vertices [M,3], faces [G,3], and
+    ``source_index`` [M]: the original vertex each display vertex takes its contact from."""
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    source_index: np.ndarray
+
+
+def _mesh_key(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(vertices, np.float32).tobytes())
+    h.update(np.ascontiguousarray(faces, np.int64).tobytes())
+    h.update(str(max_faces).encode())
+    return h.hexdigest()
+
+
+def display_mesh(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> DisplayMesh:
+    """Decimate to at most ``max_faces`` faces (0 = keep all). Falls back to the full mesh (logged)
+    when fast_simplification is not installed."""
+    v = np.asarray(vertices, np.float32)
+    f = np.asarray(faces, np.int64)
+    if max_faces <= 0 or len(f) <= max_faces:
+        return DisplayMesh(v, f, np.arange(len(v)))
+    try:
+        import trimesh
+        from scipy.spatial import cKDTree
+
+        m = trimesh.Trimesh(v, f, process=False).simplify_quadric_decimation(face_count=int(max_faces))
+        dv = np.asarray(m.vertices, np.float32)
+        df = np.asarray(m.faces, np.int64)
+        if len(df) == 0:
+            raise ValueError("decimation produced no faces")
+        _, idx = cKDTree(v).query(dv)
+        return DisplayMesh(dv, df, np.asarray(idx, np.int64))
+    except Exception as exc:
+        LOG.warning("fallback: display mesh not decimated (%d faces kept): %s", len(f), exc)
+        return DisplayMesh(v, f, np.arange(len(v)))
+
+
+class MarkerBuilder:
+    """Builds the MarkerArray of a result; caches display meshes and their Point lists."""
+
+    def __init__(self, max_faces: int = 2000, threshold: float = 0.5):
+        from std_msgs.msg import ColorRGBA
+
+        self.max_faces = int(max_faces)
+        self.threshold = float(threshold)
+        levels = np.linspace(0.0, 1.0, PALETTE_LEVELS, dtype=np.float32)
+        cols = contact_colors(levels)
+        self._palette = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=1.0) for c in cols]
+        self._display: dict[str, DisplayMesh] = {}
+        self._points: dict[tuple, list] = {}
+        self._last_ident: dict[tuple, tuple] = {}  # (id(v), id(f), max_faces) -> (v, content key)
+
+    def _colors(self, p: np.ndarray) -> list:
+        q = np.rint(np.clip(np.nan_to_num(p), 0, 1) * (PALETTE_LEVELS - 1)).astype(np.int64)
+        pal = self._palette
+        return [pal[i] for i in q.tolist()]
+
+    @staticmethod
+    def _to_points(xyz: np.ndarray) -> list:
+        from geometry_msgs.msg import Point
+
+        return [Point(x=x, y=y, z=z) for x, y, z in np.asarray(xyz, np.float64).tolist()]
+
+    def _display_for(self, vertices, faces) -> tuple[str, DisplayMesh]:
+        ident = (id(vertices), id(faces), self.max_faces)
+        if self._last_ident.get(ident) is not None and self._last_ident[ident][0] is vertices:
+            key = self._last_ident[ident][1]
+        else:  # content hash: the same mesh from another array maps to the same display copy
+            key = _mesh_key(vertices, faces, self.max_faces)
+            if len(self._last_ident) > 16:
+                self._last_ident.clear()
+            self._last_ident[ident] = (vertices, key)
+        dm = self._display.get(key)
+        if dm is None:
+            if len(self._display) > 8:
+                self._display.clear()
+                self._points.clear()
+            dm = self._display[key] = display_mesh(vertices, faces, self.max_faces)
+        return key, dm
+
+    def _mesh_marker(self, header, ns, vertices, faces, contact, place, cam_vertices=None):
+        from visualization_msgs.msg import Marker
+
+        key, dm = self._display_for(vertices, faces)
+        if cam_vertices is not None:  # reconstruction: geometry changes every frame
+            tri = np.asarray(cam_vertices, np.float32)[dm.source_index][dm.faces].reshape(-1, 3)
+            points = self._to_points(tri)
+        else:
+            pkey = (key, place)
+            points = self._points.get(pkey)
+            if points is None:
+                offset, scale = place
+                cam = canonical_to_camera(dm.vertices, np.asarray(offset, np.float32), scale)
+                points = self._points[pkey] = self._to_points(cam[dm.faces].reshape(-1, 3))
+        c = np.zeros(len(dm.vertices), np.float32) if contact is None else np.asarray(contact, np.float32)[dm.source_index]
+        m = _base_marker(header, ns, Marker.TRIANGLE_LIST)
+        m.points = points
+        m.colors = self._colors(c[dm.faces].reshape(-1))
+        return m
+
+    def _contact_marker(self, header, ns, vertices, faces, cam_vertices, contact):
+        """Spheres at the *display* mesh's vertices with contact >= threshold (the cloud has them all)."""
+        from visualization_msgs.msg import Marker
+
+        m = _base_marker(header, ns, Marker.SPHERE_LIST)
+        m.scale.x = m.scale.y = m.scale.z = CONTACT_SPHERE
+        if contact is not None and cam_vertices is not None:
+            _, dm = self._display_for(vertices, faces)
+            c = np.asarray(contact, np.float32)[dm.source_index]
+            sel = np.nonzero(c >= self.threshold)[0]
+            m.points = self._to_points(np.asarray(cam_vertices)[dm.source_index[sel]])
+            m.colors = self._colors(c[sel])
+        return m
+
+    def build(self, result, header):
+        """MarkerArray for ``result`` (any status: non-ok results give just the DELETEALL)."""
+        from visualization_msgs.msg import Marker, MarkerArray
+
+        arr = MarkerArray()
+        clear = Marker()
+        clear.header = header
+        clear.action = Marker.DELETEALL
+        arr.markers.append(clear)
+        if result is None or result.status != "ok":
+            return arr
+        for side, offset, scale in (("human", HUMAN_OFFSET, 1.0), ("object", OBJECT_OFFSET, OBJECT_SIZE)):
+            verts = getattr(result, f"{side}_vertices")
+            faces = getattr(result, f"{side}_faces")
+            contact = getattr(result, f"{side}_contact")
+            if verts is None or faces is None:
+                continue
+            cam = camera_vertices(result, side)
+            recon_cam = cam if _recon_vertices(result, side) is not None else None
+            place = (tuple(float(x) for x in offset), float(scale))
+            arr.markers.append(self._mesh_marker(header, f"{side}/mesh", verts, faces, contact, place, recon_cam))
+            arr.markers.append(self._contact_marker(header, f"{side}/contacts", verts, faces, cam, contact))
+        return arr
+
+
+def _recon_vertices(result, side):
+    rec = getattr(result, "reconstruction", None)
+    if rec is None or getattr(rec, "status", "ok") != "ok":
+        return None
+    v = getattr(rec, f"{side}_vertices_cam", None)
+    expected = getattr(result, f"{side}_vertices")
+    if v is None or expected is None or len(v) != len(expected):
+        return None
+    return np.asarray(v, np.float32)
+
+
+def camera_vertices(result, side: str) -> np.ndarray | None:
+    """Vertices of ``side`` ('human'|'object') in the camera frame: reconstruction if present, else the
+    documented fixed placement of the canonical mesh."""
+    rec = _recon_vertices(result, side)
+    if rec is not None:
+        return rec
+    verts = getattr(result, f"{side}_vertices")
+    if verts is None:
+        return None
+    if side == "human":
+        return canonical_to_camera(verts, HUMAN_OFFSET, 1.0)
+    return canonical_to_camera(verts, OBJECT_OFFSET, OBJECT_SIZE)
+
+
+def contact_points(result, side: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(points [K,3] in the camera frame, contact [K]) of vertices with contact >= threshold."""
+    contact = getattr(result, f"{side}_contact", None) if result is not None else None
+    cam = camera_vertices(result, side) if result is not None else None
+    if contact is None or cam is None or len(cam) != len(contact):
+        return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
+    sel = np.nonzero(np.asarray(contact) >= threshold)[0]
+    return cam[sel].astype(np.float32), np.asarray(contact, np.float32)[sel]
+
+
+def _base_marker(header, ns: str, mtype: int):
+    from visualization_msgs.msg import Marker
+
+    m = Marker()
+    m.header = header
+    m.ns = ns
+    m.id = 0
+    m.type = mtype
+    m.action = Marker.ADD
+    m.pose.orientation.w = 1.0
+    m.scale.x = m.scale.y = m.scale.z = 1.0
+    m.color.r = m.color.g = m.color.b = 1.0
+    m.color.a = 1.0
+    m.frame_locked = False
+    return m
+
+
+def check_marker_array(arr) -> list[str]:
+    """Problems that make RViz reject or mis-draw markers (empty list = valid). Used by the tests and
+    by the node's self-check."""
+    from visualization_msgs.msg import Marker
+
+    problems = []
+    if not arr.markers or arr.markers[0].action != Marker.DELETEALL:
+        problems.append("first marker is not DELETEALL")
+    seen = set()
+    for m in arr.markers[1:]:
+        tag = f"{m.ns}/{m.id}"
+        if (m.ns, m.id) in seen:
+            problems.append(f"{tag}: duplicate ns/id")
+        seen.add((m.ns, m.id))
+        q = m.pose.orientation
+        n = (q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2) ** 0.5
+        if abs(n - 1.0) > 1e-3:
+            problems.append(f"{tag}: orientation not a unit quaternion (|q|={n:.3f})")
+        if m.type == Marker.TRIANGLE_LIST:
+            if len(m.points) % 3:
+                problems.append(f"{tag}: TRIANGLE_LIST with {len(m.points)} points (not a multiple of 3)")
+            if (m.scale.x, m.scale.y, m.scale.z) != (1.0, 1.0, 1.0):
+                problems.append(f"{tag}: mesh scale {m.scale.x, m.scale.y, m.scale.z} != 1")
+        if m.type in (Marker.SPHERE_LIST, Marker.POINTS) and min(m.scale.x, m.scale.y, m.scale.z) <= 0:
+            problems.append(f"{tag}: non-positive point scale")
+        if m.colors and len(m.colors) != len(m.points):
+            problems.append(f"{tag}: {len(m.colors)} colours for {len(m.points)} points")
+        if m.color.a <= 0 or any(c.a <= 0 for c in m.colors):
+            problems.append(f"{tag}: alpha <= 0 (invisible)")
+        vals = [v for p in m.points for v in (p.x, p.y, p.z)]
+        if vals and not np.all(np.isfinite(vals)):
+            problems.append(f"{tag}: non-finite point coordinates")
+    return problems

@@ -1,0 +1,445 @@
+"""``interactvlm_contact``: the ROS 2 contact node, a thin rclpy adapter over ``ContactEstimator``.
+
+Threads: the executor thread only runs the subscription callbacks, which validate small messages and
+put each image into a one-element *newest-frame slot* (a frame still waiting there when a newer one
+arrives is dropped and counted). One worker thread loads the model, then repeatedly takes the newest
+frame, decodes it, runs the estimator and publishes. So latency never grows with the input rate, and
+``max_rate_hz`` caps the processing rate (frames arriving in between replace each other in the slot).
+
+Topics (all remappable; ``~`` = the node's namespace/name):
+    sub  image (sensor_msgs/Image), camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m),
+         ~/object_label (std_msgs/String), ~/object_mesh (std_msgs/String, path; "" = library mesh)
+    pub  ~/markers (MarkerArray), ~/human_contacts, ~/object_contacts (PointCloud2: x y z contact),
+         ~/overlay (Image rgb8), /diagnostics (DiagnosticArray),
+         ~/object_pose (PoseStamped), ~/human_grip_poses (PoseArray), ~/free_grasp_regions (PointCloud2)
+         — the last three only when the result carries a reconstruction.
+
+Bad input never stops the node: it is logged in one line naming the field and the fix, counted in
+/diagnostics (bad_input/<reason>), the frame is skipped, and label/mesh state is kept.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Pose, PoseArray, PoseStamped
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header, String
+from visualization_msgs.msg import MarkerArray
+
+from . import conversions as conv
+from .diagnostics import NodeStats, to_diagnostic_array
+from .markers import MarkerBuilder, contact_points
+
+NODE_NAME = "interactvlm_contact"
+
+# name -> (default, description, read_only)
+PARAMETERS: dict[str, tuple[object, str, bool]] = {
+    "object_label": ("ball", "object the person interacts with (prompt + library mesh); changes at run time", False),
+    "object_mesh": ("", "path of the object's mesh (any format trimesh reads); '' = library mesh for object_label", False),
+    "model": ("default", "'default' (embedded model) or a model path (official InteractVLM HF folder, ONNX export)", True),
+    "backend": ("auto", "runtime: auto|tensorrt|onnxruntime|torch (auto: TensorRT > ORT CUDA > torch CUDA > ORT CPU > torch CPU)", True),
+    "device": ("cpu", "cpu or cuda[:index]", True),
+    "assets": ("", "official human assets folder (data/hcontact_vitruvian layout) for official checkpoints; '' = render the body", True),
+    "body": ("anny", "body model for the template mesh: anny | smplh:/path | smplx:/path", True),
+    "perception": ("auto", "human perception: auto | none | required", True),
+    "image_qos": ("sensor_data", "QoS of image/depth/camera_info subscriptions: sensor_data (best effort) | reliable", True),
+    "contact_threshold": (0.5, "vertices with contact >= this go into the point clouds and contact markers", False),
+    "max_rate_hz": (0.0, "upper limit of processed frames per second (0 = as fast as the model runs)", False),
+    "publish_overlay": (True, "publish ~/overlay (views with contact painted); computed only while subscribed", False),
+    "overlay_tile": (256, "pixel size of one view in the overlay", False),
+    "frame_id_override": ("", "frame_id for the outputs instead of the image's (e.g. when the camera driver's is wrong)", False),
+    "reconstruct": (False, "fit human + object meshes in the camera frame (pose, grip, free grasp outputs)", True),
+    "marker_max_faces": (2000, "faces per displayed mesh (decimated for RViz; 0 = full mesh)", False),
+    "depth_allow_nonfinite": (False, "accept NaN/inf pixels in 32FC1 depth (REP 118 sensors) instead of rejecting the frame", False),
+    "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
+}
+
+
+def _descriptor(name: str, default, description: str, read_only: bool) -> ParameterDescriptor:
+    d = ParameterDescriptor(name=name, description=description, read_only=read_only)
+    if name == "contact_threshold":
+        d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
+    elif name in ("max_rate_hz", "diagnostics_period"):
+        d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)]
+    return d
+
+
+def image_qos(kind: str, depth: int = 1) -> QoSProfile:
+    """QoS of the image subscriptions: 'sensor_data' (best effort) or 'reliable', keep-last ``depth``.
+
+    The node subscribes with depth 1: a frame waiting in the middleware while a newer one arrives is
+    stale anyway (newest-frame processing); publishers (replay) use a deeper queue."""
+    if kind == "sensor_data":
+        q = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("history", "reliability", "durability")},
+                       depth=depth)
+        return q
+    if kind == "reliable":
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.VOLATILE)
+    raise ValueError(f"parameter image_qos='{kind}': use sensor_data or reliable")
+
+
+def _pose_from_matrix(T) -> Pose:
+    from scipy.spatial.transform import Rotation
+
+    T = np.asarray(T, dtype=np.float64).reshape(4, 4)
+    q = Rotation.from_matrix(T[:3, :3]).as_quat()  # x y z w
+    p = Pose()
+    p.position.x, p.position.y, p.position.z = (float(v) for v in T[:3, 3])
+    p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w = (float(v) for v in q)
+    return p
+
+
+class ContactNode(Node):
+    """The contact node. ``estimator``: an already-built ContactEstimator (otherwise built from the
+    parameters on the worker thread)."""
+
+    def __init__(self, estimator=None, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        for name, (default, desc, ro) in PARAMETERS.items():
+            self.declare_parameter(name, default, _descriptor(name, default, desc, ro))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.stats = NodeStats()
+        self._state_lock = threading.Lock()
+        self.fatal: str | None = None
+        # validated run-time state
+        try:
+            self._label = conv.validate_label(p["object_label"])
+        except conv.InputError as exc:
+            self.get_logger().error(f"{exc}; using 'object'")
+            self._label = "object"
+        self._mesh = ""
+        if p["object_mesh"]:
+            if Path(p["object_mesh"]).is_file():
+                self._mesh = str(p["object_mesh"])
+            else:
+                self.get_logger().error(f"object_mesh '{p['object_mesh']}' does not exist; using the library mesh")
+        self._threshold = float(p["contact_threshold"])
+        self._max_rate = float(p["max_rate_hz"])
+        self._publish_overlay = bool(p["publish_overlay"])
+        self._overlay_tile = int(p["overlay_tile"])
+        self._frame_override = str(p["frame_id_override"])
+        self._allow_nonfinite = bool(p["depth_allow_nonfinite"])
+        self._markers = MarkerBuilder(max_faces=int(p["marker_max_faces"]), threshold=self._threshold)
+        self._K = None
+        self._K_size = None
+        self._depth = None
+        self.add_on_set_parameters_callback(self._on_parameters)
+
+        qos = image_qos(str(p["image_qos"]))
+        self.create_subscription(Image, "image", self._on_image, qos)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self.create_subscription(Image, "depth", self._on_depth, qos)
+        self.create_subscription(String, "~/object_label", self._on_label, 10)
+        self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
+        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 5)
+        self.pub_human = self.create_publisher(PointCloud2, "~/human_contacts", 5)
+        self.pub_object = self.create_publisher(PointCloud2, "~/object_contacts", 5)
+        self.pub_overlay = self.create_publisher(Image, "~/overlay", 2)
+        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.pub_object_pose = self.create_publisher(PoseStamped, "~/object_pose", 5)
+        self.pub_grips = self.create_publisher(PoseArray, "~/human_grip_poses", 5)
+        self.pub_free = self.create_publisher(PointCloud2, "~/free_grasp_regions", 5)
+        self.create_timer(max(0.05, float(p["diagnostics_period"])), self._publish_diagnostics)
+
+        self.stats.info.update({
+            "model": str(p["model"]), "backend_requested": str(p["backend"]), "device": str(p["device"]),
+            "image_qos": str(p["image_qos"]), "object_label": self._label, "object_mesh": self._mesh or "(library)",
+            "image_conversion": conv.image_converter_name(),
+        })
+        if conv.image_converter_name() != "cv_bridge":
+            self.stats.fallback("image conversion: numpy decoder (cv_bridge not importable)")
+        self._params = p
+        self.estimator = estimator
+        self._slot = None
+        self._cv = threading.Condition()
+        self._stop = False
+        self._last_start = 0.0
+        self._worker = threading.Thread(target=self._run_worker, name="interactvlm_worker", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------------------ callbacks
+    def _on_image(self, msg: Image) -> None:
+        self.stats.inc("received")
+        with self._cv:
+            if self._slot is not None:
+                self.stats.inc("dropped")
+            self._slot = (msg, time.monotonic())
+            self._cv.notify()
+
+    def _bad(self, exc: Exception, reason: str | None = None) -> None:
+        reason = reason or getattr(exc, "reason", "bad_input")
+        self.stats.bad(reason, str(exc))
+        self.get_logger().warning(f"skipped ({reason}): {exc}")
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            K = conv.camera_info_to_K(msg)
+        except conv.InputError as exc:
+            self._bad(exc)
+            return
+        with self._state_lock:
+            self._K, self._K_size = K, (int(msg.width), int(msg.height))
+
+    def _on_depth(self, msg: Image) -> None:
+        try:
+            d = conv.depth_to_metres(msg, allow_nonfinite=self._allow_nonfinite)
+        except conv.InputError as exc:
+            self._bad(exc)
+            return
+        with self._state_lock:
+            self._depth = d
+
+    def _set_label(self, value, source: str) -> str | None:
+        try:
+            label = conv.validate_label(value, f"object_label ({source})")
+        except conv.InputError as exc:
+            self._bad(exc)
+            return str(exc)
+        with self._state_lock:
+            changed = label != self._label
+            self._label = label
+        self.stats.info["object_label"] = label
+        if changed:
+            self.get_logger().info(f"object_label -> '{label}' ({source})")
+        return None
+
+    def _set_mesh(self, value, source: str) -> str | None:
+        path = str(value).strip()
+        if path and not Path(path).is_file():
+            exc = conv.InputError(f"object_mesh '{path}' ({source}) does not exist; give an existing mesh file "
+                                  "or '' for the library mesh", "bad_mesh")
+            self._bad(exc)
+            return str(exc)
+        if any(ord(c) < 32 for c in path):
+            exc = conv.InputError(f"object_mesh ({source}) contains control characters", "bad_mesh")
+            self._bad(exc)
+            return str(exc)
+        with self._state_lock:
+            self._mesh = path
+        self.stats.info["object_mesh"] = path or "(library)"
+        self.get_logger().info(f"object_mesh -> '{path or '(library)'}' ({source})")
+        return None
+
+    def _on_label(self, msg: String) -> None:
+        self._set_label(msg.data, "topic")
+
+    def _on_mesh(self, msg: String) -> None:
+        self._set_mesh(msg.data, "topic")
+
+    def _on_parameters(self, params) -> SetParametersResult:
+        for prm in params:
+            name, value = prm.name, prm.value
+            err = None
+            if name == "object_label":
+                err = self._set_label(value, "parameter")
+            elif name == "object_mesh":
+                err = self._set_mesh(value, "parameter")
+            elif name == "contact_threshold":
+                if not (isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0):
+                    err = "contact_threshold must be a float in [0, 1]"
+                else:
+                    self._threshold = value
+                    self._markers.threshold = value
+            elif name == "max_rate_hz":
+                if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
+                    err = "max_rate_hz must be a float >= 0"
+                else:
+                    self._max_rate = value
+            elif name == "publish_overlay":
+                self._publish_overlay = bool(value)
+            elif name == "overlay_tile":
+                if not (isinstance(value, int) and 16 <= value <= 2048):
+                    err = "overlay_tile must be an integer in [16, 2048]"
+                else:
+                    self._overlay_tile = value
+            elif name == "frame_id_override":
+                self._frame_override = str(value)
+            elif name == "marker_max_faces":
+                if not (isinstance(value, int) and value >= 0):
+                    err = "marker_max_faces must be an integer >= 0"
+                else:
+                    self._markers.max_faces = value
+            elif name == "depth_allow_nonfinite":
+                self._allow_nonfinite = bool(value)
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+        return SetParametersResult(successful=True)
+
+    # -------------------------------------------------------------------------------- worker
+    def _build_estimator(self):
+        from ..pipeline import ContactEstimator
+
+        p = self._params
+        return ContactEstimator(
+            model=str(p["model"]), backend=str(p["backend"]), device=str(p["device"]), body=str(p["body"]),
+            reconstruct=bool(p["reconstruct"]), assets=str(p["assets"]) or None, perception=str(p["perception"]),
+        )
+
+    def _run_worker(self) -> None:
+        try:
+            if self.estimator is None:
+                self.stats.state = "loading model"
+                self.get_logger().info(f"loading model '{self._params['model']}' (backend {self._params['backend']}) ...")
+                self.estimator = self._build_estimator()
+            est = self.estimator
+            if hasattr(est, "prepare"):  # object assets now, not on the first frame
+                try:
+                    with self._state_lock:
+                        label, mesh = self._label, self._mesh
+                    est.prepare(label, mesh or None)
+                except Exception as exc:  # a bad label/mesh is reported per frame, not fatal
+                    self.get_logger().warning(f"object '{label}' not prepared: {exc}")
+            self.stats.info.update({"model": str(getattr(est, "model_name", "?")), "backend": str(getattr(est, "backend", "?"))})
+            for fb in getattr(est, "fallbacks", []):
+                self.stats.fallback(fb)
+            self.stats.state = "running"
+            self.get_logger().info(
+                f"ready: model={self.stats.info['model']} backend={self.stats.info['backend']} "
+                f"label='{self._label}' (load {getattr(est, 'load_ms', float('nan')):.0f} ms)"
+            )
+        except Exception as exc:
+            self.fatal = f"model could not be loaded: {exc}"
+            self.stats.state = "error"
+            self.stats.last_error = self.fatal
+            self.get_logger().fatal(self.fatal)
+            return
+        while not self._stop:
+            with self._cv:
+                self._cv.wait_for(lambda: self._slot is not None or self._stop, timeout=0.5)
+                if self._stop:
+                    return
+                if self._slot is None:
+                    continue
+            if self._max_rate > 0:
+                wait = self._last_start + 1.0 / self._max_rate - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)  # newer frames replace the slotted one meanwhile
+            with self._cv:
+                frame, self._slot = self._slot, None
+            if frame is None:
+                continue
+            self._last_start = time.monotonic()
+            try:
+                self._process(*frame)
+            except Exception as exc:  # a bug must not kill the worker silently
+                self.stats.bad("internal_error", f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+    def _out_header(self, msg_header) -> Header:
+        h = Header()
+        h.stamp = msg_header.stamp
+        h.frame_id = self._frame_override or msg_header.frame_id
+        return h
+
+    def _process(self, msg: Image, t_recv: float) -> None:
+        t_start = time.monotonic()
+        try:
+            rgb = conv.image_to_rgb8(msg)
+        except conv.InputError as exc:
+            self._bad(exc)
+            return
+        t_decoded = time.monotonic()
+        h, w = rgb.shape[:2]
+        with self._state_lock:
+            label, mesh, K, K_size, depth = self._label, self._mesh, self._K, self._K_size, self._depth
+        if K is not None and K_size not in ((w, h), (0, 0)):
+            self.stats.fallback(f"camera_info is {K_size[0]}x{K_size[1]} but images are {w}x{h}: intrinsics ignored")
+            K = None
+        if depth is not None and depth.shape != (h, w):
+            self.stats.fallback(f"depth is {depth.shape[1]}x{depth.shape[0]} but images are {w}x{h}: depth ignored")
+            depth = None
+        result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K)
+        if result.status == "bad_input":
+            reason = "bad_mesh" if "mesh" in result.message else "bad_input"
+            self._bad(conv.InputError(result.message, reason))
+            if reason == "bad_mesh" and mesh:
+                with self._state_lock:
+                    if self._mesh == mesh:
+                        self._mesh = ""
+                self.get_logger().warning(f"object_mesh '{mesh}' unusable; back to the library mesh for '{label}'")
+            return
+        result.timings["decode"] = 1e3 * (t_decoded - t_start)
+        result.timings["wait"] = 1e3 * (t_start - t_recv)
+        self._publish(result, self._out_header(msg.header), t_recv)
+
+    def _publish(self, result, header: Header, t_recv: float) -> None:
+        t0 = time.monotonic()
+        thr = self._threshold
+        # clouds first (cheap, what planners use), then the markers (~20-50 ms to build and serialize)
+        for side, pub in (("human", self.pub_human), ("object", self.pub_object)):
+            pts, c = contact_points(result, side, thr)
+            pub.publish(conv.make_contact_cloud(pts, c, header))
+        if self.pub_markers.get_subscription_count() > 0:
+            self.pub_markers.publish(self._markers.build(result, header))
+        if result.status == "ok" and self._publish_overlay and self.pub_overlay.get_subscription_count() > 0:
+            self.pub_overlay.publish(conv.numpy_to_image(result.overlay(self._overlay_tile), "rgb8", header))
+        rec = result.reconstruction
+        if rec is not None and getattr(rec, "status", "ok") == "ok":
+            if getattr(rec, "object_pose", None) is not None:
+                ps = PoseStamped(header=header, pose=_pose_from_matrix(rec.object_pose))
+                self.pub_object_pose.publish(ps)
+            grips = getattr(rec, "human_grip_poses", None)
+            if grips is not None:
+                pa = PoseArray(header=header)
+                pa.poses = [_pose_from_matrix(T) for T in np.asarray(grips).reshape(-1, 4, 4)]
+                self.pub_grips.publish(pa)
+            free = getattr(rec, "free_grasp_points", None)
+            if free is not None:
+                free = np.asarray(free, np.float32).reshape(-1, 3)
+                self.pub_free.publish(conv.make_contact_cloud(free, np.zeros(len(free), np.float32), header))
+        result.timings["publish"] = 1e3 * (time.monotonic() - t0)
+        self.stats.inc("published")
+        self.stats.processed(result.status, time.monotonic() - t_recv, result.timings)
+
+    def _publish_diagnostics(self) -> None:
+        snap = self.stats.snapshot()
+        self.pub_diag.publish(to_diagnostic_array(snap, f"{self.get_name()}: contact", self.get_fully_qualified_name(),
+                                                  self.get_clock().now().to_msg()))
+
+    def destroy_node(self):
+        self._stop = True
+        with self._cv:
+            self._cv.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(timeout=5.0)
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    """Console script ``interactvlm-contact-node`` (takes ``--ros-args --params-file FILE -p name:=value``)."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = ContactNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    code = 0
+    try:
+        while rclpy.ok() and node.fatal is None:
+            executor.spin_once(timeout_sec=0.2)
+        if node.fatal is not None:
+            node._publish_diagnostics()
+            code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""``interactvlm-replay``: publish a video, an image folder or one image as a camera.
+
+    interactvlm-replay SOURCE [--rate HZ] [--loop] [--frame-id F] [--max-frames N] [--encoding rgb8|bgr8]
+                       [--hfov DEG] [--qos sensor_data|reliable] [--ros-args ...]
+
+Publishes ``image`` (sensor_msgs/Image) and ``camera_info`` (CameraInfo) with the same header (stamp =
+publish time, frame_id = --frame-id), remappable as usual. OpenCV reads videos (anything
+cv2.VideoCapture opens) and images (png, jpg, jpeg, bmp, tif, tiff, webp; a folder is played in sorted
+name order; a single image is repeated). Default intrinsics (no calibration known): pinhole with a
+60° horizontal field of view, principal point at the image centre, fx = fy = width / (2 tan 30°),
+zero distortion (``conversions.default_K``); ``--hfov`` changes the field of view.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class FrameSource:
+    """Iterates BGR uint8 frames of a video, an image folder or an image. ``loop`` restarts at the end."""
+
+    def __init__(self, source: str | Path, loop: bool = False):
+        import cv2
+
+        self.path = Path(source)
+        self.loop = loop
+        self._cap = None
+        self._files: list[Path] = []
+        self._i = 0
+        if not self.path.exists():
+            raise FileNotFoundError(f"replay source '{self.path}' does not exist")
+        if self.path.is_dir():
+            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            if not self._files:
+                raise ValueError(f"folder '{self.path}' has no images ({', '.join(sorted(IMAGE_EXTS))})")
+            self.kind = "folder"
+        elif self.path.suffix.lower() in IMAGE_EXTS:
+            self._files = [self.path]
+            self.kind = "image"
+            self.loop = True  # one image: repeat until --max-frames / Ctrl-C
+        else:
+            self._cap = cv2.VideoCapture(str(self.path))
+            if not self._cap.isOpened():
+                raise ValueError(f"OpenCV cannot open '{self.path}' as a video")
+            self.kind = "video"
+
+    def next(self) -> np.ndarray | None:
+        import cv2
+
+        if self._cap is not None:
+            ok, frame = self._cap.read()
+            if not ok and self.loop:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, frame = self._cap.read()
+            return frame if ok else None
+        if self._i >= len(self._files):
+            if not self.loop:
+                return None
+            self._i = 0
+        f = self._files[self._i]
+        self._i += 1
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"OpenCV cannot read image '{f}'")
+        return img
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="interactvlm-replay", description=__doc__.split("\n\n")[0])
+    p.add_argument("source", help="video file, folder of images, or one image")
+    p.add_argument("--rate", type=float, default=10.0, help="frames per second (default 10)")
+    p.add_argument("--loop", action="store_true", help="restart at the end (an image always repeats)")
+    p.add_argument("--frame-id", default="camera_optical_frame", help="header.frame_id (default camera_optical_frame)")
+    p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no limit)")
+    p.add_argument("--encoding", choices=("rgb8", "bgr8"), default="rgb8", help="Image encoding (default rgb8)")
+    p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view of the default intrinsics, degrees")
+    p.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.utilities import remove_ros_args
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from . import conversions as conv
+    from .node import image_qos
+
+    argv = list(sys.argv if argv is None else ["interactvlm-replay", *argv])
+    args = build_parser().parse_args(remove_ros_args(argv)[1:])
+    if args.rate <= 0:
+        print("interactvlm-replay: --rate must be > 0", file=sys.stderr)
+        return 2
+    try:
+        src = FrameSource(args.source, loop=args.loop)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"interactvlm-replay: {exc}", file=sys.stderr)
+        return 2
+    rclpy.init(args=argv)
+    node = rclpy.create_node("interactvlm_replay")
+    qos = image_qos(args.qos, depth=5)
+    pub_img = node.create_publisher(Image, "image", qos)
+    pub_info = node.create_publisher(CameraInfo, "camera_info", qos)
+    log = node.get_logger()
+    log.info(f"replaying {src.kind} '{src.path}' at {args.rate} Hz as {args.encoding}, frame '{args.frame_id}'")
+    period = 1.0 / args.rate
+    sent = 0
+    K, size = None, None
+    t_next = time.monotonic()
+    try:
+        while rclpy.ok():
+            frame = src.next()
+            if frame is None:
+                break
+            h, w = frame.shape[:2]
+            if size != (w, h):  # frames of a folder may differ in size
+                size, K = (w, h), conv.default_K(w, h, args.hfov)
+            stamp = node.get_clock().now().to_msg()
+            arr = frame[:, :, ::-1] if args.encoding == "rgb8" else frame
+            img = conv.numpy_to_image(arr, args.encoding)
+            img.header.stamp = stamp
+            img.header.frame_id = args.frame_id
+            info = conv.make_camera_info(w, h, K, header=img.header)
+            pub_info.publish(info)
+            pub_img.publish(img)
+            sent += 1
+            if args.max_frames and sent >= args.max_frames:
+                break
+            t_next += period
+            rclpy.spin_once(node, timeout_sec=0)
+            delay = t_next - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                t_next = time.monotonic()  # fell behind (slow decode): do not burst
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info(f"published {sent} frames")
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Image / CameraInfo / depth / label / PointCloud2 conversions, without a ROS transport."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+conv = pytest.importorskip("interactvlm_ros.ros.conversions")
+pytest.importorskip("sensor_msgs.msg")
+
+RNG = np.random.default_rng(0)
+
+
+def _msg(arr: np.ndarray, enc: str, pad: int = 0, big: bool = False, **over):
+    """Hand-encode ``arr`` as a sensor_msgs/Image-like object (independent of numpy_to_image)."""
+    a = arr if arr.ndim == 3 else arr[:, :, None]
+    h, w, c = a.shape
+    dt = a.dtype.newbyteorder(">" if big else "<")
+    rows = [np.ascontiguousarray(a[r].astype(dt)).tobytes() + b"\xee" * pad for r in range(h)]
+    fields = dict(height=h, width=w, encoding=enc, is_bigendian=int(big), step=w * c * a.itemsize + pad,
+                  data=b"".join(rows))
+    fields.update(over)
+    return SimpleNamespace(**fields)
+
+
+CASES = {
+    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1), "mono16": (np.uint16, 1), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
+}
+
+
+def _random(dtype, ch, h=5, w=7):
+    if dtype == np.float32:
+        a = RNG.uniform(0.1, 10.0, size=(h, w, ch)).astype(np.float32)
+    else:
+        a = RNG.integers(0, np.iinfo(dtype).max, size=(h, w, ch), endpoint=True).astype(dtype)
+    return a[:, :, 0] if ch == 1 else a
+
+
+@pytest.mark.parametrize("encoding", sorted(CASES))
+@pytest.mark.parametrize("pad", [0, 3, 64])
+@pytest.mark.parametrize("big", [False, True])
+def test_every_encoding_roundtrips_with_padding_and_endianness(encoding, pad, big):
+    dtype, ch = CASES[encoding]
+    arr = _random(dtype, ch)
+    out, enc = conv.image_to_numpy(_msg(arr, encoding, pad=pad, big=big))
+    assert enc == encoding
+    assert out.dtype == np.dtype(dtype) and out.dtype.isnative
+    assert out.shape == arr.shape
+    np.testing.assert_array_equal(out, arr)
+
+
+def test_rgb8_conversion_channel_orders():
+    rgb = _random(np.uint8, 3)
+    cases = {
+        "rgb8": rgb,
+        "bgr8": rgb[:, :, ::-1],
+        "rgba8": np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 9, np.uint8)], axis=2),
+        "bgra8": np.concatenate([rgb[:, :, ::-1], np.full(rgb.shape[:2] + (1,), 9, np.uint8)], axis=2),
+    }
+    for enc, arr in cases.items():
+        np.testing.assert_array_equal(conv.image_to_rgb8(_msg(arr, enc, pad=5)), rgb, err_msg=enc)
+    mono = _random(np.uint8, 1)
+    out = conv.image_to_rgb8(_msg(mono, "mono8"))
+    assert out.shape == mono.shape + (3,)
+    np.testing.assert_array_equal(out[:, :, 1], mono)
+    m16 = np.array([[0, 255, 256, 65535]], np.uint16)
+    np.testing.assert_array_equal(conv.image_to_rgb8(_msg(m16, "mono16", big=True))[:, :, 0], [[0, 0, 1, 255]])
+
+
+def test_depth_units_and_invalid_values():
+    mm = np.array([[0, 1000, 2500]], np.uint16)
+    d = conv.depth_to_metres(_msg(mm, "16UC1", big=True))
+    assert math.isnan(d[0, 0]) and d[0, 1] == pytest.approx(1.0) and d[0, 2] == pytest.approx(2.5)
+    m = np.array([[0.5, 1.5]], np.float32)
+    np.testing.assert_allclose(conv.depth_to_metres(_msg(m, "32FC1", pad=4)), m)
+    for bad in (np.nan, np.inf, -np.inf):
+        arr = np.array([[1.0, bad]], np.float32)
+        with pytest.raises(conv.InputError, match="NaN/inf") as ei:
+            conv.depth_to_metres(_msg(arr, "32FC1"))
+        assert ei.value.reason == "bad_depth"
+        ok = conv.depth_to_metres(_msg(arr, "32FC1"), allow_nonfinite=True)
+        assert ok[0, 0] == 1.0
+    with pytest.raises(conv.InputError, match="negative"):
+        conv.depth_to_metres(_msg(np.array([[-1.0]], np.float32), "32FC1"))
+    with pytest.raises(conv.InputError, match="16UC1"):
+        conv.depth_to_metres(_msg(_random(np.uint8, 3), "rgb8"))
+
+
+@pytest.mark.parametrize(
+    "over, reason, words",
+    [
+        (dict(encoding="yuv422"), "bad_encoding", "encoding 'yuv422'"),
+        (dict(encoding=""), "bad_encoding", "encoding ''"),
+        (dict(step=10), "bad_step", "step=10"),
+        (dict(data=b"\0" * 50), "short_data", "data has 50 bytes"),
+        (dict(height=0, width=0, step=0, data=b""), "empty_image", "0x0"),
+        (dict(height=20000, width=20000, step=60000, data=b"\0" * 100), "image_too_large", "20000x20000"),
+        (dict(height=4000, width=4000, step=12000, data=b"\0" * 100), "short_data", "truncated"),
+    ],
+)
+def test_bad_images_raise_named_errors(over, reason, words):
+    msg = _msg(_random(np.uint8, 3, h=6, w=8), "rgb8", **over)
+    with pytest.raises(conv.InputError) as ei:
+        conv.image_to_rgb8(msg)
+    assert ei.value.reason == reason
+    assert words in str(ei.value)
+
+
+def test_float_image_rejected_on_colour_topic():
+    with pytest.raises(conv.InputError, match="depth"):
+        conv.image_to_rgb8(_msg(_random(np.float32, 1), "32FC1"))
+
+
+def test_numpy_to_image_and_back():
+    rgb = _random(np.uint8, 3, h=4, w=6)
+    msg = conv.numpy_to_image(rgb, "rgb8")
+    assert (msg.height, msg.width, msg.step, msg.encoding) == (4, 6, 18, "rgb8")
+    np.testing.assert_array_equal(conv.image_to_rgb8(msg), rgb)
+    d = _random(np.uint16, 1)
+    np.testing.assert_array_equal(conv.image_to_numpy(conv.numpy_to_image(d, "16UC1"))[0], d)
+    with pytest.raises(conv.InputError):
+        conv.numpy_to_image(rgb, "mono8")
+
+
+def _info(k, width=640, height=480, d=(0.0,) * 5):
+    p = list(np.hstack([np.asarray(k, float).reshape(3, 3), np.zeros((3, 1))]).reshape(-1))
+    return SimpleNamespace(k=list(k), d=list(d), p=p, width=width, height=height)
+
+
+def test_camera_info_validation():
+    K = conv.default_K(640, 480)
+    assert K[0, 0] == pytest.approx(640 / (2 * math.tan(math.radians(30))))
+    assert (K[0, 2], K[1, 2]) == (319.5, 239.5)
+    np.testing.assert_allclose(conv.camera_info_to_K(_info(K.reshape(-1))), K)
+    for bad in (np.nan, np.inf):
+        k = K.reshape(-1).copy()
+        k[0] = bad
+        with pytest.raises(conv.InputError, match="NaN/inf") as ei:
+            conv.camera_info_to_K(_info(k))
+        assert ei.value.reason == "bad_camera_info"
+    with pytest.raises(conv.InputError, match="distortion"):
+        conv.camera_info_to_K(_info(K.reshape(-1), d=(0.0, np.nan, 0, 0, 0)))
+    with pytest.raises(conv.InputError, match="fx"):
+        conv.camera_info_to_K(_info(np.zeros(9)))
+    with pytest.raises(conv.InputError, match="640x480"):
+        conv.camera_info_to_K(_info(K.reshape(-1)), image_size=(320, 240))
+    msg = conv.make_camera_info(320, 240)
+    np.testing.assert_allclose(conv.camera_info_to_K(msg, image_size=(320, 240)), conv.default_K(320, 240))
+
+
+@pytest.mark.parametrize("label", ["", "   ", "cup\x00", "ball\nthrow", "a\x1b[31m", "x" * 500, 5])
+def test_bad_labels(label):
+    with pytest.raises(conv.InputError) as ei:
+        conv.validate_label(label)
+    assert ei.value.reason == "bad_label"
+
+
+def test_good_labels_kept():
+    assert conv.validate_label("  coffee mug ") == "coffee mug"
+    assert conv.validate_label("tasse à café") == "tasse à café"
+
+
+def test_contact_cloud_layout_and_roundtrip():
+    pts = RNG.normal(size=(11, 3)).astype(np.float32)
+    c = RNG.uniform(size=11).astype(np.float32)
+    msg = conv.make_contact_cloud(pts, c)
+    assert [f.name for f in msg.fields] == ["x", "y", "z", "contact"]
+    assert [f.offset for f in msg.fields] == [0, 4, 8, 12]
+    assert (msg.point_step, msg.row_step, msg.width, msg.height) == (16, 176, 11, 1)
+    assert len(msg.data) == 176
+    back = conv.cloud_to_numpy(msg)
+    np.testing.assert_array_equal(np.stack([back["x"], back["y"], back["z"]], 1), pts)
+    np.testing.assert_array_equal(back["contact"], c)
+    empty = conv.make_contact_cloud(np.zeros((0, 3)), np.zeros(0))
+    assert empty.width == 0 and len(empty.data) == 0
+    with pytest.raises(ValueError):
+        conv.make_contact_cloud(pts, c[:3])
+
+
+def test_converter_is_named():
+    assert conv.image_converter_name() in ("cv_bridge", "numpy")

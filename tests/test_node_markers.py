@@ -1,0 +1,117 @@
+"""MarkerArray construction and RViz validity, without a ROS transport."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("visualization_msgs.msg")
+trimesh = pytest.importorskip("trimesh")
+from std_msgs.msg import Header  # noqa: E402
+from visualization_msgs.msg import Marker  # noqa: E402
+
+from interactvlm_ros.pipeline import ContactResult  # noqa: E402
+from interactvlm_ros.ros import markers as mk  # noqa: E402
+
+
+def _result(subdiv=3):
+    body = trimesh.creation.icosphere(subdivisions=subdiv, radius=0.5)
+    obj = trimesh.creation.box(extents=(1.0, 0.5, 0.25))
+    hv = np.asarray(body.vertices, np.float32)
+    # contact = 1 on the +x half of the sphere, 0 elsewhere
+    hc = (hv[:, 0] > 0.2).astype(np.float32)
+    ov = np.asarray(obj.vertices, np.float32)
+    oc = np.linspace(0, 1, len(ov)).astype(np.float32)
+    return ContactResult(status="ok", human_contact=hc, object_contact=oc, human_vertices=hv,
+                         human_faces=np.asarray(body.faces), object_vertices=ov, object_faces=np.asarray(obj.faces))
+
+
+def _header():
+    h = Header(frame_id="cam_optical")
+    h.stamp.sec, h.stamp.nanosec = 1234, 5678
+    return h
+
+
+def test_marker_array_valid_and_complete():
+    res = _result()
+    arr = mk.MarkerBuilder(max_faces=0, threshold=0.5).build(res, _header())
+    assert mk.check_marker_array(arr) == []
+    assert arr.markers[0].action == Marker.DELETEALL
+    by_ns = {m.ns: m for m in arr.markers[1:]}
+    assert set(by_ns) == set(mk.NAMESPACES)
+    for m in arr.markers:
+        assert m.header.frame_id == "cam_optical"
+        assert (m.header.stamp.sec, m.header.stamp.nanosec) == (1234, 5678)
+    mesh = by_ns["human/mesh"]
+    assert mesh.type == Marker.TRIANGLE_LIST
+    assert len(mesh.points) == 3 * len(res.human_faces) == len(mesh.colors)
+    # the +x vertices are red, the others grey
+    pts = np.array([[p.x, p.y, p.z] for p in mesh.points])
+    cols = np.array([[c.r, c.g, c.b] for c in mesh.colors])
+    red = pts[:, 0] > 0.25
+    np.testing.assert_allclose(cols[red], np.tile(mk.RED, (red.sum(), 1)), atol=1e-6)
+    grey = pts[:, 0] < 0.15
+    np.testing.assert_allclose(cols[grey], np.tile(mk.GREY, (grey.sum(), 1)), atol=1e-6)
+    contacts = by_ns["human/contacts"]
+    assert contacts.type == Marker.SPHERE_LIST
+    assert len(contacts.points) == int((res.human_contact >= 0.5).sum())
+    assert len(by_ns["object/contacts"].points) == int((res.object_contact >= 0.5).sum())
+
+
+def test_placement_in_optical_frame():
+    res = _result()
+    human = mk.camera_vertices(res, "human")
+    obj = mk.camera_vertices(res, "object")
+    np.testing.assert_allclose(human.mean(0), mk.HUMAN_OFFSET + 0 * human[0], atol=1e-2)
+    # canonical +y (up) maps to optical -y (up in the image), canonical +z (facing) towards the camera
+    top = np.argmax(res.human_vertices[:, 1])
+    assert human[top, 1] < mk.HUMAN_OFFSET[1] - 0.4
+    ext = obj.max(0) - obj.min(0)
+    assert ext.max() == pytest.approx(mk.OBJECT_SIZE, rel=1e-5)
+    assert obj.mean(0)[0] > human.max(0)[0]  # object to the right of the body
+
+
+def test_display_mesh_decimated_and_cached():
+    res = _result(subdiv=5)  # 20480 faces
+    b = mk.MarkerBuilder(max_faces=2000)
+    arr = b.build(res, _header())
+    mesh = next(m for m in arr.markers if m.ns == "human/mesh")
+    assert len(mesh.points) % 3 == 0 and len(mesh.points) <= 3 * 2000
+    assert len(mesh.points) >= 3 * 1000
+    assert mk.check_marker_array(arr) == []
+    arr2 = b.build(res, _header())
+    mesh2 = next(m for m in arr2.markers if m.ns == "human/mesh")
+    assert len(mesh2.points) == len(mesh.points)
+    assert len(b._display) == 2  # human + object, each cached once across frames
+
+
+def test_non_ok_result_only_clears():
+    arr = mk.MarkerBuilder().build(ContactResult(status="no_person"), _header())
+    assert len(arr.markers) == 1 and arr.markers[0].action == Marker.DELETEALL
+
+
+def test_reconstruction_vertices_used():
+    res = _result()
+    shifted = res.human_vertices + np.array([0.1, 0.2, 3.0], np.float32)
+
+    class Rec:
+        status = "ok"
+        human_vertices_cam = shifted
+        object_vertices_cam = None
+
+    res.reconstruction = Rec()
+    np.testing.assert_allclose(mk.camera_vertices(res, "human"), shifted)
+    pts, c = mk.contact_points(res, "human", 0.5)
+    np.testing.assert_allclose(pts, shifted[res.human_contact >= 0.5])
+    assert np.all(c >= 0.5)
+
+
+def test_checker_catches_invalid_markers():
+    arr = mk.MarkerBuilder(max_faces=0).build(_result(subdiv=1), _header())
+    m = next(x for x in arr.markers if x.ns == "human/mesh")
+    m.points = m.points[:-1]
+    m.pose.orientation.w = 0.0
+    m.colors[0].a = 0.0
+    probs = " | ".join(mk.check_marker_array(arr))
+    assert "multiple of 3" in probs and "unit quaternion" in probs and "colours for" in probs
+    arr.markers = arr.markers[1:]
+    assert any("DELETEALL" in p for p in mk.check_marker_array(arr))

@@ -1,0 +1,120 @@
+"""ContactEstimator (pipeline.py): the one object the CLI, node, benchmarks and evaluation use."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from interactvlm_ros.pipeline import ContactEstimator, ContactResult, PipelineError  # noqa: E402
+
+
+def _rgb(path):
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert bgr is not None, path
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def est():
+    return ContactEstimator()  # default model, CPU
+
+
+def test_official_tiny_checkpoint_matches_official_contact(conformance_dir):
+    """Official-format checkpoint + official assets folder through the pipeline == the official code's
+    per-vertex contact (generate path) within the fixture's tolerance."""
+    root = conformance_dir / "interactvlm-hcontact-tiny"
+    e = ContactEstimator(model=str(root / "interactvlm-3d-hcontact-damon-tiny"),
+                         assets=str(root / "data" / "hcontact_vitruvian"), backend="torch", perception="none")
+    assert not e.predicts_object and e.asset_size == 1024
+    res = e.estimate(_rgb(root / "inputs" / "bottle__synthetic_224.png"), "bottle")
+    assert res.status == "ok"
+    expected = np.load(root / "expected" / "generate.npz")["pred_contact_3d"].reshape(-1)
+    assert res.human_contact.shape == (6890,)
+    np.testing.assert_allclose(res.human_contact, expected, atol=1e-5)
+    assert res.object_contact is None and res.human_masks.shape == (4, 1024, 1024)
+    # Anny (default body) does not have the SMPL-H topology: no geometry, and that is a named fallback
+    assert res.human_vertices is None
+    assert any("6890" in f for f in e.fallbacks)
+    assert res.overlay().shape == (256, 4 * 256, 3)
+
+
+def test_default_model_on_real_photo(est, test_data):
+    res = est.estimate(_rgb(test_data / "person_catching_ball.png"), "ball")
+    assert res.status == "ok", res.message
+    assert res.model == "default" and res.backend
+    nh = len(res.human_vertices)
+    assert res.human_contact.shape == (nh,) and res.human_faces.max() < nh
+    assert res.object_contact.shape == (len(res.object_vertices),)
+    for c in (res.human_contact, res.object_contact):
+        assert np.all(np.isfinite(c)) and c.min() >= 0 and c.max() <= 1
+    assert res.part_ids.shape == (nh,) and res.part_names
+    # normalised object: longest side 1 (spec 3.6)
+    ext = res.object_vertices.max(0) - res.object_vertices.min(0)
+    assert ext.max() == pytest.approx(1.0, abs=1e-4)
+    for k in ("perception", "localize", "lift", "total"):
+        assert k in res.timings and res.timings[k] >= 0
+    ov = res.overlay(tile=64)
+    assert ov.shape == (128, 4 * 64, 3) and ov.dtype == np.uint8
+
+
+def test_no_person(est, test_data):
+    res = est.estimate(_rgb(test_data / "coffee_cup_no_person.png"), "cup")
+    assert res.status == "no_person"
+    assert res.human_contact is None and res.object_contact is None
+
+
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        (np.zeros((64, 64), np.uint8), "HxWx3"),
+        (np.zeros((64, 64, 3), np.float32), "uint8"),
+        (np.zeros((4, 4, 3), np.uint8), "8x8"),
+        ("not an image", "numpy array"),
+    ],
+)
+def test_bad_images_give_bad_input(est, image, words):
+    res = est.estimate(image, "ball")
+    assert res.status == "bad_input" and words in res.message
+
+
+def test_bad_label_mesh_K_depth(est, test_data, tmp_path):
+    img = _rgb(test_data / "person_catching_ball.png")
+    assert est.estimate(img, "   ").status == "bad_input"
+    res = est.estimate(img, "ball", object_mesh=str(tmp_path / "missing.obj"))
+    assert res.status == "bad_input" and "missing.obj" in res.message
+    junk = tmp_path / "junk.obj"
+    junk.write_text("this is not a mesh\n")
+    res = est.estimate(img, "ball", object_mesh=str(junk))
+    assert res.status == "bad_input" and "junk.obj" in res.message
+    K = np.eye(3)
+    K[0, 0] = np.nan
+    assert est.estimate(img, "ball", K=K).status == "bad_input"
+    assert est.estimate(img, "ball", depth=np.zeros((2, 3, 4))).status == "bad_input"
+    assert est.estimate(img, "ball").status == "ok"  # still fine afterwards
+
+
+def test_user_mesh(est, shared_dir, test_data):
+    from interactvlm_ros.objects import load_mesh, normalize_mesh
+
+    mesh_path = shared_dir / "data" / "objects" / "bottle.obj"
+    res = est.estimate(_rgb(test_data / "person_catching_ball.png"), "bottle", object_mesh=str(mesh_path))
+    assert res.status == "ok"
+    mesh = load_mesh(mesh_path)
+    np.testing.assert_allclose(res.object_vertices, normalize_mesh(np.asarray(mesh.vertices, np.float32)), atol=1e-6)
+    np.testing.assert_array_equal(res.object_faces, mesh.faces)
+    assert res.object_contact.shape == (len(res.object_vertices),)
+    assert res.object_source == str(mesh_path)
+
+
+def test_missing_model_is_a_clear_error():
+    with pytest.raises(Exception) as ei:
+        ContactEstimator(model="/nonexistent/model")
+    assert "/nonexistent/model" in str(ei.value)
+    assert isinstance(ei.value, (PipelineError, ValueError))
+
+
+def test_result_contact_parts():
+    r = ContactResult(status="ok", human_contact=np.array([0.9, 0.1, 0.6], np.float32),
+                      part_ids=np.array([0, 1, 2]), part_names=["head", "torso", "left_hand"])
+    assert r.contact_parts(0.5) == ["head", "left_hand"]

@@ -1,0 +1,247 @@
+"""The contact node over real rclpy / Fast DDS on loopback, with the real default model.
+
+The node runs as a subprocess (``python -m interactvlm_ros.ros.node``, i.e. the console script) on its
+own ROS domain; the test process publishes camera input and records the outputs with ContactClient.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+cv2 = pytest.importorskip("cv2")
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from visualization_msgs.msg import Marker  # noqa: E402
+
+from interactvlm_ros.ros import conversions as conv  # noqa: E402
+from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process  # noqa: E402
+from interactvlm_ros.ros.markers import NAMESPACES, check_marker_array  # noqa: E402
+
+DOMAIN = 87
+LOAD_TIMEOUT = 240.0
+
+
+@pytest.fixture(scope="module")
+def ros_env():
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    mp.setenv("ROS_LOCALHOST_ONLY", "1")
+    mp.setenv("ROS_DOMAIN_ID", str(DOMAIN))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def photo(test_data):
+    bgr = cv2.imread(str(test_data / "person_catching_ball.png"), cv2.IMREAD_COLOR)
+    assert bgr is not None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def node(ros_env, tmp_path_factory, photo):
+    log = tmp_path_factory.mktemp("node") / "node.log"
+    proc = start_node_process(DOMAIN, {"object_label": "ball", "image_qos": "reliable", "model": "default"}, log)
+    client = ContactClient(domain_id=DOMAIN)
+    try:
+        d = client.wait_state("running", LOAD_TIMEOUT)
+        assert d.get("state") == "running", f"node did not start: {d} / {log.read_text()[-3000:]}"
+        assert client.wait_subscribers(10.0)
+        yield proc, client, log
+    finally:
+        client.close()
+        code = stop_process(proc)
+        assert code in (0, -2, 130), f"node exit code {code}: {log.read_text()[-2000:]}"
+
+
+_SEQ = [1000]
+
+
+def _send_and_wait(client, rgb, frame_id="test_cam", timeout=60.0):
+    """Publish one good frame with a unique stamp; return {kind: message} of its outputs (or {} on timeout)."""
+    _SEQ[0] += 1
+    stamp = client.stamp(_SEQ[0], 123456)
+    client.publish_image(rgb, stamp=stamp, frame_id=frame_id)
+
+    def outputs():
+        got = {}
+        for kind in ("markers", "human_contacts", "object_contacts"):
+            for m in client.messages(kind):
+                h = m.markers[0].header if kind == "markers" else m.header
+                if (h.stamp.sec, h.stamp.nanosec) == (stamp.sec, stamp.nanosec):
+                    got[kind] = m
+        return got
+
+    client.wait_for(lambda: len(outputs()) == 3, timeout)
+    return outputs()
+
+
+def _alive(proc):
+    return proc.poll() is None
+
+
+def test_real_photo_end_to_end(node, photo):
+    proc, client, _ = node
+    client.clear()
+    out = _send_and_wait(client, photo, frame_id="camera_color_optical_frame")
+    assert set(out) == {"markers", "human_contacts", "object_contacts"}, out.keys()
+    arr = out["markers"]
+    assert check_marker_array(arr) == []
+    for m in arr.markers:
+        assert m.header.frame_id == "camera_color_optical_frame"
+        assert (m.header.stamp.sec, m.header.stamp.nanosec) == (_SEQ[0], 123456)
+    assert arr.markers[0].action == Marker.DELETEALL
+    by_ns = {m.ns: m for m in arr.markers[1:]}
+    assert set(by_ns) == set(NAMESPACES)
+    assert len(by_ns["human/mesh"].points) >= 3 * 1000  # the body mesh, decimated for RViz
+    assert len(by_ns["object/mesh"].points) > 0
+    for kind in ("human_contacts", "object_contacts"):
+        cloud = out[kind]
+        assert cloud.header.frame_id == "camera_color_optical_frame"
+        assert [f.name for f in cloud.fields] == ["x", "y", "z", "contact"]
+        c = conv.cloud_to_numpy(cloud)
+        assert np.all((c["contact"] >= 0.5) & (c["contact"] <= 1.0))  # threshold 0.5 by default
+        assert np.all(np.isfinite(c["x"]))
+    # contact spheres: the display mesh's contact vertices (a subset of the full-resolution cloud)
+    assert len(by_ns["human/contacts"].points) <= out["human_contacts"].width
+    assert _wait_counter(client, "frames_processed", 1) >= 1
+    assert client.last_diagnostics()["model"] == "default"
+    assert _alive(proc)
+
+
+def _bad_image(**fields):
+    m = Image()
+    m.header.frame_id = "test_cam"
+    m.height, m.width, m.encoding, m.is_bigendian, m.step = 4, 4, "rgb8", 0, 12
+    m.data = bytes(48)
+    for k, v in fields.items():
+        setattr(m, k, v)
+    return m
+
+
+BAD_IMAGES = {
+    "bad_encoding": dict(encoding="yuv422_not_a_thing"),
+    "bad_step": dict(step=5),
+    "short_data": dict(height=480, width=640, step=1920, data=bytes(1000)),
+    "empty_image": dict(height=0, width=0, step=0, data=b""),
+    "image_too_large": dict(height=20000, width=20000, step=60000, data=bytes(64)),
+}
+
+
+def _counter(client, key):
+    return int(client.last_diagnostics().get(key, 0))
+
+
+def _wait_counter(client, key, at_least, timeout=10.0):
+    client.wait_for(lambda: _counter(client, key) >= at_least, timeout)
+    return _counter(client, key)
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_IMAGES))
+def test_bad_image_skipped_then_good_frame_processed(node, photo, reason):
+    proc, client, log = node
+    before = _counter(client, f"bad_input/{reason}")
+    client.publish_raw(_bad_image(**BAD_IMAGES[reason]))
+    assert _wait_counter(client, f"bad_input/{reason}", before + 1) == before + 1
+    out = _send_and_wait(client, photo)
+    assert set(out) == {"markers", "human_contacts", "object_contacts"}
+    assert _alive(proc)
+    lines = [ln for ln in log.read_text().splitlines() if f"skipped ({reason})" in ln]
+    assert lines, f"no log line for {reason}"
+    assert len(lines[-1]) < 400  # one clear line, no traceback
+
+
+def test_nan_camera_info_and_depth(node, photo):
+    proc, client, log = node
+    info = conv.make_camera_info(640, 480)
+    info.k = [float("nan")] + list(info.k[1:])
+    b_info = _counter(client, "bad_input/bad_camera_info")
+    client.pub_info.publish(info)
+    assert _wait_counter(client, "bad_input/bad_camera_info", b_info + 1) == b_info + 1
+    depth = conv.numpy_to_image(np.full((480, 640), np.inf, np.float32), "32FC1")
+    b_depth = _counter(client, "bad_input/bad_depth")
+    client.pub_depth.publish(depth)
+    assert _wait_counter(client, "bad_input/bad_depth", b_depth + 1) == b_depth + 1
+    assert "NaN/inf" in log.read_text()
+    out = _send_and_wait(client, photo)
+    assert len(out) == 3 and _alive(proc)
+
+
+def test_bad_label_and_mesh_keep_state(node, photo):
+    proc, client, log = node
+    b_label = _counter(client, "bad_input/bad_label")
+    client.pub_label.publish(String(data="ball\x07\x1b[2J"))
+    assert _wait_counter(client, "bad_input/bad_label", b_label + 1) == b_label + 1
+    b_mesh = _counter(client, "bad_input/bad_mesh")
+    client.pub_mesh.publish(String(data="/nonexistent/mesh_that_is_not_there.obj"))
+    assert _wait_counter(client, "bad_input/bad_mesh", b_mesh + 1) == b_mesh + 1
+    d = client.last_diagnostics()
+    assert d["object_label"] == "ball" and d["object_mesh"] == "(library)"
+    text = log.read_text()
+    assert "control characters" in text and "mesh_that_is_not_there.obj" in text
+    out = _send_and_wait(client, photo)
+    assert len(out) == 3 and _alive(proc)
+
+
+def test_parameters_at_run_time(node, photo):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    proc, client, _ = node
+    cli = client.node.create_client(SetParameters, "/interactvlm_contact/set_parameters")
+    assert cli.wait_for_service(timeout_sec=10.0)
+
+    def set_param(name, value):
+        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        fut = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
+        assert client.wait_for(fut.done, 15.0)
+        return fut.result().results[0]
+
+    r = set_param("object_label", "bad\x07label")  # (a NUL would be cut by the C layer)
+    assert not r.successful and "control characters" in r.reason
+    r = set_param("object_mesh", "/no/such/mesh.obj")
+    assert not r.successful and "does not exist" in r.reason
+    r = set_param("model", "/elsewhere")
+    assert not r.successful  # read-only: restart to change the model
+    r = set_param("frame_id_override", "override_frame")
+    assert r.successful
+    try:
+        out = _send_and_wait(client, photo, frame_id="camera_frame")
+        assert out["markers"].markers[0].header.frame_id == "override_frame"
+        assert out["human_contacts"].header.frame_id == "override_frame"
+    finally:
+        assert set_param("frame_id_override", "").successful
+    d = client.last_diagnostics()
+    assert d["object_label"] == "ball" and d["object_mesh"] == "(library)"
+    # a valid label change through the topic is applied
+    client.pub_label.publish(String(data="basketball"))
+    assert client.wait_for(lambda: client.last_diagnostics().get("object_label") == "basketball", 10.0)
+    client.pub_label.publish(String(data="ball"))
+    assert client.wait_for(lambda: client.last_diagnostics().get("object_label") == "ball", 10.0)
+    assert _alive(proc)
+
+
+def test_overlay_published_when_subscribed(node, photo):
+    proc, client, _ = node
+    client.clear()
+    _send_and_wait(client, photo)
+    assert client.wait_for(lambda: client.count("overlay") > 0, 10.0)
+    img = client.messages("overlay")[-1]
+    assert img.encoding == "rgb8" and img.height == 2 * 256 and img.width == 4 * 256
+    arr = conv.image_to_rgb8(img)
+    assert arr.std() > 5  # renders, not a blank image
+
+
+def test_diagnostics_counters_consistent(node):
+    _, client, _ = node
+    assert client.wait_for(lambda: "frames_received" in client.last_diagnostics(), 10.0)
+    d = client.last_diagnostics()
+    recv, proc_, dropped, bad = (int(d[k]) for k in ("frames_received", "frames_processed", "frames_dropped",
+                                                      "frames_bad_input"))
+    assert recv >= proc_ + dropped
+    assert bad >= len(BAD_IMAGES) + 4
+    assert re.match(r"^\d+\.\d$", d["latency_ms_p95"])
+    assert d["image_conversion"] in ("cv_bridge", "numpy")
