@@ -80,14 +80,13 @@ def run_torch_stages(model, inputs: dict, repeats: int = 3, lift_fn=None) -> dic
 def _fixture_inputs():
     from PIL import Image
 
-    from interactvlm_ros.models.mvloc.config import VIEW_TYPES, view_type_cam_params
-    from interactvlm_ros.models.mvloc.official_assets import load_human_folder
+    from interactvlm_ros.assets import load_official_human_assets
+    from interactvlm_ros.models.mvloc.config import view_type_cam_params
     from interactvlm_ros.models.mvloc.preprocess import ClipPreprocessor, sam_preprocess
 
     inp = np.load(FX / "inputs" / "inputs.npz")
-    names = VIEW_TYPES["4MV-Z_Vitru"]["names"]
     cams = view_type_cam_params("4MV-Z_Vitru")
-    assets = load_human_folder(FX / "data" / "hcontact_vitruvian", names, cams)
+    assets = load_official_human_assets(FX / "data" / "hcontact_vitruvian", view_set="4MV-Z_Vitru")
     image = np.asarray(Image.open(FX / "inputs" / "bottle__synthetic_224.png").convert("RGB"))
     sam, _ = sam_preprocess(assets.renders)
     return dict(pixel_values=ClipPreprocessor(FX / "openai" / "clip-vit-large-patch14")(image),
@@ -122,9 +121,10 @@ def main(argv=None) -> int:
         print(f"conformance fixture not found at {FX} (set INTERACTVLM_SHARED_DIR)")
         return 2
     from interactvlm_ros.models.mvloc.checkpoint import load_mvloc
-    from interactvlm_ros.models.mvloc.official_assets import lift
+    from interactvlm_ros.lift import Lifter
 
     inputs, assets = _fixture_inputs()
+    lifter = Lifter(assets, mode="human")  # core lifter, built once (sparse operators), as the predictor's user does
     rows = []
     for name in args.configs.split(","):
         if name == "tiny":
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         else:
             raise SystemExit(f"unknown config {name!r} (tiny, 30m)")
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        r = run_torch_stages(model, inputs, args.repeats, lift_fn=lambda lg: lift(lg, assets, "human"))
+        r = run_torch_stages(model, inputs, args.repeats, lift_fn=lifter)
         rows.append((name, params, r))
         del model
     cols = ["clip", "llm_forward", "llm_generate", "sam_encoder", "decoder", "postprocess", "lift",

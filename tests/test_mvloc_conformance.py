@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from interactvlm_ros.cli.main import main as cli_main
-from interactvlm_ros.models.mvloc.official_assets import lift, load_human_folder, load_object_folder
+from interactvlm_ros.assets import load_lift2d_dict, load_official_human_assets
+from interactvlm_ros.lift import lift
 from interactvlm_ros.models.mvloc.predictor import MVLocPredictor
 
 HC, OA = "interactvlm-hcontact-tiny", "interactvlm-oafford-tiny"
@@ -48,10 +49,9 @@ def setup(request, conformance_dir):
     root = conformance_dir / fx
     s = SPEC[fx]
     loc = MVLocPredictor.from_pretrained(root / s["ckpt"])
-    cams = loc.cfg.cam_params(s["task"])
-    names = loc.cfg.view_names(s["task"])
-    assets = (load_human_folder(root / s["assets"], names, cams) if s["task"] == "hcontact"
-              else load_object_folder(root / s["assets"], names, cams))
+    assets = (load_official_human_assets(root / s["assets"], view_set=loc.cfg.hC_sam_view_type)
+              if s["task"] == "hcontact" else load_lift2d_dict(root / s["assets"], view_set=loc.cfg.oC_sam_view_type))
+    assert list(assets.view_names) == loc.cfg.view_names(s["task"])
     image = np.asarray(Image.open(root / s["image"]).convert("RGB"))
     return fx, root, s, loc, assets, image
 

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
+from interactvlm_ros.assets import ViewAssets
 from interactvlm_ros.cli.main import main as cli_main
 from interactvlm_ros.models.base import LocalizerError, LocalizerOutput
 from interactvlm_ros.models.mvloc.checkpoint import (CheckpointError, build_random, load_mvloc,
                                                      read_shapes, save_official, weight_files)
 from interactvlm_ros.models.mvloc.config import MVLocConfig, SamDecoderGeometry, SamEncoderGeometry
-from interactvlm_ros.models.mvloc.official_assets import OfficialViewAssets
 from interactvlm_ros.models.mvloc.predictor import MVLocPredictor
 from interactvlm_ros.models.mvloc.tokenizer import LegacyLlamaTokenizer
 from interactvlm_ros.models.registry import load_localizer
@@ -95,8 +96,8 @@ def new_ckpt(conformance_dir, tmp_path_factory):
     sharded = save_official(model, base / "sharded" / "ckpt", root / TOK_DIR, shard_size=60_000)
     renders = rng.integers(0, 256, (4, 200, 200, 3), dtype=np.uint8)
     renders[:, :20] = 255
-    assets = OfficialViewAssets(renders, np.full((4, 200, 200, 3), -1, np.int64), np.zeros((4, 200, 200, 3), np.float32),
-                                10, np.zeros((4, 5), np.float32), "synthetic-test-assets")
+    assets = ViewAssets.from_dense(renders, np.full((4, 200, 200, 3), -1, np.int64),
+                                   np.full((4, 200, 200, 3), -1, np.float32), 10, "human", key="synthetic-test-assets")
     return dict(model=model, single=single, sharded=sharded, clip=clip_dir, image=image, pv=pv, ids=ids, tok=tok,
                 assets=assets, root=root)
 
@@ -194,7 +195,7 @@ def test_localizer_protocol_via_registry(new_ckpt):
     with pytest.raises(LocalizerError, match="image_rgb"):
         loc.predict(new_ckpt["image"].astype(np.float32), LABEL, new_ckpt["assets"])
     with pytest.raises(LocalizerError, match="renders"):
-        bad = OfficialViewAssets(new_ckpt["assets"].renders[:2], None, None, 0, None, "two-views")
+        bad = SimpleNamespace(renders=new_ckpt["assets"].renders[:2], key="two-views")  # 2 views, checkpoint has 4
         loc.predict(new_ckpt["image"], LABEL, bad)
 
 

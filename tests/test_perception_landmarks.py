@@ -29,12 +29,11 @@ def test_translation_equivariant_and_shapes():
 
 def test_anatomy_on_the_posed_body():
     pytest.importorskip("anny")
-    from interactvlm_ros.synth.anny_body import PoseBuilder
+    from interactvlm_ros.bodies import get_body_model
 
-    b = PoseBuilder()
-    rest = b(np.zeros((len(b.bone_labels), 3)), np.full(6, 0.5))
+    rest, _ = get_body_model("anny").poser.pose_world({}, offset=False)  # rest pose, body frame
     reg = get_regressor()
-    P, Hd = reg.pose(rest.vertices), reg.hands(rest.vertices)
+    P, Hd = reg.pose(rest), reg.hands(rest)
     assert P[0, 1] > P[11, 1] > P[23, 1] > P[25, 1] > P[27, 1]  # nose > shoulder > hip > knee > ankle (y up)
     assert (P[[2, 7, 11, 13, 15, 23, 25, 27], 0] > 0).all()  # person's left at +x
     assert (P[[5, 8, 12, 14, 16, 24, 26, 28], 0] < 0).all()

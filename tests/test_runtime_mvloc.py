@@ -22,12 +22,10 @@ def _tf_qa(root):
 def fx(conformance_dir):
     from PIL import Image
 
-    from interactvlm_ros.models.mvloc.config import MVLocConfig
-    from interactvlm_ros.models.mvloc.official_assets import load_human_folder
+    from interactvlm_ros.assets import load_official_human_assets
 
     root = conformance_dir / FX
-    cfg = MVLocConfig()
-    assets = load_human_folder(root / "data/hcontact_vitruvian", cfg.view_names("hcontact"), cfg.cam_params("hcontact"))
+    assets = load_official_human_assets(root / "data/hcontact_vitruvian")
     image = np.asarray(Image.open(root / "inputs/bottle__synthetic_224.png").convert("RGB"))
     return root, assets, image
 

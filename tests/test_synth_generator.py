@@ -13,7 +13,7 @@ from interactvlm_ros.synth import catalog  # noqa: E402
 from interactvlm_ros.synth.generator import (  # noqa: E402
     PEN_TOL, Generator, GeneratorConfig, split_of, split_ranges, view_masks, write_dataset,
 )
-from interactvlm_ros.synth.raycast import HUMAN_VIEWS, OBJECT_VIEWS, official_view_buffers  # noqa: E402
+from interactvlm_ros.synth.raycast import official_view_buffers  # noqa: E402
 
 THR = 0.02
 CASES = [(3, "hold_one_hand"), (5, "sit"), (7, "kick"), (11, "wear_head")]
@@ -100,9 +100,9 @@ _FACES = {}
 
 def _faces():
     if "f" not in _FACES:
-        from interactvlm_ros.synth.anny_body import PoseBuilder
+        from interactvlm_ros.bodies import get_body_model
 
-        _FACES["f"] = PoseBuilder().faces
+        _FACES["f"] = get_body_model("anny").faces
     return _FACES["f"]
 
 
@@ -129,11 +129,11 @@ def test_view_masks_lift_back_to_visible_contact(gen, samples, inter):
     s = samples[inter]
     for kind in ("human", "object"):
         if kind == "human":
-            V, F, views, contact = gen.T.template_vertices, gen.T.faces, HUMAN_VIEWS, s["human_contact"]
+            V, F, views, contact = gen.T.template_vertices, gen.T.faces, "human", s["human_contact"]
         else:
             V, F = catalog.normalized_mesh(str(s["object_category"]))
-            views, contact = OBJECT_VIEWS, s["object_contact"]
-        buf = official_view_buffers(V, F, views, 64)
+            views, contact = "object", s["object_contact"]
+        buf = official_view_buffers(V, F, views, 64)  # Embree ray casting: independent of the torch-rasterized masks
         masks = s[f"{kind}_view_masks"]
         assert masks.any(), f"{kind}: no contact pixel in any view"
         lifted, seen = _soft_lift(masks, buf.vertex_ids, buf.bary, len(contact))

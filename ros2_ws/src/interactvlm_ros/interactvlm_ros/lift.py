@@ -88,34 +88,27 @@ class CompactMaps:
         return cls((H, W), np.asarray(offsets, np.int64), np.concatenate(pix), np.concatenate(vid),
                    np.concatenate(bc), np.concatenate(fid) if face_ids is not None else None)
 
+    def scatter_dense(self, values: np.ndarray, fill, dtype) -> np.ndarray:
+        """Foreground rows ``values [P,...]`` (this map's pixel order) → dense ``[V,H,W,...]``, ``fill`` elsewhere."""
+        H, W = self.size
+        values = np.asarray(values)
+        out = np.full((self.num_views, H * W) + values.shape[1:], fill, dtype)
+        for v in range(self.num_views):
+            a, b = int(self.offsets[v]), int(self.offsets[v + 1])
+            out[v, self.pix[a:b]] = values[a:b]
+        return out.reshape((self.num_views, H, W) + values.shape[1:])
+
     def dense_vertex_ids(self) -> np.ndarray:
         """int64 [V,H,W,3], −1 background."""
-        H, W = self.size
-        out = np.full((self.num_views, H * W, 3), -1, np.int64)
-        for v in range(self.num_views):
-            p, i, _ = self.view(v)
-            out[v, p] = i
-        return out.reshape(self.num_views, H, W, 3)
+        return self.scatter_dense(self.vid, -1, np.int64)
 
     def dense_bary(self) -> np.ndarray:
         """float32 [V,H,W,3], −1 background."""
-        H, W = self.size
-        out = np.full((self.num_views, H * W, 3), -1.0, np.float32)
-        for v in range(self.num_views):
-            p, _, b = self.view(v)
-            out[v, p] = b
-        return out.reshape(self.num_views, H, W, 3)
+        return self.scatter_dense(self.bary, -1.0, np.float32)
 
     def dense_face_ids(self) -> np.ndarray | None:
         """int64 [V,H,W], −1 background (None when face ids were not recorded)."""
-        if self.fid is None:
-            return None
-        H, W = self.size
-        out = np.full((self.num_views, H * W), -1, np.int64)
-        for v in range(self.num_views):
-            a, b = int(self.offsets[v]), int(self.offsets[v + 1])
-            out[v, self.pix[a:b]] = self.fid[a:b]
-        return out.reshape(self.num_views, H, W)
+        return None if self.fid is None else self.scatter_dense(self.fid, -1, np.int64)
 
 
 def compact_maps_of(assets) -> tuple[CompactMaps, int]:

@@ -50,9 +50,10 @@ def _overlay(render: np.ndarray, logits: np.ndarray, thr: float) -> np.ndarray:
 def run(args) -> int:
     from PIL import Image
 
+    from ..assets import AssetError, load_lift2d_dict, load_official_human_assets
+    from ..lift import Lifter
     from ..models.base import LocalizerError
     from ..models.mvloc.checkpoint import CheckpointError, read_official_config
-    from ..models.mvloc.official_assets import lift, load_human_folder, load_object_folder
     from ..models.mvloc.predictor import MVLocPredictor
 
     log = logging.getLogger("interactvlm.localize")
@@ -70,17 +71,16 @@ def run(args) -> int:
         loc = MVLocPredictor.from_pretrained(model_dir, args.clip, precision=args.precision, device=args.device,
                                              mode=args.mode, max_new_tokens=args.max_new_tokens)
         cfg = loc.cfg
-        cams = cfg.cam_params(task)
         if task == "hcontact":
             folder = Path(args.assets) if args.assets else model_dir.parent / "data" / "hcontact_vitruvian"
-            assets = load_human_folder(folder, cfg.view_names(task), cams)
+            assets = load_official_human_assets(folder, view_set=cfg.hC_sam_view_type)
         else:
             if not args.assets:
                 raise LocalizerError("--assets: object tasks need the demo's sam_inp_objs folder "
                                      "(lift2d_dict.pkl + obj_render_color_<view>.png)")
-            assets = load_object_folder(args.assets, cfg.view_names(task), cams)
+            assets = load_lift2d_dict(args.assets, view_set=cfg.oC_sam_view_type)
         res = loc.run(image, args.object, task, assets, question=args.question, answer=args.answer)
-    except (LocalizerError, CheckpointError) as exc:
+    except (LocalizerError, CheckpointError, AssetError) as exc:
         print(f"interactvlm localize: error: {exc}")
         return 2
     out = Path(args.out)
@@ -94,12 +94,12 @@ def run(args) -> int:
     np.savez(out / "masks.npz", logits=logits, input_ids=res["input_ids"], output_ids=res["output_ids"],
              seg_hidden=res["seg_hidden"], seg_index=np.int64(res["seg_index"]), low_res_masks=res["low_res"],
              iou_predictions=res["iou"], cam_params=res["cam_params"])
-    contact = lift(logits, assets, "human" if task == "hcontact" else "object").astype(np.float32)
+    contact = Lifter(assets, mode="human" if task == "hcontact" else "object")(logits)
     np.savez(out / "contact.npz", contact=contact)
     thr = 0.3 if task == "hcontact" else 0.5
     renders = np.asarray(assets.renders)
     tiles = []
-    for v, name in enumerate(cfg.view_names(task)):
+    for v, name in enumerate(assets.view_names):
         ov = _overlay(renders[v], logits[v], thr)
         Image.fromarray(ov).save(out / f"overlay_{name}.png")
         tiles.append(ov)

@@ -149,16 +149,22 @@ def _nnls_point(verts: np.ndarray, p: np.ndarray, k: int = 16) -> tuple[np.ndarr
     return idx, w, res
 
 
-def build_regressor(builder=None, k: int = 16) -> tuple[LandmarkRegressor, dict]:
-    """Build the regressor from Anny's rest pose (needs ``anny``). Returns it and the per-landmark residuals (m)."""
-    from interactvlm_ros.synth.anny_body import PHENOTYPE_LABELS, PoseBuilder
+def build_regressor(poser=None, k: int = 16) -> tuple[LandmarkRegressor, dict]:
+    """Build the regressor from Anny's rest pose (needs ``anny``; ``poser`` = ``bodies.anny_model.AnnyPoser``,
+    default the one of ``bodies.get_body_model("anny")``). Returns it and the per-landmark residuals (m)."""
+    if poser is None:
+        from interactvlm_ros.bodies import get_body_model
 
-    b = builder or PoseBuilder()
-    J = len(b.bone_labels)
-    rest = b(np.zeros((J, 3)), np.full(len(PHENOTYPE_LABELS), 0.5))
-    V, joints = rest.vertices.astype(np.float64), rest.joints.astype(np.float64)
-    dom = b.dominant_bone
-    names = b.bone_labels
+        poser = get_body_model("anny").poser
+    v, j = poser.pose_world({}, offset=False)  # rest pose, body frame
+    V, joints = v.astype(np.float64), j.astype(np.float64)
+    dom = poser.dominant_bone
+    names = poser.bone_labels
+
+    def bone_id(name: str) -> int:
+        if name not in poser.index:
+            raise KeyError(f"Anny has no bone {name!r}")
+        return poser.index[name]
 
     def bone_verts(prefix: str) -> np.ndarray:
         ids = [i for i, n in enumerate(names) if n.startswith(prefix)]
@@ -169,7 +175,7 @@ def build_regressor(builder=None, k: int = 16) -> tuple[LandmarkRegressor, dict]
 
     def add_joint(name: str, bone: str) -> None:
         for kk in (k, 48, 128, 320):  # deep joints (hips) need a wider ring of vertices around them
-            idx, w, res = _nnls_point(V, joints[b.bone(bone)], kk)
+            idx, w, res = _nnls_point(V, joints[bone_id(bone)], kk)
             if res < 1e-3:
                 break
         residual[name] = res
@@ -180,8 +186,8 @@ def build_regressor(builder=None, k: int = 16) -> tuple[LandmarkRegressor, dict]
         residual[name] = 0.0
         rows.append((idx, np.full(len(idx), 1.0 / len(idx))))
 
-    head = np.nonzero(np.isin(dom, [b.bone(n) for n in ("head", "neck03", "eye.L", "eye.R")]))[0]
-    eyeL, eyeR = joints[b.bone("eye.L")], joints[b.bone("eye.R")]
+    head = np.nonzero(np.isin(dom, [bone_id(n) for n in ("head", "neck03", "eye.L", "eye.R")]))[0]
+    eyeL, eyeR = joints[bone_id("eye.L")], joints[bone_id("eye.R")]
     eye_y = 0.5 * (eyeL[1] + eyeR[1])
 
     def front_most(cands: np.ndarray, n: int = 1) -> np.ndarray:
@@ -234,7 +240,7 @@ def build_regressor(builder=None, k: int = 16) -> tuple[LandmarkRegressor, dict]
             else:
                 prev, last = _TIP_BONES[name]
                 tv = bone_verts(f"{last}.{s}")
-                a, c = joints[b.bone(f"{prev}.{s}")], joints[b.bone(f"{last}.{s}")]
+                a, c = joints[bone_id(f"{prev}.{s}")], joints[bone_id(f"{last}.{s}")]
                 axis = (c - a) / np.linalg.norm(c - a)
                 add_mean(f"{s}_{name}", tv[np.argsort(-(V[tv] - c) @ axis)[:3]])
     kmax = max(len(i) for i, _ in rows)
@@ -243,7 +249,7 @@ def build_regressor(builder=None, k: int = 16) -> tuple[LandmarkRegressor, dict]
     for r, (i, w) in enumerate(rows):
         indices[r, : len(i)] = i
         weights[r, : len(i)] = w
-    return LandmarkRegressor(indices, weights, b.num_vertices), residual
+    return LandmarkRegressor(indices, weights, poser.num_vertices), residual
 
 
 if __name__ == "__main__":  # regenerate the packaged file

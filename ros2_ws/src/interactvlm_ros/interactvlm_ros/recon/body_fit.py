@@ -33,19 +33,19 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from interactvlm_ros.recon.geometry import rotvec_to_matrix, sample_surface, umeyama, vertex_normals
+from interactvlm_ros.bodies.anny_model import ANNY_TO_BODY, PHENOTYPE_LABELS  # Anny frame → body frame
+from interactvlm_ros.assets import vertex_normals
+from interactvlm_ros.recon.geometry import rotvec_to_matrix, sample_surface, umeyama
 
 log = logging.getLogger(__name__)
 
-ANNY_TO_BODY = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64)
-PHENOTYPE_LABELS = ("gender", "age", "muscle", "weight", "height", "proportions")
 FIT_BONES = (
     "spine03", "spine01", "neck01", "head",
     "upperarm01.L", "upperarm01.R", "lowerarm01.L", "lowerarm01.R", "wrist.L", "wrist.R",
     "upperleg01.L", "upperleg01.R", "lowerleg01.L", "lowerleg01.R", "foot.L", "foot.R",
 )
 # hinge joints: (bone, axis index in the local-ref delta, sign of the allowed flexion)
-# measured on the model (anny_body docstring): elbow flexion = −x, knee flexion = +x (Anny frame)
+# measured on the model (synthetic generator's pose conventions): elbow flexion = −x, knee flexion = +x (Anny frame)
 HINGES = (("lowerarm01.L", 0, -1.0), ("lowerarm01.R", 0, -1.0), ("lowerleg01.L", 0, 1.0), ("lowerleg01.R", 0, 1.0))
 NUM_POSE = 33
 DT = torch.float64  # Anny's buffers are float64
@@ -116,7 +116,7 @@ class AnnyPoser:
 
     def __init__(self, model=None, surface_samples: int = 600):
         from interactvlm_ros.perception.landmarks import get_regressor
-        from interactvlm_ros.synth.anny_body import load_anny
+        from interactvlm_ros.bodies.anny_model import load_anny
 
         self.model = model if model is not None else load_anny()
         m = self.model

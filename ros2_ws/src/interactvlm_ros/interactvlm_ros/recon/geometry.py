@@ -71,27 +71,6 @@ def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals [N,3] (numpy)."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
-    return (n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Differentiable area-weighted unit vertex normals. vertices [N,3], faces [F,3] → [N,3]."""
-    v0, v1, v2 = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
-    n = torch.zeros_like(vertices)
-    for k in range(3):
-        n = n.index_add(0, faces[:, k], fn)
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 0):
     """Area-uniform surface samples as (face ids [n], barycentrics [n,3]) so they can be re-posed with the mesh."""
     v = np.asarray(vertices, np.float64)

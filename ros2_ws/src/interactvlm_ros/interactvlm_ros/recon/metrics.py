@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from interactvlm_ros.recon.geometry import rotation_angle_deg, vertex_normals
+from interactvlm_ros.assets import vertex_normals
+from interactvlm_ros.recon.geometry import rotation_angle_deg
 
 
 def contact_distance(obj_vertices, obj_contact, human_vertices, human_contact, thr_o: float = 0.3,

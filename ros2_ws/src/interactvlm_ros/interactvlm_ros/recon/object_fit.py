@@ -46,8 +46,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from interactvlm_ros.recon.geometry import (matrix_to_sixd, sample_surface, sixd_to_matrix, umeyama,
-                                            vertex_normals)
+from interactvlm_ros.assets import vertex_normals
+from interactvlm_ros.recon.geometry import matrix_to_sixd, sample_surface, sixd_to_matrix, umeyama
 
 log = logging.getLogger(__name__)
 DT = torch.float32

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interactvlm_ros.recon.geometry import vertex_normals
+from interactvlm_ros.assets import vertex_normals
 
 HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
 OBJECT_RGB = np.array([1.0, 0.9, 0.3])

@@ -173,12 +173,8 @@ def render_views(vertices, faces, view_set: "ViewSet | str", size: int = 1024, v
                  backend: str = "auto", device: str | None = None) -> RenderOutput:
     """vertices float [N,3], faces int [F,3], vertex_colors float [N,3] in [0,1] (default: grey 0.7) → RenderOutput."""
     images, c, depth_fg, name = render_compact(vertices, faces, view_set, size, vertex_colors, backend, device)
-    depth = np.full((c.num_views, size * size), -1.0, np.float32)
-    for v in range(c.num_views):
-        a, b = int(c.offsets[v]), int(c.offsets[v + 1])
-        depth[v, c.pix[a:b]] = depth_fg[a:b]
     return RenderOutput(images, c.dense_vertex_ids(), c.dense_bary(), c.dense_face_ids(),
-                        depth.reshape(c.num_views, size, size), name)
+                        c.scatter_dense(depth_fg, -1.0, np.float32), name)
 
 
 __all__ = ["RenderOutput", "RenderError", "render_views", "render_compact", "rasterize", "select_backend", "RENDERER_VERSION", "BACKENDS"]

@@ -2,8 +2,8 @@
 
 One sample (``Generator.sample(seed)``), all randomness from ``numpy.random.default_rng(seed)``:
 
-1. **body**: Anny with a random phenotype and an interaction pose (``_pose_for``; local axis-angle per
-   bone, see ``anny_body``), in the body frame (y up, facing +z, pelvis at the origin);
+1. **body**: Anny with a random phenotype and an interaction pose (``_pose_for``; world-frame axis-angle per
+   bone, posed by ``bodies.anny_model.AnnyPoser``), in the body frame (y up, facing +z, no template offset);
 2. **object**: a category used in that interaction (``catalog``), a random real size, placed where the
    interaction puts it (palm, between palms, on forearms, at the foot, under the buttocks/feet, behind
    the back, on the head, under the hands) and **settled** along the approach direction by bisection
@@ -30,14 +30,16 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from interactvlm_ros.bodies.anny_model import PHENOTYPE_LABELS
+from interactvlm_ros.bodies.anny_model import _align  # rotation taking direction a to direction b
 from interactvlm_ros.synth import catalog
-from interactvlm_ros.synth.anny_body import PHENOTYPE_LABELS, PoseBuilder, coarse_parts, to_body_frame
-from interactvlm_ros.synth.raycast import HUMAN_VIEWS, OBJECT_VIEWS, cast, official_view_buffers, pinhole_rays
+from interactvlm_ros.synth.raycast import cast, pinhole_rays
+from interactvlm_ros.views import get_view_set
 
 log = logging.getLogger(__name__)
 
@@ -69,110 +71,93 @@ def _rotvec(Rm):
     return Rotation.from_matrix(Rm).as_rotvec()
 
 
-def _align(a, b):
-    """Rotation matrix taking direction a to direction b."""
-    from scipy.spatial.transform import Rotation
-
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    v = np.cross(a, b)
-    s, c = np.linalg.norm(v), float(a @ b)
-    if s < 1e-9:
-        return np.eye(3) if c > 0 else Rotation.from_rotvec(np.pi * np.array([0, 0, 1.0])).as_matrix()
-    return Rotation.from_rotvec(v / s * np.arctan2(s, c)).as_matrix()
-
-
 # =====================================================================================  static setup
+# coarse parts for clothing colours and object placement, from each vertex's dominant skinning bone
+PART_OF_BONE_PREFIX = (
+    ("head", ("neck", "head", "eye")),
+    ("hand", ("wrist", "finger", "metacarpal")),
+    ("forearm", ("lowerarm",)),
+    ("upper_arm", ("upperarm", "shoulder", "clavicle")),
+    ("torso", ("spine", "root")),
+    ("hips", ("pelvis",)),
+    ("thigh", ("upperleg",)),
+    ("shin", ("lowerleg",)),
+    ("foot", ("foot", "toe")),
+)
+COARSE_PARTS = [p for p, _ in PART_OF_BONE_PREFIX]
+
+
+def coarse_parts(bone_labels, dominant_bone: np.ndarray) -> np.ndarray:
+    """int64 [N] coarse part id (``COARSE_PARTS``) of each vertex from its dominant skinning bone [N]."""
+    dominant_bone = np.asarray(dominant_bone, np.int64)
+    ids = np.zeros(len(dominant_bone), np.int64)
+    for b, name in enumerate(bone_labels):
+        for pid, (_, prefixes) in enumerate(PART_OF_BONE_PREFIX):
+            if name.startswith(prefixes):
+                ids[dominant_bone == b] = pid
+                break
+    return ids
+
+
+@dataclass
+class PosedBody:
+    """A posed body in the body frame (metres, no template offset). vertices [N,3], joints [J,3] (bone heads)."""
+
+    vertices: np.ndarray
+    joints: np.ndarray
+    pose_rotvecs: np.ndarray  # [J,3] world-frame axis-angle per bone (Anny frame), the generator's pose parameters
+    phenotype: np.ndarray  # [6] in [0,1], PHENOTYPE_LABELS order
+
+
 class Templates:
-    """Everything computed once per process: the Anny poser, the canonical template and its view maps,
-    the landmark regressor, part ids."""
+    """Everything computed once per process: the Anny body (``bodies.get_body_model("anny")``: canonical
+    template, faces; its ``poser`` poses), the template's view maps, the landmark regressor, part ids."""
 
     def __init__(self, mask_res: int = 128):
+        from interactvlm_ros.bodies import get_body_model
         from interactvlm_ros.perception.landmarks import get_regressor
 
-        self.builder = PoseBuilder()
-        self.J = len(self.builder.bone_labels)
-        self.faces = self.builder.faces
-        self.parts = coarse_parts(self.builder)
+        self.body = get_body_model("anny")
+        self.poser = self.body.poser  # bodies.anny_model.AnnyPoser (builds Anny on first use)
+        self.bone_labels = list(self.poser.bone_labels)
+        self.J = len(self.bone_labels)
+        self.faces = np.asarray(self.body.faces, np.int64)
+        self.num_vertices = self.body.num_vertices
+        self.parts = coarse_parts(self.bone_labels, self.poser.dominant_bone)
         self.regressor = get_regressor()
-        if self.regressor.num_vertices != self.builder.num_vertices:
+        if self.regressor.num_vertices != self.num_vertices:
             raise RuntimeError("landmark regressor and Anny topology disagree; regenerate perception/data/anny_landmarks.npz")
         self.mask_res = int(mask_res)
-        self.template_vertices, self.template_source = self._canonical_template()
+        self.template_vertices = np.asarray(self.body.template_vertices, np.float32)
+        self.template_source = "bodies.get_body_model('anny')"
         self.template_hash = hashlib.sha1(np.ascontiguousarray(self.template_vertices.round(5)).tobytes()
                                           + self.faces.tobytes()).hexdigest()[:16]
-        self.human_vids = self._view_vertex_ids(self.template_vertices, self.faces, HUMAN_VIEWS, "human")
+        self.human_vids = self._view_vertex_ids(self.template_vertices, self.faces, "human")
         self._object_vids: dict[str, np.ndarray] = {}
 
-    # ---- canonical template
-    def vitruvian_local_rotvecs(self) -> np.ndarray:
-        """Local rotvecs putting Anny in the Vitruvian pose: arms straight along ±x (T), legs straight,
-        abducted 30° (spec 3.5)."""
-        b = self.builder
-        rest = b(np.zeros((self.J, 3)), np.full(6, 0.5))
-        jn = rest.joints @ np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0.0]]).T  # body → Anny frame (inverse map)
-        W = {}
-        for s, sg in (("L", 1.0), ("R", -1.0)):
-            sh, el, wr = (jn[b.bone(f"{n}.{s}")] for n in ("upperarm01", "lowerarm01", "wrist"))
-            Wu = _align(el - sh, np.array([sg, 0, 0.0]))
-            Wl = _align(Wu @ (wr - el), np.array([sg, 0, 0.0])) @ Wu
-            W[f"upperarm01.{s}"], W[f"lowerarm01.{s}"] = Wu, Wl
-            hip, kn, an = (jn[b.bone(f"{n}.{s}")] for n in ("upperleg01", "lowerleg01", "foot"))
-            target = np.array([sg * np.sin(30 * DEG), 0, -np.cos(30 * DEG)])
-            Wt = _align(kn - hip, target)
-            W[f"upperleg01.{s}"] = Wt
-            W[f"lowerleg01.{s}"] = _align(Wt @ (an - kn), target) @ Wt
-        return self.world_to_local(W)
+    def bone(self, name: str) -> int:
+        if name not in self.poser.index:
+            raise KeyError(f"Anny has no bone {name!r}")
+        return self.poser.index[name]
 
-    def world_to_local(self, world: dict[str, np.ndarray]) -> np.ndarray:
-        b = self.builder
-        Wm = [np.eye(3)] * self.J
-        out = np.zeros((self.J, 3))
-        for i, name in enumerate(b.bone_labels):
-            p = b.parents[i]
-            pw = Wm[p] if (i > 0 and p >= 0) else np.eye(3)
-            Wm[i] = world.get(name, pw)
-            out[i] = _rotvec(pw.T @ Wm[i])
-        return out
+    def pose(self, world_rotvecs: np.ndarray, phenotype: np.ndarray) -> PosedBody:
+        """[J,3] world-frame rotation vectors (Anny frame; zero = follow the parent) + phenotype [6] → PosedBody."""
+        world = {n: world_rotvecs[i] for i, n in enumerate(self.bone_labels) if np.any(world_rotvecs[i] != 0)}
+        v, j = self.poser.pose_world(world, dict(zip(PHENOTYPE_LABELS, (float(x) for x in phenotype))), offset=False)
+        return PosedBody(v, j, np.asarray(world_rotvecs, np.float32), np.asarray(phenotype, np.float32))
 
-    def _canonical_template(self) -> tuple[np.ndarray, str]:
-        try:  # the core's template when it exists and shares Anny's topology
-            from interactvlm_ros.bodies import get_body_model
+    def _view_vertex_ids(self, vertices, faces, view_set: str) -> np.ndarray:
+        """[V,R,R,3] int64 vertex ids of the visible face per pixel (−1 background) on the official views:
+        the core's view assets (the same maps the lifter uses; cached)."""
+        from interactvlm_ros import assets as core_assets
 
-            body = get_body_model("anny")
-            if body.num_vertices == self.builder.num_vertices and np.array_equal(np.asarray(body.faces), self.faces):
-                return np.asarray(body.template_vertices, np.float32), "bodies.get_body_model('anny')"
-            log.warning("bodies' Anny template has %d vertices / different faces; using the generator's own "
-                        "Vitruvian template", body.num_vertices)
-        except Exception as exc:  # noqa: BLE001 - any failure → our own template, logged
-            log.warning("canonical template fallback: interactvlm_ros.bodies unavailable (%s); "
-                        "using the generator's own Anny Vitruvian template", exc)
-        posed = self.builder(self.vitruvian_local_rotvecs(), np.full(6, 0.5))
-        v = posed.vertices.astype(np.float64)
-        v[:, 1] -= 0.22  # pelvis where SMPL's is, so the official views frame the body
-        return v.astype(np.float32), "synth.Templates.vitruvian (fallback)"
-
-    def _view_vertex_ids(self, vertices, faces, views, kind: str) -> np.ndarray:
-        """[V,R,R,3] int64 vertex ids of the visible face per pixel (−1 background) on the official views.
-
-        Uses the core's ``assets`` when importable (same maps the lifter uses), else Embree ray casting
-        with the same camera conventions (logged)."""
-        try:
-            from interactvlm_ros import assets as core_assets
-            from interactvlm_ros.views import get_view_set
-
-            va = core_assets.build_view_assets(vertices, faces, get_view_set(kind), self.mask_res)
-            return np.asarray(va.vertex_ids, np.int64)
-        except Exception as exc:  # noqa: BLE001
-            if not getattr(Templates, "_warned", False):
-                log.warning("GT view maps: core assets unavailable (%s); using synth.raycast (Embree)", exc)
-                Templates._warned = True
-            return official_view_buffers(vertices, faces, views, self.mask_res).vertex_ids
+        va = core_assets.build_view_assets(vertices, faces, view_set, self.mask_res)
+        return np.asarray(va.vertex_ids, np.int64)
 
     def object_vids(self, category: str) -> np.ndarray:
         if category not in self._object_vids:
             v, f = catalog.normalized_mesh(category)
-            self._object_vids[category] = self._view_vertex_ids(v, f, OBJECT_VIEWS, "object")
+            self._object_vids[category] = self._view_vertex_ids(v, f, "object")
         return self._object_vids[category]
 
 
@@ -395,7 +380,7 @@ class Generator:
     # ---------------------------------------------------------------- pose
     def _pose_for(self, rng, interaction: str) -> tuple[np.ndarray, dict]:
         """Local rotvecs [J,3] (Anny frame) + info for the object placement."""
-        b, J = self.T.builder, self.T.J
+        b, J = self.T, self.T.J
         rv = np.zeros((J, 3))
         u = lambda a, c: rng.uniform(a, c) * DEG  # noqa: E731
         info: dict = {}
@@ -625,7 +610,7 @@ class Generator:
             pheno = np.array([rng.uniform(0, 1), rng.uniform(0.45, 0.9), rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8),
                               rng.uniform(0.2, 0.9), rng.uniform(0.3, 0.7)])
             rv, info = self._pose_for(rng, inter)
-            body = self.T.builder(rv, pheno)
+            body = self.T.pose(rv, pheno)
             V = body.vertices.astype(np.float64)
             scene = Scene(V, self.T.faces)
             placed = self._place(rng, scene, V, inter, cat, info)
@@ -721,7 +706,10 @@ def split_of(sample_seed: int, category: str, ranges: dict[str, list[int]]) -> s
 
 
 def _worker(args):
+    import torch
+
     cfg, seeds, out = args
+    torch.set_num_threads(1)  # one thread per worker process (at most 2 workers on the 2-core target)
     gen = Generator(cfg)
     results = []
     for s in seeds:
@@ -740,7 +728,7 @@ def _worker(args):
         np.savez_compressed(tmp, **sample)
         os.replace(tmp, path)
         results.append((int(s), str(sample["object_category"]), str(sample["interaction"])))
-    return results, gen.T.template_hash, gen.T.template_source, gen.T.builder.num_vertices
+    return results, gen.T.template_hash, gen.T.template_source, gen.T.num_vertices
 
 
 def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfig | None = None,
@@ -779,7 +767,8 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfi
     meta = {
         "generator_version": GENERATOR_VERSION, "seed": seed, "n": n, "contact_threshold": cfg.contact_threshold,
         "image_size": list(cfg.image_size), "mask_resolution": cfg.mask_res, "min_vertices": MIN_VERTICES,
-        "view_sets": {"human": [v.__dict__ for v in HUMAN_VIEWS], "object": [v.__dict__ for v in OBJECT_VIEWS],
+        "view_sets": {"human": [asdict(v) for v in get_view_set("human").views],
+                      "object": [asdict(v) for v in get_view_set("object").views],
                       "human_view_set": "human (4MV-Z_Vitru order)", "object_view_set": "object (demo, rendered at 1.5)"},
         "body": {"model": "anny", "num_vertices": int(parts[0][3]), "template_hash": parts[0][1],
                  "template_source": parts[0][2]},

@@ -1,14 +1,17 @@
-"""Exact per-pixel (face, barycentric) buffers by ray casting with Embree (trimesh + embreex), CPU.
+"""Per-pixel (face, barycentric, hit point, depth) buffers by Embree ray casting (trimesh + embreex), CPU.
 
-Used by the generator for (a) the camera image (pinhole K, OpenCV frame: x right, y down, z forward)
-and (b) the GT-mask lookup tables on the official views when the core renderer (``render``/``assets``)
-is not importable. Hand-written on top of trimesh's Embree intersector because no installed library
-produces PyTorch3D-convention FoV cameras with face/barycentric buffers on a CPU; ray casting gives the
-true 3D barycentrics (= PyTorch3D's perspective-correct ones).
+Two uses:
 
-Official views (spec 3.1): camera centre ``C = dist·(cos e sin a, sin e, cos e cos a)``, look-at the
-origin with up +y, row-vector world→view ``X_view = X·R + T``, ``T = −Rᵀ… `` then ``T[y] += y_off``,
-``T[x] += x_off``; vertical FoV 60°, aspect 1, NDC +X left / +Y up, pixel (0,0) top-left.
+* ``cast`` + ``pinhole_rays``: the generator's **camera image** — an OpenCV pinhole camera (K, x right, y down,
+  z forward) looking at body + object. The core renderer only renders the official PyTorch3D FoV views, so
+  this stays here; hand-written on trimesh's Embree intersector because no installed library returns
+  face/barycentric/hit-point buffers for an arbitrary pinhole camera on a CPU (ray casting gives the true 3D
+  barycentrics).
+* ``official_view_buffers``: the lifting maps on the **official views** — a thin wrapper over the core
+  (``views.get_view_set`` for the cameras, ``render.rasterize(..., backend=...)`` for the maps; default
+  ``"embree"``, the core's independent ray caster, so tests can cross-check the torch rasterizer with it).
+  ``HUMAN_VIEWS`` / ``OBJECT_VIEWS`` are the core's ``ViewSpec`` tuples (kept as names for
+  ``training/fallback_assets``; new code uses ``views.get_view_set``).
 """
 from __future__ import annotations
 
@@ -16,42 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from interactvlm_ros.views import ViewSet, get_view_set
 
-@dataclass(frozen=True)
-class OfficialView:
-    name: str
-    dist: float
-    elev: float
-    azim: float
-    x_off: float = 0.0
-    y_off: float = 0.0
-
-
-# spec 3.2 / 3.3 (order = SAM stacking and lifting order)
-HUMAN_VIEWS = (
-    OfficialView("topfront", 2.0, 45, 315), OfficialView("bottomfront", 2.0, 315, 315, 0, 0.3),
-    OfficialView("topback", 2.0, 45, 135), OfficialView("bottomback", 2.0, 315, 135, 0, 0.3),
-)
-OBJECT_VIEWS = (  # demo objects: rendered at 1.5 (camera code encodes 2.0)
-    OfficialView("frontleft", 1.5, 45, 315), OfficialView("frontright", 1.5, 45, 45),
-    OfficialView("backleft", 1.5, 330, 135), OfficialView("backright", 1.5, 330, 225),
-)
-
-
-def look_at(dist: float, elev: float, azim: float) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch3D ``look_at_view_transform`` for one camera: (R [3,3], T [3]) with X_view = X·R + T."""
-    e, a = np.deg2rad(elev), np.deg2rad(azim)
-    C = dist * np.array([np.cos(e) * np.sin(a), np.sin(e), np.cos(e) * np.cos(a)])
-    z = -C / np.linalg.norm(C)
-    up = np.array([0.0, 1.0, 0.0])
-    x = np.cross(up, z)
-    if np.linalg.norm(x) < 1e-8:  # looking straight up/down
-        x = np.array([1.0, 0.0, 0.0])
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z], axis=1)  # columns = camera axes
-    T = -R.T @ C
-    return R, T
+HUMAN_VIEWS = get_view_set("human").views  # topfront, bottomfront, topback, bottomback (dist 2.0)
+OBJECT_VIEWS = get_view_set("object").views  # frontleft, frontright, backleft, backright (rendered at 1.5)
 
 
 @dataclass
@@ -64,6 +35,18 @@ class RayBuffers:
     bary: np.ndarray
     points: np.ndarray
     depth: np.ndarray
+
+
+@dataclass
+class ViewBuffers:
+    """Official-view maps: face_ids [V,S,S] int64, vertex_ids [V,S,S,3] int64, bary [V,S,S,3] float32,
+    depth [V,S,S] float32 (view z); −1 background everywhere; ``backend`` that made them."""
+
+    face_ids: np.ndarray
+    vertex_ids: np.ndarray
+    bary: np.ndarray
+    depth: np.ndarray
+    backend: str
 
 
 def _intersector(vertices: np.ndarray, faces: np.ndarray):
@@ -105,28 +88,16 @@ def cast(vertices, faces, origins: np.ndarray, dirs: np.ndarray, shape: tuple[in
                       pts.reshape(H, W, 3), depth.reshape(H, W))
 
 
-def official_view_rays(view: OfficialView, size: int, fov_deg: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
-    """World-space ray origins/directions [size², 3] for a PyTorch3D FoV camera (pixel centres)."""
-    R, T = look_at(view.dist, view.elev, view.azim)
-    T = T.copy()
-    T[0] += view.x_off
-    T[1] += view.y_off
-    origin = -R @ T  # world position of the (offset) camera centre
-    i = np.arange(size)
-    ndc = 1.0 - (2.0 * i + 1.0) / size  # +X left / +Y up, pixel centres
-    xs, ys = np.meshgrid(ndc, ndc)  # xs varies along columns, ys along rows
-    t = np.tan(np.deg2rad(fov_deg) / 2.0)
-    d_view = np.stack([xs * t, ys * t, np.ones_like(xs)], -1).reshape(-1, 3)
-    dirs = d_view @ R.T  # X = R·X_view
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    return np.tile(origin, (len(dirs), 1)), dirs
+def official_view_buffers(vertices, faces, views=HUMAN_VIEWS, size: int = 128, backend: str = "embree") -> ViewBuffers:
+    """Maps of ``vertices [N,3]`` / ``faces [F,3]`` on official views (a view-set name, a ``ViewSet`` or a tuple
+    of ``views.ViewSpec``) at ``size``² via ``render.rasterize`` (``backend``: embree | torch | nvdiffrast | auto)."""
+    from interactvlm_ros.render import rasterize
 
-
-def official_view_buffers(vertices, faces, views=HUMAN_VIEWS, size: int = 128) -> RayBuffers:
-    """Stacked buffers for the official views: fields gain a leading view axis [V,...]."""
-    outs = [cast(vertices, faces, *official_view_rays(v, size), (size, size)) for v in views]
-    return RayBuffers(*(np.stack([getattr(o, f) for o in outs]) for f in ("face_ids", "vertex_ids", "bary",
-                                                                          "points", "depth")))
+    vs = views if isinstance(views, (str, ViewSet)) else ViewSet("custom", tuple(views))
+    faces = np.asarray(faces, np.int64)
+    fids, bary, depth, used = rasterize(vertices, faces, vs, int(size), backend=backend)
+    vids = np.where(fids[..., None] >= 0, faces[np.clip(fids, 0, None)], -1).astype(np.int64)
+    return ViewBuffers(fids.astype(np.int64), vids, bary.astype(np.float32), depth, used)
 
 
 def pinhole_rays(K: np.ndarray, cam_to_world: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:

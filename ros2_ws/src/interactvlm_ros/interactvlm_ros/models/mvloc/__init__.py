@@ -12,7 +12,9 @@ Modules (small, shapes in docstrings):
 * ``checkpoint`` — official HF folder loading (single/sharded, mixed dtypes, key mapping), writing.
 * ``preprocess`` — CLIP and SAM input preprocessing.
 * ``predictor``  — ``MVLocPredictor`` (the ``Localizer``), SAM-embedding cache.
-* ``official_assets`` — official-format asset folders + lifting (falls back only if core's are absent).
+
+Official-format asset folders and 2D->3D lifting are the core's: ``interactvlm_ros.assets``
+(``load_official_human_assets``, ``load_lift2d_dict``) and ``interactvlm_ros.lift.Lifter``.
 """
 from .checkpoint import CheckpointError, load_mvloc  # noqa: F401
 from .config import MVLocConfig  # noqa: F401

@@ -13,45 +13,38 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ...views import get_view_set
+
 ENC = "model.visual_model.image_encoder."
 DEC = "model.visual_model.mask_decoder."
 
-# Official camera tables (spec 3.2/3.3): [dist, elev, azim, x_off, y_off] per view, in the SAM stacking order.
-_HUMAN_CAMS = [[2, 45, 315, 0, 0], [2, 315, 315, 0, 0.3], [2, 45, 135, 0, 0], [2, 315, 135, 0, 0.3]]
-_OBJECT_CAMS = [[2, 45, 315, 0, 0], [2, 45, 45, 0, 0], [2, 330, 135, 0, 0], [2, 330, 225, 0, 0]]
-VIEW_TYPES: dict[str, dict[str, Any]] = {
-    "4MV-Z_Vitru": {"names": ["topfront", "bottomfront", "topback", "bottomback"], "cams": _HUMAN_CAMS},
-    "4MV-Z_Vitru_mv2": {"names": ["topfront", "bottomfront", "topback", "bottomback"], "cams": _HUMAN_CAMS},
-    "4MV-Z_Vitru_FootGround": {"names": ["topfront", "bottomfront", "topback", "bottomback"], "cams": _HUMAN_CAMS},
-    "4MV-Z_Vitru_wScene": {"names": ["topfront", "bottomfront", "topback", "bottomback"], "cams": _HUMAN_CAMS},
-    "4MV-Z_HM": {"names": ["frontleft", "frontright", "backleft", "backright"], "cams": _OBJECT_CAMS},
-    "4MV-Z_HM_BM": {"names": ["frontleft", "frontright", "backleft", "backright"], "cams": _OBJECT_CAMS},
-    "4MV-Z_HM_BM-L": {"names": ["frontleft", "frontright", "backleft", "backright"], "cams": _OBJECT_CAMS},
-}
+# The released view types (spec 3.2/3.3): names in the SAM stacking order + the camera table
+# [dist, elev, azim, x_off, y_off] per view with the distance the camera code *encodes* (objects: 2.0 although
+# rendered at 1.5, spec pitfall 2). The geometry comes from the core's ``views`` (one source of truth).
+RELEASED_VIEW_TYPES = ("4MV-Z_Vitru", "4MV-Z_Vitru_mv2", "4MV-Z_Vitru_FootGround", "4MV-Z_Vitru_wScene",
+                       "4MV-Z_HM", "4MV-Z_HM_BM", "4MV-Z_HM_BM-L")
+
+
+def _view_type(key: str) -> dict[str, Any]:
+    vs = get_view_set(key)
+    d = vs.encoded_dist
+    return {"names": list(vs.names),
+            "cams": [[v.dist if d is None else d, v.elev, v.azim, v.x_off, v.y_off] for v in vs.views]}
+
+
+VIEW_TYPES: dict[str, dict[str, Any]] = {k: _view_type(k) for k in RELEASED_VIEW_TYPES}
 
 
 class ConfigError(ValueError):
     """The checkpoint's config.json / tensor shapes do not describe a supported MV-Loc model."""
 
 
-def normalize_cam_params(cams) -> list[list[float]]:
-    """Official ``normalize_cam_params``: ``(d, e, a, x, y) -> (d/10, e/360, a/360, (x+1)/2, (y+1)/2)``;
-    ``None`` -> zeros. Angles are not wrapped (elevation 315 -> 0.875)."""
-    out = []
-    for c in cams:
-        if c is None:
-            out.append([0.0] * 5)
-        else:
-            d, e, a, x, y = (float(v) for v in c)
-            out.append([d / 10.0, e / 360.0, a / 360.0, (x + 1.0) / 2.0, (y + 1.0) / 2.0])
-    return out
-
-
 def view_type_cam_params(view_type: str) -> list[list[float]]:
-    """Normalized camera 5-vectors ``[V][5]`` of an official view-type key (distance as *encoded*)."""
+    """Normalized camera 5-vectors ``[V][5]`` of an official view-type key (distance as *encoded*): the official
+    ``normalize_cam_params`` ``(d/10, e/360, a/360, (x+1)/2, (y+1)/2)``, computed by ``views.ViewSet.cam_params``."""
     if view_type not in VIEW_TYPES:
         raise ConfigError(f"view type {view_type!r} is not a released InteractVLM view set; known: {sorted(VIEW_TYPES)}")
-    return normalize_cam_params(VIEW_TYPES[view_type]["cams"])
+    return get_view_set(view_type).cam_params().tolist()
 
 
 @dataclass
