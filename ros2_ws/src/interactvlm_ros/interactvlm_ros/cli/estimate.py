@@ -1,0 +1,127 @@
+"""``interactvlm estimate IMAGE --object LABEL [--object-mesh PATH] [--model default|DIR] --out DIR``.
+
+One-shot contact estimation with ``pipeline.ContactEstimator`` (the object the ROS node uses). Writes:
+``contacts.npz`` (per-vertex human/object contact, template + object vertices/faces, part id per vertex,
+part names), ``contacts.json`` (status, per-part max/mean contact, label used and whether the model and
+the object library know it, model, backend, timings), ``overlay.png`` (views with contact painted),
+``human_contact.ply`` / ``object_contact.ply`` (meshes with vertex colours: grey → red with contact).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+GREY = np.array([200, 200, 200], np.float32)
+RED = np.array([255, 38, 25], np.float32)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", help="RGB image file (png/jpg)")
+    parser.add_argument("--object", required=True, dest="object_label", help="object label, e.g. 'cup'")
+    parser.add_argument("--object-mesh", default=None, help="mesh of the object (default: the library mesh of LABEL)")
+    parser.add_argument("--model", default="default", help="'default' or a model folder")
+    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | torch | tensorrt")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", required=True, help="output folder")
+
+
+def _ply(path: Path, vertices, faces, contact) -> None:
+    import trimesh
+
+    c = np.clip(np.asarray(contact, np.float32), 0, 1)[:, None]
+    rgb = (GREY * (1 - c) + RED * c).astype(np.uint8)
+    colors = np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
+    mesh = trimesh.Trimesh(np.asarray(vertices), np.asarray(faces), vertex_colors=colors, process=False)
+    mesh.export(str(path))
+
+
+def part_summary(contact, part_ids, part_names) -> dict:
+    """{part: {max, mean, vertices}} sorted by max contact (highest first)."""
+    out = {}
+    if contact is None or part_ids is None or not part_names:
+        return out
+    for i, name in enumerate(part_names):
+        sel = np.asarray(part_ids) == i
+        if sel.any():
+            out[name] = {"max": float(contact[sel].max()), "mean": float(contact[sel].mean()), "vertices": int(sel.sum())}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["max"]))
+
+
+def run(args) -> int:
+    import cv2
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    img_path = Path(args.image)
+    if not img_path.is_file():
+        print(f"interactvlm estimate: image '{img_path}' not found")
+        return 2
+    bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        print(f"interactvlm estimate: '{img_path}' is not an image OpenCV can read (png/jpg/...)")
+        return 2
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    from ..pipeline import ContactEstimator, PipelineError
+
+    localizer = None
+    if Path(args.model, "model.pt").is_file():  # a default-model folder (e.g. a training run)
+        from ..models.default import load_default_localizer
+
+        localizer = load_default_localizer(backend=args.backend, device=args.device, weights=args.model)
+    try:
+        est = ContactEstimator(model=args.model, backend=args.backend, device=args.device, localizer=localizer)
+    except PipelineError as exc:
+        print(f"interactvlm estimate: {exc}")
+        return 2
+    res = est.estimate(image, args.object_label, object_mesh=args.object_mesh)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model_label = {}
+    lf = getattr(est.localizer, "label_feature", None)
+    if callable(lf) and res.status != "bad_input":
+        f = lf(args.object_label)
+        model_label = {"known": bool(f.known), "nearest_category": f.nearest, "similarity": round(float(f.similarity), 4)}
+    label_known = bool(res.label_known) and model_label.get("known", True)
+    info = {
+        "status": res.status,
+        "message": res.message,
+        "image": str(img_path),
+        "object_label": res.object_label or args.object_label,
+        "label_known": label_known,
+        "library_label_known": bool(res.label_known),
+        "model_label": model_label,
+        "object_source": res.object_source,
+        "model": res.model,
+        "backend": res.backend,
+        "timings_ms": {k: round(float(v), 3) for k, v in res.timings.items()},
+        "human_parts": part_summary(res.human_contact, res.part_ids, res.part_names),
+        "contact_parts": res.contact_parts(0.5) if res.ok else [],
+        "fallbacks": list(getattr(est, "fallbacks", [])) + list(getattr(est.localizer, "fallbacks", [])),
+    }
+    if res.object_contact is not None:
+        info["object_contact"] = {"max": float(res.object_contact.max()), "mean": float(res.object_contact.mean()),
+                                  "vertices_ge_0.5": int((res.object_contact >= 0.5).sum())}
+    arrays = {k: v for k, v in {
+        "human_contact": res.human_contact, "object_contact": res.object_contact,
+        "human_vertices": res.human_vertices, "human_faces": res.human_faces,
+        "object_vertices": res.object_vertices, "object_faces": res.object_faces,
+        "part_ids": res.part_ids,
+    }.items() if v is not None}
+    arrays["part_names"] = np.asarray(res.part_names or [], dtype=str)
+    arrays["status"] = np.asarray(res.status)
+    np.savez_compressed(out / "contacts.npz", **arrays)
+    cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(res.overlay(), cv2.COLOR_RGB2BGR))
+    if res.human_contact is not None and res.human_vertices is not None:
+        _ply(out / "human_contact.ply", res.human_vertices, res.human_faces, res.human_contact)
+    if res.object_contact is not None and res.object_vertices is not None:
+        _ply(out / "object_contact.ply", res.object_vertices, res.object_faces, res.object_contact)
+    (out / "contacts.json").write_text(json.dumps(info, indent=2))
+    top = list(info["human_parts"].items())[:3]
+    print(f"status: {res.status}{' (' + res.message + ')' if res.message else ''}")
+    if top:
+        print("top parts: " + ", ".join(f"{k} {v['max']:.2f}" for k, v in top))
+    print(f"wrote {out}")
+    return 0 if res.status in ("ok", "no_person") else 1

@@ -1,0 +1,429 @@
+"""Training loop of the default localizer (``interactvlm train --config FILE``).
+
+Seeded and resumable: batch ``k`` is drawn from ``default_rng([seed, k])`` so a resumed run sees the
+same batches as an uninterrupted one; ``last.pt`` (model + optimiser + step) is written every
+``checkpoint_every`` steps. Outputs in ``out``: ``model.pt`` (float16 weights + model config + label
+space), ``frame.onnx`` (per-frame graph), ``config.yaml`` (the resolved config), ``log.jsonl`` (losses),
+``metrics.json`` (validation mask metrics; vertex-level metrics come from ``interactvlm eval``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..models.default.features import FeatureError, build_features
+from ..models.default.labels import LabelSpace
+from ..models.default.predictor import render_input
+from .augment import AugmentConfig, augment_cues
+from .data import SplitData, load_split, read_meta, remask
+
+log = logging.getLogger(__name__)
+
+DEFAULTS: dict = {
+    "data": None,
+    "out": None,
+    "train_split": "train",
+    "val_split": "val",
+    "train_limit": None,
+    "val_limit": 256,
+    "seed": 0,
+    "steps": 2000,
+    "batch_size": 32,
+    "lr": 2.0e-3,
+    "weight_decay": 0.01,
+    "warmup": 100,
+    "grad_clip": 1.0,
+    "threads": 1,
+    "checkpoint_every": 200,
+    "log_every": 20,
+    "eval_every": 500,
+    "asset_size": 256,
+    "body": "anny",
+    "model": {"dim": 64, "depth": 2, "heads": 4, "render_size": 64, "mask_size": None, "up_channels": 16},
+    "loss": {"focal": 2.0, "dice": 1.0, "alpha": 0.5, "gamma": 2.0, "object_weight": 1.0},
+    "augment": {},
+    "label": {"temperature": 0.05, "known_threshold": 0.5},
+    "export_onnx": True,
+    "remask": True,  # recompute GT view masks from per-vertex GT on the assets' views (template-independent)
+    "refresh_every": 0,  # > 0: re-read meta.json's splits every N steps (train while a dataset is being generated)
+}
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
+    """YAML/JSON file -> config merged over DEFAULTS (nested dicts merged); unknown keys are errors."""
+    cfg = copy.deepcopy(DEFAULTS)
+    user: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"training config {p} not found")
+        text = p.read_text()
+        if p.suffix == ".json":
+            user = json.loads(text)
+        else:
+            import yaml
+
+            user = yaml.safe_load(text) or {}
+        if not isinstance(user, dict):
+            raise ConfigError(f"{p}: top level must be a mapping")
+    for src in (user, overrides or {}):
+        for k, v in src.items():
+            if k not in cfg:
+                raise ConfigError(f"unknown config key '{k}'; known: {sorted(cfg)}")
+            if isinstance(cfg[k], dict) and isinstance(v, dict):
+                if k == "model":
+                    bad = set(v) - set(cfg[k])
+                    if bad:
+                        raise ConfigError(f"unknown model keys {sorted(bad)}")
+                cfg[k] = {**cfg[k], **v}
+            elif v is not None or k not in ("data", "out"):
+                cfg[k] = v
+    if not cfg["data"]:
+        raise ConfigError("config needs 'data' (a synthetic dataset folder) — or pass --data")
+    if not cfg["out"]:
+        raise ConfigError("config needs 'out' (output folder) — or pass --out")
+    return cfg
+
+
+class Batcher:
+    """Turns a SplitData + label space into model-ready batches (augmented or clean)."""
+
+    def __init__(self, data: SplitData, label_feats: dict[str, np.ndarray], aug: AugmentConfig | None):
+        self.d = data
+        self.label_feats = label_feats
+        self.aug = aug
+        self.zero_label = np.zeros_like(next(iter(label_feats.values())))
+
+    def cues(self, i: int, rng: np.random.Generator | None, use_roi: bool = False, use_depth: bool = False):
+        d = self.d
+        bbox = d.bbox[i] if np.isfinite(d.bbox[i]).all() else None
+        cue = d.depth_cue[i] if np.isfinite(d.depth_cue[i][0]) else None
+        if self.aug is not None and rng is not None:
+            pose, hands, box, depth = augment_cues(rng, d.pose2d[i], d.hands2d[i], bbox, cue, self.aug)
+        else:
+            pose, hands, box, depth = d.pose2d[i], d.hands2d[i], bbox if use_roi else None, cue if use_depth else None
+        try:
+            return build_features(pose, hands, box, depth)
+        except FeatureError:
+            return None
+
+    def batch(self, idx: np.ndarray, rng: np.random.Generator | None, use_roi: bool = False, use_depth: bool = False):
+        feats, keep = [], []
+        for i in idx:
+            f = self.cues(int(i), rng, use_roi, use_depth)
+            if f is not None:
+                feats.append(f)
+                keep.append(int(i))
+        keep = np.asarray(keep, np.int64)
+        labels = []
+        for i in keep:
+            lab = self.label_feats[self.d.labels[i]]
+            if self.aug is not None and rng is not None and rng.random() < self.aug.label_dropout:
+                lab = self.zero_label
+            labels.append(lab)
+        return keep, {
+            "pose": np.stack([f.pose for f in feats]),
+            "hands": np.stack([f.hands for f in feats]),
+            "label": np.stack(labels).astype(np.float32),
+            "obj": np.stack([f.obj for f in feats]),
+            "depth": np.stack([f.depth for f in feats]),
+        }
+
+
+class RenderBank:
+    """Render inputs [V,4,S,S] and silhouettes at mask size [V,R,R] for the human and each object id."""
+
+    def __init__(self, provider, render_size: int, mask_size: int):
+        self.provider = provider
+        self.render_size = render_size
+        self.mask_size = mask_size
+        self._cache: dict[str, tuple] = {}
+
+    def _make(self, assets, vertices):
+        x = render_input(assets, self.render_size, vertices)
+        sil = render_input(assets, self.mask_size, vertices)[:, 3] > 0.0
+        return x, sil.astype(np.float32), np.asarray(assets.cam_params, np.float32)
+
+    def human_vertices(self):
+        body = getattr(self.provider, "body", None)
+        return None if body is None else np.asarray(body.template_vertices, np.float32)
+
+    def human(self):
+        if "__human__" not in self._cache:
+            self._cache["__human__"] = self._make(self.provider.human(), self.human_vertices())
+        return self._cache["__human__"]
+
+    def object(self, object_id: str, category: str):
+        if object_id not in self._cache:
+            # objects: the assets' own renders (xyz colours, spec 3.6) — what object_assets() gives at inference
+            self._cache[object_id] = self._make(self.provider.object(object_id, category), None)
+        return self._cache[object_id]
+
+
+def build_label_space(categories: list[str], cfg: dict, text_encoder=None) -> LabelSpace:
+    from ..perception.text import TextEncoder
+
+    enc = text_encoder or TextEncoder()
+    cats = sorted(set(categories))
+    return LabelSpace(cats, enc.encode(cats), cfg["label"]["temperature"], cfg["label"]["known_threshold"])
+
+
+def project_labels(space: LabelSpace, labels: list[str], text_encoder=None) -> dict[str, np.ndarray]:
+    from ..perception.text import TextEncoder
+
+    enc = text_encoder or TextEncoder()
+    uniq = sorted(set(labels))
+    embs = enc.encode(uniq)
+    return {lab: space.project(e).feature for lab, e in zip(uniq, embs)}
+
+
+def _lr(step: int, cfg: dict) -> float:
+    warm = max(1, int(cfg["warmup"]))
+    if step < warm:
+        return cfg["lr"] * (step + 1) / warm
+    t = (step - warm) / max(1, cfg["steps"] - warm)
+    return cfg["lr"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def forward_batch(net, bank: RenderBank, data: SplitData, keep: np.ndarray, inputs: dict, device="cpu"):
+    """-> (human_logits, object_logits, human targets, object targets, human valid, object valid) tensors."""
+    import torch
+
+    t = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
+    hx, hsil, hcam = bank.human()
+    hseg, oseg = net.seg_embeddings(t["pose"], t["hands"], t["label"], t["obj"], t["depth"])
+    h_emb = net.encode_renders(torch.from_numpy(hx).to(device), "human")
+    h_logits = net.decode(hseg, h_emb, torch.from_numpy(hcam).to(device), "human")
+    oids = [data.object_ids[i] for i in keep]
+    uniq = sorted(set(oids))
+    ox, osil, ocams = [], [], []
+    for u in uniq:
+        j = oids.index(u)
+        x, s, c = bank.object(u, data.categories[keep[j]])
+        ox.append(x)
+        osil.append(s)
+        ocams.append(c)
+    o_emb = net.encode_renders(torch.from_numpy(np.concatenate(ox)).to(device), "object")
+    v = hx.shape[0]
+    o_emb = o_emb.reshape(len(uniq), v, *o_emb.shape[1:])
+    pos = torch.as_tensor([uniq.index(o) for o in oids], device=device)
+    # the camera code is the same for every object (one object view set)
+    o_logits = net.decode(oseg, o_emb[pos], torch.from_numpy(ocams[0]).to(device), "object")
+    h_t = torch.from_numpy(data.human_masks[keep].astype(np.float32)).to(device)
+    o_t = torch.from_numpy(data.object_masks[keep].astype(np.float32)).to(device)
+    h_valid = torch.from_numpy(hsil).to(device).unsqueeze(0).expand_as(h_t)
+    o_valid = torch.from_numpy(np.stack(osil)).to(device)[pos]
+    return h_logits, o_logits, h_t, o_t, h_valid, o_valid
+
+
+def mask_scores(logits, target, valid) -> dict:
+    """Pixel-level F1 / IoU of (logit > 0) inside the silhouette, pooled over the batch."""
+    p = (logits > 0).float() * valid
+    t = target * valid
+    tp = float((p * t).sum())
+    fp = float((p * (1 - t)).sum())
+    fn = float(((1 - p) * t).sum())
+    return {"f1": 2 * tp / max(2 * tp + fp + fn, 1e-9), "iou": tp / max(tp + fp + fn, 1e-9)}
+
+
+def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int = 64) -> dict:
+    import torch
+
+    out = {"human": {"tp": 0.0, "fp": 0.0, "fn": 0.0}, "object": {"tp": 0.0, "fp": 0.0, "fn": 0.0}}
+    net.eval()
+    with torch.no_grad():
+        for s in range(0, len(data), batch_size):
+            keep, inputs = batcher.batch(np.arange(s, min(len(data), s + batch_size)), None)
+            hl, ol, ht, ot, hv, ov = forward_batch(net, bank, data, keep, inputs)
+            for side, (lg, tg, va) in (("human", (hl, ht, hv)), ("object", (ol, ot, ov))):
+                p = (lg > 0).float() * va
+                t = tg * va
+                out[side]["tp"] += float((p * t).sum())
+                out[side]["fp"] += float((p * (1 - t)).sum())
+                out[side]["fn"] += float(((1 - p) * t).sum())
+    net.train()
+    res = {}
+    for side, c in out.items():
+        res[f"{side}_mask_f1"] = 2 * c["tp"] / max(2 * c["tp"] + c["fp"] + c["fn"], 1e-9)
+        res[f"{side}_mask_iou"] = c["tp"] / max(c["tp"] + c["fp"] + c["fn"], 1e-9)
+    return res
+
+
+def save_model(path: Path, net, cfg: dict, space: LabelSpace, step: int, data_info: dict, metrics: dict | None = None,
+               human_template: np.ndarray | None = None, body=None):
+    """Shippable checkpoint: float16 weights + everything the predictor needs (no optimiser)."""
+    import torch
+
+    ckpt = {
+        "version": 1,
+        "model_config": net.config,
+        "state_dict": {k: v.detach().to(torch.float16) for k, v in net.state_dict().items()},
+        "label_space": {**space.to_dict(), "embeddings": space.embeddings.astype(np.float32)},
+        "asset_size": int(cfg["asset_size"]),
+        "trained_steps": int(step),
+        "data": data_info,
+        "metrics": metrics or {},
+        "train_config": cfg,
+        "human_template": None if human_template is None else np.asarray(human_template, np.float32),
+    }
+    if body is not None:
+        ckpt.update(human_template_faces=np.asarray(body.faces, np.int32), human_template_source=body.source,
+                    human_part_ids=None if body.part_ids is None else np.asarray(body.part_ids, np.int16),
+                    human_part_names=body.part_names)
+    tmp = path.with_suffix(".tmp")
+    torch.save(ckpt, str(tmp))
+    tmp.replace(path)
+
+
+def _refresh(root, cfg, space, label_feats, aug, text_encoder, train_data, val_data, batcher, val_batcher):
+    """Re-read the splits (a dataset still being generated); new labels are projected and added."""
+    try:
+        new_train = load_split(root, cfg["train_split"], cfg["train_limit"], cache=False)
+        new_val = load_split(root, cfg["val_split"], cfg["val_limit"], cache=False) if cfg["val_split"] else None
+        if cfg["remask"]:
+            from .assets_provider import AssetProvider
+
+            mp = AssetProvider(root, read_meta(root), int(train_data.human_masks.shape[-1]), cfg["body"])
+            remask(new_train, mp)
+            if new_val is not None:
+                remask(new_val, mp)
+    except Exception as exc:  # noqa: BLE001 - keep training on what we have
+        log.warning("refresh failed (%s); continuing with %d samples", exc, len(train_data))
+        return train_data, val_data, batcher, val_batcher
+    new_labels = [lab for lab in set(new_train.labels + (new_val.labels if new_val else [])) if lab not in label_feats]
+    if new_labels:
+        label_feats.update(project_labels(space, new_labels, text_encoder))
+    log.info("refreshed data: %d -> %d training samples", len(train_data), len(new_train))
+    return (new_train, new_val, Batcher(new_train, label_feats, aug),
+            Batcher(new_val, label_feats, None) if new_val is not None else None)
+
+
+def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, stop_at: int | None = None) -> dict | None:
+    """Run training; returns the final metrics dict. ``provider``: an AssetProvider (tests inject one).
+    ``stop_at``: leave after that many steps with only ``last.pt`` written (an interrupted run; returns None)."""
+    import torch
+    import yaml
+
+    from ..models.default.model import DefaultContactNet, count_parameters
+    from .assets_provider import AssetProvider
+    from .losses import mask_loss
+
+    torch.set_num_threads(int(cfg["threads"]))
+    out = Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(cfg["data"])
+    meta = read_meta(root)
+    train_data = load_split(root, cfg["train_split"], cfg["train_limit"])
+    val_data = load_split(root, cfg["val_split"], cfg["val_limit"]) if cfg["val_split"] else None
+    mask_size = int(train_data.human_masks.shape[-1])
+    mcfg = dict(cfg["model"])
+    if mcfg.get("mask_size") in (None, mask_size):
+        mcfg["mask_size"] = mask_size
+    else:
+        raise ValueError(f"model.mask_size={mcfg['mask_size']} but the dataset masks are {mask_size}²")
+    cfg = {**cfg, "model": mcfg}
+    torch.manual_seed(int(cfg["seed"]))
+    net = DefaultContactNet(**mcfg)
+    log.info("model: %d parameters", count_parameters(net))
+    space = build_label_space(train_data.categories, cfg, text_encoder)
+    label_feats = project_labels(space, train_data.labels + (val_data.labels if val_data else []), text_encoder)
+    aug = AugmentConfig.from_dict(cfg["augment"])
+    batcher = Batcher(train_data, label_feats, aug)
+    val_batcher = Batcher(val_data, label_feats, None) if val_data else None
+    provider = provider or AssetProvider(root, meta, cfg["asset_size"], cfg["body"])
+    if cfg["remask"]:
+        mask_provider = AssetProvider(root, meta, mask_size, cfg["body"])
+        remask(train_data, mask_provider)
+        if val_data is not None:
+            remask(val_data, mask_provider)
+        log.info("GT view masks recomputed on the %s template views (%d²)", mask_provider.body.source, mask_size)
+    bank = RenderBank(provider, mcfg["render_size"], mask_size)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    step = 0
+    last = out / "last.pt"
+    if resume and last.is_file():
+        st = torch.load(str(last), map_location="cpu", weights_only=False)
+        net.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        step = int(st["step"])
+        log.info("resumed from %s at step %d", last, step)
+    (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg, default=str)), sort_keys=False))
+    data_info = {"path": str(root), "generator": meta.get("generator_version", meta.get("version")),
+                 "seed": meta.get("seed"), "n": meta.get("n"), "train_split": cfg["train_split"],
+                 "train_samples": len(train_data), "categories": space.categories}
+    logf = open(out / "log.jsonl", "a")
+    lc = cfg["loss"]
+    net.train()
+    t_start = time.perf_counter()
+    samples_seen = 0
+    metrics: dict = {}
+    try:
+        while step < cfg["steps"]:
+            if cfg["refresh_every"] and step % int(cfg["refresh_every"]) == 0 and step > 0:
+                train_data, val_data, batcher, val_batcher = _refresh(root, cfg, space, label_feats, aug, text_encoder,
+                                                                       train_data, val_data, batcher, val_batcher)
+                data_info["train_samples"] = len(train_data)
+            rng = np.random.default_rng([int(cfg["seed"]), step])
+            idx = rng.integers(0, len(train_data), int(cfg["batch_size"]))
+            keep, inputs = batcher.batch(idx, rng)
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, cfg)
+            hl, ol, ht, ot, hv, ov = forward_batch(net, bank, train_data, keep, inputs)
+            lh, ph = mask_loss(hl, ht, hv, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
+            lo, po = mask_loss(ol, ot, ov, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
+            loss = lh + lc["object_weight"] * lo
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["grad_clip"])
+            opt.step()
+            step += 1
+            samples_seen += len(keep)
+            if step % cfg["log_every"] == 0 or step == 1:
+                rec = {"step": step, "loss": loss.item(), "human": lh.item(), "object": lo.item(),
+                       "human_focal": ph["focal"], "human_dice": ph["dice"], "object_focal": po["focal"],
+                       "object_dice": po["dice"], "lr": _lr(step - 1, cfg),
+                       "samples_per_s": samples_seen / max(time.perf_counter() - t_start, 1e-9)}
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                log.info("step %d loss %.4f (human %.4f object %.4f) %.1f samples/s", step, rec["loss"], rec["human"],
+                         rec["object"], rec["samples_per_s"])
+            if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"] or step == stop_at:
+                torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step}, str(last) + ".tmp")
+                Path(str(last) + ".tmp").replace(last)
+            if val_data is not None and cfg["eval_every"] and step % cfg["eval_every"] == 0 and step < cfg["steps"]:
+                m = evaluate_masks(net, bank, val_data, val_batcher)
+                logf.write(json.dumps({"step": step, "val": m}) + "\n")
+                logf.flush()
+                log.info("step %d val %s", step, m)
+            if stop_at is not None and step >= stop_at:
+                log.info("stopping at step %d (stop_at); resume with --resume", step)
+                return None
+    finally:
+        logf.close()
+    train_s = time.perf_counter() - t_start
+    if val_data is not None:
+        metrics = {"val_split": cfg["val_split"], "val_samples": len(val_data), **evaluate_masks(net, bank, val_data, val_batcher)}
+    metrics.update({"steps": step, "train_seconds_this_run": train_s,
+                    "train_samples_per_s": samples_seen / max(train_s, 1e-9), "parameters": count_parameters(net)})
+    net.eval()
+    save_model(out / "model.pt", net, cfg, space, step, data_info, metrics, bank.human_vertices(),
+               getattr(provider, "body", None) if bank.human_vertices() is not None else None)
+    if cfg["export_onnx"]:
+        from ..models.default.export import export_onnx
+
+        from ..models.default.predictor import load_checkpoint
+
+        shipped, _ = load_checkpoint(out / "model.pt")  # the float16-rounded weights the torch path loads
+        export_onnx(shipped, out / "frame.onnx", human_views=bank.human()[0].shape[0])
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,263 @@
+"""Default model: features, labels, network/ONNX, losses, metrics, training mechanics (no shipped weights needed)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from interactvlm_ros.models.default.features import FeatureError, build_features  # noqa: E402
+from interactvlm_ros.models.default.labels import LabelSpace  # noqa: E402
+
+
+def _person(rng, scale=200.0, offset=(300.0, 200.0)):
+    pose = np.zeros((33, 3), np.float32)
+    pose[:, :2] = rng.uniform(-0.5, 0.5, (33, 2)) * scale + np.asarray(offset)
+    pose[:, 2] = 1.0
+    hands = np.zeros((2, 21, 3), np.float32)
+    hands[1, :, :2] = pose[16, :2] + rng.normal(size=(21, 2)) * 5
+    hands[1, :, 2] = 1.0
+    return pose, hands
+
+
+def test_features_are_invariant_to_person_position_and_scale():
+    rng = np.random.default_rng(0)
+    pose, hands = _person(rng)
+    box = np.array([250, 150, 330, 260], np.float32)
+    f1 = build_features(pose, hands, box, None)
+    # same person twice as large, elsewhere in the image
+    s, t = 2.0, np.array([-100.0, 50.0], np.float32)
+    pose2, hands2 = pose.copy(), hands.copy()
+    pose2[:, :2] = pose[:, :2] * s + t
+    hands2[1, :, :2] = hands[1, :, :2] * s + t
+    box2 = (box.reshape(2, 2) * s + t).reshape(4)
+    f2 = build_features(pose2, hands2, box2, None)
+    np.testing.assert_allclose(f1.pose, f2.pose, atol=1e-5)
+    np.testing.assert_allclose(f1.hands, f2.hands, atol=1e-5)
+    np.testing.assert_allclose(f1.obj, f2.obj, atol=1e-5)
+    assert f1.obj[5] == 1.0 and f1.depth.sum() == 0.0
+    # the missing left hand is all zeros, the present right hand has visibility 1
+    assert np.all(f1.hands[0] == 0) and np.all(f1.hands[1, :, 2] == 1)
+    assert np.abs(f1.pose[:, :2]).max() <= 0.5 + 1e-5  # box-normalised
+
+
+def test_features_reject_bad_cues_with_named_errors():
+    rng = np.random.default_rng(1)
+    pose, hands = _person(rng)
+    bad = pose.copy()
+    bad[3, 0] = np.nan
+    with pytest.raises(FeatureError, match="NaN"):
+        build_features(bad, hands)
+    with pytest.raises(FeatureError, match=r"shape"):
+        build_features(pose[:20], hands)
+    invisible = pose.copy()
+    invisible[:, 2] = 0.0
+    with pytest.raises(FeatureError, match="visible landmarks"):
+        build_features(invisible, np.zeros((2, 21, 3), np.float32))
+
+
+def test_label_space_projects_synonyms_and_flags_unknown_words():
+    text = pytest.importorskip("interactvlm_ros.perception.text")
+    enc = text.TextEncoder()
+    cats = ["ball", "cup", "chair", "table", "hat", "box"]
+    space = LabelSpace(cats, enc.encode(cats))
+    for word, cat in (("basketball", "ball"), ("football", "ball"), ("mug", "cup"), ("coffee cup", "cup")):
+        lf = space.project(enc.encode([word])[0])
+        assert lf.known and lf.nearest == cat, (word, lf.nearest, lf.similarity)
+        # the feature is (almost) the category embedding: synonyms give the same model input
+        assert float(lf.feature @ space.embeddings[cats.index(cat)]) > 0.95
+    unk = space.project(enc.encode(["flux capacitor"])[0])
+    assert not unk.known and np.all(unk.feature == 0)
+
+
+def test_network_shapes_and_onnx_matches_torch(tmp_path):
+    from interactvlm_ros.models.default.export import export_onnx, example_inputs
+    from interactvlm_ros.models.default.model import DefaultContactNet
+
+    torch.manual_seed(0)
+    net = DefaultContactNet(dim=32, depth=1, heads=2, render_size=32, mask_size=32, up_channels=8).eval()
+    args = example_inputs(net, batch=3)
+    h, o = net(*args)
+    assert tuple(h.shape) == (3, 4, 32, 32) and tuple(o.shape) == (3, 4, 32, 32)
+    emb = net.encode_renders(torch.rand(4, 4, 32, 32), "object")
+    assert tuple(emb.shape) == (4, 32, 8, 8)
+    path = export_onnx(net, tmp_path / "frame.onnx")  # raises when ORT and torch differ by > 1e-3
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()][:3] == ["pose", "hands", "label"]
+
+
+def test_losses_ignore_pixels_outside_the_silhouette_and_reward_correct_masks():
+    from interactvlm_ros.training.losses import dice_loss, focal_bce
+
+    target = torch.zeros(1, 4, 8, 8)
+    target[:, :, 2:5, 2:5] = 1
+    valid = torch.zeros_like(target)
+    valid[:, :, :, :6] = 1
+    good = (target * 2 - 1) * 8
+    bad = -good
+    assert focal_bce(good, target, valid) < 0.01 < focal_bce(bad, target, valid)
+    assert dice_loss(good, target, valid) < 0.05 and dice_loss(bad, target, valid) > 0.9
+    # wrong predictions outside the valid region cost nothing
+    good_out = good.clone()
+    good_out[:, :, :, 6:] = 10
+    assert torch.isclose(focal_bce(good_out, target, valid), focal_bce(good, target, valid))
+
+
+def test_contact_metrics_numbers():
+    from interactvlm_ros.evaluation.metrics import GeodesicMesh, auc, prf, sim
+
+    gt = np.array([1, 1, 0, 0, 0], np.float32)
+    pred = np.array([0.9, 0.2, 0.7, 0.1, 0.0], np.float32)
+    p, r, f = prf(pred, gt)
+    assert p == pytest.approx(0.5) and r == pytest.approx(0.5) and f == pytest.approx(0.5)
+    assert sim(gt, gt) == pytest.approx(1.0) and sim(pred, gt) < 1.0
+    assert auc(pred, gt) == pytest.approx(5 / 6)  # pairs (pos,neg) ranked correctly: 5 of 6
+    assert auc(pred, np.ones(5)) is None
+    # a strip of unit squares along x: vertex k at x = k (two rows), geodesic = |Δx| along the bottom row
+    n = 6
+    verts = np.array([[x, y, 0] for y in (0, 1) for x in range(n)], np.float64)
+    faces = []
+    for x in range(n - 1):
+        a, b, c, d = x, x + 1, n + x, n + x + 1
+        faces += [[a, b, d], [a, d, c]]
+    g = GeodesicMesh(verts, np.asarray(faces), cache=False)
+    dist = g.distance_to(np.array([0]))
+    np.testing.assert_allclose(dist[:n], np.arange(n), atol=1e-9)
+    gt_v = np.zeros(2 * n)
+    gt_v[0] = 1
+    pred_v = np.zeros(2 * n)
+    pred_v[3] = 1.0
+    assert g.error_cm(pred_v, gt_v) == pytest.approx(300.0)  # 3 m away
+    assert g.error_cm(gt_v, gt_v) == 0.0
+
+
+# ----------------------------------------------------------------------------- training mechanics
+class _Assets:
+    """ViewAssets-like test double (renders + maps + camera codes)."""
+
+    def __init__(self, key, size, seed):
+        rng = np.random.default_rng(seed)
+        self.renders = rng.integers(0, 255, (4, size, size, 3), dtype=np.uint8)
+        self.vertex_ids = np.zeros((4, size, size, 3), np.int64)
+        self.cam_params = rng.random((4, 5)).astype(np.float32)
+        self.key = key
+        self.num_vertices = 10
+
+
+class _Provider:
+    def __init__(self, size):
+        self.size = size
+
+    def human(self):
+        return _Assets("human", self.size, 0)
+
+    def object(self, object_id, category):
+        return _Assets(object_id, self.size, hash(object_id) % 100)
+
+
+def _tiny_dataset(root: Path, n=32, R=16):
+    """Samples whose GT masks depend on the cues: right hand raised -> human views 0/1 top-left block on;
+    label 'cup' vs 'ball' -> different object blocks."""
+    rng = np.random.default_rng(0)
+    (root / "samples").mkdir(parents=True)
+    for i in range(n):
+        pose, hands = _person(rng)
+        raised = i % 2 == 0
+        if raised:
+            pose[16, 1] -= 400  # right wrist far above the head
+            hands[1, :, 1] -= 400
+        label = "cup" if i % 3 else "ball"
+        hm = np.zeros((4, R, R), np.uint8)
+        hm[:2, : R // 2, : R // 2] = 1 if raised else 0
+        hm[2:, R // 2:, R // 2:] = 0 if raised else 1
+        om = np.zeros((4, R, R), np.uint8)
+        if label == "cup":
+            om[:, :4, :] = 1
+        else:
+            om[:, :, :4] = 1
+        np.savez(root / "samples" / f"{i:06d}.npz", landmarks_2d=pose, hand_landmarks_2d=hands,
+                 object_bbox=np.array([280, 100, 330, 150], np.float32), human_view_masks=hm, object_view_masks=om,
+                 human_contact=np.zeros(10, np.float32), object_contact=np.zeros(10, np.float32),
+                 object_label=np.asarray(label), object_category=np.asarray(label), object_id=np.asarray(label),
+                 interaction=np.asarray("hold_one_hand"))
+    meta = {"n": n, "seed": 0, "mask_resolution": R, "splits": {"train": {"index_range": [0, 24]},
+                                                                    "val": {"index_range": [24, n]}}}
+    (root / "meta.json").write_text(json.dumps(meta))
+
+
+def _cfg(tmp_path, out, steps):
+    from interactvlm_ros.training.train import load_config
+
+    return load_config(None, {
+        "data": str(tmp_path / "data"), "out": str(tmp_path / out), "steps": steps, "batch_size": 8, "lr": 1e-3,
+        "warmup": 2, "checkpoint_every": 50, "log_every": 5, "eval_every": 0, "export_onnx": out == "a",
+        "val_split": "train", "val_limit": 24,  # fitting the training cues; generalisation is measured by `eval`
+        "model": {"dim": 32, "depth": 1, "heads": 2, "render_size": 16, "up_channels": 8},
+        "augment": {"drop_hand": 0.0, "label_dropout": 0.0}, "remask": False,
+    })
+
+
+def test_training_learns_is_seeded_and_resumable(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    text = pytest.importorskip("interactvlm_ros.perception.text")
+    from interactvlm_ros.models.default.predictor import DefaultLocalizer
+    from interactvlm_ros.training.train import train
+
+    _tiny_dataset(tmp_path / "data")
+    enc = text.TextEncoder()
+    m = train(_cfg(tmp_path, "a", 320), text_encoder=enc, provider=_Provider(16))
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert m["human_mask_f1"] > 0.8 and m["object_mask_f1"] > 0.8, m
+    for f in ("model.pt", "frame.onnx", "config.yaml", "metrics.json", "last.pt"):
+        assert (tmp_path / "a" / f).is_file(), f
+
+    # resumable + seeded: 100 steps, then resume to 320 == 320 steps in one go
+    cfg_b = _cfg(tmp_path, "b", 320)
+    assert train(cfg_b, text_encoder=enc, provider=_Provider(16), stop_at=100) is None  # "interrupted"
+    assert not (tmp_path / "b" / "model.pt").exists()
+    train(cfg_b, resume=True, text_encoder=enc, provider=_Provider(16))
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+    # the trained folder loads as a localizer (torch and onnxruntime agree)
+    lt = DefaultLocalizer(weights=tmp_path / "a", backend="torch", text_encoder=enc)
+    lo = DefaultLocalizer(weights=tmp_path / "a", backend="onnxruntime", text_encoder=enc)
+    assert lt.backend == "torch" and lo.backend == "onnxruntime"
+    assert lt.labels.categories == ["ball", "cup"]
+    from types import SimpleNamespace
+
+    pose, hands = _person(np.random.default_rng(5))
+    obs = SimpleNamespace(found=True, keypoints_2d=pose, hands_2d=hands, mask=None)
+    img = np.zeros((64, 64, 3), np.uint8)
+    a = lt.predict(img, "mug", _Provider(16).human(), _Provider(16).object("cup", "cup"), observation=obs)
+    b = lo.predict(img, "mug", _Provider(16).human(), _Provider(16).object("cup", "cup"), observation=obs)
+    assert a.human_logits.shape == (4, 16, 16) and a.extras["label_nearest"] == "cup"
+    np.testing.assert_allclose(a.human_logits, b.human_logits, atol=1e-3)
+    np.testing.assert_allclose(a.object_logits, b.object_logits, atol=1e-3)
+    # the label decides the object mask: 'mug' (-> cup) paints the top rows, 'basketball' (-> ball) the left columns
+    c = lt.predict(img, "basketball", _Provider(16).human(), _Provider(16).object("ball", "ball"), observation=obs)
+    assert a.object_logits[:, :4, 8:].mean() > a.object_logits[:, 8:, :4].mean()
+    assert c.object_logits[:, 8:, :4].mean() > c.object_logits[:, :4, 8:].mean()
+    # a weights folder without frame.onnx (e.g. a checkout where *.onnx is git-ignored): exported once into the
+    # cache, reported as a fallback, then reused silently
+    import shutil
+
+    shutil.copytree(tmp_path / "a", tmp_path / "no_onnx")
+    (tmp_path / "no_onnx" / "frame.onnx").unlink()
+    l1 = DefaultLocalizer(weights=tmp_path / "no_onnx", backend="onnxruntime", text_encoder=enc)
+    assert l1.backend == "onnxruntime" and any("exporting" in f for f in l1.fallbacks)
+    l2 = DefaultLocalizer(weights=tmp_path / "no_onnx", backend="onnxruntime", text_encoder=enc)
+    assert l2.fallbacks == []
+    d = l2.predict(img, "mug", _Provider(16).human(), _Provider(16).object("cup", "cup"), observation=obs)
+    np.testing.assert_allclose(a.human_logits, d.human_logits, atol=1e-3)
+    # no person -> no logits, clearly flagged
+    none = lt.predict(img, "cup", _Provider(16).human(), None, observation=SimpleNamespace(found=False))
+    assert none.human_logits is None and none.extras["status"] == "no_person"
