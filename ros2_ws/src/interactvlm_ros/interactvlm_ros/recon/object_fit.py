@@ -72,7 +72,16 @@ class ObjectFitConfig:
     w_contact: float = 10.0
     w_depth: float = 20.0
     w_pen: float = 8000.0
-    depth_trunc: float = 0.05
+    depth_trunc: float = 0.05  # m, Cauchy scale of the depth term without the depth-ICP stage (legacy weight)
+    # depth stage (used when depth + an object mask are given): multi-hypothesis point-to-plane ICP
+    depth_scale: float = 0.01  # m, Cauchy scale of the depth and free-space terms
+    w_depth_obs: float = 1.0  # weight of the depth term when depth is observed (replaces w_depth)
+    w_free: float = 1.0  # free space: object samples in front of the observed surface
+    free_margin: float = 0.005  # m
+    depth_hypotheses: str = "ico+cube"  # rotation starts for the depth ICP (60 icosahedral + 24 cube)
+    depth_icp_iters: int = 12
+    refine_top: int = 2  # best hypotheses refined by Adam; the lowest final loss wins
+    w_contact_depth: float = 5.0  # contact weight when depth is observed (the body fit's hands are less exact than depth)
     pen_margin: float = 0.004  # m of penetration tolerated (soft tissue, mesh discretisation)
     silhouette: str = "auto"  # auto | points | nvdiffrast
     early_stop: int = 30
@@ -126,6 +135,102 @@ def icp_normals(src: np.ndarray, src_n: np.ndarray, dst: np.ndarray, dst_n: np.n
         R, t = umeyama(src, dst[nn], w_src)
         new = float(np.sqrt(np.mean(d ** 2)))
         if abs(rms - new) < 1e-6:
+            rms = new
+            break
+        rms = new
+    return R, t, rms
+
+
+def rotation_hypotheses(kind: str = "ico+cube") -> np.ndarray:
+    """Rotation starts [R,3,3]: the 60 icosahedral rotations (largest gap ≈ 37°, inside the basin of a
+    point-to-plane ICP) plus the 24 of the cube group (axis-aligned holds are common)."""
+    from scipy.spatial.transform import Rotation
+
+    out = []
+    if "ico" in kind:
+        out.append(Rotation.create_group("I").as_matrix())
+    if "cube" in kind:
+        out.append(cube_rotations())
+    return np.concatenate(out, 0)
+
+
+def object_depth_points(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, n: int, min_points: int = 30,
+                        seed: int = 0) -> np.ndarray:
+    """Back-project up to n valid depth pixels of the object mask → [n,3] camera frame.
+
+    The mask is eroded by 1 px (edge pixels mix object and background depth) unless that leaves fewer
+    than ``min_points`` (small, far objects: a phone is ~100 px at 320×240) — then the full mask is used.
+    Pixels more than 10 cm behind the mask's median depth (background seen through gaps) are dropped."""
+    import cv2
+
+    d = np.asarray(depth, np.float64)
+    valid = d > 0
+    m = np.asarray(mask, bool)
+    er = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    sel = valid & er
+    if sel.sum() < min_points:
+        sel = valid & m
+    vs, us = np.nonzero(sel)
+    if len(us) == 0:
+        return np.zeros((0, 3))
+    z = d[vs, us]
+    keep = z < np.median(z) + 0.10
+    us, vs, z = us[keep], vs[keep], z[keep]
+    if len(us) > n:
+        i = np.random.default_rng(seed).choice(len(us), n, replace=False)
+        us, vs, z = us[i], vs[i], z[i]
+    return np.stack([(us - K[0, 2]) / K[0, 0] * z, (vs - K[1, 2]) / K[1, 1] * z, z], 1)
+
+
+def _so3_exp(w: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(w).as_matrix()
+
+
+def icp_depth(obs: np.ndarray, samp: np.ndarray, samp_n: np.ndarray, R: np.ndarray, t: np.ndarray, iters: int,
+              scale: float = 0.01, w_point: float = 0.3, damping: float = 1e-4) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rigid ICP of the object's *camera-facing* surface samples onto observed depth points.
+
+    obs [Q,3] observed (camera frame); samp [P,3], samp_n [P,3] object-frame samples and normals; R, t start.
+    Correspondences: each observed point → nearest camera-facing model sample (re-selected every
+    iteration, so self-occlusion follows the pose). Gauss-Newton on Cauchy-weighted point-to-plane
+    residuals plus ``w_point`` × point-to-point rows (a planar face alone leaves in-plane motion free),
+    Levenberg damping. Hand-written: Open3D is not a dependency and its ICP has no visibility
+    selection. Returns R, t, robust rms (m)."""
+    from scipy.spatial import cKDTree
+
+    R, t = np.array(R, np.float64), np.array(t, np.float64)
+    rms = np.inf
+    for _ in range(iters):
+        S = samp @ R.T + t
+        N = samp_n @ R.T
+        vis = (N * S).sum(1) < 0
+        if vis.sum() < 3:
+            vis = np.ones(len(S), bool)
+        Sv, Nv = S[vis], N[vis]
+        d, nn = cKDTree(Sv).query(obs)
+        s, n = Sv[nn], Nv[nn]
+        r_pl = ((obs - s) * n).sum(1)
+        w = 1.0 / (1.0 + (d / scale) ** 2)
+        # rows: point-to-plane  n·(ω×s + δ) = n·(x − s);  point-to-point  (ω×s + δ) = x − s
+        J_pl = np.concatenate([np.cross(s, n), n], 1)
+        A = (J_pl * w[:, None]).T @ J_pl
+        b = (J_pl * w[:, None]).T @ r_pl
+        if w_point > 0:
+            for k in range(3):
+                e = np.zeros(3)
+                e[k] = 1.0
+                J = np.concatenate([np.cross(s, e), np.broadcast_to(e, s.shape)], 1)  # d/dω of (ω×s)_k = (s×e_k)·ω
+                wk = w_point * w
+                A += (J * wk[:, None]).T @ J
+                b += (J * wk[:, None]).T @ (obs - s)[:, k]
+        A += damping * np.trace(A) / 6 * np.eye(6) + 1e-12 * np.eye(6)
+        xi = np.linalg.solve(A, b)
+        dR = _so3_exp(xi[:3])
+        R, t = dR @ R, dR @ t + xi[3:]
+        new = float(np.sqrt((w * r_pl ** 2).sum() / max(w.sum(), 1e-12)))
+        if abs(rms - new) < 1e-7:
             rms = new
             break
         rms = new
@@ -226,12 +331,14 @@ class ObjectFitter:
             region = om
         obs_pts = None
         if depth is not None and region is not None:
-            from interactvlm_ros.recon.body_fit import person_points
-
-            obs_pts = person_points(depth, region, K, cfg.depth_points)
+            obs_pts = object_depth_points(depth, region, K, cfg.depth_points)
             if len(obs_pts) < 10:
                 obs_pts = None
         metrics["depth_points"] = 0 if obs_pts is None else int(len(obs_pts))
+        # the depth stage (depth ICP hypotheses, strong depth + free-space terms) runs with a given mask
+        # only; a guessed mask (w_mask = 0, see Reconstructor) keeps the legacy weak depth term
+        depth_stage = obs_pts is not None and cfg.w_mask > 0
+        metrics["depth_stage"] = bool(depth_stage)
 
         # surface samples (re-posed with the object)
         fid, bary = sample_surface(ov, of, cfg.surface_samples, seed=0)
@@ -279,17 +386,31 @@ class ObjectFitter:
                     dd = torch.cdist(obs_t, S) + 10.0 * ((Sn * S).sum(-1) > 0).to(DT)[None]
                     nn = dd.argmin(1)
                 res = ((obs_t - S[nn]) * Sn[nn]).sum(-1)
-                c = cfg.depth_trunc
-                out["depth"] = 0.1 * torch.log1p((res / c) ** 2).mean()
+                if depth_stage:
+                    c = cfg.depth_scale
+                    out["depth"] = torch.log1p((res / c) ** 2).mean()
+                    # free space: no object point may lie in front of the observed surface on its ray
+                    # (occluders such as the hand only make the observed depth smaller: occlusion-safe)
+                    with torch.no_grad():
+                        ui = uv[:, 0].round().long()
+                        vi = uv[:, 1].round().long()
+                        inside = (ui >= 0) & (ui < W) & (vi >= 0) & (vi < H)
+                        d_obs = depth_t[vi.clamp(0, H - 1), ui.clamp(0, W - 1)]
+                        valid = (inside & (d_obs > 0)).to(DT)
+                    viol = torch.relu(d_obs - cfg.free_margin - S[:, 2]) * valid
+                    out["free"] = torch.log1p((viol / c) ** 2).mean()
+                else:
+                    c = cfg.depth_trunc
+                    out["depth"] = 0.1 * torch.log1p((res / c) ** 2).mean()
             # penetration: object samples inside the body, body vertices inside the object
             if hnear_t is not None:
-                with torch.no_grad():
-                    nn = torch.cdist(S, hnear_t).argmin(1)
+                with torch.no_grad():  # k-d trees: a [400×4000] cdist + argmin was the slowest step of a warm fit
+                    nn = torch.as_tensor(hnear_tree.query(S.detach().cpu().numpy())[1], device=dev)
                     dh = (S - hnear_t[nn]).norm(dim=-1)
                 sd = ((S - hnear_t[nn]) * hnear_n_t[nn]).sum(-1)
                 pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch, not diluted
                 with torch.no_grad():
-                    nn2 = torch.cdist(hnear_t, S).argmin(1)
+                    nn2 = torch.as_tensor(cKDTree(S.detach().cpu().numpy()).query(hnear_np)[1], device=dev)
                     d2 = (hnear_t - S[nn2]).norm(dim=-1)
                 sd2 = ((hnear_t - S[nn2]) * Sn[nn2]).sum(-1)
                 pen2 = (torch.relu(-sd2 - cfg.pen_margin) * (d2 < 0.05)).pow(2).sum() / 20.0
@@ -297,8 +418,8 @@ class ObjectFitter:
             return out
 
         def total(terms):
-            w = {"mask": cfg.w_mask, "centroid": cfg.w_centroid, "contact": cfg.w_contact, "depth": cfg.w_depth,
-                 "pen": cfg.w_pen}
+            w = {"mask": cfg.w_mask, "centroid": cfg.w_centroid, "contact": cfg.w_contact_depth if depth_stage else cfg.w_contact,
+                 "depth": cfg.w_depth_obs if depth_stage else cfg.w_depth, "free": cfg.w_free, "pen": cfg.w_pen}
             return sum(w[k] * v for k, v in terms.items())
 
         dev = self.device
@@ -316,53 +437,113 @@ class ObjectFitter:
         dt_t = torch.tensor(dt_out, dtype=DT, device=dev) if dt_out is not None else None
         mask_img = torch.tensor(region, dtype=DT, device=dev) if region is not None else None
         obs_t = torch.tensor(obs_pts, dtype=DT, device=dev) if obs_pts is not None else None
+        depth_t = None
+        if depth_stage:  # 3×3 minimum of the valid depth: rim samples rounding onto a background pixel are no violation
+            import cv2
+
+            dz = np.asarray(depth, np.float32).copy()
+            dz[~(dz > 0)] = np.inf
+            dz = cv2.erode(dz, np.ones((3, 3), np.uint8))
+            dz[~np.isfinite(dz)] = 0.0
+            depth_t = torch.tensor(dz, device=dev)
 
         # ---------------- initialisation
         ch = (hv[hc_idx] * hp[:, None]).sum(0) / hp.sum()
-        hnear_t = hnear_n_t = None
+        from scipy.spatial import cKDTree
+
+        hnear_t = hnear_n_t = hnear_tree = hnear_np = None
 
         def set_near(centre):
-            nonlocal hnear_t, hnear_n_t
+            nonlocal hnear_t, hnear_n_t, hnear_tree, hnear_np
             near = np.nonzero(np.linalg.norm(hv - centre, axis=1) < radius + 0.25)[0]
             if len(near) > 4000:
                 near = near[np.random.default_rng(0).choice(len(near), 4000, replace=False)]
             if len(near):
                 hnear_t = torch.tensor(hv[near], dtype=DT, device=dev)
                 hnear_n_t = torch.tensor(hn[near], dtype=DT, device=dev)
+                hnear_np = hv[near].astype(np.float32)
+                hnear_tree = cKDTree(hnear_np)
 
+        def score(R, t) -> float:
+            with torch.no_grad():
+                return float(total(loss_terms(torch.tensor(R, dtype=DT, device=dev), torch.tensor(t, dtype=DT, device=dev))))
+
+        starts: list[tuple[np.ndarray, np.ndarray]] = []
         if init_pose is not None:
             R0, t0 = np.asarray(init_pose)[:3, :3].astype(np.float64), np.asarray(init_pose)[:3, 3].astype(np.float64)
             set_near(t0)
+            starts = [(R0, t0)]
             metrics["init"] = "warm"
         else:
             set_near(ch)
             src, src_n = ov[oc_idx], on[oc_idx]
             co = (src * op[:, None]).sum(0) / op.sum()
-            best = None
+            cands = []  # (loss, R, t)
             for Rh in cube_rotations():
                 th = ch - Rh @ co  # contact centroids coincide (fixed official init)
                 R, t, rms = icp_normals(src, src_n, hv[hc_idx], -hn[hc_idx], Rh, th, cfg.icp_iters,
                                         cfg.icp_normal_weight, op)
-                with torch.no_grad():
-                    terms = loss_terms(torch.tensor(R, dtype=DT, device=dev), torch.tensor(t, dtype=DT, device=dev))
-                    L = float(total(terms))
-                if np.isfinite(L) and (best is None or L < best[0]):
-                    best = (L, R, t, rms)
-            if best is None:
-                return self._diverged(ov, metrics, t_start)
-            _, R0, t0, rms = best
-            metrics["icp_rms"] = rms
+                L = score(R, t)
+                if np.isfinite(L):
+                    cands.append((L, R, t))
             metrics["init"] = "contact+icp(24 hypotheses)"
+            if depth_stage:
+                # the visible surface is observed: point-to-plane ICP of the object's camera-facing samples
+                # onto the masked depth points from many rotations; scored by the full loss
+                # (depth + free space + silhouette + contact + penetration)
+                c_obs = obs_pts.mean(0)
+                hyps = rotation_hypotheses(cfg.depth_hypotheses)
+                for Rh in hyps:
+                    th = c_obs - Rh @ samp.mean(0)
+                    for _ in range(2):  # place the camera-facing part's centroid on the observed centroid
+                        S = samp @ Rh.T + th
+                        vis = ((samp_n @ Rh.T) * S).sum(1) < 0
+                        if vis.any():
+                            th = th + c_obs - S[vis].mean(0)
+                    R, t, _ = icp_depth(obs_pts, samp, samp_n, Rh, th, cfg.depth_icp_iters, cfg.depth_scale)
+                    L = score(R, t)
+                    if np.isfinite(L):
+                        cands.append((L, R, t))
+                metrics["init"] = f"contact+icp(24) + depth icp({len(hyps)}) hypotheses"
+            if not cands:
+                return self._diverged(ov, metrics, t_start)
+            cands.sort(key=lambda c: c[0])
+            metrics["init_loss"] = float(cands[0][0])
+            starts = [(R, t) for _, R, t in cands[:max(1, cfg.refine_top if depth_stage else 1)]]
 
-        # ---------------- Adam refinement
+        # ---------------- Adam refinement (from each start; the lowest final loss wins)
         n_iter = int(iters if iters is not None else (cfg.iters_warm if init_pose is not None else cfg.iters))
+        sc = cfg.warm_lr_scale if init_pose is not None else 1.0  # Adam's first steps are ~lr: small when warm
+        best = None
+        it_total = 0
+        for R0, t0 in starts:
+            r = self._refine(loss_terms, total, R0, t0, n_iter, sc, metrics)
+            it_total += r[3]
+            if np.isfinite(r[0]) and (best is None or r[0] < best[0]):
+                best = r
+        if best is None:
+            return self._diverged(ov, metrics, t_start)
+        best_L, R, t, _, last_terms = best
+        if not (np.isfinite(R).all() and np.isfinite(t).all()):
+            return self._diverged(ov, metrics, t_start)
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = R, t
+        verts = ov @ R.T + t
+        metrics.update({"iterations": it_total, "loss": best_L, **{f"loss_{k}": v for k, v in last_terms.items()},
+                        "fit_ms": 1e3 * (time.perf_counter() - t_start)})
+        return ObjectFitResult(pose, verts.astype(np.float32), metrics)
+
+    def _refine(self, loss_terms, total, R0, t0, n_iter: int, lr_scale: float, metrics: dict):
+        """Adam over (6-D rotation, translation) from R0, t0 with early stop → (loss, R, t, iterations, terms)."""
+        cfg = self.cfg
+        dev = self.device
         d6 = matrix_to_sixd(torch.tensor(R0, dtype=DT, device=dev)).clone().requires_grad_(True)
         tt = torch.tensor(t0, dtype=DT, device=dev).clone().requires_grad_(True)
-        sc = cfg.warm_lr_scale if init_pose is not None else 1.0  # Adam's first steps are ~lr: small when warm
-        opt = torch.optim.Adam([{"params": [d6], "lr": cfg.lr_rot * sc}, {"params": [tt], "lr": cfg.lr_trans * sc}])
+        opt = torch.optim.Adam([{"params": [d6], "lr": cfg.lr_rot * lr_scale},
+                                {"params": [tt], "lr": cfg.lr_trans * lr_scale}])
         best_L, best_state, stall = np.inf, (d6.detach().clone(), tt.detach().clone()), 0
         it_done = 0
-        last_terms = {}
+        last_terms: dict = {}
         for it in range(n_iter):
             opt.zero_grad()
             terms = loss_terms(sixd_to_matrix(d6), tt)
@@ -384,14 +565,7 @@ class ObjectFitter:
         with torch.no_grad():
             R = sixd_to_matrix(best_state[0]).cpu().numpy().astype(np.float64)
             t = best_state[1].cpu().numpy().astype(np.float64)
-        if not (np.isfinite(R).all() and np.isfinite(t).all()):
-            return self._diverged(ov, metrics, t_start)
-        pose = np.eye(4)
-        pose[:3, :3], pose[:3, 3] = R, t
-        verts = ov @ R.T + t
-        metrics.update({"iterations": it_done, "loss": best_L, **{f"loss_{k}": v for k, v in last_terms.items()},
-                        "fit_ms": 1e3 * (time.perf_counter() - t_start)})
-        return ObjectFitResult(pose, verts.astype(np.float32), metrics)
+        return best_L, R, t, it_done, last_terms
 
     def _diverged(self, ov, metrics, t_start) -> ObjectFitResult:
         metrics.update({"diverged": True, "fit_ms": 1e3 * (time.perf_counter() - t_start)})
