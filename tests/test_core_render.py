@@ -104,7 +104,7 @@ def test_round_trip_body(tmp_path, monkeypatch):
 
 
 def test_round_trip_library_objects(tmp_path, monkeypatch):
-    objects = pytest.importorskip("interactvlm_ros.objects")
+    from interactvlm_ros import objects
     monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path))
     cats = list(objects.library().categories)
     assert len(cats) >= 10

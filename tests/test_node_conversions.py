@@ -7,8 +7,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-conv = pytest.importorskip("interactvlm_ros.ros.conversions")
-pytest.importorskip("sensor_msgs.msg")
+import sensor_msgs.msg  # noqa: F401  (the ROS wheels are part of the test install)
+
+from interactvlm_ros.ros import conversions as conv
 
 RNG = np.random.default_rng(0)
 
