@@ -328,7 +328,10 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
         if va is not None:
             return va
     cols = _colors(colors, vertices, faces)
-    images, compact, _, used = render_compact(vertices, faces, vs, size, vertex_colors=cols, backend=backend)
+    from .render.raster_torch import cpu_threads
+
+    with cpu_threads("cpu"):  # whole build single-threaded on CPU (see cpu_threads; identical results)
+        images, compact, _, used = render_compact(vertices, faces, vs, size, vertex_colors=cols, backend=backend)
     va = ViewAssets(images, compact, len(vertices), vs, key, source=f"rendered:{used}")
     if path is not None:
         _cache_store(path, va)

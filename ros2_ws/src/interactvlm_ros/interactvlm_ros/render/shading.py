@@ -26,7 +26,17 @@ def vertex_normals_torch(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tens
 
 def shade(face_ids: torch.Tensor, bary: torch.Tensor, verts: torch.Tensor, faces: torch.Tensor,
           normals: torch.Tensor, colors: torch.Tensor, light_location, camera_position) -> torch.Tensor:
-    """face_ids [S,S] (−1 bg), bary [S,S,3], verts/normals/colors [N,3] (world) → uint8 [S,S,3]."""
+    """face_ids [S,S] (−1 bg), bary [S,S,3], verts/normals/colors [N,3] (world) → uint8 [S,S,3].
+
+    CPU work runs under ``raster_torch.cpu_threads`` (1 thread by default; same result, far faster on a loaded
+    2-core machine)."""
+    from .raster_torch import cpu_threads
+
+    with cpu_threads(verts.device):
+        return _shade(face_ids, bary, verts, faces, normals, colors, light_location, camera_position)
+
+
+def _shade(face_ids, bary, verts, faces, normals, colors, light_location, camera_position):
     S = face_ids.shape[0]
     out = torch.ones(S * S, 3, device=verts.device)
     fidf = face_ids.reshape(-1)
