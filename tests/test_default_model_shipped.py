@@ -105,10 +105,6 @@ def test_loads_and_runs_offline_with_a_fresh_cache(tmp_path):
     assert str(PKG) in line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known failure of the shipped weights: the partial synthetic dataset they were trained on (508 of 2400 samples) has "
-    "no 'ball' + hold/catch sample (all 58 ball samples are 'kick'), so 'ball' -> feet. Retrain on the full dataset "
-    "(docs/default_model.md) and remove this marker"))
 def test_catching_ball_photo_puts_contact_on_the_hands(stack, test_data):
     img = _read(test_data / "person_catching_ball.png")
     obs, out, contact = _contact(stack, img, "ball")
@@ -150,7 +146,6 @@ def test_synonyms_give_consistent_contact_and_unknown_labels_are_flagged(stack, 
 
 
 def test_estimate_cli_through_the_pipeline_no_person(tmp_path, test_data):
-    pytest.importorskip("interactvlm_ros.assets", reason="core assets (engineer A) not in the tree yet")
     from interactvlm_ros.cli.main import main
 
     out2 = tmp_path / "cup"
@@ -160,12 +155,7 @@ def test_estimate_cli_through_the_pipeline_no_person(tmp_path, test_data):
     assert (out2 / "overlay.png").is_file() and (out2 / "contacts.npz").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known failure of the shipped weights: the partial synthetic dataset they were trained on (508 of 2400 samples) has "
-    "no 'ball' + hold/catch sample (all 58 ball samples are 'kick'), so 'ball' -> feet. Retrain on the full dataset "
-    "(docs/default_model.md) and remove this marker"))
 def test_estimate_cli_through_the_pipeline(tmp_path, test_data):
-    pytest.importorskip("interactvlm_ros.assets", reason="core assets (engineer A) not in the tree yet")
     from interactvlm_ros.cli.main import main
 
     out = tmp_path / "ball"

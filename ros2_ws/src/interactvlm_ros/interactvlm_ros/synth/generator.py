@@ -43,7 +43,7 @@ from interactvlm_ros.views import get_view_set
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "synth-1.0"
+GENERATOR_VERSION = "synth-1.1"  # 1.1: two-hand/carry arm IK (1.0 held objects at arm's length, 97 % failed)
 PEN_TARGET = 0.002
 PEN_TOL = 0.006
 MIN_VERTICES = 2  # spec 3.7 (mv2 rule)
@@ -134,6 +134,21 @@ class Templates:
                                           + self.faces.tobytes()).hexdigest()[:16]
         self.human_vids = self._view_vertex_ids(self.template_vertices, self.faces, "human")
         self._object_vids: dict[str, np.ndarray] = {}
+        self._arm_rest: dict | None = None
+
+    def arm_rest(self) -> dict:
+        """Rest-pose arm geometry (body frame, default phenotype) per side for the two-bone arm IK:
+        shoulder S, elbow E, palm centre P, palm normal n (``Generator._palm``), lengths L1=|E−S|, L2=|P−E|."""
+        if self._arm_rest is None:
+            V, J = self.poser.pose_world({}, None, offset=False)
+            V, J = np.asarray(V, np.float64), np.asarray(J, np.float64)
+            out = {}
+            for s in "LR":
+                S, E = J[self.bone(f"upperarm01.{s}")], J[self.bone(f"lowerarm01.{s}")]
+                P, n = _palm_of(self.regressor, V, s)
+                out[s] = dict(S=S, E=E, P=P, n=n, L1=float(np.linalg.norm(E - S)), L2=float(np.linalg.norm(P - E)))
+            self._arm_rest = out
+        return self._arm_rest
 
     def bone(self, name: str) -> int:
         if name not in self.poser.index:
@@ -159,6 +174,47 @@ class Templates:
             v, f = catalog.normalized_mesh(category)
             self._object_vids[category] = self._view_vertex_ids(v, f, "object")
         return self._object_vids[category]
+
+
+def _palm_of(regressor, V, s):
+    """(palm centre [3], palm normal [3]) of hand s ("L"/"R") from the mediapipe hand landmarks of vertices V."""
+    h = regressor.hands(V)[0 if s == "L" else 1]
+    centre = (h[0] + h[5] + h[17] + h[9]) / 4.0
+    n = np.cross(h[5] - h[0], h[17] - h[0])
+    n /= np.linalg.norm(n)
+    if s == "R":
+        n = -n
+    if (h[12] - centre) @ n < 0:  # the palm side is where the finger tips curl to
+        n = -n
+    return centre, n
+
+
+def arm_ik(rest: dict, target: np.ndarray, normal: np.ndarray, pole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two-bone arm IK (hand-written: a closed-form law-of-cosines solve; no IK library is installed and Anny has none).
+
+    rest: ``Templates.arm_rest()[side]``; target [3] palm centre, normal [3] wanted palm normal, pole [3] the side
+    the elbow bends to — all body frame. Returns the *world* rotations (3×3, **Anny frame**) of ``upperarm01`` and
+    ``lowerarm01``. Unreachable targets are pulled onto the reachable sphere (98 % of L1+L2)."""
+    from scipy.spatial.transform import Rotation
+    from interactvlm_ros.bodies.anny_model import ANNY_TO_BODY as M
+
+    S, E, P, n0, L1, L2 = rest["S"], rest["E"], rest["P"], rest["n"], rest["L1"], rest["L2"]
+    d = np.asarray(target, np.float64) - S
+    dist = float(np.clip(np.linalg.norm(d), abs(L1 - L2) + 0.05, 0.98 * (L1 + L2)))
+    dh = d / np.linalg.norm(d)
+    ca = np.clip((L1 ** 2 + dist ** 2 - L2 ** 2) / (2 * L1 * dist), -1, 1)
+    u = pole - (pole @ dh) * dh
+    u /= np.linalg.norm(u)
+    E2 = S + L1 * (ca * dh + np.sqrt(1 - ca ** 2) * u)
+    T2 = S + dist * dh
+    W1 = _align(E - S, E2 - S)
+    d2 = (T2 - E2) / np.linalg.norm(T2 - E2)
+    A = _align(P - E, d2)  # world rotations are absolute (not chained): rest forearm → new direction
+    nn = A @ n0
+    a_, b_ = nn - (nn @ d2) * d2, normal - (normal @ d2) * d2
+    phi = np.arctan2(d2 @ np.cross(a_, b_), a_ @ b_)
+    W2 = Rotation.from_rotvec(d2 * phi).as_matrix() @ A
+    return M.T @ W1 @ M, M.T @ W2 @ M
 
 
 def view_masks(contact: np.ndarray, vids: np.ndarray, min_vertices: int = MIN_VERTICES) -> np.ndarray:
@@ -308,6 +364,13 @@ class Scene:
         return hc, oc, pen_b, pen_o
 
 
+# interaction sampling weights (v1.1): two-hand holds were starved in 1.0; balls are held/caught about as
+# often as they are kicked (P(ball | hold_two_hands) = BALL_HOLD_SHARE)
+INTERACTION_WEIGHTS = {"hold_one_hand": 1.5, "hold_two_hands": 2.0, "carry": 1.0, "kick": 1.0, "sit": 1.0,
+                       "lean": 0.8, "ride": 0.8, "wear_head": 0.8, "operate_table": 0.8}
+BALL_HOLD_SHARE = 0.4
+
+
 # =====================================================================================  appearance
 SKIN = np.array([[0.95, 0.80, 0.69], [0.88, 0.68, 0.55], [0.78, 0.57, 0.42], [0.62, 0.43, 0.30],
                  [0.45, 0.30, 0.20], [0.33, 0.22, 0.15]])
@@ -378,12 +441,13 @@ class Generator:
         self.T = Templates(self.cfg.mask_res)
 
     # ---------------------------------------------------------------- pose
-    def _pose_for(self, rng, interaction: str) -> tuple[np.ndarray, dict]:
-        """Local rotvecs [J,3] (Anny frame) + info for the object placement."""
+    def _pose_for(self, rng, interaction: str, info: dict | None = None) -> tuple[np.ndarray, dict]:
+        """World rotvecs [J,3] (Anny frame) + info for the object placement (``info`` in: optional
+        ``width``, the object's extent between the hands in m)."""
         b, J = self.T, self.T.J
         rv = np.zeros((J, 3))
         u = lambda a, c: rng.uniform(a, c) * DEG  # noqa: E731
-        info: dict = {}
+        info = dict(info or {})
 
         def arm(s, flex, abd, elbow):
             sg = 1.0 if s == "L" else -1.0
@@ -408,11 +472,33 @@ class Generator:
             relaxed_arm("R" if s == "L" else "L")
             info["sides"] = (s,)
         elif interaction in ("hold_two_hands", "carry"):
-            flex, elbow = (u(30, 75), u(20, 70)) if interaction == "hold_two_hands" else (u(5, 30), u(35, 65))
+            # two-bone IK to palm targets in front of the body (v1.0 flexed arms about the T-pose arm's own
+            # axis — a twist — so the palms stayed ~1 m apart and 97 % of the placements failed)
+            rest = self.T.arm_rest()
+            S = 0.5 * (rest["L"]["S"] + rest["R"]["S"])
+            width = float(info.get("width", rng.uniform(0.2, 0.45)))
+            if interaction == "hold_two_hands":
+                mode = "catch" if rng.uniform() < 0.5 else "hold"  # catch: arms raised in front
+                dy = u(-5, 40) if mode == "catch" else u(-60, -10)
+                reach = rng.uniform(0.3, 0.5) if mode == "catch" else rng.uniform(0.25, 0.42)
+                c = S + np.array([rng.uniform(-0.04, 0.04), reach * np.sin(dy), reach * np.cos(dy) + 0.05])
+                info["mode"] = mode
+            else:  # carry: forearms roughly horizontal under the object, elbows at the sides
+                c = S + np.array([rng.uniform(-0.03, 0.03), -rng.uniform(0.28, 0.42), rng.uniform(0.3, 0.42)])
             for s in "LR":
-                arm(s, flex + u(-4, 4), 0.0, elbow + u(-4, 4))
+                sg = 1.0 if s == "L" else -1.0
+                if interaction == "hold_two_hands":
+                    tgt = c + np.array([sg * (0.5 * width + 0.01), rng.uniform(-0.02, 0.02), rng.uniform(-0.02, 0.02)])
+                    normal = np.array([-sg, 0.0, 0.0]) + rng.normal(0, 0.15, 3)
+                    pole = np.array([sg * 0.7, -1.0, -0.3])
+                else:
+                    tgt = c + np.array([sg * max(0.5 * width - rng.uniform(0.03, 0.08), 0.08), 0, 0])
+                    normal = np.array([-sg * 0.5, 1.0, 0.0]) + rng.normal(0, 0.15, 3)
+                    pole = np.array([sg * 0.3, -1.0, -0.6])
+                W1, W2 = arm_ik(rest[s], tgt, normal / np.linalg.norm(normal), pole)
+                rv[b.bone(f"upperarm01.{s}")] = _rotvec(W1)
+                rv[b.bone(f"lowerarm01.{s}")] = _rotvec(W2)
             info["sides"] = ("L", "R")
-            info["arm"] = (flex, elbow)
         elif interaction == "kick":
             s = "L" if rng.uniform() < 0.5 else "R"
             leg(s, u(15, 55), u(-5, 10), u(0, 35))
@@ -447,16 +533,8 @@ class Generator:
 
     # ---------------------------------------------------------------- placement
     def _palm(self, V, s):
-        h = self.T.regressor.hands(V)[0 if s == "L" else 1]
-        centre = (h[0] + h[5] + h[17] + h[9]) / 4.0
-        n = np.cross(h[5] - h[0], h[17] - h[0])
-        n /= np.linalg.norm(n)
-        if s == "R":
-            n = -n
-        # the palm side is where the finger tips curl to
-        if (h[12] - centre) @ n < 0:
-            n = -n
-        return centre, n, h
+        c, n = _palm_of(self.T.regressor, V, s)
+        return c, n, self.T.regressor.hands(V)[0 if s == "L" else 1]
 
     def _place(self, rng, scene: Scene, V, interaction, category, info):
         """(t, scale, R) of the object in the body frame, or None. Each branch starts the object deep in
@@ -464,7 +542,7 @@ class Generator:
         shape = ObjectShape.get(category)
         nv = shape.nv
         cat = catalog.CATEGORIES[category]
-        scale = rng.uniform(*cat.size)
+        scale = info["scale"] if "scale" in info else rng.uniform(*cat.size)
         R = _ry(rng.uniform(-0.3, 0.3))
         lm = self.T.regressor.pose(V)
         ext = (nv.max(0) - nv.min(0)) * scale
@@ -601,15 +679,30 @@ class Generator:
         cfg = self.cfg
         last = "?"
         for _attempt in range(cfg.max_tries):
-            inter = interaction or catalog.INTERACTIONS[rng.integers(len(catalog.INTERACTIONS))]
+            if interaction:
+                inter = interaction
+            else:
+                w = np.array([INTERACTION_WEIGHTS[i] for i in catalog.INTERACTIONS])
+                inter = catalog.INTERACTIONS[rng.choice(len(w), p=w / w.sum())]
             cats = catalog.categories_for(inter)
-            cat = category or cats[rng.integers(len(cats))]
+            if category:
+                cat = category
+            elif inter == "hold_two_hands" and "ball" in cats and rng.uniform() < BALL_HOLD_SHARE:
+                cat = "ball"
+            else:
+                others = [c for c in cats if not (inter == "hold_two_hands" and c == "ball")] or cats
+                cat = others[rng.integers(len(others))]
             if inter not in catalog.CATEGORIES[cat].interactions:
                 raise ValueError(f"category {cat!r} is not used for {inter!r}; its interactions: "
                                  f"{catalog.CATEGORIES[cat].interactions}")
             pheno = np.array([rng.uniform(0, 1), rng.uniform(0.45, 0.9), rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8),
                               rng.uniform(0.2, 0.9), rng.uniform(0.3, 0.7)])
-            rv, info = self._pose_for(rng, inter)
+            pinfo = {}
+            if inter in ("hold_two_hands", "carry"):  # the object size decides where the hands go
+                scale = rng.uniform(*catalog.CATEGORIES[cat].size)
+                nv = ObjectShape.get(cat).nv
+                pinfo = {"scale": scale, "width": float(scale * (nv[:, 0].max() - nv[:, 0].min()))}
+            rv, info = self._pose_for(rng, inter, pinfo)
             body = self.T.pose(rv, pheno)
             V = body.vertices.astype(np.float64)
             scene = Scene(V, self.T.faces)
