@@ -10,7 +10,7 @@ column compares it with running the SAM encoder every frame.
 
 Configs: ``tiny`` = the conformance checkpoint (shared/conformance/interactvlm-hcontact-tiny);
 ``30m`` = a random ~30M-parameter model of the same structure (LLaMA 512x6, CLIP 256x4, SAM ViT 256x4).
-``run_torch_stages(model, inputs)`` is the reusable core (engineer B2 adds ONNX Runtime columns).
+``run_torch_stages(model, inputs)`` is the reusable core (bench_runtime.py adds ONNX Runtime columns).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CPU thread control of the rasterizer / shading / lifting (engineer G, issue #2): the thread count used must not
+"""CPU thread control of the rasterizer / shading / lifting (issue #2): the thread count used must not
 change any result, the caller's torch thread count must be restored, and a bad env value is a logged fallback."""
 import logging
 

@@ -176,7 +176,7 @@ class ContactEstimator:
         t0 = time.perf_counter()
 
         if localizer is None:
-            registry = _import("interactvlm_ros.models.registry", "the localizer registry (engineer B)")
+            registry = _import("interactvlm_ros.models.registry", "the localizer registry")
             try:
                 localizer = registry.load_localizer(self.model_spec, backend=backend, device=device)
             except FileNotFoundError as exc:
@@ -205,7 +205,7 @@ class ContactEstimator:
         self._init_perception(perception)
         self.reconstructor = None
         if self.reconstruct:
-            recon = _import("interactvlm_ros.recon", "the reconstructor (engineer E)")
+            recon = _import("interactvlm_ros.recon", "the reconstructor")
             self.reconstructor = recon.Reconstructor()
         self.load_ms = 1e3 * (time.perf_counter() - t0)
         LOG.info(
@@ -221,8 +221,8 @@ class ContactEstimator:
             LOG.warning("fallback: %s", text)
 
     def _init_human(self, assets_folder) -> None:
-        assets_mod = _import("interactvlm_ros.assets", "view assets (engineer A)")
-        lift = _import("interactvlm_ros.lift", "lifting (engineer A)")
+        assets_mod = _import("interactvlm_ros.assets", "view assets")
+        lift = _import("interactvlm_ros.lift", "lifting")
         if assets_folder is not None:
             folder = Path(assets_folder)
             if not folder.is_dir():
@@ -234,7 +234,7 @@ class ContactEstimator:
             self.human_assets_source = f"rendered:{self.body_spec}"
         n_assets = int(self.human_assets.num_vertices) if self.human_assets is not None else None
         try:
-            bodies = _import("interactvlm_ros.bodies", "body models (engineer A)")
+            bodies = _import("interactvlm_ros.bodies", "body models")
             self.body = bodies.get_body_model(self.body_spec)
         except Exception as exc:
             if self.human_assets is None:
@@ -263,7 +263,7 @@ class ContactEstimator:
                 self._fallback(f"perception disabled but localizer '{self.model_name}' uses it")
             return
         try:
-            perc = _import("interactvlm_ros.perception.human", "human perception (engineer D)")
+            perc = _import("interactvlm_ros.perception.human", "human perception")
             self.perception = perc.HumanPerception()
         except Exception as exc:
             if mode == "required" or wants:
@@ -274,7 +274,7 @@ class ContactEstimator:
         """Object mesh + assets + lifter for (label, mesh), cached; None when the model has no object side."""
         if not self.predicts_object:
             return None
-        objects = _import("interactvlm_ros.objects", "object meshes (engineer A)")
+        objects = _import("interactvlm_ros.objects", "object meshes")
         if mesh_path:
             p = Path(mesh_path)
             if not p.is_file():
@@ -298,8 +298,8 @@ class ContactEstimator:
             source = f"library:{getattr(entry, 'canonical', label)}"
             if not known:
                 self._fallback(f"object label '{label}' unknown to the library; using its stand-in mesh {entry.mesh_path}")
-        assets_mod = _import("interactvlm_ros.assets", "view assets (engineer A)")
-        lift = _import("interactvlm_ros.lift", "lifting (engineer A)")
+        assets_mod = _import("interactvlm_ros.assets", "view assets")
+        lift = _import("interactvlm_ros.lift", "lifting")
         assets = assets_mod.object_assets(mesh, self.asset_size)
         verts = np.asarray(objects.normalize_mesh(np.asarray(mesh.vertices, np.float32)), np.float32)
         if getattr(assets, "vertices", None) is None:  # the default model paints its view input from them

@@ -11,7 +11,7 @@
                                                             tokens) → SamMaskDecoder)
 
 Every part is an ``nn.Module`` whose ``forward`` takes and returns plain tensors, so each can be
-exported on its own (ONNX/TensorRT, engineer B2). All library pieces are transformers' own classes;
+exported on its own (ONNX/TensorRT, see runtime/ and export/). All library pieces are transformers' own classes;
 hand-written are only InteractVLM's heads (``modules.py``) and the glue below. The official
 multi-view broadcast (spec 2.7: the V view-conditioned tokens form ONE prompt and every view's
 decoder sees all of them) is reproduced exactly with ``SamMaskDecoder`` by giving each of the V
