@@ -25,24 +25,27 @@ def box(ext, centre=(0, 0, 0)):
     return m
 
 
-def cyl(r, h, centre=(0, 0, 0), axis="y", sections=32):
-    m = _tm().creation.cylinder(radius=r, height=h, sections=sections)  # along z
+X_FROM_Z = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 1.0]])  # z-axis primitives → x-axis
+
+
+def _orient(m, axis: str, centre):
+    """Turn a z-axis trimesh primitive onto ``axis`` ("z" | "y" | "x") and move it to ``centre``."""
     if axis == "y":
         m.apply_transform(Y_UP)
     elif axis == "x":
-        m.apply_transform(np.array([[0, 0, 1, 0], [0, 1, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 1.0]]))
+        m.apply_transform(X_FROM_Z)
     m.apply_translation(centre)
     return m
+
+
+def cyl(r, h, centre=(0, 0, 0), axis="y", sections=32):
+    m = _tm().creation.cylinder(radius=r, height=h, sections=sections)  # along z
+    return _orient(m, axis, centre)
 
 
 def torus(R, r, centre=(0, 0, 0), axis="z", major=48, minor=16):
     m = _tm().creation.torus(major_radius=R, minor_radius=r, major_sections=major, minor_sections=minor)  # ring ⟂ z
-    if axis == "y":
-        m.apply_transform(Y_UP)
-    elif axis == "x":
-        m.apply_transform(np.array([[0, 0, 1, 0], [0, 1, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 1.0]]))
-    m.apply_translation(centre)
-    return m
+    return _orient(m, axis, centre)
 
 
 def cat(parts):

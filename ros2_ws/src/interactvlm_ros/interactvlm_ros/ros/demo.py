@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,27 +31,6 @@ def default_source() -> Path | None:
             if (d / name).is_file():
                 return d / name
     return None
-
-
-def die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when this process dies (Linux), so no node is left orphaned."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")})
-    from .listener import ContactClient
+    from .listener import ContactClient, die_with_parent, stop_process
 
     printer = None if args.quiet else (lambda line: print(line, flush=True))
     client = ContactClient(domain_id=args.domain_id, printer=printer)
@@ -112,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.2)
     finally:
         try:
-            _stop(replay)
+            stop_process(replay)
             time.sleep(0.5)
             d = client.last_diagnostics()
             counts = {k: client.count(k) for k in ("markers", "human_contacts", "object_contacts", "overlay", "diagnostics")}
         finally:
-            _stop(node)
+            stop_process(node)
             client.close()
     print("demo summary: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     print(f"demo node diagnostics: received={d.get('frames_received')} processed={d.get('frames_processed')} "

@@ -189,7 +189,8 @@ def ros_env(domain_id: int) -> dict[str, str]:
                 ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when this process dies (Linux), so no node is left orphaned."""
     try:
         import ctypes
 
@@ -209,7 +210,7 @@ def start_node_process(domain_id: int, params: dict | None = None, log_path=None
         cmd += ["-p", f"{k}:={v}"]
     out = open(log_path, "w") if log_path else None
     return subprocess.Popen(cmd, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT if out else None,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
