@@ -123,7 +123,11 @@ def test_asset_cache_roundtrip_and_keys(tmp_path, monkeypatch):
     m = _torus()
     v, f = np.asarray(m.vertices, np.float32), np.asarray(m.faces)
     a = A.build_view_assets(v, f, "object", 128, colors="xyz")
-    assert a.source.startswith("rendered:") and list((tmp_path / "assets").iterdir())
+    assert a.source.startswith("rendered:")
+    assert A.build_view_assets(v, f, "object", 128, colors="xyz") is a  # in memory while the write is pending
+    A.flush_cache_writes()
+    assert (tmp_path / "assets" / a.key / "meta.json").is_file()
+    assert not [p for p in (tmp_path / "assets").iterdir() if p.name.startswith(".tmp-")]
     b = A.build_view_assets(v, f, "object", 128, colors="xyz")
     assert b.source.startswith("cache:") and a.key == b.key
     np.testing.assert_array_equal(a.renders, b.renders)
@@ -136,6 +140,7 @@ def test_asset_cache_roundtrip_and_keys(tmp_path, monkeypatch):
     assert A.build_view_assets(v, f, "object_mesh", 128, colors="xyz").key != a.key
     assert A.build_view_assets(v, f, "object", 128, colors="normals").key != a.key
     # a damaged cache entry is rebuilt, not trusted
+    A.flush_cache_writes()
     (tmp_path / "assets" / a.key / "vid.npy").write_bytes(b"garbage")
     c = A.build_view_assets(v, f, "object", 128, colors="xyz")
     assert c.source.startswith("rendered:")
@@ -179,3 +184,19 @@ def test_cli_render_writes_official_layouts(tmp_path, monkeypatch):
     np.testing.assert_array_equal(va.vertex_ids, z["vertex_ids"])
     assert va.num_vertices == len(trimesh.load(mesh, process=False).vertices)
     assert (va.vertex_ids[..., 0] >= 0).sum() > 500
+
+
+def test_asset_cache_write_failure_is_logged_not_raised(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path))
+
+    def boom(path, va):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(A, "_cache_store", boom)
+    m = _torus()
+    with caplog.at_level("WARNING", logger="interactvlm_ros.assets"):
+        a = A.build_view_assets(np.asarray(m.vertices, np.float32), np.asarray(m.faces), "object", 64, colors="xyz")
+        A.flush_cache_writes()
+    assert a.source.startswith("rendered:") and a.compact.pix.size > 0
+    assert any("No space left" in r.getMessage() and "INTERACTVLM_CACHE_DIR" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "assets" / a.key).exists()

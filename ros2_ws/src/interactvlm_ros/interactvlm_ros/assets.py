@@ -7,7 +7,9 @@
 * ``build_view_assets(vertices, faces, view_set, size, colors=..., backend=..., cache=True)`` renders a mesh
   (``render.render_views``) and caches the result on disk under ``paths.cache_dir("assets")`` keyed by
   sha256(mesh bytes, colours, view set, size, renderer version). The cache stores the compact arrays as
-  uncompressed ``.npy`` files so that a cached load is a few file reads (≈ 10 ms at 1024²).
+  uncompressed ``.npy`` files so that a cached load is a few file reads (≈ 10 ms at 1024²). The write runs on a
+  background thread (atomic rename, so readers never see a partial entry; the interpreter waits for it at exit);
+  until it lands, a second request for the same key gets the in-memory result. ``flush_cache_writes()`` waits.
 * ``human_assets(body, size)``, ``object_assets(mesh, size)``: the convenience builders (body: normal colours;
   object: xyz colours of the normalised mesh, spec 3.6).
 * Official loaders: ``load_official_human_assets(folder)`` (``data.zip``'s ``hcontact_vitruvian`` folder) and
@@ -21,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -275,6 +278,36 @@ def _cache_load(path: Path, view_set: ViewSet, key: str):
     return ViewAssets(arrs["renders"], compact, meta["num_vertices"], view_set, key, source=f"cache:{path}")
 
 
+_pending_lock = threading.Lock()
+_pending: dict[Path, tuple[threading.Thread, "ViewAssets"]] = {}
+
+
+def flush_cache_writes(timeout: float | None = None) -> None:
+    """Wait until the background asset-cache writes started so far have landed on disk."""
+    with _pending_lock:
+        threads = [t for t, _ in _pending.values()]
+    for t in threads:
+        t.join(timeout)
+
+
+def _cache_store_background(path: Path, va: "ViewAssets") -> None:
+    def work():
+        try:
+            _cache_store(path, va)
+        except Exception as exc:  # noqa: BLE001 - a cache that cannot be written costs speed, never the result
+            log.warning("asset cache: could not write %s (%s); this mesh will be re-rendered next time. "
+                        "Fix: make INTERACTVLM_CACHE_DIR writable", path, exc)
+        finally:
+            with _pending_lock:
+                _pending.pop(path, None)
+
+    # not a daemon: interpreter exit waits for the write instead of leaving a temp folder behind
+    t = threading.Thread(target=work, name="asset-cache-write", daemon=False)
+    with _pending_lock:
+        _pending[path] = (t, va)
+    t.start()
+
+
 def _cache_store(path: Path, va: ViewAssets) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
     try:
@@ -323,10 +356,15 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
         raise AssetError(f"size={size}: use 8..4096 (official assets are 1024)")
     key = asset_key(vertices, faces, vs, size, colors)
     path = _cache_root() / key if cache else None
-    if path is not None and (path / "meta.json").is_file():
-        va = _cache_load(path, vs, key)
-        if va is not None:
-            return va
+    if path is not None:
+        with _pending_lock:
+            hit = _pending.get(path)
+        if hit is not None:  # rendered moments ago, still being written
+            return hit[1]
+        if (path / "meta.json").is_file():
+            va = _cache_load(path, vs, key)
+            if va is not None:
+                return va
     cols = _colors(colors, vertices, faces)
     from .render.raster_torch import cpu_threads
 
@@ -334,7 +372,7 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
         images, compact, _, used = render_compact(vertices, faces, vs, size, vertex_colors=cols, backend=backend)
     va = ViewAssets(images, compact, len(vertices), vs, key, source=f"rendered:{used}")
     if path is not None:
-        _cache_store(path, va)
+        _cache_store_background(path, va)
     return va
 
 

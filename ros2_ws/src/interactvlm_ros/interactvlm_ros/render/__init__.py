@@ -14,6 +14,8 @@ Shading (``shading``) is shared: Hard Phong with the spec's light/material, whit
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,11 +23,11 @@ import torch
 
 from ..views import ViewSet, camera_position, get_view_set, view_transform
 from . import nvdiffrast_backend, raster_torch, raycast_embree
-from .shading import shade, vertex_normals_torch
+from .shading import shade, shade_compact, vertex_normals_torch
 
 log = logging.getLogger(__name__)
 
-RENDERER_VERSION = "core-render-1"
+RENDERER_VERSION = "core-render-2"  # 2: foreground-only shading (±1 LSB on a few pixels vs 1)
 BACKENDS = ("auto", "torch", "nvdiffrast", "embree")
 _logged: set[str] = set()
 
@@ -73,6 +75,21 @@ def select_backend(backend: str = "auto", device: str | None = None) -> tuple[st
             raise RenderError(why)
         return "embree", "cpu", "requested"
     return "torch", device or "cpu", "requested"
+
+
+def _view_workers(device, num_views: int) -> int:
+    """Threads that render views concurrently on CPU: ``INTERACTVLM_RENDER_WORKERS`` (default: the number of CPU
+    cores, at most the number of views). Each thread runs single-threaded torch ops (``cpu_threads``), so a busy
+    machine degrades gracefully (no OpenMP spin-waits); results are identical for any count."""
+    if torch.device(device).type != "cpu":
+        return 1
+    raw = os.environ.get("INTERACTVLM_RENDER_WORKERS", "")
+    try:
+        want = int(raw) if raw else (os.cpu_count() or 1)
+    except ValueError:
+        log.warning("INTERACTVLM_RENDER_WORKERS=%r is not an integer; rendering views on one thread", raw)
+        want = 1
+    return max(1, min(want, num_views))
 
 
 def _validate(vertices: np.ndarray, faces: np.ndarray) -> None:
@@ -140,29 +157,45 @@ def render_compact(vertices, faces, view_set: "ViewSet | str", size: int = 1024,
         dev = "cpu"
     tv = torch.as_tensor(vertices, device=dev)
     tf = torch.as_tensor(faces, device=dev)
-    normals = vertex_normals_torch(tv, tf)
-    cols = torch.as_tensor(vertex_colors, device=dev)
-    images, offsets, pixs, fids, bcs, depths = [], [0], [], [], [], []
-    with torch.no_grad():
-        if name == "embree":
-            fi_all, b_all, d_all, _ = rasterize(vertices, faces, vs, size, "embree")
-        for v, view in enumerate(vs.views):
-            if name == "embree":
-                f_v, b_v, d_v = (torch.as_tensor(fi_all[v]), torch.as_tensor(b_all[v]), torch.as_tensor(d_all[v]))
+    tv64 = torch.as_tensor(vertices, device=dev, dtype=torch.float64)
+    with torch.no_grad(), raster_torch.cpu_threads(dev):
+        normals = vertex_normals_torch(tv, tf)
+        cols = torch.as_tensor(vertex_colors, device=dev)
+        dense = rasterize(vertices, faces, vs, size, "embree") if name == "embree" else None
+
+        def one(v: int):
+            view = vs.views[v]
+            if dense is not None:
+                flat = torch.as_tensor(dense[0][v]).reshape(-1)
+                pix = torch.nonzero(flat >= 0).flatten()
+                fid = flat.index_select(0, pix)
+                bc = torch.as_tensor(dense[1][v]).reshape(-1, 3).index_select(0, pix)
+                dz = torch.as_tensor(dense[2][v]).reshape(-1).index_select(0, pix)
             else:
                 R, T = view_transform(view)
-                vv = (torch.as_tensor(vertices, device=dev, dtype=torch.float64) @ torch.as_tensor(R, device=dev)
-                      + torch.as_tensor(T, device=dev)).float()
-                fn = nvdiffrast_backend.rasterize_view if name == "nvdiffrast" else raster_torch.rasterize_view
-                f_v, b_v, d_v = fn(vv, tf, size)
-            images.append(shade(f_v, b_v, tv, tf, normals, cols, view.light_location, camera_position(view)).cpu().numpy())
-            flat = f_v.reshape(-1)
-            fg = torch.nonzero(flat >= 0).flatten()
-            pixs.append(fg.cpu().numpy())
-            fids.append(flat.index_select(0, fg).cpu().numpy().astype(np.int32))
-            bcs.append(b_v.reshape(-1, 3).index_select(0, fg).cpu().numpy().astype(np.float32))
-            depths.append(d_v.reshape(-1).index_select(0, fg).cpu().numpy().astype(np.float32))
-            offsets.append(offsets[-1] + len(fg))
+                vv = (tv64 @ torch.as_tensor(R, device=dev) + torch.as_tensor(T, device=dev)).float()
+                if name == "nvdiffrast":
+                    f_v, b_v, d_v = nvdiffrast_backend.rasterize_view(vv, tf, size)
+                    flat = f_v.reshape(-1)
+                    pix = torch.nonzero(flat >= 0).flatten()
+                    fid, bc = flat.index_select(0, pix), b_v.reshape(-1, 3).index_select(0, pix)
+                    dz = d_v.reshape(-1).index_select(0, pix)
+                else:
+                    pix, fid, bc, dz = raster_torch.rasterize_view_compact(vv, tf, size)
+            img = shade_compact(size, pix, fid, bc, tv, tf, normals, cols, view.light_location, camera_position(view))
+            return (img.cpu().numpy(), pix.cpu().numpy(), fid.cpu().numpy().astype(np.int32),
+                    bc.cpu().numpy().astype(np.float32), dz.cpu().numpy().astype(np.float32))
+
+        workers = _view_workers(dev, len(vs.views))
+        if workers > 1:  # views are independent; torch ops release the GIL, each thread runs 1 intra-op thread
+            with ThreadPoolExecutor(workers, thread_name_prefix="render") as ex:
+                per_view = list(ex.map(one, range(len(vs.views))))
+        else:
+            per_view = [one(v) for v in range(len(vs.views))]
+    images, offsets, pixs, fids, bcs, depths = [], [0], [], [], [], []
+    for img, pix, fid, bc, dz in per_view:
+        images.append(img), pixs.append(pix), fids.append(fid), bcs.append(bc), depths.append(dz)
+        offsets.append(offsets[-1] + len(pix))
     fid = np.concatenate(fids)
     compact = CompactMaps((size, size), np.asarray(offsets, np.int64), np.concatenate(pixs).astype(np.int64),
                           faces[fid].astype(np.int32), np.concatenate(bcs), fid)

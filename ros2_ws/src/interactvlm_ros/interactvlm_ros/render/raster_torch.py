@@ -70,8 +70,9 @@ def _coefficients(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, faces: to
                   oy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per face: edge-function coefficients [F,3,3] (w_i = A·x + B·y + C in local pixel coords x = col − ox + 0.5)
     and 1/z coefficients [F,3] — float64. Also returns the 2D signed area."""
-    fx = px[faces] - ox[:, None]
-    fy = py[faces] - oy[:, None]
+    flat = faces.reshape(-1)
+    fx = px.index_select(0, flat).view(-1, 3) - ox[:, None]
+    fy = py.index_select(0, flat).view(-1, 3) - oy[:, None]
     area = (fx[:, 1] - fx[:, 0]) * (fy[:, 2] - fy[:, 0]) - (fx[:, 2] - fx[:, 0]) * (fy[:, 1] - fy[:, 0])
     safe = torch.where(area.abs() > 0, area, torch.ones_like(area))
     coef = []
@@ -83,13 +84,26 @@ def _coefficients(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, faces: to
         C = (fx[:, j] * fy[:, k] - fx[:, k] * fy[:, j]) / safe
         coef.append(torch.stack([A, B, C], 1))
     coef = torch.stack(coef, 1)  # [F,3(edge),3(ABC)]
-    invz = (coef / z[faces][:, :, None]).sum(1)  # [F,3]
+    invz = (coef / z.index_select(0, flat).view(-1, 3, 1)).sum(1)  # [F,3]
     return coef, invz, area
 
 
 def rasterize_view(verts_view: torch.Tensor, faces: torch.Tensor, size: int, fov_deg: float = 60.0,
                    max_candidates: int = 1 << 22) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """verts_view float [N,3], faces int64 [F,3] → (face_ids int64 [S,S], bary float32 [S,S,3], zbuf float32 [S,S])."""
+    S = int(size)
+    pix, face, bary_fg, z_fg = rasterize_view_compact(verts_view, faces, S, fov_deg, max_candidates)
+    dev = verts_view.device
+    face_ids = torch.full((S * S,), -1, dtype=torch.int64, device=dev).index_copy_(0, pix, face)
+    bary = torch.full((S * S, 3), -1.0, device=dev).index_copy_(0, pix, bary_fg)
+    zbuf = torch.full((S * S,), -1.0, device=dev).index_copy_(0, pix, z_fg)
+    return face_ids.reshape(S, S), bary.reshape(S, S, 3), zbuf.reshape(S, S)
+
+
+def rasterize_view_compact(verts_view: torch.Tensor, faces: torch.Tensor, size: int, fov_deg: float = 60.0,
+                           max_candidates: int = 1 << 22):
+    """Foreground-only form of ``rasterize_view`` (no dense [S,S] arrays to fill and gather again):
+    → (pix int64 [P] flat pixel ``row·S + col``, sorted; face int64 [P]; bary float32 [P,3]; z float32 [P])."""
     with cpu_threads(verts_view.device):
         return _rasterize_view(verts_view, faces, size, fov_deg, max_candidates)
 
@@ -104,8 +118,9 @@ def _rasterize_view(verts_view, faces, size, fov_deg, max_candidates):
     zs = torch.where(z > Z_EPS, z, torch.full_like(z, Z_EPS))
     px = (1.0 - v[:, 0] * s / zs) * (S / 2.0)  # continuous pixel coords, pixel centres at i + 0.5
     py = (1.0 - v[:, 1] * s / zs) * (S / 2.0)
-    fxs, fys = px[faces], py[faces]
-    ok = (z[faces] > Z_EPS).all(1)
+    fl = faces.reshape(-1)
+    fxs, fys = px.index_select(0, fl).view(-1, 3), py.index_select(0, fl).view(-1, 3)
+    ok = (z.index_select(0, fl).view(-1, 3) > Z_EPS).all(1)
     x0 = torch.ceil(fxs.min(1).values - 0.5).clamp(0, S)
     x1 = torch.floor(fxs.max(1).values - 0.5).clamp(-1, S - 1)
     y0 = torch.ceil(fys.min(1).values - 0.5).clamp(0, S)
@@ -117,14 +132,15 @@ def _rasterize_view(verts_view, faces, size, fov_deg, max_candidates):
     INF = torch.iinfo(torch.int64).max
     best = torch.full((S * S,), INF, dtype=torch.int64, device=dev)
     if fidx.numel():
-        f_ok = faces[fidx]
-        ox, oy = x0[fidx], y0[fidx]
+        f_ok = faces.index_select(0, fidx)
+        ox, oy = x0.index_select(0, fidx), y0.index_select(0, fidx)
         coef, invz, area = _coefficients(px, py, zs, f_ok, ox, oy)
-        good = area.abs() > 1e-12
-        fidx, ox, oy, coef, invz = fidx[good], ox[good], oy[good], coef[good], invz[good]
-        nyg = ny[fidx]
+        good = torch.nonzero(area.abs() > 1e-12).flatten()
+        fidx, ox, oy = fidx.index_select(0, good), ox.index_select(0, good), oy.index_select(0, good)
+        coef, invz = coef.index_select(0, good), invz.index_select(0, good)
+        nyg = ny.index_select(0, fidx)
         ox_i, oy_i = ox.long(), oy.long()
-        x1g = x1[fidx]
+        xspan = x1.index_select(0, fidx) - ox  # last inside column, local
         total_rows = int(nyg.sum())
         chunk_rows = max(1, max_candidates // 64)
         firsts = torch.cumsum(nyg, 0) - nyg
@@ -132,8 +148,9 @@ def _rasterize_view(verts_view, faces, size, fov_deg, max_candidates):
             # (face, row) pairs of this chunk
             prs = torch.arange(a, min(total_rows, a + chunk_rows), device=dev)
             rep = torch.searchsorted(firsts + nyg, prs, right=True)
-            yl = (prs - firsts[rep]).double() + 0.5  # local row centre
-            c = coef[rep]  # [P,3,3]
+            rowl = prs - firsts.index_select(0, rep)  # local row
+            yl = rowl.double() + 0.5  # local row centre
+            c = coef.index_select(0, rep)  # [P,3,3]
             lo = torch.full_like(yl, -math.inf)
             hi = torch.full_like(yl, math.inf)
             for e in range(3):
@@ -145,7 +162,7 @@ def _rasterize_view(verts_view, faces, size, fov_deg, max_candidates):
             # pixel centres xl = k + 0.5 (k = col - ox) inside [lo, hi]
             k0 = torch.ceil(lo.clamp(-1.0, float(S + 1)) - 0.5).clamp_min(0)
             k1 = torch.floor(hi.clamp(-float(S + 1), float(S + 1)) - 0.5)
-            k1 = torch.minimum(k1, (x1g[rep] - ox[rep]))
+            k1 = torch.minimum(k1, xspan.index_select(0, rep))
             cnt = (k1 - k0 + 1).clamp_min(0).long()
             nfr = int(cnt.sum())
             if nfr == 0:
@@ -154,11 +171,11 @@ def _rasterize_view(verts_view, faces, size, fov_deg, max_candidates):
             # Per-fragment work is the hot loop: gathers of per-pair values + in-place ops (same float32
             # arithmetic as a·k + b then 1/x, so results are bit-identical to the allocating version).
             start = torch.cumsum(cnt, 0) - cnt
-            iz = invz[rep]  # [P,3]
+            iz = invz.index_select(0, rep)  # [P,3]
             a_pair = iz[:, 0].float()
             b_pair = (iz[:, 0] * (k0 + 0.5) + iz[:, 1] * yl + iz[:, 2]).float()
-            row = oy_i[rep] + (prs - firsts[rep])
-            pbase = row * S + ox_i[rep] + k0.long()  # pixel of the span's first fragment
+            row = oy_i.index_select(0, rep) + rowl
+            pbase = row * S + ox_i.index_select(0, rep) + k0.long()  # pixel of the span's first fragment
             face_pair = fidx.index_select(0, rep)
             rep2 = torch.repeat_interleave(cnt, output_size=nfr)
             kl = torch.arange(nfr, device=dev)
@@ -169,25 +186,20 @@ def _rasterize_view(verts_view, faces, size, fov_deg, max_candidates):
             keyv.bitwise_left_shift_(_FACE_BITS).bitwise_or_(face_pair.index_select(0, rep2))
             pix = kl.add_(pbase.index_select(0, rep2))
             best.scatter_reduce_(0, pix, keyv, "amin")
-    fg = best != INF
-    face_ids = torch.where(fg, best & _FACE_MASK, torch.full_like(best, -1))
-    bary = torch.full((S * S, 3), -1.0, device=dev)
-    zbuf = torch.full((S * S,), -1.0, device=dev)
-    pix = torch.nonzero(fg).flatten()
-    if pix.numel():
-        f = face_ids[pix]
-        col, row = pix % S, pix // S
-        # exact per-pixel evaluation (float64) for the winners
-        fx, fy = px[faces[f]], py[faces[f]]
-        qx, qy = col.double() + 0.5, row.double() + 0.5
-        ws = []
-        for i in range(3):
-            j, k = (i + 1) % 3, (i + 2) % 3
-            ws.append((fx[:, j] - qx) * (fy[:, k] - qy) - (fx[:, k] - qx) * (fy[:, j] - qy))
-        w = torch.stack(ws, 1)
-        w = w / w.sum(1, keepdim=True)
-        wz = w / zs[faces[f]]
-        d = 1.0 / wz.sum(1)
-        bary[pix] = (wz * d[:, None]).clamp(0, 1).float()
-        zbuf[pix] = d.float()
-    return face_ids.reshape(S, S), bary.reshape(S, S, 3), zbuf.reshape(S, S)
+    pix = torch.nonzero(best != INF).flatten()
+    f = best.index_select(0, pix).bitwise_and_(_FACE_MASK)
+    if not pix.numel():
+        return pix, f, torch.zeros(0, 3, device=dev), torch.zeros(0, device=dev)
+    qx = (pix % S).double().add_(0.5)
+    qy = torch.div(pix, S, rounding_mode="floor").double().add_(0.5)
+    # exact per-pixel evaluation (float64) for the winners: edge functions relative to the pixel centre, on
+    # contiguous 1-D [P] vectors per triangle corner (gathers + element-wise ops vectorise; no [P,3] broadcasts)
+    corner = [faces[:, i].index_select(0, f) for i in range(3)]
+    fx = [px.index_select(0, c).sub_(qx) for c in corner]
+    fy = [py.index_select(0, c).sub_(qy) for c in corner]
+    w = [fx[(i + 1) % 3] * fy[(i + 2) % 3] - fx[(i + 2) % 3] * fy[(i + 1) % 3] for i in range(3)]
+    den = w[0] + w[1] + w[2]
+    wz = [w[i].div_(den).div_(zs.index_select(0, corner[i])) for i in range(3)]
+    d = (wz[0] + wz[1] + wz[2]).reciprocal_()
+    bary = torch.stack([wz[i].mul_(d).clamp_(0, 1).float() for i in range(3)], 1)
+    return pix, f, bary, d.float()
