@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--domain-id", type=int, default=91)
     ap.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data", help="image QoS (node + publisher)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra node parameter (YAML value), e.g. --param hand_model=lite --param perception_mode=photo")
     args = ap.parse_args(argv)
     os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1")
     import cv2
@@ -96,6 +98,13 @@ def main(argv=None) -> int:
     params = {"model": args.model, "object_label": args.label, "image_qos": args.qos}
     if args.assets:
         params["assets"] = args.assets
+    import yaml
+
+    for kv in args.param:
+        name, sep, value = kv.partition("=")
+        if not sep:
+            ap.error(f"--param {kv!r}: use NAME=VALUE")
+        params[name] = yaml.safe_load(value)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_node_{os.getpid()}.log"
     proc = start_node_process(args.domain_id, params, log)
     client = ContactClient(domain_id=args.domain_id, image_reliable=args.qos == "reliable", outputs=("human_contacts", "object_contacts", "markers"))
@@ -121,7 +130,8 @@ def main(argv=None) -> int:
     finally:
         client.close()
         stop_process(proc)
-    print(f"\nnode benchmark: model={d.get('model')} backend={d.get('backend')} image {w}x{h} ({args.qos}), "
+    extra = "".join(f", {kv}" for kv in args.param)
+    print(f"\nnode benchmark: model={d.get('model')} backend={d.get('backend')} image {w}x{h} ({args.qos}{extra}), "
           f"{os.cpu_count()} CPUs, load+start {load_s:.1f} s, node RSS {rss:.0f} MB")
     print(f"{'input Hz':>9} {'sent':>5} {'received':>8} {'processed':>9} {'out Hz':>7} {'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
     for r in rows:

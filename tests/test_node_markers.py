@@ -115,3 +115,27 @@ def test_checker_catches_invalid_markers():
     assert "multiple of 3" in probs and "unit quaternion" in probs and "colours for" in probs
     arr.markers = arr.markers[1:]
     assert any("DELETEALL" in p for p in mk.check_marker_array(arr))
+
+
+def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
+    pytest.importorskip("diagnostic_msgs.msg")
+    from interactvlm_ros.ros.diagnostics import NodeStats, diagnostic_values, to_diagnostic_array
+
+    st = NodeStats()
+    st.state = "running"
+    for _ in range(3):
+        st.inc("received")
+    st.inc("dropped")
+    st.bad("bad_encoding", "image encoding 'yuv422' not supported")
+    st.inc("hand_frame_search_ran")
+    for _ in range(4):
+        st.inc("hand_frame_search_skipped")
+    st.processed("ok", 0.040, {"perception": 30.0})
+    st.processed("no_person", 0.060)
+    kv = diagnostic_values(to_diagnostic_array(st.snapshot(), "interactvlm_contact", "test"))
+    assert kv["frames_received"] == "3" and kv["frames_dropped"] == "1" and kv["frames_processed"] == "2"
+    assert kv["bad_input/bad_encoding"] == "1" and "yuv422" in kv["last_error"]
+    assert kv["result/ok"] == "1" and kv["result/no_person"] == "1"
+    assert kv["perception/hand_frame_search_ran"] == "1" and kv["perception/hand_frame_search_skipped"] == "4"
+    assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "30.0"
+    assert "perception/hand_frame_search_ran" not in diagnostic_values(to_diagnostic_array(NodeStats().snapshot(), "interactvlm_contact", "test"))

@@ -68,3 +68,35 @@ def test_image_validation():
         as_rgb_uint8(np.zeros((8, 8, 3), np.uint8))
     with pytest.raises(TypeError, match="numpy"):
         as_rgb_uint8([[1, 2]])
+
+
+@pytest.mark.parametrize("hand_complexity", [1, 0])
+def test_video_mode_tracks_hands_and_rate_limits_the_frame_search(test_data, hand_complexity):
+    """Video mode (the node's): per-wrist tracking hand landmarkers keep the hand at the ball frame after frame;
+    the full-frame search for the hand the crops miss runs on the first frame, then every 3rd (marked)."""
+    img = _load(test_data, "person_catching_ball.png")
+    with HumanPerception(static_image_mode=False, hand_model_complexity=hand_complexity,
+                         frame_hand_search_every=3) as p:
+        obs = [p.observe(img) for _ in range(7)]
+    assert all(o.found for o in obs)
+    for o in obs:
+        assert o.hand_found.any()
+        for side in np.nonzero(o.hand_found)[0]:
+            assert np.linalg.norm(o.hands_2d[side, 0, :2] - BALL_CENTRE) < 80
+    assert all(o.hand_search in ("none", "ran", "skipped") for o in obs)
+    # a portrait without hands in view: the crops find nothing, the frame search runs on frames 0, 3, 6 only
+    portrait = _load(test_data, "astronaut_portrait.png")
+    with HumanPerception(static_image_mode=False, hand_model_complexity=hand_complexity,
+                         frame_hand_search_every=3) as p:
+        searches = [p.observe(portrait).hand_search for _ in range(7)]
+    assert searches == ["ran", "skipped", "skipped", "ran", "skipped", "skipped", "ran"], searches
+
+
+def test_static_mode_always_searches_and_bad_settings_are_rejected(hp, test_data):
+    assert hp.frame_hand_search_every == 1
+    portrait = _load(test_data, "astronaut_portrait.png")
+    assert [hp.observe(portrait).hand_search for _ in range(3)] == ["ran"] * 3  # never rate-limited
+    with pytest.raises(ValueError, match="hand_model_complexity"):
+        HumanPerception(hand_model_complexity=2)
+    with pytest.raises(ValueError, match="frame_hand_search_every"):
+        HumanPerception(static_image_mode=False, frame_hand_search_every=0)

@@ -149,6 +149,9 @@ class ContactEstimator:
         asset_size: render/map resolution; default = the localizer's ``asset_size`` attribute, else 256.
         perception: ``auto`` (use mediapipe perception when importable and the localizer needs or accepts it),
             ``none``, or ``required``.
+        perception_mode: ``photo`` (every image independent: CLI, tests) or ``video`` (a camera stream: mediapipe
+            tracks the person and the hands between frames — faster; see ``perception.human``).
+        hand_model: ``full`` or ``lite`` mediapipe hand landmarker (lite ≈ 3× faster, a little less precise).
         localizer: an already-built Localizer (then model/backend/device only label the result).
 
     ``estimate`` is thread-safe (one frame at a time).
@@ -165,6 +168,8 @@ class ContactEstimator:
         asset_size: int | None = None,
         perception: str = "auto",
         localizer: Any = None,
+        perception_mode: str = "photo",
+        hand_model: str = "full",
     ):
         self.model_spec = str(model)
         self.device = device
@@ -202,6 +207,11 @@ class ContactEstimator:
             self._init_human(assets)
 
         self.perception = None
+        if perception_mode not in ("photo", "video"):
+            raise PipelineError(f"perception_mode='{perception_mode}': use photo or video")
+        if hand_model not in ("full", "lite"):
+            raise PipelineError(f"hand_model='{hand_model}': use full or lite")
+        self.perception_mode, self.hand_model = perception_mode, hand_model
         self._init_perception(perception)
         self.reconstructor = None
         if self.reconstruct:
@@ -264,7 +274,8 @@ class ContactEstimator:
             return
         try:
             perc = _import("interactvlm_ros.perception.human", "human perception")
-            self.perception = perc.HumanPerception()
+            self.perception = perc.HumanPerception(static_image_mode=self.perception_mode == "photo",
+                                                   hand_model_complexity=1 if self.hand_model == "full" else 0)
         except Exception as exc:
             if mode == "required" or wants:
                 raise PipelineError(f"human perception is needed but unavailable: {exc}") from exc

@@ -101,6 +101,9 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
     c = snap["counters"]
     for key in ("received", "processed", "dropped", "bad_input", "published"):
         kv.append((f"frames_{key}", str(c.get(key, 0))))
+    for key in ("hand_frame_search_ran", "hand_frame_search_skipped"):  # video-mode perception (reduced-rate search)
+        if key in c:
+            kv.append((f"perception/{key}", str(c[key])))
     for reason, n in sorted(snap["bad_input"].items()):
         kv.append((f"bad_input/{reason}", str(n)))
     for status, n in sorted(snap["status"].items()):

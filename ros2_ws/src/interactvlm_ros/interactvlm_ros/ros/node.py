@@ -53,6 +53,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "assets": ("", "official human assets folder (data/hcontact_vitruvian layout) for official checkpoints; '' = render the body", True),
     "body": ("anny", "body model for the template mesh: anny | smplh:/path | smplx:/path", True),
     "perception": ("auto", "human perception: auto | none | required", True),
+    "perception_mode": ("video", "video (track person + hands between frames: faster) | photo (each frame independent)", True),
+    "hand_model": ("lite", "mediapipe hand landmarker: lite (~3x faster) | full (a little more precise)", True),
     "image_qos": ("sensor_data", "QoS of image/depth/camera_info subscriptions: sensor_data (best effort) | reliable", True),
     "contact_threshold": (0.5, "vertices with contact >= this go into the point clouds and contact markers", False),
     "max_rate_hz": (0.0, "upper limit of processed frames per second (0 = as fast as the model runs)", False),
@@ -285,6 +287,7 @@ class ContactNode(Node):
         return ContactEstimator(
             model=str(p["model"]), backend=str(p["backend"]), device=str(p["device"]), body=str(p["body"]),
             reconstruct=bool(p["reconstruct"]), assets=str(p["assets"]) or None, perception=str(p["perception"]),
+            perception_mode=str(p["perception_mode"]), hand_model=str(p["hand_model"]),
         )
 
     def _run_worker(self) -> None:
@@ -401,6 +404,9 @@ class ContactNode(Node):
                 self.pub_free.publish(conv.make_contact_cloud(free, np.zeros(len(free), np.float32), header))
         result.timings["publish"] = 1e3 * (time.monotonic() - t0)
         self.stats.inc("published")
+        search = getattr(result.observation, "hand_search", "none")
+        if search != "none":  # video mode rate-limits the full-frame hand search (perception.human)
+            self.stats.inc(f"hand_frame_search_{search}")
         self.stats.processed(result.status, time.monotonic() - t_recv, result.timings)
 
     def _publish_diagnostics(self) -> None:
