@@ -60,3 +60,32 @@ def test_bad_thread_env_falls_back_with_log(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         fid, _, _ = raster_torch.rasterize_view(vv, f, 32)
     assert "INTERACTVLM_CPU_THREADS" in caplog.text and (fid >= 0).any()
+
+
+def test_views_rendered_on_worker_threads_match_sequential_and_compact_matches_dense(monkeypatch, caplog):
+    from interactvlm_ros.render import render_compact
+
+    m = trimesh.creation.torus(0.35, 0.15, major_sections=24, minor_sections=12)
+    v, f = np.asarray(m.vertices, np.float32), np.asarray(m.faces)
+    outs = []
+    for n in ("1", "4"):
+        monkeypatch.setenv("INTERACTVLM_RENDER_WORKERS", n)
+        outs.append(render_compact(v, f, "object", 96, backend="torch"))
+    (i1, c1, d1, _), (i4, c4, d4, _) = outs
+    np.testing.assert_array_equal(i1, i4)
+    np.testing.assert_array_equal(d1, d4)
+    for a in ("offsets", "pix", "vid", "bary", "fid"):
+        np.testing.assert_array_equal(getattr(c1, a), getattr(c4, a))
+    # the foreground-only rasterizer equals the dense one on its pixels
+    vv = torch.as_tensor(v).clone()
+    vv[:, 2] += 2.5
+    pix, face, bary, z = raster_torch.rasterize_view_compact(vv, torch.as_tensor(f, dtype=torch.int64), 64)
+    fid, bd, zd = raster_torch.rasterize_view(vv, torch.as_tensor(f, dtype=torch.int64), 64)
+    assert torch.equal(torch.nonzero(fid.reshape(-1) >= 0).flatten(), pix)
+    assert torch.equal(fid.reshape(-1)[pix], face)
+    assert torch.equal(bd.reshape(-1, 3)[pix], bary) and torch.equal(zd.reshape(-1)[pix], z)
+    monkeypatch.setenv("INTERACTVLM_RENDER_WORKERS", "many")
+    with caplog.at_level(logging.WARNING):
+        i_bad, *_ = render_compact(v, f, "object", 96, backend="torch")
+    np.testing.assert_array_equal(i_bad, i1)
+    assert any("INTERACTVLM_RENDER_WORKERS" in r.getMessage() for r in caplog.records)

@@ -46,7 +46,12 @@ DEFAULTS: dict = {
     "asset_size": 256,
     "body": "anny",
     "model": {"dim": 64, "depth": 2, "heads": 4, "render_size": 64, "mask_size": None, "up_channels": 16},
-    "loss": {"focal": 2.0, "dice": 1.0, "alpha": 0.5, "gamma": 2.0, "object_weight": 1.0},
+    # lifted: weight of a per-vertex loss (BCE + soft Dice) on the human contact *lifted* from the predicted masks
+    # with the deployed lifting (lift.Lifter, soft aggregation, at asset_size) — the quantity eval scores;
+    # lifted_object: the same on the object side (soft aggregation as a differentiable surrogate of the deployed
+    # p > 0.3 vote rule)
+    "loss": {"focal": 2.0, "dice": 1.0, "alpha": 0.5, "gamma": 2.0, "object_weight": 1.0, "lifted": 0.0,
+             "lifted_object": 0.0},
     "augment": {},
     "label": {"temperature": 0.05, "known_threshold": 0.5},
     "export_onnx": True,
@@ -316,7 +321,7 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
 
     from ..models.default.model import DefaultContactNet, count_parameters
     from .assets_provider import AssetProvider
-    from .losses import mask_loss
+    from .losses import lifted_loss, mask_loss
 
     torch.set_num_threads(int(cfg["threads"]))
     out = Path(cfg["out"])
@@ -348,6 +353,30 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             remask(val_data, mask_provider)
         log.info("GT view masks recomputed on the %s template views (%d²)", mask_provider.body.source, mask_size)
     bank = RenderBank(provider, mcfg["render_size"], mask_size)
+    lifter = None
+    if float(cfg["loss"].get("lifted", 0.0)) > 0:
+        from ..lift import Lifter
+
+        lifter = Lifter(provider.human(), mode="human")  # differentiable (sparse CSR @ dense)
+        lift_seen = torch.as_tensor(lifter.views_per_vertex() > 0)
+    o_lifters: dict[str, tuple] = {}
+
+    def object_lifted(ol, keep):
+        """Mean lifted loss over the batch's objects (each sample has its own mesh and vertex count)."""
+        from ..lift import Lifter
+
+        losses, parts = [], {"bce": 0.0, "dice": 0.0}
+        for j, i in enumerate(keep):
+            oid = train_data.object_ids[i]
+            if oid not in o_lifters:
+                ol_ = Lifter(provider.object(oid, train_data.categories[i]), mode="human")
+                o_lifters[oid] = (ol_, torch.as_tensor(ol_.views_per_vertex() > 0))
+            lf, seen = o_lifters[oid]
+            target = torch.as_tensor(np.asarray(train_data.object_contact[i], np.float32))[None]
+            lv, pv = lifted_loss(lf(ol[j:j + 1]), target, seen)
+            losses.append(lv)
+            parts = {k: parts[k] + pv[k] / len(keep) for k in parts}
+        return torch.stack(losses).mean(), parts
     opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step = 0
     last = out / "last.pt"
@@ -382,6 +411,15 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             lh, ph = mask_loss(hl, ht, hv, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
             lo, po = mask_loss(ol, ot, ov, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
             loss = lh + lc["object_weight"] * lo
+            if lifter is not None:
+                target = torch.as_tensor(train_data.human_contact[keep], dtype=torch.float32)
+                lv, pv = lifted_loss(lifter(hl), target, lift_seen)
+                loss = loss + float(lc["lifted"]) * lv
+                ph.update({"lifted_bce": pv["bce"], "lifted_dice": pv["dice"]})
+            if float(lc.get("lifted_object", 0.0)) > 0:
+                lv, pv = object_lifted(ol, keep)
+                loss = loss + float(lc["lifted_object"]) * lv
+                po.update({"lifted_bce": pv["bce"], "lifted_dice": pv["dice"]})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["grad_clip"])
@@ -392,6 +430,8 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
                 rec = {"step": step, "loss": loss.item(), "human": lh.item(), "object": lo.item(),
                        "human_focal": ph["focal"], "human_dice": ph["dice"], "object_focal": po["focal"],
                        "object_dice": po["dice"], "lr": _lr(step - 1, cfg),
+                       **{f"human_{k}": v for k, v in ph.items() if k.startswith("lifted")},
+                       **{f"object_{k}": v for k, v in po.items() if k.startswith("lifted")},
                        "samples_per_s": samples_seen / max(time.perf_counter() - t_start, 1e-9)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
