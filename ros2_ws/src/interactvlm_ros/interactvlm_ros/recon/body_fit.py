@@ -190,14 +190,15 @@ class AnnyPoser:
         return D[None]
 
     def subset_vertices(self, pheno: torch.Tensor, rotvecs: torch.Tensor, coeffs: torch.Tensor | None = None,
-                        rest_poses: torch.Tensor | None = None):
-        """(subset vertices [S,3], per-vertex skinning rotation [S,3,3]) in the Anny frame."""
+                        rest_poses: torch.Tensor | None = None, rest_sub: torch.Tensor | None = None):
+        """(subset vertices [S,3], per-vertex skinning rotation [S,3,3]) in the Anny frame.
+        ``rest_sub``: the subset's rest vertices for ``coeffs`` when already known (fixed phenotype)."""
         m = self.model
         if coeffs is None:
             coeffs = self.coeffs(pheno)
         if rest_poses is None:
             rest_poses = self.rest_bone_poses(coeffs)
-        rest = self.template_sub + (coeffs @ self.blend_sub).reshape(-1, 3)
+        rest = rest_sub if rest_sub is not None else self.template_sub + (coeffs @ self.blend_sub).reshape(-1, 3)
         T, _ = m.get_bone_transforms(self.deltas(rotvecs), rest_poses)  # [1,J,4,4]
         Tw = (self.W_sub @ T[0, :, :3, :].reshape(self.J, 12)).reshape(-1, 3, 4)  # [S,3,4]
         v = (Tw[:, :, :3] @ rest[:, :, None])[..., 0] + Tw[:, :, 3]
@@ -205,12 +206,20 @@ class AnnyPoser:
 
     def rest_cache(self, pheno: np.ndarray):
         """(coeffs, rest bone poses, full rest vertices) for a phenotype, cached (warm starts keep it fixed)."""
+        return self._rest_entry(pheno)[:3]
+
+    def rest_sub_cache(self, pheno: np.ndarray) -> torch.Tensor:
+        """Subset rest vertices [S,3] for a phenotype (cached with ``rest_cache``)."""
+        return self._rest_entry(pheno)[3]
+
+    def _rest_entry(self, pheno: np.ndarray):
         key = tuple(np.round(np.asarray(pheno, np.float64), 6))
         hit = self._rest_cache.get(key) if hasattr(self, "_rest_cache") else None
         if hit is None:
             with torch.no_grad():
                 c = self.coeffs(torch.as_tensor(np.asarray(pheno, np.float64), dtype=DT))
-                hit = (c, self.rest_bone_poses(c), self.model.get_rest_vertices(c))
+                hit = (c, self.rest_bone_poses(c), self.model.get_rest_vertices(c),
+                       self.template_sub + (c @ self.blend_sub).reshape(-1, 3))
             self._rest_cache = {key: hit}  # one entry: the current person
         return hit
 
@@ -329,7 +338,9 @@ class BodyFitter:
         obs_pts = None
         if depth is not None:
             obs_pts = person_points(depth, person_mask, K, cfg.depth_points)
+            obs_np = obs_pts
             obs_pts = torch.as_tensor(obs_pts, dtype=DT) if len(obs_pts) >= 20 else None
+        from scipy.spatial import cKDTree
 
         rv = torch.tensor(state0.rotvecs, dtype=DT, requires_grad=True)
         omega = torch.zeros(3, dtype=DT, requires_grad=True)
@@ -346,13 +357,15 @@ class BodyFitter:
         if fit_pheno:
             params.append({"params": [ph_logit], "lr": cfg.lr * 2})
         opt = torch.optim.Adam(params)
-        hinge = [(FIT_BONES.index(b), a, s) for b, a, s in HINGES]
+        h_bone = torch.tensor([FIT_BONES.index(b) for b, _, _ in HINGES])
+        h_axis = torch.tensor([a for _, a, _ in HINGES])
+        h_sign = torch.tensor([s for _, _, s in HINGES], dtype=DT)
         poser = self.poser
         # a fixed phenotype lets the rest shape be computed once (warm starts)
         fixed = None
         if not fit_pheno:
             c, rp, _ = poser.rest_cache(state0.phenotype)
-            fixed = (c, rp)
+            fixed = (c, rp, poser.rest_sub_cache(state0.phenotype))
 
         frozen = {}
 
@@ -367,7 +380,7 @@ class BodyFitter:
             elif fixed is None:
                 v, Rs = poser.subset_vertices(torch.sigmoid(ph_logit), rv)
             else:
-                v, Rs = poser.subset_vertices(None, rv, coeffs=fixed[0], rest_poses=fixed[1])
+                v, Rs = poser.subset_vertices(None, rv, coeffs=fixed[0], rest_poses=fixed[1], rest_sub=fixed[2])
             vc = v @ M.T + (t0 + dt)
             return vc, Rs, M
 
@@ -395,8 +408,8 @@ class BodyFitter:
             if obs_pts is not None:
                 # point-to-plane residual of each observed person point to its nearest model vertex
                 nrm = (Rs @ poser.rest_normals_sub[..., None])[..., 0] @ M.T
-                with torch.no_grad():
-                    nn = torch.cdist(obs_pts, vc).argmin(1)
+                with torch.no_grad():  # nearest model vertex: k-d tree (a [400×1.5k] cdist + argmin is ~4 ms)
+                    nn = torch.as_tensor(cKDTree(vc.detach().numpy()).query(obs_np)[1])
                     near = (obs_pts - vc[nn]).norm(dim=-1) < cfg.depth_trunc * 2
                 if near.sum() > 10:
                     res = ((obs_pts - vc[nn]) * nrm[nn]).sum(-1)[near]
@@ -407,8 +420,9 @@ class BodyFitter:
                     terms["depth_points"] = int(near.sum())
             if not stage1:
                 lp = (rv * rv).sum()
-                lh = sum(torch.relu(-s * rv[i, a]) ** 2 + 0.5 * (rv[i, (a + 1) % 3] ** 2 + rv[i, (a + 2) % 3] ** 2)
-                         for i, a, s in hinge)
+                rh = rv[h_bone]  # [4,3] hinge bones: flexion one way about the hinge axis, the other axes damped
+                lh = ((torch.relu(-h_sign * rh.gather(1, h_axis[:, None])[:, 0]) ** 2).sum()
+                      + 0.5 * ((rh * rh).sum() - (rh.gather(1, h_axis[:, None]) ** 2).sum()))
                 loss = loss + cfg.w_pose * lp + cfg.w_hinge * lh
                 if fit_pheno:
                     loss = loss + cfg.w_pheno * ((torch.sigmoid(ph_logit) - 0.5) ** 2).sum()

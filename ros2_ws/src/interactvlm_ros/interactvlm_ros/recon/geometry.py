@@ -83,3 +83,58 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
     s = np.sqrt(r1)
     bary = np.stack([1 - s, s * (1 - r2), s * r2], 1)
     return fid, bary.astype(np.float32)
+
+
+# ------------------------------------------------------------------ per-frame caches (warm-start speed)
+_INCIDENCE: list = []  # [(faces copy, n vertices, sparse [N,F] vertex-face incidence)], most recent first
+
+
+def _incidence(f: np.ndarray, n: int):
+    for fc, nc, A in _INCIDENCE:
+        if nc == n and fc.shape == f.shape and (fc is f or np.array_equal(fc, f)):
+            return A
+    from scipy.sparse import csr_matrix
+
+    F = len(f)
+    A = csr_matrix((np.ones(3 * F), (f.T.reshape(-1), np.tile(np.arange(F), 3))), shape=(n, F))
+    _INCIDENCE.insert(0, (f.copy(), n, A))
+    del _INCIDENCE[4:]  # body + a few object meshes
+    return A
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Same as ``interactvlm_ros.assets.vertex_normals`` (area-weighted, normalised, float32 [N,3]) but
+    the vertex ← face accumulation is a cached sparse matrix product instead of ``np.add.at`` (≈10× faster
+    for the 13.7k-vertex body, which is re-normalised every frame). The last result is reused while the
+    *same vertex array object* is passed again (object fit and output metrics of one frame); callers must
+    not modify it in place."""
+    f = np.asarray(faces, np.int64)
+    if _LAST_NORMALS and _LAST_NORMALS[0] is vertices and np.array_equal(_LAST_NORMALS[1], f):
+        return _LAST_NORMALS[2].copy()
+    v = np.asarray(vertices, np.float64)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = _incidence(f, len(v)) @ fn
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    n = n.astype(np.float32)
+    _LAST_NORMALS[:] = [vertices, f.copy(), n]
+    return n.copy()
+
+
+_LAST_NORMALS: list = []
+
+
+_TREES: list = []  # [(points array (the caller's object), cKDTree)], most recent first
+
+
+def kdtree(points: np.ndarray):
+    """cKDTree of ``points``, reused while the *same array object* is passed again (the body mesh of one
+    frame is queried by several output metrics). Callers must not modify the array in place."""
+    from scipy.spatial import cKDTree
+
+    for p, tr in _TREES:
+        if p is points:
+            return tr
+    tr = cKDTree(np.asarray(points))
+    _TREES.insert(0, (points, tr))
+    del _TREES[3:]
+    return tr

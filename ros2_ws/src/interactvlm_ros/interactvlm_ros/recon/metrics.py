@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from interactvlm_ros.assets import vertex_normals
-from interactvlm_ros.recon.geometry import rotation_angle_deg
+from interactvlm_ros.recon.geometry import kdtree, rotation_angle_deg, vertex_normals
 
 
 def contact_distance(obj_vertices, obj_contact, human_vertices, human_contact, thr_o: float = 0.3,
@@ -20,7 +19,7 @@ def contact_distance(obj_vertices, obj_contact, human_vertices, human_contact, t
 
     ov = np.asarray(obj_vertices, np.float64)
     hv = np.asarray(human_vertices, np.float64)
-    tree = cKDTree(hv)
+    tree = kdtree(human_vertices)
     if obj_contact is not None and (np.asarray(obj_contact) > thr_o).sum() >= 1:
         d, _ = tree.query(ov[np.asarray(obj_contact) > thr_o])
         return float(d.mean())
@@ -41,8 +40,8 @@ def penetration_depth(obj_vertices, obj_faces, human_vertices, human_faces, near
 
     ov = np.asarray(obj_vertices, np.float64)
     hv = np.asarray(human_vertices, np.float64)
-    hn = vertex_normals(hv, human_faces).astype(np.float64)
-    d, nn = cKDTree(hv).query(ov)
+    hn = vertex_normals(human_vertices, human_faces).astype(np.float64)
+    d, nn = kdtree(human_vertices).query(ov)
     sd = ((ov - hv[nn]) * hn[nn]).sum(1)
     inside = (sd < 0) & (d < near)
     return float(-sd[inside].min()) if inside.any() else 0.0

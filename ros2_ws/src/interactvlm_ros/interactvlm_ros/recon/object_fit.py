@@ -46,8 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from interactvlm_ros.assets import vertex_normals
-from interactvlm_ros.recon.geometry import matrix_to_sixd, sample_surface, sixd_to_matrix, umeyama
+from interactvlm_ros.recon.geometry import matrix_to_sixd, sample_surface, sixd_to_matrix, umeyama, vertex_normals
 
 log = logging.getLogger(__name__)
 DT = torch.float32
@@ -85,6 +84,9 @@ class ObjectFitConfig:
     pen_margin: float = 0.004  # m of penetration tolerated (soft tissue, mesh discretisation)
     silhouette: str = "auto"  # auto | points | nvdiffrast
     early_stop: int = 30
+    # warm starts begin at (or next to) the optimum: stop after this many iterations without improvement
+    # (the best pose seen is returned either way, so the extra steps could only be discarded)
+    early_stop_warm: int = 3
 
 
 @dataclass
@@ -272,6 +274,16 @@ def soft_silhouette_nvdiffrast(dr, ctx, verts_cam: torch.Tensor, faces: torch.Te
     return alpha[0, ..., 0].flip(0)  # nvdiffrast's row 0 is the bottom (OpenGL)
 
 
+def _nn(query: np.ndarray, points) -> torch.Tensor:
+    """Index of the nearest of ``points`` [P,3|2] (tensor or array) for each ``query`` row (k-d tree; the
+    argmin of a cdist matrix is several times slower on CPU)."""
+    from scipy.spatial import cKDTree
+
+    pts = points.cpu().numpy() if isinstance(points, torch.Tensor) else points
+    dev = points.device if isinstance(points, torch.Tensor) else None
+    return torch.as_tensor(cKDTree(pts).query(query)[1], device=dev)
+
+
 class ObjectFitter:
     """See the module docstring. ``fit`` never raises for a bad configuration: non-finite results give
     metrics["diverged"] = True."""
@@ -280,6 +292,7 @@ class ObjectFitter:
         self.cfg = config or ObjectFitConfig()
         self.device = torch.device(device)
         self.silhouette = "points"
+        self._mesh_cache = None  # (vertices, faces, normals, samples, sample normals) of the last object
         if self.cfg.silhouette in ("auto", "nvdiffrast") and self.device.type == "cuda":
             try:
                 self._dr, self._glctx = _nvdiffrast_silhouette()
@@ -303,8 +316,19 @@ class ObjectFitter:
         ov = np.asarray(obj_vertices, np.float64)
         of = np.asarray(obj_faces, np.int64)
         hv = np.asarray(human_vertices, np.float64)
-        on = vertex_normals(ov, of).astype(np.float64)
-        hn = vertex_normals(hv, np.asarray(human_faces, np.int64)).astype(np.float64)
+        mc = self._mesh_cache
+        if mc is not None and mc[0].shape == ov.shape and mc[1].shape == of.shape and np.array_equal(mc[0], ov) \
+                and np.array_equal(mc[1], of):
+            on, samp, samp_n = mc[2], mc[3], mc[4]  # same object as the previous frame (tracking)
+        else:
+            on = vertex_normals(ov, of).astype(np.float64)
+            # surface samples (re-posed with the object)
+            fid, bary = sample_surface(ov, of, cfg.surface_samples, seed=0)
+            samp = (ov[of[fid]] * bary[..., None]).sum(1)
+            samp_n = np.cross(ov[of[fid, 1]] - ov[of[fid, 0]], ov[of[fid, 2]] - ov[of[fid, 0]])
+            samp_n /= np.maximum(np.linalg.norm(samp_n, axis=1, keepdims=True), 1e-12)
+            self._mesh_cache = (ov.copy(), of.copy(), on, samp, samp_n)
+        hn = vertex_normals(human_vertices, np.asarray(human_faces, np.int64)).astype(np.float64)
         hc_idx = _contact_set(human_contact, cfg.human_contact_thr, len(hv))
         hp = np.clip(np.asarray(human_contact, np.float64)[hc_idx], 1e-3, 1.0)
         oc_idx = _contact_set(obj_contact, cfg.object_contact_thr, len(ov))
@@ -340,12 +364,6 @@ class ObjectFitter:
         depth_stage = obs_pts is not None and cfg.w_mask > 0
         metrics["depth_stage"] = bool(depth_stage)
 
-        # surface samples (re-posed with the object)
-        fid, bary = sample_surface(ov, of, cfg.surface_samples, seed=0)
-        samp = (ov[of[fid]] * bary[..., None]).sum(1)
-        samp_n = np.cross(ov[of[fid, 1]] - ov[of[fid, 0]], ov[of[fid, 2]] - ov[of[fid, 0]])
-        samp_n /= np.maximum(np.linalg.norm(samp_n, axis=1, keepdims=True), 1e-12)
-
         # human vertices that can interact with the object (penetration term)
         radius = float(np.linalg.norm(ov - ov.mean(0), axis=1).max())
 
@@ -353,6 +371,7 @@ class ObjectFitter:
             """All loss terms for one pose (torch tensors R [3,3], t [3])."""
             S = samp_t @ R.T + t
             Sn = samp_n_t @ R.T
+            R_np, t_np = R.detach().cpu().numpy().astype(np.float64), t.detach().cpu().numpy().astype(np.float64)
             out = {}
             z = S[:, 2].clamp_min(0.05)
             uv = torch.stack([Kt[0, 0] * S[:, 0] / z + Kt[0, 2], Kt[1, 1] * S[:, 1] / z + Kt[1, 2]], -1)
@@ -366,25 +385,35 @@ class ObjectFitter:
                     g = torch.stack([uv[:, 0] / (W - 1) * 2 - 1, uv[:, 1] / (H - 1) * 2 - 1], -1)
                     outside = torch.nn.functional.grid_sample(dt_t[None, None], g[None, None], align_corners=True,
                                                               padding_mode="border")[0, 0, 0]
-                    cover = torch.cdist(mask_t, uv).min(1).values
+                    # nearest projected sample per mask pixel: argmin without grad, then a differentiable
+                    # gather (same value and gradient as cdist(...).min(1), without cdist's backward)
+                    nn_c = _nn(mask_np, uv.detach())
+                    cover = (mask_t - uv[nn_c]).norm(dim=-1)
                     out["mask"] = (outside.mean() + cover.mean()) / diag
                 out["centroid"] = (uv.mean(0) - mask_t.mean(0)).norm() / diag
-            Oc = ov_t[oc_t] @ R.T + t
-            dmat = torch.cdist(Oc, hc_t)
-            c1 = (dmat.min(1).values * op_t).sum() / op_t.sum()
             if obj_contact is None:  # only where the human touches: human contact → object surface
                 # trimmed: the nearer half of the human contact vertices (a grasp touches with part of the
                 # hand; the back of the hand must not drag the object into it)
-                c_all = torch.cdist(hc_t, S).min(1).values * hp_t / hp_t.mean()
+                nn_h = _nn(hc_np, S.detach())
+                c_all = (hc_t - S[nn_h]).norm(dim=-1) * hp_t / hp_t.mean()
                 k = max(1, len(c_all) // 2)
                 out["contact"] = torch.topk(c_all, k, largest=False).values.mean()
             else:
-                c2 = (dmat.min(0).values * hp_t).sum() / hp_t.sum()
+                Oc = ov_oc_t @ R.T + t
+                # nearest pairs both ways (k-d trees, no grad), distances differentiable
+                Oc_np = Oc.detach().cpu().numpy()
+                nn_o = torch.as_tensor(hc_tree.query(Oc_np)[1], device=dev)
+                nn_h = _nn(hc_np, Oc_np)
+                c1 = ((Oc - hc_t[nn_o]).norm(dim=-1) * op_t).sum() / op_t.sum()
+                c2 = ((Oc[nn_h] - hc_t).norm(dim=-1) * hp_t).sum() / hp_t.sum()
                 out["contact"] = 0.5 * (c1 + c2)
             if obs_t is not None:
                 with torch.no_grad():  # only camera-facing samples can be seen by the depth camera
-                    dd = torch.cdist(obs_t, S) + 10.0 * ((Sn * S).sum(-1) > 0).to(DT)[None]
-                    nn = dd.argmin(1)
+                    front = torch.nonzero((Sn * S).sum(-1) <= 0)[:, 0]
+                if len(front):  # nearest camera-facing sample (all samples when none faces the camera)
+                    nn = front[_nn(obs_np, S.detach()[front])]
+                else:
+                    nn = _nn(obs_np, S.detach())
                 res = ((obs_t - S[nn]) * Sn[nn]).sum(-1)
                 if depth_stage:
                     c = cfg.depth_scale
@@ -409,11 +438,19 @@ class ObjectFitter:
                     dh = (S - hnear_t[nn]).norm(dim=-1)
                 sd = ((S - hnear_t[nn]) * hnear_n_t[nn]).sum(-1)
                 pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch, not diluted
-                with torch.no_grad():
-                    nn2 = torch.as_tensor(cKDTree(S.detach().cpu().numpy()).query(hnear_np)[1], device=dev)
-                    d2 = (hnear_t - S[nn2]).norm(dim=-1)
-                sd2 = ((hnear_t - S[nn2]) * Sn[nn2]).sum(-1)
-                pen2 = (torch.relu(-sd2 - cfg.pen_margin) * (d2 < 0.05)).pow(2).sum() / 20.0
+                # only body vertices within 5 cm of some sample can contribute: those farther than
+                # (sample radius + 5 cm) from the samples' centre are skipped (exactly the same term)
+                S_np = S.detach().cpu().numpy()
+                sel = np.nonzero(((hnear_np - (R_np @ samp_c + t_np)) ** 2).sum(1) < (samp_r + 0.05) ** 2)[0]
+                if len(sel):
+                    hsel_t = hnear_t[torch.as_tensor(sel, device=dev)]
+                    with torch.no_grad():
+                        nn2 = torch.as_tensor(cKDTree(S_np).query(hnear_np[sel])[1], device=dev)
+                        d2 = (hsel_t - S[nn2]).norm(dim=-1)
+                    sd2 = ((hsel_t - S[nn2]) * Sn[nn2]).sum(-1)
+                    pen2 = (torch.relu(-sd2 - cfg.pen_margin) * (d2 < 0.05)).pow(2).sum() / 20.0
+                else:
+                    pen2 = S.sum() * 0.0
                 out["pen"] = pen1 + pen2
             return out
 
@@ -421,6 +458,8 @@ class ObjectFitter:
             w = {"mask": cfg.w_mask, "centroid": cfg.w_centroid, "contact": cfg.w_contact_depth if depth_stage else cfg.w_contact,
                  "depth": cfg.w_depth_obs if depth_stage else cfg.w_depth, "free": cfg.w_free, "pen": cfg.w_pen}
             return sum(w[k] * v for k, v in terms.items())
+
+        from scipy.spatial import cKDTree
 
         dev = self.device
         Kt = torch.tensor(K, dtype=DT, device=dev)
@@ -430,6 +469,13 @@ class ObjectFitter:
         ov_t = torch.tensor(ov, dtype=DT, device=dev)
         of_t = torch.tensor(of, device=dev)
         oc_t = torch.tensor(oc_idx, device=dev)
+        samp_c = samp.mean(0)
+        samp_r = float(np.linalg.norm(samp - samp_c, axis=1).max()) + 1e-3  # (float32 rounding margin)
+        hc_np = hv[hc_idx].astype(np.float32)
+        hc_tree = cKDTree(hc_np)
+        mask_np = mask_pts.astype(np.float32) if mask_pts is not None else None
+        obs_np = obs_pts.astype(np.float32) if obs_pts is not None else None
+        ov_oc_t = ov_t[oc_t]
         op_t = torch.tensor(op, dtype=DT, device=dev)
         hc_t = torch.tensor(hv[hc_idx], dtype=DT, device=dev)
         hp_t = torch.tensor(hp, dtype=DT, device=dev)
@@ -517,7 +563,8 @@ class ObjectFitter:
         best = None
         it_total = 0
         for R0, t0 in starts:
-            r = self._refine(loss_terms, total, R0, t0, n_iter, sc, metrics)
+            r = self._refine(loss_terms, total, R0, t0, n_iter, sc, metrics,
+                             patience=cfg.early_stop_warm if init_pose is not None else cfg.early_stop)
             it_total += r[3]
             if np.isfinite(r[0]) and (best is None or r[0] < best[0]):
                 best = r
@@ -533,7 +580,8 @@ class ObjectFitter:
                         "fit_ms": 1e3 * (time.perf_counter() - t_start)})
         return ObjectFitResult(pose, verts.astype(np.float32), metrics)
 
-    def _refine(self, loss_terms, total, R0, t0, n_iter: int, lr_scale: float, metrics: dict):
+    def _refine(self, loss_terms, total, R0, t0, n_iter: int, lr_scale: float, metrics: dict,
+                patience: int | None = None):
         """Adam over (6-D rotation, translation) from R0, t0 with early stop → (loss, R, t, iterations, terms)."""
         cfg = self.cfg
         dev = self.device
@@ -557,7 +605,7 @@ class ObjectFitter:
                 last_terms = {k: float(v.detach()) for k, v in terms.items()}
             else:
                 stall += 1
-                if stall >= cfg.early_stop:
+                if stall >= (cfg.early_stop if patience is None else patience):
                     break
             L.backward()
             opt.step()

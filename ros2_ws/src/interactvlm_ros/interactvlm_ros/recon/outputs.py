@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interactvlm_ros.assets import vertex_normals
+from interactvlm_ros.recon.geometry import kdtree, vertex_normals
 
 HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
 OBJECT_RGB = np.array([1.0, 0.9, 0.3])
@@ -62,7 +62,7 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
     n = vertex_normals(ov, obj_faces).astype(np.float64)
     from scipy.spatial import cKDTree
 
-    tree = cKDTree(np.asarray(human_vertices))
+    tree = kdtree(human_vertices)
     out = []
     for p in contact_patches(ov, obj_contact, thr):
         w = np.asarray(obj_contact)[p].astype(np.float64)
@@ -88,7 +88,7 @@ def free_grasp_points(obj_vertices: np.ndarray, obj_faces: np.ndarray, human_ver
     hc = np.asarray(human_vertices)[np.asarray(human_contact) > 0.5]
     if len(hc):
         keep &= cKDTree(hc).query(ov)[0] > margin
-    keep &= cKDTree(np.asarray(human_vertices)).query(ov)[0] > body_margin
+    keep &= kdtree(human_vertices).query(ov)[0] > body_margin
     n = vertex_normals(ov, obj_faces)
     return ov[keep].astype(np.float32), n[keep]
 
