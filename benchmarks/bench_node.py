@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--domain-id", type=int, default=91)
     ap.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data", help="image QoS (node + publisher)")
+    ap.add_argument("--no-markers", action="store_true",
+                    help="do not subscribe to ~/markers (a planner-only consumer: the node then skips building them)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="extra node parameter (YAML value), e.g. --param hand_model=lite --param perception_mode=photo")
     args = ap.parse_args(argv)
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
         params[name] = yaml.safe_load(value)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_node_{os.getpid()}.log"
     proc = start_node_process(args.domain_id, params, log)
-    client = ContactClient(domain_id=args.domain_id, image_reliable=args.qos == "reliable", outputs=("human_contacts", "object_contacts", "markers"))
+    client = ContactClient(domain_id=args.domain_id, image_reliable=args.qos == "reliable", outputs=("human_contacts", "object_contacts") + (() if args.no_markers else ("markers",)))
     rows = []
     try:
         t = time.monotonic()
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
     finally:
         client.close()
         stop_process(proc)
-    extra = "".join(f", {kv}" for kv in args.param)
+    extra = "".join(f", {kv}" for kv in args.param) + (", no marker subscriber" if args.no_markers else "")
     print(f"\nnode benchmark: model={d.get('model')} backend={d.get('backend')} image {w}x{h} ({args.qos}{extra}), "
           f"{os.cpu_count()} CPUs, load+start {load_s:.1f} s, node RSS {rss:.0f} MB")
     print(f"{'input Hz':>9} {'sent':>5} {'received':>8} {'processed':>9} {'out Hz':>7} {'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")

@@ -38,3 +38,151 @@ def test_object_nn_matches_argmin():
     q, p = rng.normal(size=(300, 2)).astype(np.float32), rng.normal(size=(400, 2)).astype(np.float32)
     ref = torch.cdist(torch.as_tensor(q, dtype=torch.float64), torch.as_tensor(p, dtype=torch.float64)).argmin(1)
     assert torch.equal(_nn(q, torch.as_tensor(p)), ref)
+
+
+def _rigid(seed=0):
+    from scipy.spatial.transform import Rotation
+
+    T = np.eye(4)
+    T[:3, :3] = Rotation.random(random_state=seed).as_matrix()
+    T[:3, 3] = [0.1, -0.2, 1.5]
+    return T
+
+
+def _cup_like(n=600):
+    """A closed-ish sphere mesh (convex hull) in the object frame + a contact blob."""
+    from scipy.spatial import ConvexHull
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(n, 3))
+    v = 0.05 * v / np.linalg.norm(v, axis=1, keepdims=True)
+    f = ConvexHull(v).simplices.astype(np.int64)
+    c = (v[:, 0] > 0.03).astype(np.float32) * 0.9
+    return v, f, c
+
+
+def test_object_frame_cache_invalidates_on_changed_contact_or_mesh():
+    from interactvlm_ros.recon.outputs import contact_patches, object_frame_cache
+
+    v, f, c = _cup_like()
+    e1 = object_frame_cache(v, f, c)
+    assert object_frame_cache(v.copy(), f.copy(), c.copy()) is e1  # same values: reused
+    c2 = c.copy()
+    c2[:] = 0
+    c2[v[:, 1] > 0.03] = 0.9  # another contact region
+    e2 = object_frame_cache(v, f, c2)
+    assert e2 is not e1
+    assert [set(p) for p in e2["patches"]] == [set(p) for p in contact_patches(v, c2, 0.3)]
+    e3 = object_frame_cache(v * 1.5, f, c2)  # changed mesh
+    assert e3 is not e2
+    np.testing.assert_allclose(e3["normals"], vertex_normals(v * 1.5, f), atol=1e-6)
+    assert object_frame_cache(v, f, c2, thr=0.95) is not e2  # changed threshold
+    assert object_frame_cache(v, f, None)["patches"] is None
+
+
+def test_cached_outputs_match_camera_frame_computation():
+    """grip poses / free grasp points through the object-frame cache = computed on the posed mesh."""
+    from interactvlm_ros.recon.outputs import free_grasp_points, grip_poses
+
+    v, f, c = _cup_like()
+    T = _rigid(1)
+    vc = (v @ T[:3, :3].T + T[:3, 3]).astype(np.float32)
+    rng = np.random.default_rng(5)
+    # a "body": points around the contact side of the posed object, a few inside it
+    hv = vc[v[:, 0] > 0.02] + rng.normal(scale=0.02, size=(int((v[:, 0] > 0.02).sum()), 3))
+    hv = np.concatenate([hv, rng.normal(scale=0.3, size=(500, 3)) + T[:3, 3]])
+    hc = (np.linalg.norm(hv - vc[v[:, 0] > 0.04].mean(0), axis=1) < 0.04).astype(np.float32)
+    g_ref = grip_poses(vc, f, c, hv, hc)
+    g = grip_poses(vc, f, c, hv, hc, object_frame=(v, T))
+    assert len(g) == len(g_ref) >= 1
+    for a, b in zip(g, g_ref):
+        assert a["num_vertices"] == b["num_vertices"]
+        np.testing.assert_allclose(a["pose"], b["pose"], atol=1e-4)
+    p_ref, n_ref = free_grasp_points(vc, f, hv, hc)
+    p, n = free_grasp_points(vc, f, hv, hc, object_frame=(v, T))
+    np.testing.assert_array_equal(p, p_ref)
+    np.testing.assert_allclose(n, n_ref, atol=1e-3)  # the reference's normals come from float32 posed vertices
+    # the bounded k-d tree search keeps exactly the old rule
+    from scipy.spatial import cKDTree
+
+    keep = (cKDTree(hv[hc > 0.5]).query(vc)[0] > 0.05) & (cKDTree(hv).query(vc)[0] > 0.03)
+    np.testing.assert_array_equal(p, vc[keep])
+
+
+def test_penetration_depth_bounded_search_matches_full_search():
+    from interactvlm_ros.recon.metrics import penetration_depth
+
+    v, f, _ = _cup_like(800)
+    for shift in (0.0, 0.02, 0.045, 0.2):  # object vertices inside, near and far from the "body" sphere
+        o = v * 0.5 + [shift, 0, 0]
+        hv, hn = v.astype(np.float64), vertex_normals(v, f).astype(np.float64)
+        d, nn = cKDTree_query(hv, o)
+        sd = ((o - hv[nn]) * hn[nn]).sum(1)
+        inside = (sd < 0) & (d < 0.05)
+        ref = float(-sd[inside].min()) if inside.any() else 0.0
+        assert abs(penetration_depth(o, f, hv, f) - ref) < 1e-9
+
+
+def cKDTree_query(pts, q):
+    from scipy.spatial import cKDTree
+
+    return cKDTree(pts).query(q)
+
+
+def test_body_warm_early_stop_returns_best_state():
+    """A warm fit from a converged state stops early and never returns a state with a higher loss than
+    its start."""
+    from interactvlm_ros.recon.body_fit import BodyFitConfig, BodyFitter, BodyState, get_poser
+
+    poser = get_poser()
+    K = np.array([[500.0, 0, 160], [0, 500, 120], [0, 0, 1]])
+    fitter = BodyFitter(poser, BodyFitConfig(iters_warm=8))
+    st = BodyState(np.zeros((16, 3)), np.diag([1.0, -1.0, -1.0]), np.array([0.0, 0.0, 3.0]), np.full(6, 0.5))
+    lm = get_regressor_landmarks(poser, st)
+    kp2d = np.concatenate([K[0, 0] * lm[:33, :2] / lm[:33, 2:] + K[:2, 2], np.ones((33, 1))], 1)
+    r = fitter.fit(kp2d, K, init=st)
+    assert r.metrics["iterations"] < 8 and r.metrics["early_stop"]
+    assert np.abs(r.vertices - fitter.fit(kp2d, K, init=st, iters=0).vertices).max() < 1e-3
+    off = BodyFitter(poser, BodyFitConfig(iters_warm=8, warm_patience=0)).fit(kp2d, K, init=st)
+    assert off.metrics["iterations"] == 8 and not off.metrics["early_stop"]
+
+
+def get_regressor_landmarks(poser, st):
+    from interactvlm_ros.bodies.anny_model import ANNY_TO_BODY
+    from interactvlm_ros.perception.landmarks import get_regressor
+
+    v = poser.full_vertices(st.phenotype, st.rotvecs) @ (st.R @ ANNY_TO_BODY).T + st.t
+    return get_regressor().all(v.astype(np.float32))
+
+
+def test_bounded_nearest_matches_kdtree_and_cache_is_by_identity():
+    from scipy.spatial import cKDTree
+
+    from interactvlm_ros.recon.geometry import bounded_nearest
+
+    rng = np.random.default_rng(0)
+    body = rng.normal(scale=0.5, size=(3000, 3))
+    obj = rng.normal(scale=0.05, size=(400, 3)) + body[0]
+    d_ref, nn_ref = cKDTree(body).query(obj, distance_upper_bound=0.05)
+    d, nn = bounded_nearest(body, obj, 0.05)
+    np.testing.assert_array_equal(nn, nn_ref)
+    np.testing.assert_allclose(d, d_ref)
+    d[:] = 0  # a copy: the cache is not corrupted
+    np.testing.assert_allclose(bounded_nearest(body, obj, 0.05)[0], d_ref)
+    obj2 = obj + 0.01  # new array: recomputed
+    np.testing.assert_array_equal(bounded_nearest(body, obj2, 0.05)[1], cKDTree(body).query(obj2, distance_upper_bound=0.05)[1])
+
+
+def test_full_vertices_cache_only_for_identical_state():
+    from interactvlm_ros.recon.body_fit import get_poser
+
+    poser = get_poser()
+    ph, rv = np.full(6, 0.5), np.zeros((16, 3))
+    a = poser.full_vertices(ph, rv)
+    rv2 = rv.copy()
+    rv2[4, 0] = 0.3
+    b = poser.full_vertices(ph, rv2)
+    assert np.abs(a - b).max() > 1e-3
+    a[:] = 0
+    np.testing.assert_array_equal(poser.full_vertices(ph, rv2), b)
+    assert np.abs(poser.full_vertices(ph, rv)).max() > 0.1

@@ -71,6 +71,10 @@ class BodyFitConfig:
     surface_samples: int = 600
     depth_points: int = 400  # observed person points (subsampled) for the depth term
     fit_phenotype: bool = True
+    # warm starts: stop when the loss has not improved by ``warm_stop_rel`` (relative) for ``warm_patience``
+    # iterations; the lowest-loss state is returned (0 disables the early stop)
+    warm_patience: int = 3  # ≥ 3: Adam's first (sign-sized) warm steps often raise the loss before it falls
+    warm_stop_rel: float = 1e-3
 
 
 @dataclass
@@ -224,12 +228,20 @@ class AnnyPoser:
         return hit
 
     def full_vertices(self, pheno: np.ndarray, rotvecs: np.ndarray) -> np.ndarray:
-        """All N vertices [N,3] (Anny frame) — Anny's own skinning of the cached rest shape."""
+        """All N vertices [N,3] (Anny frame) — Anny's own skinning of the cached rest shape. The last result
+        is reused for an identical (phenotype, rotvecs) (a warm fit that kept its start state)."""
+        pheno = np.asarray(pheno, np.float64)
+        rotvecs = np.asarray(rotvecs, np.float64)
+        last = getattr(self, "_last_full", None)
+        if last is not None and np.array_equal(last[0], pheno) and np.array_equal(last[1], rotvecs):
+            return last[2].copy()
         c, rp, rest = self.rest_cache(pheno)
         with torch.no_grad():
             T, _ = self.model.get_bone_transforms(self.deltas(torch.as_tensor(rotvecs, dtype=DT)), rp)
             v = self.model.get_skinned_vertices(rest, T)
-        return v[0].cpu().numpy().astype(np.float64)
+        out = v[0].cpu().numpy().astype(np.float64)
+        self._last_full = (pheno.copy(), rotvecs.copy(), out.copy())
+        return out
 
     def landmarks_from_subset(self, v_sub: torch.Tensor) -> torch.Tensor:
         return (v_sub[self.lm_idx] * self.lm_w[..., None]).sum(1)  # [75,3]
@@ -386,6 +398,11 @@ class BodyFitter:
 
         n_stage1 = 0 if warm else max(n_iter // 4, 1)
         last = {}
+        # warm early stop / best state: Adam's small warm steps can overshoot an already converged state
+        track = warm and cfg.warm_patience > 0
+        best_L, best_p, best_last, stall = np.inf, None, {}, 0
+        stopped = False
+        it_done = 0
         for it in range(n_iter):
             stage1 = it < n_stage1  # global rotation/translation only
             opt.zero_grad()
@@ -432,9 +449,30 @@ class BodyFitter:
             if not torch.isfinite(loss):
                 last = {"diverged": True, **terms}
                 break
+            Lf = float(loss.detach())
+            if track:
+                if Lf < best_L * (1 - cfg.warm_stop_rel) or best_p is None:
+                    stall = 0
+                else:
+                    stall += 1
+                if Lf < best_L:
+                    best_L, best_last = Lf, {"loss": Lf, **terms}
+                    best_p = (rv.detach().clone(), omega.detach().clone(), dt.detach().clone())
+                if stall >= cfg.warm_patience:
+                    stopped = True
+                    break
             loss.backward()
             opt.step()
-            last = {"loss": float(loss.detach()), **terms}
+            it_done = it + 1
+            last = {"loss": Lf, **terms}
+        if track and best_p is not None and not last.get("diverged") and (stopped or best_L < Lf):
+            # the last evaluated state was not the best: return the best one (its loss is known); when the
+            # loss was still falling, the state after the last step (unevaluated, as before) is kept
+            with torch.no_grad():
+                rv.copy_(best_p[0])
+                omega.copy_(best_p[1])
+                dt.copy_(best_p[2])
+            last = best_last
 
         with torch.no_grad():
             Rg = (rotvec_to_matrix(omega) @ R0).numpy().astype(np.float64)
@@ -455,7 +493,7 @@ class BodyFitter:
                         K[1, 1] * lm[:, 1] / np.maximum(lm[:, 2], 1e-3) + K[1, 2]], -1)
         v = obs[:, 2] > 0.5
         err_px = float(np.linalg.norm(uvp[v] - obs[v, :2], axis=1).mean()) if v.any() else float("nan")
-        metrics = {"iterations": n_iter, "warm": warm, "reproj_px": err_px, "reproj_rel": err_px / scale_px,
+        metrics = {"iterations": it_done if track else n_iter, "warm": warm, "early_stop": stopped, "reproj_px": err_px, "reproj_rel": err_px / scale_px,
                    "person_scale_px": scale_px, "fit_ms": 1e3 * (time.perf_counter() - t_start),
                    **{f"loss_{k}": v for k, v in last.items()}}
         return BodyFitResult(state, verts.astype(np.float32), poser.faces, lm, metrics)

@@ -138,3 +138,32 @@ def kdtree(points: np.ndarray):
     _TREES.insert(0, (points, tr))
     del _TREES[3:]
     return tr
+
+
+_LAST_BOUNDED: list = []  # [human array, object array, bound, (d, nn)] of the last call
+
+
+def bounded_nearest(points: np.ndarray, query: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest of ``points`` for each ``query`` row, searched only up to ``bound``: (d [Q], idx [Q]) with
+    d = inf and idx = len(points) beyond it (``cKDTree.query(..., distance_upper_bound=bound)``). Only the
+    points within (query radius + bound) of the query centroid can be a hit, so the tree is built on those
+    (an object next to a 13.7k-vertex body: a few hundred). The last result is reused while the *same
+    array objects* and bound are passed again (penetration and free grasp points of one frame)."""
+    from scipy.spatial import cKDTree
+
+    if _LAST_BOUNDED and _LAST_BOUNDED[0] is points and _LAST_BOUNDED[1] is query and _LAST_BOUNDED[2] == bound:
+        d, nn = _LAST_BOUNDED[3]
+        return d.copy(), nn.copy()
+    P = np.asarray(points, np.float64)
+    Q = np.asarray(query, np.float64)
+    c = Q.mean(0)
+    r = float(np.sqrt(((Q - c) ** 2).sum(1).max())) if len(Q) else 0.0
+    sel = np.nonzero(((P - c) ** 2).sum(1) <= (r + bound) ** 2 * (1 + 1e-9) + 1e-12)[0]
+    d = np.full(len(Q), np.inf)
+    nn = np.full(len(Q), len(P), np.int64)
+    if len(sel) and len(Q):
+        ds, ns = cKDTree(P[sel]).query(Q, distance_upper_bound=bound)
+        ok = np.isfinite(ds)
+        d[ok], nn[ok] = ds[ok], sel[ns[ok]]
+    _LAST_BOUNDED[:] = [points, query, bound, (d, nn)]
+    return d.copy(), nn.copy()

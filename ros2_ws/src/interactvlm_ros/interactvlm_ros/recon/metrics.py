@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from interactvlm_ros.recon.geometry import kdtree, rotation_angle_deg, vertex_normals
+from interactvlm_ros.recon.geometry import bounded_nearest, kdtree, rotation_angle_deg, vertex_normals
 
 
 def contact_distance(obj_vertices, obj_contact, human_vertices, human_contact, thr_o: float = 0.3,
@@ -36,14 +36,16 @@ def penetration_depth(obj_vertices, obj_faces, human_vertices, human_faces, near
     A vertex counts as inside when it lies behind the outward normal of its nearest body vertex and
     within ``near`` of it (a local signed distance; exact enough for the few cm that matter here and
     robust to Anny not being watertight)."""
-    from scipy.spatial import cKDTree
-
     ov = np.asarray(obj_vertices, np.float64)
     hv = np.asarray(human_vertices, np.float64)
+    d, nn = bounded_nearest(human_vertices, obj_vertices, near)  # inf (nn = N) beyond ``near``
+    m = d < near
+    if not m.any():
+        return 0.0
     hn = vertex_normals(human_vertices, human_faces).astype(np.float64)
-    d, nn = kdtree(human_vertices).query(ov)
-    sd = ((ov - hv[nn]) * hn[nn]).sum(1)
-    inside = (sd < 0) & (d < near)
+    nn = nn[m]
+    sd = ((ov[m] - hv[nn]) * hn[nn]).sum(1)
+    inside = sd < 0
     return float(-sd[inside].min()) if inside.any() else 0.0
 
 

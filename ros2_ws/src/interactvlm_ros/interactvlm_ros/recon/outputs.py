@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interactvlm_ros.recon.geometry import kdtree, vertex_normals
+from interactvlm_ros.recon.geometry import bounded_nearest, kdtree, vertex_normals
 
 HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
 OBJECT_RGB = np.array([1.0, 0.9, 0.3])
@@ -31,6 +31,29 @@ def contact_patches(vertices: np.ndarray, prob: np.ndarray, thr: float = 0.3, li
     return sorted(patches, key=len, reverse=True)
 
 
+_OBJECT_CACHE: list = []  # [(vertices copy, faces copy, contact copy | None, thr, entry dict)], most recent first
+
+
+def object_frame_cache(vertices: np.ndarray, faces: np.ndarray, contact: np.ndarray | None, thr: float = 0.3) -> dict:
+    """Per-object work that does not change when the object moves rigidly (tracking): vertex normals and
+    contact patches in the object's own frame, ``{"normals": [M,3] float64, "patches": list | None}``
+    (patches None without contact). Reused while the same mesh (vertices, faces) and contact array are
+    passed again (compared by value); a changed mesh, contact or threshold recomputes it."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    c = None if contact is None else np.asarray(contact)
+    for cv, cf, cc, ct, entry in _OBJECT_CACHE:
+        if ct == thr and cv.shape == v.shape and cf.shape == f.shape and (cc is None) == (c is None) \
+                and (c is None or (cc.shape == c.shape and np.array_equal(cc, c))) \
+                and np.array_equal(cv, v) and np.array_equal(cf, f):
+            return entry
+    entry = {"normals": vertex_normals(v, f).astype(np.float64),
+             "patches": None if c is None else contact_patches(v, c, thr)}
+    _OBJECT_CACHE.insert(0, (v.copy(), f.copy(), None if c is None else c.copy(), thr, entry))
+    del _OBJECT_CACHE[2:]
+    return entry
+
+
 def patch_pose(centre: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """4x4 pose at ``centre`` whose z axis is the outward surface ``normal``; x = camera x projected on the
     tangent plane (camera y when the normal is along x)."""
@@ -45,12 +68,23 @@ def patch_pose(centre: np.ndarray, normal: np.ndarray) -> np.ndarray:
 
 
 def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.ndarray | None,
-               human_vertices: np.ndarray, human_contact: np.ndarray, thr: float = 0.3) -> list[dict]:
+               human_vertices: np.ndarray, human_contact: np.ndarray, thr: float = 0.3,
+               object_frame: tuple | None = None) -> list[dict]:
     """Where the person holds the object: one entry per contact patch on the object (camera frame):
     ``{"pose": 4x4 (z = outward object normal), "centre", "normal", "num_vertices", "mean_contact",
     "human_distance"}``. Without object contact, the object vertices within 2 cm of the human contact
-    vertices form the patches."""
+    vertices form the patches.
+
+    object_frame: (object-frame vertices [M,3], pose 4x4 camera ← object) with obj_vertices = that pose
+    applied to them: the patches and normals then come from ``object_frame_cache`` (rigid motion keeps
+    them) instead of being recomputed."""
     ov = np.asarray(obj_vertices, np.float64)
+    if object_frame is not None and obj_contact is not None:
+        entry = object_frame_cache(object_frame[0], obj_faces, obj_contact, thr)
+        R = np.asarray(object_frame[1], np.float64)[:3, :3]
+        n, patches = entry["normals"] @ R.T, entry["patches"]
+    else:
+        n, patches = None, None
     if obj_contact is None:
         from scipy.spatial import cKDTree
 
@@ -59,12 +93,12 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
             return []
         d, _ = cKDTree(hc).query(ov)
         obj_contact = (d < 0.02).astype(np.float32)
-    n = vertex_normals(ov, obj_faces).astype(np.float64)
-    from scipy.spatial import cKDTree
-
+    if n is None:
+        n = vertex_normals(ov, obj_faces).astype(np.float64)
+        patches = contact_patches(ov, obj_contact, thr)
     tree = kdtree(human_vertices)
     out = []
-    for p in contact_patches(ov, obj_contact, thr):
+    for p in patches:
         w = np.asarray(obj_contact)[p].astype(np.float64)
         c = (ov[p] * w[:, None]).sum(0) / w.sum()
         nn = (n[p] * w[:, None]).sum(0)
@@ -77,20 +111,29 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
 
 
 def free_grasp_points(obj_vertices: np.ndarray, obj_faces: np.ndarray, human_vertices: np.ndarray,
-                      human_contact: np.ndarray, margin: float = 0.05, body_margin: float = 0.03
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      human_contact: np.ndarray, margin: float = 0.05, body_margin: float = 0.03,
+                      object_frame: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Object surface points a robot may grasp: farther than ``margin`` from every human contact vertex
-    (p > 0.5) and farther than ``body_margin`` from the body. Returns (points [P,3], normals [P,3])."""
+    (p > 0.5) and farther than ``body_margin`` from the body. Returns (points [P,3], normals [P,3]).
+    object_frame: as in ``grip_poses`` (normals from the per-object cache, rotated)."""
     from scipy.spatial import cKDTree
 
     ov = np.asarray(obj_vertices, np.float64)
-    keep = np.ones(len(ov), bool)
+    # nearest body vertex, searched only up to max(margin, body_margin) (inf beyond): a vertex farther
+    # than that from the whole body is also farther than margin from every contact vertex
+    ub = max(margin, body_margin)
+    d_body = bounded_nearest(human_vertices, obj_vertices, ub)[0]
+    keep = d_body > body_margin
     hc = np.asarray(human_vertices)[np.asarray(human_contact) > 0.5]
-    if len(hc):
-        keep &= cKDTree(hc).query(ov)[0] > margin
-    keep &= kdtree(human_vertices).query(ov)[0] > body_margin
-    n = vertex_normals(ov, obj_faces)
-    return ov[keep].astype(np.float32), n[keep]
+    near = np.nonzero(keep & (d_body <= margin))[0]
+    if len(hc) and len(near):
+        keep[near] &= cKDTree(hc).query(ov[near])[0] > margin
+    if object_frame is not None:
+        R = np.asarray(object_frame[1], np.float64)[:3, :3]
+        n = (object_frame_cache(object_frame[0], obj_faces, None)["normals"][keep] @ R.T).astype(np.float32)
+    else:
+        n = vertex_normals(ov, obj_faces)[keep]
+    return ov[keep].astype(np.float32), n
 
 
 def _colours(base: np.ndarray, contact: np.ndarray | None, n: int) -> np.ndarray:

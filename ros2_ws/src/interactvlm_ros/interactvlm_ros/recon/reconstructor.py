@@ -304,8 +304,9 @@ class Reconstructor:
 
         metrics["penetration_m"] = penetration_depth(obj.vertices, of, hv, body.faces)
         metrics["contact_distance_m"] = contact_distance(obj.vertices, oc, hv, hc)
-        grips = grip_poses(obj.vertices, of, oc, hv, hc)
-        free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc)
+        frame = (ov, obj.pose)  # patches / normals from the per-object cache (rigid motion keeps them)
+        grips = grip_poses(obj.vertices, of, oc, hv, hc, object_frame=frame)
+        free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc, object_frame=frame)
         timings["outputs"] = 1e3 * (time.perf_counter() - t)
         timings["total"] = 1e3 * (time.perf_counter() - t0)
         status, msg = "ok", ""
