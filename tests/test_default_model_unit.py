@@ -327,3 +327,28 @@ def test_training_with_lifted_loss_logs_it(tmp_path, monkeypatch):
     for side in ("human", "object"):
         dice = [r[f"{side}_lifted_dice"] for r in recs]
         assert np.mean(dice[-3:]) < 0.7 * np.mean(dice[:3]), (side, dice)
+
+
+def test_train_lifter_equals_the_deployed_lifter_in_value_and_gradient(tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    import trimesh
+
+    from interactvlm_ros import assets as A
+    from interactvlm_ros.lift import Lifter
+    from interactvlm_ros.training.lifting import TrainLifter
+
+    m = trimesh.creation.icosphere(2)
+    va = A.build_view_assets(np.asarray(m.vertices, np.float32), np.asarray(m.faces), "object", 64, colors="xyz")
+    for size in (16, 64):  # low-res logits (fused upsampling) and full-res
+        ref, fast = Lifter(va, mode="human"), TrainLifter(va, size)
+        x1 = torch.randn(3, 4, size, size, generator=torch.Generator().manual_seed(size), requires_grad=True)
+        x2 = x1.detach().clone().requires_grad_(True)
+        c1, c2 = ref(x1), fast(x2)
+        torch.testing.assert_close(c2, c1, rtol=0, atol=1e-6)
+        g = torch.randn_like(c1)
+        c1.backward(g)
+        c2.backward(g)
+        torch.testing.assert_close(x2.grad, x1.grad, rtol=1e-5, atol=1e-7)
+        assert torch.equal(fast.seen, torch.as_tensor(ref.views_per_vertex() > 0))
+    with pytest.raises(ValueError, match="expected"):
+        fast(torch.zeros(1, 4, 8, 8))

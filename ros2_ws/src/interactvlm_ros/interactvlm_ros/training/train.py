@@ -353,27 +353,21 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             remask(val_data, mask_provider)
         log.info("GT view masks recomputed on the %s template views (%d²)", mask_provider.body.source, mask_size)
     bank = RenderBank(provider, mcfg["render_size"], mask_size)
-    lifter = None
-    if float(cfg["loss"].get("lifted", 0.0)) > 0:
-        from ..lift import Lifter
+    from .lifting import TrainLifter  # the deployed soft lifting, differentiable with a fast backward
 
-        lifter = Lifter(provider.human(), mode="human")  # differentiable (sparse CSR @ dense)
-        lift_seen = torch.as_tensor(lifter.views_per_vertex() > 0)
-    o_lifters: dict[str, tuple] = {}
+    lifter = TrainLifter(provider.human(), mask_size) if float(cfg["loss"].get("lifted", 0.0)) > 0 else None
+    o_lifters: dict[str, TrainLifter] = {}
 
     def object_lifted(ol, keep):
         """Mean lifted loss over the batch's objects (each sample has its own mesh and vertex count)."""
-        from ..lift import Lifter
-
         losses, parts = [], {"bce": 0.0, "dice": 0.0}
         for j, i in enumerate(keep):
             oid = train_data.object_ids[i]
             if oid not in o_lifters:
-                ol_ = Lifter(provider.object(oid, train_data.categories[i]), mode="human")
-                o_lifters[oid] = (ol_, torch.as_tensor(ol_.views_per_vertex() > 0))
-            lf, seen = o_lifters[oid]
+                o_lifters[oid] = TrainLifter(provider.object(oid, train_data.categories[i]), mask_size)
+            lf = o_lifters[oid]
             target = torch.as_tensor(np.asarray(train_data.object_contact[i], np.float32))[None]
-            lv, pv = lifted_loss(lf(ol[j:j + 1]), target, seen)
+            lv, pv = lifted_loss(lf(ol[j:j + 1]), target, lf.seen)
             losses.append(lv)
             parts = {k: parts[k] + pv[k] / len(keep) for k in parts}
         return torch.stack(losses).mean(), parts
@@ -413,7 +407,7 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             loss = lh + lc["object_weight"] * lo
             if lifter is not None:
                 target = torch.as_tensor(train_data.human_contact[keep], dtype=torch.float32)
-                lv, pv = lifted_loss(lifter(hl), target, lift_seen)
+                lv, pv = lifted_loss(lifter(hl), target, lifter.seen)
                 loss = loss + float(lc["lifted"]) * lv
                 ph.update({"lifted_bce": pv["bce"], "lifted_dice": pv["dice"]})
             if float(lc.get("lifted_object", 0.0)) > 0:
