@@ -6,10 +6,14 @@ Starts ``interactvlm-contact-node`` as a subprocess (own ROS domain, localhost),
 (tests/data/person_catching_ball.png, resized to --size) and measures, per input rate:
   - latency: time from publishing a frame to receiving its human contact PointCloud2 (same stamp) in this
     process. The clouds are published first, then the MarkerArray (subscribed here, so the node builds it);
-    the overlay is not subscribed (so not computed, as on a robot where nobody watches it);
+    the overlay is not subscribed (so not computed, as on a robot where nobody watches it); the markers are
+    received as serialized bytes (the node builds, serializes and sends them; this client does not turn them
+    into Python objects, as RViz, a C++ consumer, does not either; --python-markers deserializes them here);
     rate 0 = closed loop (next frame sent when the previous result arrived: pure latency, no contention);
   - output rate: processed frames per second; dropped: frames the node replaced in its newest-frame slot;
-  - node RSS at the end; stage timings (ms) from /diagnostics.
+  - markers: rate and p95 latency of the MarkerArray (built by the node's visuals thread; newest result only);
+  - node RSS at the end; stage timings (ms) from /diagnostics; CPU use (100 % = one core) of the node and of
+    this benchmark process (publishing images, receiving outputs) — both share the machine's cores.
 Prints one table. Targets (docs/node.md): >= 15 Hz sustained, p95 <= 100 ms at 640x480.
 """
 from __future__ import annotations
@@ -33,13 +37,21 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run_rate(client, msg, info, rate: float, seconds: float):
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_rate(client, msg, info, rate: float, seconds: float, node_pid: int):
+    d0 = client.last_diagnostics()  # before clear(): clear() also drops the recorded diagnostics
     client.clear()
     sent: dict[tuple[int, int], float] = {}
     base = 1_000_000 * (1 + int(rate))  # unique stamps per run (int32 seconds)
     t0 = time.monotonic()
+    c_node0, c_self0 = cpu_s(node_pid), cpu_s(os.getpid())
     n = 0
-    d0 = client.last_diagnostics()
     recv0 = int(d0.get("frames_received", 0))
     while time.monotonic() - t0 < seconds:
         n += 1
@@ -54,14 +66,21 @@ def run_rate(client, msg, info, rate: float, seconds: float):
             client.wait_for(lambda: any(m.header.stamp.sec == stamp.sec for m in client.messages("human_contacts")[-3:]),
                             2.0)
     elapsed = time.monotonic() - t0
+    node_cpu, self_cpu = (cpu_s(node_pid) - c_node0) / elapsed, (cpu_s(os.getpid()) - c_self0) / elapsed
     time.sleep(1.5)
     lat = []
     for t_rx, m in list(client.received["human_contacts"]):
         key = (m.header.stamp.sec, 0)
         if key in sent:
             lat.append(t_rx - sent[key])
+    mlat = []  # markers: stamp of the first marker (DELETEALL, the input header), read from the raw CDR bytes
+    for t_rx, m in list(client.received["markers"]):
+        sec = int.from_bytes(m[8:12], "little", signed=True) if isinstance(m, bytes) else m.markers[0].header.stamp.sec
+        if (sec, 0) in sent:
+            mlat.append(t_rx - sent[(sec, 0)])
     d = client.last_diagnostics()
     lat = np.array(lat) * 1e3
+    mlat = np.array(mlat) * 1e3
     dropped = int(d.get("frames_dropped", 0)) - int(d0.get("frames_dropped", 0))
     stages = {k.split("/", 1)[1]: float(v) for k, v in d.items() if k.startswith("stage_ms/")}
     return {
@@ -70,6 +89,8 @@ def run_rate(client, msg, info, rate: float, seconds: float):
         "p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
         "max": float(lat.max()) if lat.size else float("nan"), "dropped": dropped, "stages": stages,
         "received": int(d.get("frames_received", 0)) - recv0,
+        "node_cpu": 100 * node_cpu, "client_cpu": 100 * self_cpu,
+        "markers_hz": len(mlat) / elapsed, "markers_p95": float(np.percentile(mlat, 95)) if mlat.size else float("nan"),
     }
 
 
@@ -85,6 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data", help="image QoS (node + publisher)")
     ap.add_argument("--no-markers", action="store_true",
                     help="do not subscribe to ~/markers (a planner-only consumer: the node then skips building them)")
+    ap.add_argument("--python-markers", action="store_true",
+                    help="deserialize the markers in this Python client (adds ~20-40 ms of client CPU per frame on the same cores)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="extra node parameter (YAML value), e.g. --param hand_model=lite --param perception_mode=photo")
     args = ap.parse_args(argv)
@@ -109,7 +132,8 @@ def main(argv=None) -> int:
         params[name] = yaml.safe_load(value)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_node_{os.getpid()}.log"
     proc = start_node_process(args.domain_id, params, log)
-    client = ContactClient(domain_id=args.domain_id, image_reliable=args.qos == "reliable", outputs=("human_contacts", "object_contacts") + (() if args.no_markers else ("markers",)))
+    client = ContactClient(domain_id=args.domain_id, image_reliable=args.qos == "reliable", outputs=("human_contacts", "object_contacts") + (() if args.no_markers else ("markers",)),
+                           raw=() if args.python_markers else ("markers",))
     rows = []
     try:
         t = time.monotonic()
@@ -126,20 +150,23 @@ def main(argv=None) -> int:
             client.publish_image(rgb)
             if client.wait_for(lambda: client.count("human_contacts") >= 3, 0.5):
                 break
+        time.sleep(1.5)  # a fresh /diagnostics (1 Hz) after the warm-up: the first run's counters start from it
         for r in (float(x) for x in args.rates.split(",")):
-            rows.append(run_rate(client, msg, info, r, args.seconds))
+            rows.append(run_rate(client, msg, info, r, args.seconds, proc.pid))
         rss = rss_mb(proc.pid)
     finally:
         client.close()
         stop_process(proc)
-    extra = "".join(f", {kv}" for kv in args.param) + (", no marker subscriber" if args.no_markers else "")
+    extra = "".join(f", {kv}" for kv in args.param) + (", no marker subscriber" if args.no_markers else
+                                                       ", markers deserialized in Python" if args.python_markers else "")
     print(f"\nnode benchmark: model={d.get('model')} backend={d.get('backend')} image {w}x{h} ({args.qos}{extra}), "
           f"{os.cpu_count()} CPUs, load+start {load_s:.1f} s, node RSS {rss:.0f} MB")
-    print(f"{'input Hz':>9} {'sent':>5} {'received':>8} {'processed':>9} {'out Hz':>7} {'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} {'max ms':>7}")
+    print(f"{'input Hz':>9} {'sent':>5} {'received':>8} {'processed':>9} {'out Hz':>7} {'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} "
+          f"{'max ms':>7} {'markers Hz':>10} {'markers p95':>11} {'node CPU %':>10} {'bench CPU %':>11}")
     for r in rows:
         rin = "closed" if r["rate_in"] == 0 else f"{r['rate_in']:.0f}"
         print(f"{rin:>9} {r['sent']:>5} {r['received']:>8} {r['processed']:>9} {r['out_hz']:>7.1f} {r['dropped']:>7} "
-              f"{r['p50']:>7.0f} {r['p95']:>7.0f} {r['max']:>7.0f}")
+              f"{r['p50']:>7.0f} {r['p95']:>7.0f} {r['max']:>7.0f} {r['markers_hz']:>10.1f} {r['markers_p95']:>11.0f} {r['node_cpu']:>10.0f} {r['client_cpu']:>11.0f}")
     if rows:
         st = rows[-1]["stages"]
         print("stage ms (last frame): " + ", ".join(f"{k}={v:.0f}" for k, v in st.items()))

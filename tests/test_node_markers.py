@@ -131,11 +131,15 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     for _ in range(4):
         st.inc("hand_frame_search_skipped")
     st.processed("ok", 0.040, {"perception": 30.0})
-    st.processed("no_person", 0.060)
+    st.inc("markers_published")
+    st.inc("markers_skipped", 2)
+    st.stage("visuals", 12.5)  # visuals thread: kept when the next frame's stages replace the others
+    st.processed("no_person", 0.060, {"perception": 31.0})
     kv = diagnostic_values(to_diagnostic_array(st.snapshot(), "interactvlm_contact", "test"))
     assert kv["frames_received"] == "3" and kv["frames_dropped"] == "1" and kv["frames_processed"] == "2"
     assert kv["bad_input/bad_encoding"] == "1" and "yuv422" in kv["last_error"]
     assert kv["result/ok"] == "1" and kv["result/no_person"] == "1"
     assert kv["perception/hand_frame_search_ran"] == "1" and kv["perception/hand_frame_search_skipped"] == "4"
-    assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "30.0"
+    assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "31.0"
+    assert kv["markers/published"] == "1" and kv["markers/skipped"] == "2" and kv["stage_ms/visuals"] == "12.5"
     assert "perception/hand_frame_search_ran" not in diagnostic_values(to_diagnostic_array(NodeStats().snapshot(), "interactvlm_contact", "test"))

@@ -58,6 +58,38 @@ def test_default_model_on_real_photo(est, test_data):
     assert ov.shape == (128, 4 * 64, 3) and ov.dtype == np.uint8
 
 
+def test_observation_from_observe_gives_the_same_result(est, test_data):
+    """The node runs perception (observe) on its own thread and hands the observation to estimate: the result
+    must be the one estimate computes by itself (photo mode is deterministic)."""
+    img = _rgb(test_data / "person_catching_ball.png")
+    direct = est.estimate(img, "ball")
+    obs = est.observe(img)
+    assert obs.found and obs.timings["total_ms"] > 0
+    staged = est.estimate(img, "ball", observation=obs)
+    assert staged.status == direct.status == "ok"
+    np.testing.assert_array_equal(staged.human_contact, direct.human_contact)
+    np.testing.assert_array_equal(staged.object_contact, direct.object_contact)
+    assert staged.observation is obs and staged.timings["perception"] == pytest.approx(obs.timings["total_ms"])
+    no_person = est.observe(_rgb(test_data / "coffee_cup_no_person.png"))
+    assert est.estimate(img, "ball", observation=no_person).status == "no_person"  # the observation decides
+    with pytest.raises(PipelineError, match="HxWx3"):
+        est.observe(np.zeros((64, 64), np.uint8))
+
+
+def test_default_model_per_frame_graph_runs_on_cpu_thread_count(monkeypatch):
+    """The per-frame graph runs on INTERACTVLM_CPU_THREADS (default 1) ORT threads: on 2 shared cores a second
+    thread only adds spinning (21 vs 35 CPU-ms per frame measured)."""
+    pytest.importorskip("onnxruntime")
+    from interactvlm_ros.models.default import load_default_localizer
+
+    monkeypatch.delenv("INTERACTVLM_CPU_THREADS", raising=False)
+    loc = load_default_localizer(backend="onnxruntime")
+    assert loc._engine.session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("INTERACTVLM_CPU_THREADS", "2")
+    loc2 = load_default_localizer(backend="onnxruntime")
+    assert loc2._engine.session.get_session_options().intra_op_num_threads == 2
+
+
 def test_no_person(est, test_data):
     res = est.estimate(_rgb(test_data / "coffee_cup_no_person.png"), "cup")
     assert res.status == "no_person"

@@ -109,6 +109,9 @@ def test_real_photo_end_to_end(node, photo):
     assert len(by_ns["human/contacts"].points) <= out["human_contacts"].width
     assert _wait_counter(client, "frames_processed", 1) >= 1
     assert client.last_diagnostics()["model"] == "default"
+    # the markers came from the visuals thread, which reports itself in /diagnostics
+    assert _wait_counter(client, "markers/published", 1) >= 1
+    assert float(client.last_diagnostics()["stage_ms/visuals"]) > 0
     assert _alive(proc)
 
 

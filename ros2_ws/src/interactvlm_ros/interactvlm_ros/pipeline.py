@@ -154,7 +154,9 @@ class ContactEstimator:
         hand_model: ``full`` or ``lite`` mediapipe hand landmarker (lite ≈ 3× faster, a little less precise).
         localizer: an already-built Localizer (then model/backend/device only label the result).
 
-    ``estimate`` is thread-safe (one frame at a time).
+    ``estimate`` is thread-safe (one frame at a time). ``observe`` (human perception alone) may run in another
+    thread while ``estimate`` works on the previous frame with that frame's observation (the node's
+    perception/inference pipelining).
     """
 
     def __init__(
@@ -331,16 +333,31 @@ class ContactEstimator:
             self._object_state(object_label, object_mesh)
 
     # ------------------------------------------------------------------------------- per frame
-    def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None) -> ContactResult:
-        """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message."""
+    def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None,
+                 observation=None) -> ContactResult:
+        """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message.
+
+        ``observation``: this image's human perception from :meth:`observe` (then perception is not run
+        again; its time is reported as ``timings['perception']``)."""
         with self._lock:
-            return self._estimate(image_rgb, object_label, object_mesh, depth, K)
+            return self._estimate(image_rgb, object_label, object_mesh, depth, K, observation)
+
+    def observe(self, image_rgb):
+        """Human perception of one image (thread-safe; may overlap ``estimate`` of an earlier frame).
+        None when this estimator has no perception (official checkpoints); raises ``PipelineError`` for an
+        image ``estimate`` would reject."""
+        if self.perception is None:
+            return None
+        err = _check_image(image_rgb)
+        if err:
+            raise PipelineError(err)
+        return self.perception.observe(image_rgb)
 
     def _result(self, status: str, message: str, label: str = "", **kw) -> ContactResult:
         return ContactResult(status=status, message=message, object_label=label, model=self.model_name,
                              backend=self.backend, **kw)
 
-    def _estimate(self, image, label, mesh_path, depth, K) -> ContactResult:
+    def _estimate(self, image, label, mesh_path, depth, K, observation=None) -> ContactResult:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         err = _check_image(image)
@@ -367,11 +384,15 @@ class ContactEstimator:
             return self._result("bad_input", f"object mesh for '{label}': {exc}", label)
         timings["object_assets"] = 1e3 * (time.perf_counter() - t)
 
-        observation = None
-        if self.perception is not None:
+        if self.perception is None:
+            observation = None
+        elif observation is not None:  # from observe(), possibly on another thread
+            timings["perception"] = float((getattr(observation, "timings", None) or {}).get("total_ms", float("nan")))
+        else:
             t = time.perf_counter()
             observation = self.perception.observe(image)
             timings["perception"] = 1e3 * (time.perf_counter() - t)
+        if self.perception is not None:
             if not getattr(observation, "found", True):
                 res = self._result("no_person", "no person found in the image", label, observation=observation,
                                    timings=timings)

@@ -40,6 +40,16 @@ _FACE_BITS = 31
 _FACE_MASK = (1 << _FACE_BITS) - 1
 
 
+def cpu_thread_count() -> int:
+    """``INTERACTVLM_CPU_THREADS`` (default 1): intra-op threads for the small per-frame CPU kernels."""
+    try:
+        return int(os.environ.get("INTERACTVLM_CPU_THREADS", "1"))
+    except ValueError:
+        log.warning("INTERACTVLM_CPU_THREADS=%r is not an integer; using 1 thread",
+                    os.environ.get("INTERACTVLM_CPU_THREADS"))
+        return 1
+
+
 @contextlib.contextmanager
 def cpu_threads(device="cpu"):
     """Run CPU torch work on ``INTERACTVLM_CPU_THREADS`` intra-op threads (default 1), restoring the previous count.
@@ -49,12 +59,7 @@ def cpu_threads(device="cpu"):
     holds); idle, 2 threads gain < 2×. Results are bit-identical for any count (element-wise kernels, and
     ``scatter_reduce(amin)`` is order-independent). No-op on CUDA or when the count already matches."""
     dev = torch.device(device)
-    try:
-        want = int(os.environ.get("INTERACTVLM_CPU_THREADS", "1"))
-    except ValueError:
-        log.warning("INTERACTVLM_CPU_THREADS=%r is not an integer; using 1 thread",
-                    os.environ.get("INTERACTVLM_CPU_THREADS"))
-        want = 1
+    want = cpu_thread_count()
     have = torch.get_num_threads()
     if dev.type != "cpu" or want < 1 or want == have:
         yield

@@ -1,7 +1,8 @@
 """Thread-safe node statistics and their ``diagnostic_msgs/DiagnosticArray`` form.
 
 Counters: frames received / processed / dropped (replaced in the newest-frame slot before being
-processed, or skipped by max_rate_hz), bad inputs per reason (bad_encoding, bad_step, short_data,
+processed, or skipped by max_rate_hz), markers published / skipped (results whose visuals were not
+built because a newer result replaced them), bad inputs per reason (bad_encoding, bad_step, short_data,
 empty_image, image_too_large, bad_camera_info, bad_depth, bad_label, bad_mesh, ...), results per
 status (ok, no_person, bad_input). Latency = publish time - receive time of processed frames
 (window of the last 200), output rate over the last 5 s. Fallbacks (e.g. "image conversion: numpy",
@@ -24,6 +25,7 @@ class NodeStats:
         self.status: collections.Counter = collections.Counter()
         self.latencies = collections.deque(maxlen=window)
         self.stage_ms: dict[str, float] = {}
+        self.async_stage_ms: dict[str, float] = {}  # stages of other threads (visuals), kept across frames
         self.done_times = collections.deque(maxlen=1000)
         self.last_error = ""
         self.last_error_time = 0.0
@@ -51,6 +53,11 @@ class NodeStats:
             if timings:
                 self.stage_ms = {k: float(v) for k, v in timings.items()}
 
+    def stage(self, name: str, ms: float) -> None:
+        """Timing of a stage run by another thread than the frame's (e.g. the visuals)."""
+        with self._lock:
+            self.async_stage_ms[name] = float(ms)
+
     def fallback(self, text: str) -> None:
         with self._lock:
             if text not in self.fallbacks:
@@ -71,7 +78,7 @@ class NodeStats:
                 "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
                 "latency_ms_max": float(lat.max()) if lat.size else float("nan"),
                 "output_rate_hz": float(rate),
-                "stage_ms": dict(self.stage_ms),
+                "stage_ms": {**self.stage_ms, **self.async_stage_ms},
                 "last_error": self.last_error,
                 "last_error_age_s": (now - self.last_error_time) if self.last_error_time else float("nan"),
                 "info": dict(self.info),
@@ -104,6 +111,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
     for key in ("hand_frame_search_ran", "hand_frame_search_skipped"):  # video-mode perception (reduced-rate search)
         if key in c:
             kv.append((f"perception/{key}", str(c[key])))
+    for key in ("published", "skipped"):  # visuals thread: markers/overlay built, results replaced before
+        kv.append((f"markers/{key}", str(c.get(f"markers_{key}", 0))))
     for reason, n in sorted(snap["bad_input"].items()):
         kv.append((f"bad_input/{reason}", str(n)))
     for status, n in sorted(snap["status"].items()):

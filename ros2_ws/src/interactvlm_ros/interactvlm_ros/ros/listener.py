@@ -63,11 +63,14 @@ class ContactClient:
     ``node_name``: the contact node's fully qualified name (outputs are ``<node_name>/<topic>``).
     ``image_reliable``: publish images/camera_info reliably (tests) instead of best effort.
     ``printer``: called with :func:`describe` lines for every output message (demo).
+    ``raw``: outputs received as serialized bytes (no Python deserialization, like a C++ consumer such as
+    RViz; the benchmark uses it for the markers so that the client's cost does not load the measured node).
     """
 
     def __init__(self, domain_id: int | None = None, node_name: str = "/interactvlm_contact",
                  image_topic: str = "image", camera_info_topic: str = "camera_info", depth_topic: str = "depth",
-                 image_reliable: bool = True, printer=None, keep: int = 2000, outputs=tuple(OUTPUTS)):
+                 image_reliable: bool = True, printer=None, keep: int = 2000, outputs=tuple(OUTPUTS),
+                 raw=()):
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(f"interactvlm_client_{id(self) % 100000}", context=self.context)
@@ -82,7 +85,7 @@ class ContactClient:
         self.pub_mesh = self.node.create_publisher(String, f"{node_name}/object_mesh", 10)
         for kind in outputs:  # subscribe only to what is needed: markers are costly to deserialize in Python
             mtype = OUTPUTS[kind]
-            self.node.create_subscription(mtype, f"{node_name}/{kind}", self._recorder(kind), 10)
+            self.node.create_subscription(mtype, f"{node_name}/{kind}", self._recorder(kind), 10, raw=kind in raw)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._recorder("diagnostics"), 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -100,7 +103,7 @@ class ContactClient:
         def cb(msg):
             with self._lock:
                 self.received[kind].append((time.monotonic(), msg))
-            if self.printer is not None:
+            if self.printer is not None and not isinstance(msg, bytes):
                 self.printer(describe(kind, msg))
         return cb
 

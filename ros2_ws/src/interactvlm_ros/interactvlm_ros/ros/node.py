@@ -1,10 +1,19 @@
 """``interactvlm_contact``: the ROS 2 contact node, a thin rclpy adapter over ``ContactEstimator``.
 
-Threads: the executor thread only runs the subscription callbacks, which validate small messages and
-put each image into a one-element *newest-frame slot* (a frame still waiting there when a newer one
-arrives is dropped and counted). One worker thread loads the model, then repeatedly takes the newest
-frame, decodes it, runs the estimator and publishes. So latency never grows with the input rate, and
-``max_rate_hz`` caps the processing rate (frames arriving in between replace each other in the slot).
+Threads (a three-stage pipeline; every hand-off is a one-element *newest* slot, so nothing queues and
+latency never grows with the input rate):
+    executor    subscription callbacks: validate small messages, put each image into the frame slot
+                (a frame still waiting there when a newer one arrives is dropped and counted);
+    perception  takes the newest frame (``max_rate_hz`` caps this), decodes it and runs human perception
+                (``ContactEstimator.observe``: mediapipe, ~30 ms) into the observed slot (replaced
+                frames are dropped and counted too);
+    worker      loads the model, then takes the newest observed frame, runs the rest of the estimator
+                (localize, lift, reconstruction) and publishes what planners use: the two contact
+                clouds, and the object pose / grip poses / free regions with a reconstruction;
+    visuals     MarkerArray and overlay of the newest result (10-20 ms of Python message building); a
+                result replaced before its visuals were built is counted (``markers/skipped``).
+Perception of frame N+1 overlaps inference of frame N and the visuals of frame N-1 (mediapipe,
+onnxruntime and torch release the GIL), which is what makes 15 Hz possible on 2 cores.
 
 Topics (all remappable; ``~`` = the node's namespace/name):
     sub  image (sensor_msgs/Image), camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m),
@@ -168,8 +177,15 @@ class ContactNode(Node):
         self._cv = threading.Condition()
         self._stop = False
         self._last_start = 0.0
+        self._visual_slot = None
+        self._visual_cv = threading.Condition()
+        self._obs_slot = None
+        self._obs_cv = threading.Condition()
+        self._perception = threading.Thread(target=self._run_perception, name="interactvlm_perception", daemon=True)
         self._worker = threading.Thread(target=self._run_worker, name="interactvlm_worker", daemon=True)
         self._worker.start()
+        self._visuals = threading.Thread(target=self._run_visuals, name="interactvlm_visuals", daemon=True)
+        self._visuals.start()
 
     # ------------------------------------------------------------------------------ callbacks
     def _on_image(self, msg: Image) -> None:
@@ -318,6 +334,23 @@ class ContactNode(Node):
             self.stats.last_error = self.fatal
             self.get_logger().fatal(self.fatal)
             return
+        self._perception.start()
+        while not self._stop:
+            with self._obs_cv:
+                self._obs_cv.wait_for(lambda: self._obs_slot is not None or self._stop, timeout=0.5)
+                if self._stop:
+                    return
+                item, self._obs_slot = self._obs_slot, None
+            if item is None:
+                continue
+            try:
+                self._infer(*item)
+            except Exception as exc:  # a bug must not kill the worker silently
+                self.stats.bad("internal_error", f"{type(exc).__name__}: {exc}")
+                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+    def _run_perception(self) -> None:
+        """Perception thread (started by the worker once the model is loaded): newest frame -> observed slot."""
         while not self._stop:
             with self._cv:
                 self._cv.wait_for(lambda: self._slot is not None or self._stop, timeout=0.5)
@@ -335,10 +368,18 @@ class ContactNode(Node):
                 continue
             self._last_start = time.monotonic()
             try:
-                self._process(*frame)
-            except Exception as exc:  # a bug must not kill the worker silently
-                self.stats.bad("internal_error", f"{type(exc).__name__}: {exc}")
-                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                item = self._perceive(*frame)
+            except Exception as exc:  # a bug must not kill the thread silently
+                self.stats.bad("internal_error", f"perception: {type(exc).__name__}: {exc}")
+                self.get_logger().error(f"perception failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+                continue
+            if item is None:
+                continue
+            with self._obs_cv:
+                if self._obs_slot is not None:
+                    self.stats.inc("dropped")
+                self._obs_slot = item
+                self._obs_cv.notify()
 
     def _out_header(self, msg_header) -> Header:
         h = Header()
@@ -346,14 +387,28 @@ class ContactNode(Node):
         h.frame_id = self._frame_override or msg_header.frame_id
         return h
 
-    def _process(self, msg: Image, t_recv: float) -> None:
+    def _perceive(self, msg: Image, t_recv: float):
+        """Decode + human perception of one frame; None when the frame is bad (logged and counted)."""
         t_start = time.monotonic()
         try:
             rgb = conv.image_to_rgb8(msg)
         except conv.InputError as exc:
             self._bad(exc)
-            return
+            return None
         t_decoded = time.monotonic()
+        observation = None
+        observe = getattr(self.estimator, "observe", None)
+        if observe is not None:
+            try:
+                observation = observe(rgb)
+            except Exception as exc:  # the estimator judges the image unusable: the same path as estimate()
+                self._bad(conv.InputError(f"perception: {exc}", "bad_input"))
+                return None
+        return msg, t_recv, rgb, observation, t_start, t_decoded, time.monotonic()
+
+    def _infer(self, msg: Image, t_recv: float, rgb, observation, t_start: float, t_decoded: float,
+               t_observed: float) -> None:
+        t_infer = time.monotonic()
         h, w = rgb.shape[:2]
         with self._state_lock:
             label, mesh, K, K_size, depth = self._label, self._mesh, self._K, self._K_size, self._depth
@@ -363,7 +418,8 @@ class ContactNode(Node):
         if depth is not None and depth.shape != (h, w):
             self.stats.fallback(f"depth is {depth.shape[1]}x{depth.shape[0]} but images are {w}x{h}: depth ignored")
             depth = None
-        result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K)
+        kw = {"observation": observation} if observation is not None else {}
+        result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K, **kw)
         if result.status == "bad_input":
             reason = "bad_mesh" if "mesh" in result.message else "bad_input"
             self._bad(conv.InputError(result.message, reason))
@@ -374,20 +430,22 @@ class ContactNode(Node):
                 self.get_logger().warning(f"object_mesh '{mesh}' unusable; back to the library mesh for '{label}'")
             return
         result.timings["decode"] = 1e3 * (t_decoded - t_start)
-        result.timings["wait"] = 1e3 * (t_start - t_recv)
+        result.timings["wait"] = 1e3 * (t_start - t_recv)  # in the frame slot
+        result.timings["wait_infer"] = 1e3 * (t_infer - t_observed)  # in the observed slot
         self._publish(result, self._out_header(msg.header), t_recv)
 
     def _publish(self, result, header: Header, t_recv: float) -> None:
         t0 = time.monotonic()
         thr = self._threshold
-        # clouds first (cheap, what planners use), then the markers (~20-50 ms to build and serialize)
+        # what planners use, now; the visuals (markers, overlay) go to the visuals thread
         for side, pub in (("human", self.pub_human), ("object", self.pub_object)):
             pts, c = contact_points(result, side, thr)
             pub.publish(conv.make_contact_cloud(pts, c, header))
-        if self.pub_markers.get_subscription_count() > 0:
-            self.pub_markers.publish(self._markers.build(result, header))
-        if result.status == "ok" and self._publish_overlay and self.pub_overlay.get_subscription_count() > 0:
-            self.pub_overlay.publish(conv.numpy_to_image(result.overlay(self._overlay_tile), "rgb8", header))
+        with self._visual_cv:
+            if self._visual_slot is not None:
+                self.stats.inc("markers_skipped")
+            self._visual_slot = (result, header)
+            self._visual_cv.notify()
         rec = result.reconstruction
         if rec is not None and getattr(rec, "status", "ok") == "ok":
             if getattr(rec, "object_pose", None) is not None:
@@ -409,6 +467,29 @@ class ContactNode(Node):
             self.stats.inc(f"hand_frame_search_{search}")
         self.stats.processed(result.status, time.monotonic() - t_recv, result.timings)
 
+    def _run_visuals(self) -> None:
+        """Visuals thread: markers and overlay of the newest result (see the module docstring)."""
+        while not self._stop:
+            with self._visual_cv:
+                self._visual_cv.wait_for(lambda: self._visual_slot is not None or self._stop, timeout=0.5)
+                if self._stop:
+                    return
+                item, self._visual_slot = self._visual_slot, None
+            if item is None:
+                continue
+            result, header = item
+            t0 = time.monotonic()
+            try:
+                if self.pub_markers.get_subscription_count() > 0:
+                    self.pub_markers.publish(self._markers.build(result, header))
+                if result.status == "ok" and self._publish_overlay and self.pub_overlay.get_subscription_count() > 0:
+                    self.pub_overlay.publish(conv.numpy_to_image(result.overlay(self._overlay_tile), "rgb8", header))
+                self.stats.inc("markers_published")
+                self.stats.stage("visuals", 1e3 * (time.monotonic() - t0))
+            except Exception as exc:  # a bug must not kill the thread silently
+                self.stats.bad("internal_error", f"visuals: {type(exc).__name__}: {exc}")
+                self.get_logger().error(f"visuals failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
     def _publish_diagnostics(self) -> None:
         snap = self.stats.snapshot()
         self.pub_diag.publish(to_diagnostic_array(snap, f"{self.get_name()}: contact", self.get_fully_qualified_name(),
@@ -418,8 +499,12 @@ class ContactNode(Node):
         self._stop = True
         with self._cv:
             self._cv.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
+        for cv in (self._visual_cv, self._obs_cv):
+            with cv:
+                cv.notify_all()
+        for t in (self._worker, self._perception, self._visuals):
+            if t.is_alive():
+                t.join(timeout=5.0)
         return super().destroy_node()
 
 

@@ -118,7 +118,10 @@ class DefaultLocalizer:
             model: the per-frame graph runs in ~ms on a CPU); device: ``cpu`` | ``cuda``.
         perception: a ``HumanPerception`` to use when ``predict`` gets no observation (else built lazily).
         text_encoder: a ``TextEncoder`` (else built lazily, offline MiniLM).
-        threads: ONNX Runtime intra-op threads (None = ORT default).
+        threads: intra-op threads of the per-frame graph, ONNX Runtime or torch on CPU (None =
+            ``INTERACTVLM_CPU_THREADS``, default 1: the graph is ~6 ms on one thread; a second thread saves
+            ~1/3 of the wall time but doubles the CPU used (the pool spins), which a 2-core robot PC running
+            perception and ROS transport alongside cannot spare: measured 21 vs 35 CPU-ms per frame).
     """
 
     name = "default"
@@ -178,6 +181,10 @@ class DefaultLocalizer:
                                             "with `python -m interactvlm_ros.models.default.export --weights DIR`")
                 self._fallback(f"{self.weights_dir / ONNX_GRAPH} missing; running the per-frame graph in torch")
             else:
+                if threads is None and not choice.device.startswith("cuda"):
+                    from ...render.raster_torch import cpu_thread_count
+
+                    threads = cpu_thread_count()
                 self._engine = OrtEngine(graph, name="default_frame", device=choice.device, threads=threads)
                 self.device = choice.device
                 return "onnxruntime"
@@ -270,8 +277,10 @@ class DefaultLocalizer:
             return out["human_logits"], out["object_logits"]
         import torch
 
+        from ...render.raster_torch import cpu_threads
+
         t = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)).to(self._torch_device) for k, v in inputs.items()}
-        with torch.inference_mode():
+        with torch.inference_mode(), cpu_threads(self._torch_device):
             h, o = self.net(*(t[k] for k in FRAME_INPUTS))
         return h.float().cpu().numpy(), o.float().cpu().numpy()
 
