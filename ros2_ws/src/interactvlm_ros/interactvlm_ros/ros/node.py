@@ -401,8 +401,10 @@ class ContactNode(Node):
         if observe is not None:
             try:
                 observation = observe(rgb)
-            except Exception as exc:  # the estimator judges the image unusable: the same path as estimate()
-                self._bad(conv.InputError(f"perception: {exc}", "bad_input"))
+            except Exception as exc:
+                if type(exc).__name__ != "PipelineError":
+                    raise  # a bug: internal_error with its traceback (the thread survives)
+                self._bad(conv.InputError(f"perception: {exc}", "bad_input"))  # the image is unusable
                 return None
         return msg, t_recv, rgb, observation, t_start, t_decoded, time.monotonic()
 
@@ -480,12 +482,16 @@ class ContactNode(Node):
             result, header = item
             t0 = time.monotonic()
             try:
+                built = False
                 if self.pub_markers.get_subscription_count() > 0:
                     self.pub_markers.publish(self._markers.build(result, header))
+                    self.stats.inc("markers_published")
+                    built = True
                 if result.status == "ok" and self._publish_overlay and self.pub_overlay.get_subscription_count() > 0:
                     self.pub_overlay.publish(conv.numpy_to_image(result.overlay(self._overlay_tile), "rgb8", header))
-                self.stats.inc("markers_published")
-                self.stats.stage("visuals", 1e3 * (time.monotonic() - t0))
+                    built = True
+                if built:
+                    self.stats.stage("visuals", 1e3 * (time.monotonic() - t0))
             except Exception as exc:  # a bug must not kill the thread silently
                 self.stats.bad("internal_error", f"visuals: {type(exc).__name__}: {exc}")
                 self.get_logger().error(f"visuals failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
