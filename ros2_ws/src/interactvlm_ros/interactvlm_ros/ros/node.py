@@ -112,6 +112,34 @@ def _pose_from_matrix(T) -> Pose:
     return p
 
 
+class _NewestSlot:
+    """One-element hand-off between threads: ``put`` replaces what is waiting (returns True then, for the drop
+    counters), ``take`` waits for an item (None on timeout or once ``stop()`` returns True)."""
+
+    def __init__(self):
+        self._item = None
+        self._cv = threading.Condition()
+
+    def put(self, item) -> bool:
+        with self._cv:
+            replaced = self._item is not None
+            self._item = item
+            self._cv.notify()
+            return replaced
+
+    def take(self, stop, timeout: float = 0.5):
+        with self._cv:
+            self._cv.wait_for(lambda: self._item is not None or stop(), timeout=timeout)
+            if stop():
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def wake(self) -> None:
+        with self._cv:
+            self._cv.notify_all()
+
+
 class ContactNode(Node):
     """The contact node. ``estimator``: an already-built ContactEstimator (otherwise built from the
     parameters on the worker thread)."""
@@ -177,10 +205,8 @@ class ContactNode(Node):
         self._cv = threading.Condition()
         self._stop = False
         self._last_start = 0.0
-        self._visual_slot = None
-        self._visual_cv = threading.Condition()
-        self._obs_slot = None
-        self._obs_cv = threading.Condition()
+        self._visual_slot = _NewestSlot()  # result -> visuals thread
+        self._obs_slot = _NewestSlot()  # perceived frame -> worker
         self._perception = threading.Thread(target=self._run_perception, name="interactvlm_perception", daemon=True)
         self._worker = threading.Thread(target=self._run_worker, name="interactvlm_worker", daemon=True)
         self._worker.start()
@@ -336,11 +362,7 @@ class ContactNode(Node):
             return
         self._perception.start()
         while not self._stop:
-            with self._obs_cv:
-                self._obs_cv.wait_for(lambda: self._obs_slot is not None or self._stop, timeout=0.5)
-                if self._stop:
-                    return
-                item, self._obs_slot = self._obs_slot, None
+            item = self._obs_slot.take(lambda: self._stop)
             if item is None:
                 continue
             try:
@@ -375,11 +397,8 @@ class ContactNode(Node):
                 continue
             if item is None:
                 continue
-            with self._obs_cv:
-                if self._obs_slot is not None:
-                    self.stats.inc("dropped")
-                self._obs_slot = item
-                self._obs_cv.notify()
+            if self._obs_slot.put(item):
+                self.stats.inc("dropped")
 
     def _out_header(self, msg_header) -> Header:
         h = Header()
@@ -443,11 +462,8 @@ class ContactNode(Node):
         for side, pub in (("human", self.pub_human), ("object", self.pub_object)):
             pts, c = contact_points(result, side, thr)
             pub.publish(conv.make_contact_cloud(pts, c, header))
-        with self._visual_cv:
-            if self._visual_slot is not None:
-                self.stats.inc("markers_skipped")
-            self._visual_slot = (result, header)
-            self._visual_cv.notify()
+        if self._visual_slot.put((result, header)):
+            self.stats.inc("markers_skipped")
         rec = result.reconstruction
         if rec is not None and getattr(rec, "status", "ok") == "ok":
             if getattr(rec, "object_pose", None) is not None:
@@ -472,11 +488,7 @@ class ContactNode(Node):
     def _run_visuals(self) -> None:
         """Visuals thread: markers and overlay of the newest result (see the module docstring)."""
         while not self._stop:
-            with self._visual_cv:
-                self._visual_cv.wait_for(lambda: self._visual_slot is not None or self._stop, timeout=0.5)
-                if self._stop:
-                    return
-                item, self._visual_slot = self._visual_slot, None
+            item = self._visual_slot.take(lambda: self._stop)
             if item is None:
                 continue
             result, header = item
@@ -505,9 +517,8 @@ class ContactNode(Node):
         self._stop = True
         with self._cv:
             self._cv.notify_all()
-        for cv in (self._visual_cv, self._obs_cv):
-            with cv:
-                cv.notify_all()
+        for slot in (self._visual_slot, self._obs_slot):
+            slot.wake()
         for t in (self._worker, self._perception, self._visuals):
             if t.is_alive():
                 t.join(timeout=5.0)
