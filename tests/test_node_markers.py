@@ -140,6 +140,56 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     assert kv["bad_input/bad_encoding"] == "1" and "yuv422" in kv["last_error"]
     assert kv["result/ok"] == "1" and kv["result/no_person"] == "1"
     assert kv["perception/hand_frame_search_ran"] == "1" and kv["perception/hand_frame_search_skipped"] == "4"
-    assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "31.0"
+    assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "30.5"  # median
+    assert kv["stage_ms_p95/perception"] == "30.9"  # numpy's linear percentile of (30, 31)
     assert kv["markers/published"] == "1" and kv["markers/skipped"] == "2" and kv["stage_ms/visuals"] == "12.5"
     assert "perception/hand_frame_search_ran" not in diagnostic_values(to_diagnostic_array(NodeStats().snapshot(), "interactvlm_contact", "test"))
+
+
+# ---- CDR bytes written from numpy (what the node publishes) ------------------------------------------
+def _recon_result():
+    res = _result(subdiv=4)
+
+    class _Rec:  # a reconstruction: camera-frame vertices that change every frame
+        status = "ok"
+        human_vertices_cam = res.human_vertices + np.float32([0.1, -0.2, 2.0])
+        object_vertices_cam = res.object_vertices * 0.3 + np.float32([0.4, 0.0, 1.8])
+
+    res.reconstruction = _Rec()
+    return res
+
+
+@pytest.mark.parametrize("make", [_result, _recon_result, lambda: ContactResult(status="no_person")])
+def test_raw_markers_equal_message_markers(make):
+    from rclpy.serialization import deserialize_message, serialize_message
+    from visualization_msgs.msg import MarkerArray
+
+    res = make()
+    b = mk.MarkerBuilder(max_faces=500, threshold=0.5)
+    msg = b.build(res, _header())
+    raw = b.build_raw(res, _header())
+    back = deserialize_message(raw, MarkerArray)
+    assert back == msg  # every field, every point and colour
+    assert len(raw) == len(serialize_message(msg))
+    assert mk.check_marker_array(back) == []
+    if res.status == "ok":
+        mesh = next(m for m in back.markers if m.ns == "human/mesh")
+        assert len(mesh.points) == len(mesh.colors) > 0 and len(mesh.points) % 3 == 0
+        assert back.markers[1].header.stamp.nanosec == 5678 and back.markers[1].header.frame_id == "cam_optical"
+
+
+def test_cdr_self_check_passes_and_catches_a_wrong_layout(monkeypatch):
+    from interactvlm_ros.ros import cdr
+
+    assert cdr.self_check() is None
+    # a wrong layout (e.g. a ROS distro whose Marker has different fields) must be caught, not published
+    real = cdr._Writer.string
+    monkeypatch.setattr(cdr._Writer, "string", lambda self, s: real(self, s + "x") if s == "human/mesh" else real(self, s))
+    assert "differs" in cdr.self_check() or "bytes" in cdr.self_check()
+    monkeypatch.setattr(cdr._Writer, "string", real)
+    # a field missing (Marker before mesh_file existed): the empty strings are not written
+    monkeypatch.setattr(cdr._Writer, "string", lambda self, s: real(self, s) if s else None)
+    assert "bytes" in cdr.self_check()
+    monkeypatch.setattr(cdr._Writer, "string", real)
+    monkeypatch.setattr(cdr, "ENCAPSULATION_LE", b"\x00\x00\x00\x00")  # big-endian header, little-endian data
+    assert "byte 1 " in cdr.self_check()

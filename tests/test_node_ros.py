@@ -248,3 +248,5 @@ def test_diagnostics_counters_consistent(node):
     assert bad >= len(BAD_IMAGES) + 4
     assert re.match(r"^\d+\.\d$", d["latency_ms_p95"])
     assert d["image_conversion"] in ("cv_bridge", "numpy")
+    assert d["marker_encoding"] == "cdr"  # the numpy CDR encoder matched rclpy's at start-up (ros/cdr.py)
+    assert not any("markers:" in v for k, v in d.items() if k.startswith("fallback/"))

