@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interactvlm_ros.assets import AssetError, ViewAssets, load_lift2d_dict, load_official_human_assets
-from interactvlm_ros.lift import CompactMaps, LiftError, Lifter
+from interactvlm_ros.lift import CompactMaps, LiftError, Lifter, nearest_visible_index
 
 HUMAN = "interactvlm-hcontact-tiny"
 OBJECT = "interactvlm-oafford-tiny"
@@ -109,6 +109,44 @@ def test_lifting_rules_on_a_tiny_map():
     o = Lifter((ids, bary, 4), mode="object")(logits)  # only p > 0.3 pixels count
     np.testing.assert_allclose(o[1], p0, atol=1e-6)
     np.testing.assert_allclose(o[0], (p0 + 0.5) / 2, atol=1e-6)
+
+
+def test_fill_unseen_follows_the_mesh_not_the_air():
+    """A U-shaped strip: vertex 5 (unseen) is 1 cm from visible vertex 0 through the air but 4 edges away from
+    it along the mesh; along the mesh its nearest visible vertex is 4 — the fill must not jump the gap
+    (fingers, inner thighs)."""
+    #  0 - 1 - 2           (top arm,    y = 0.01)
+    #  5 - 4 - 3           (bottom arm, y = 0), 2-3 joined: the bend
+    v = np.array([[0, .01, 0], [1, .01, 0], [2, .01, 0], [2, 0, 0], [1, 0, 0], [0, 0, 0]], np.float64)
+    v[:, 0] *= 0.1
+    f = np.array([[0, 1, 1], [1, 2, 2], [2, 3, 3], [3, 4, 4], [4, 5, 5]])  # degenerate triangles = edges
+    visible = np.array([1, 1, 0, 0, 1, 0], bool)
+    idx = nearest_visible_index(visible, v, f)
+    assert idx[5] == 4 and idx[2] == 1 and idx[3] == 4
+    np.testing.assert_array_equal(idx[visible], np.flatnonzero(visible))
+    iso = nearest_visible_index(np.array([1, 1, 0, 0, 0, 0], bool), v, np.array([[0, 1, 2]]))
+    np.testing.assert_array_equal(iso, [0, 1, 1, 3, 4, 5])  # unconnected vertices keep themselves
+    with pytest.raises(LiftError, match="does not match"):
+        nearest_visible_index(visible, v[:4], f)
+
+
+def test_lifter_fill_unseen():
+    ids = np.full((1, 2, 2, 3), -1, np.int64)
+    bary = np.full((1, 2, 2, 3), -1.0, np.float32)
+    ids[0, 0, 0], bary[0, 0, 0] = (0, 1, 2), (1.0, 0.0, 0.0)  # vertices 1, 2 get weight 0: not seen
+    ids[0, 0, 1], bary[0, 0, 1] = (1, 1, 1), (0.5, 0.25, 0.25)  # vertex 1 seen; vertex 2 and 3 never
+    logits = np.array([[[3.0, -3.0], [0.0, 0.0]]], np.float32)
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0.1, 1, 0], [1, 1, 0]], np.float32)
+    faces = np.array([[0, 1, 2], [1, 3, 2]])
+    plain = Lifter((ids, bary, 4), mode="human")(logits)
+    filled_lifter = Lifter((ids, bary, 4), mode="human", fill_unseen_from=(verts, faces))
+    filled = filled_lifter(logits)
+    assert plain[2] == plain[3] == 0 and filled_lifter.unseen_filled == 2
+    np.testing.assert_allclose(filled[:2], plain[:2])
+    assert filled[2] == plain[0] and filled[3] == plain[1]  # nearest along the edges: 2 -> 0, 3 -> 1
+    batched = filled_lifter(np.stack([logits, -logits]))
+    np.testing.assert_allclose(batched[0], filled)
+    assert batched[1][3] == batched[1][1]
 
 
 def test_lifting_errors(human_assets):

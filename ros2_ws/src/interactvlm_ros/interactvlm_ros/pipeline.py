@@ -264,7 +264,10 @@ class ContactEstimator:
             )
         if self.human_assets is None:
             self.human_assets = assets_mod.human_assets(self.body, self.asset_size)
-        self.human_lifter = lift.Lifter(self.human_assets, mode="human")
+        fill = None
+        if getattr(self.localizer, "fill_unseen_vertices", False) and self.human_faces is not None:
+            fill = (self.human_vertices, self.human_faces)
+        self.human_lifter = lift.Lifter(self.human_assets, mode="human", fill_unseen_from=fill)
 
     def _init_perception(self, mode: str) -> None:
         if mode not in ("auto", "none", "required"):
@@ -320,8 +323,10 @@ class ContactEstimator:
                 assets.vertices = verts
             except AttributeError:
                 pass
-        state = _ObjectState(key, label, known, source, verts, np.asarray(mesh.faces, np.int64), assets,
-                             lift.Lifter(assets, mode="object"))
+        faces = np.asarray(mesh.faces, np.int64)
+        fill = (verts, faces) if getattr(self.localizer, "fill_unseen_vertices", False) else None
+        state = _ObjectState(key, label, known, source, verts, faces, assets,
+                             lift.Lifter(assets, mode="object", fill_unseen_from=fill))
         if len(self._objects) >= 16:  # bounded: a long-running node cycling through meshes
             self._objects.pop(next(iter(self._objects)))
         self._objects[key] = state

@@ -30,10 +30,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
     """-> metrics dict (also written to ``out``/metrics_<split>.json when ``out`` is given)."""
     import torch
 
-    try:
-        from ..lift import Lifter
-    except ImportError:
-        from ..training.fallback_assets import SoftLifter as Lifter
+    from ..lift import Lifter
     from ..models.default.predictor import DefaultLocalizer
     from ..training.assets_provider import AssetProvider
     from ..training.data import load_split, read_meta
@@ -60,7 +57,9 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
     if human_assets.num_vertices != data.human_contact.shape[1]:
         raise ValueError(f"dataset human_contact has {data.human_contact.shape[1]} vertices but the '{body}' "
                          f"template has {human_assets.num_vertices}: dataset and body model do not match")
-    h_lifter = Lifter(human_assets, mode="human")
+    fill = bool(getattr(loc, "fill_unseen_vertices", False))  # lift as the pipeline does for this model
+    h_lifter = Lifter(human_assets, mode="human",
+                      fill_unseen_from=(provider.body.template_vertices, provider.body.faces) if fill else None)
     geo = GeodesicMesh(provider.body.template_vertices, provider.body.faces)
     o_lifters: dict[str, Lifter] = {}
     rows = []
@@ -78,7 +77,9 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
                 hc = np.asarray(h_lifter(hl[j]))
                 oid = data.object_ids[i]
                 if oid not in o_lifters:
-                    o_lifters[oid] = Lifter(provider.object(oid, data.categories[i]), mode="object")
+                    om = provider.object_mesh(oid, data.categories[i])
+                    o_lifters[oid] = Lifter(provider.object(oid, data.categories[i]), mode="object",
+                                            fill_unseen_from=(om.template_vertices, om.faces) if fill else None)
                 oc = np.asarray(o_lifters[oid](ol[j]))
                 row = _row(data, int(i), hc, oc, geo, known)
                 if oracle:  # the same lifting applied to the GT view masks: the ceiling of any mask predictor
@@ -93,6 +94,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
             "human": summarize([r["oracle_human"] for r in rows if "oracle_human" in r], HUMAN_KEYS),
             "object": summarize([r["oracle_object"] for r in rows if "oracle_object" in r], OBJECT_KEYS)}
     res.update({"split": split, "data": str(root), "model": model, "cues": cues, "samples": len(rows),
+                "fill_unseen_vertices": fill,
                 "seconds": time.perf_counter() - t0})
     if out is not None:
         outp = Path(out)
