@@ -82,6 +82,14 @@ def test_symmetry_rotation_error():
     assert symmetry_rotation_error(r20, np.eye(3), s) == pytest.approx(20.0, abs=1e-3)
     chair, _ = catalog.normalized_mesh("chair")
     assert symmetry_rotation_error(flip, np.eye(3), symmetries(chair)) == pytest.approx(180.0, abs=1e-3)
+    # tessellated round shapes: the rotated vertices land between the original ones (sampling, not shape)
+    ball, _ = catalog.normalized_mesh("ball")
+    assert len(symmetries(ball)["continuous"]) == 3
+    assert symmetry_rotation_error(Rotation.random(random_state=1).as_matrix(), np.eye(3), symmetries(ball)) == 0.0
+    helmet, _ = catalog.normalized_mesh("helmet")
+    assert len(symmetries(helmet)["continuous"]) == 1
+    for name in ("phone", "book", "laptop", "box", "skateboard", "cabinet", "stool", "chair", "table"):
+        assert symmetries(catalog.normalized_mesh(name)[0])["continuous"] == [], name
 
 
 def test_grip_and_free_points_geometry():

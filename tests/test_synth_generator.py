@@ -241,3 +241,19 @@ def test_two_hand_hold_of_a_ball_touches_both_hands(gen, seed):
     # both hands touch it: contact vertices near each wrist
     for w in wrists:
         assert (np.linalg.norm(V[hc] - w, axis=1) < 0.15).sum() >= 5
+
+
+@pytest.mark.parametrize("inter", ["sit", "kick"])
+def test_knees_bend_within_human_range(gen, samples, inter):
+    """Knee flexion = angle between the thigh's and the shin's world rotations (the generator's pose parameters
+    are absolute, not chained). synth-1.1 folded sitting knees 150-200°; a human knee stops near 150°."""
+    from scipy.spatial.transform import Rotation
+
+    rv = samples[inter]["body_pose"]
+    for side in "LR":
+        thigh = Rotation.from_rotvec(rv[gen.T.bone(f"upperleg01.{side}")])
+        shin = Rotation.from_rotvec(rv[gen.T.bone(f"lowerleg01.{side}")])
+        flex = np.degrees((thigh.inv() * shin).magnitude())
+        assert flex <= 125.0, (inter, side, flex)
+        if inter == "sit":
+            assert flex >= 60.0, (side, flex)  # sitting: the knee is bent, the shin hangs down

@@ -43,7 +43,9 @@ from interactvlm_ros.views import get_view_set
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "synth-1.1"  # 1.1: two-hand/carry arm IK (1.0 held objects at arm's length, 97 % failed)
+# 1.1: two-hand/carry arm IK (1.0 held objects at arm's length, 97 % failed); 1.2: `sit` shins hang about
+# vertically (1.1 folded the knee 150-200°, past any human knee); every other interaction draws the same numbers
+GENERATOR_VERSION = "synth-1.2"
 PEN_TARGET = 0.002
 PEN_TOL = 0.006
 MIN_VERTICES = 2  # spec 3.7 (mv2 rule)
@@ -506,9 +508,9 @@ class Generator:
                 relaxed_arm(a)
             info["sides"] = (s,)
         elif interaction in ("sit", "ride"):
-            if interaction == "sit":
-                for s in "LR":
-                    leg(s, u(80, 100), u(0, 15), u(70, 100))
+            if interaction == "sit":  # thighs forward, shins hanging about vertical (world rotation ~0):
+                for s in "LR":        # knee flexion = hip + shin = 65-120° (1.1 had the shin at 70-100°: 150-200°)
+                    leg(s, u(80, 100), u(0, 15), u(-15, 20))
             else:  # on a skateboard: knees slightly bent, feet apart
                 hip, knee = u(0, 25), 0.0
                 for s in "LR":
