@@ -223,14 +223,19 @@ def load_lift2d_dict(pkl, renders_dir=None, view_set: str = "object", input_type
 
 
 # ============================================================================================ building
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals (sum of unnormalised face normals (v1−v0)×(v2−v0), normalised), float32 [N,3]."""
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray, incidence=None) -> np.ndarray:
+    """Area-weighted vertex normals (sum of unnormalised face normals (v1−v0)×(v2−v0), normalised), float32 [N,3].
+    ``incidence``: an optional sparse [N,F] vertex-face incidence matrix of ``faces``; the vertex ← face sum is
+    then one sparse product (≈10× faster than ``np.add.at`` for a mesh re-normalised every frame)."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for k in range(3):
-        np.add.at(n, f[:, k], fn)
+    if incidence is not None:
+        n = incidence @ fn
+    else:
+        n = np.zeros_like(v)
+        for k in range(3):
+            np.add.at(n, f[:, k], fn)
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     return n.astype(np.float32)
 
