@@ -55,22 +55,23 @@ TORSO = (11, 12, 23, 24)
 
 @dataclass
 class BodyFitConfig:
-    iters_cold: int = 160
+    iters_cold: int = 400
     iters_warm: int = 12
-    lr: float = 0.03
-    warm_lr_scale: float = 0.15
+    lr: float = 0.045
+    warm_lr_scale: float = 0.1  # warm steps at 0.0045 (as before the cold lr went to 0.045)
     w_2d: float = 1.0
     w_hand: float = 0.3
     w_3d: float = 2.0
-    w_depth: float = 4.0
+    w_3d_occluded: float = 0.3  # relative weight of the 3-D term on landmarks flagged not visible
+    w_depth: float = 1.0
     w_pose: float = 2e-3
     w_hinge: float = 0.5
     w_pheno: float = 2e-3
     w_temporal: float = 0.05
     depth_trunc: float = 0.15  # m: depth residuals beyond this are treated as occlusion/outliers (clipped)
     surface_samples: int = 600
-    depth_points: int = 400  # observed person points (subsampled) for the depth term
     fit_phenotype: bool = True
+    cold_lr_final: float = 0.05  # cold fits: cosine decay of the learning rate to this fraction (1 = constant)
     # warm starts: stop when the loss has not improved by ``warm_stop_rel`` (relative) for ``warm_patience``
     # iterations; the lowest-loss state is returned (0 disables the early stop)
     warm_patience: int = 3  # ≥ 3: Adam's first (sign-sized) warm steps often raise the loss before it falls
@@ -247,21 +248,46 @@ class AnnyPoser:
         return (v_sub[self.lm_idx] * self.lm_w[..., None]).sum(1)  # [75,3]
 
 
-def person_points(depth: np.ndarray, mask: np.ndarray | None, K: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Back-project up to n valid depth pixels inside the person mask (eroded by 2 px: edge pixels mix
-    foreground and background depth) → [n,3] camera frame."""
+def person_depth(depth: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The measured depth [H,W] (m) kept inside the person mask eroded by 2 px (edge pixels mix foreground
+    and background depth), 0 elsewhere and where the depth is invalid (0, NaN, inf)."""
     import cv2
 
-    valid = np.asarray(depth) > 0
+    d = np.asarray(depth, np.float64)
+    valid = np.isfinite(d) & (d > 0)
     if mask is not None:
         m = cv2.erode(np.asarray(mask, np.uint8), np.ones((5, 5), np.uint8)) > 0
         valid &= m if m.any() else np.asarray(mask, bool)
-    vs, us = np.nonzero(valid)
-    if len(us) > n:
-        sel = np.random.default_rng(seed).choice(len(us), n, replace=False)
-        us, vs = us[sel], vs[sel]
-    z = np.asarray(depth)[vs, us].astype(np.float64)
-    return np.stack([(us - K[0, 2]) / K[0, 0] * z, (vs - K[1, 2]) / K[1, 1] * z, z], 1)
+    return np.where(valid, d, 0.0)
+
+
+def _visible_depth(v: np.ndarray, n: np.ndarray, K: np.ndarray, dmap: np.ndarray, cell_px: float,
+                   max_res: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices v [S,3] (camera frame) with normals n [S,3] → (ids of the visible ones that land on a
+    measured pixel within ``max_res`` of their depth, the measured depth there).
+
+    Visible = facing the camera (n·v < 0) and within 5 cm of the nearest vertex in its ``cell_px`` z-buffer
+    cell (a point z-buffer: the subset is too sparse to rasterise; 5 cm keeps a surface's own samples)."""
+    H, W = dmap.shape
+    z = v[:, 2]
+    ok = ((n * v).sum(1) < 0) & (z > 0.05)
+    u = K[0, 0] * v[:, 0] / np.maximum(z, 0.05) + K[0, 2]
+    w = K[1, 1] * v[:, 1] / np.maximum(z, 0.05) + K[1, 2]
+    ui, wi = np.round(u).astype(np.int64), np.round(w).astype(np.int64)
+    ok &= (ui >= 0) & (ui < W) & (wi >= 0) & (wi < H)
+    ids = np.nonzero(ok)[0]
+    if len(ids) == 0:
+        return ids, np.zeros(0)
+    cu = (u[ids] / cell_px).astype(np.int64)
+    cw = (w[ids] / cell_px).astype(np.int64)
+    key = cw * (int(W / cell_px) + 2) + cu
+    _, inv = np.unique(key, return_inverse=True)
+    zmin = np.full(inv.max() + 1, np.inf)
+    np.minimum.at(zmin, inv, z[ids])
+    ids = ids[z[ids] <= zmin[inv] + 0.05]
+    zo = dmap[wi[ids], ui[ids]]
+    keep = (zo > 0) & (np.abs(z[ids] - zo) < max_res)
+    return ids[keep], zo[keep]
 
 
 def _logit(p):
@@ -346,13 +372,11 @@ class BodyFitter:
         Kt = torch.tensor(K, dtype=DT)
         kp3 = torch.as_tensor(kp3d, dtype=DT) if kp3d is not None else None
 
-        # depth samples: a no-grad lookup of the measured depth under each projected surface vertex
-        obs_pts = None
-        if depth is not None:
-            obs_pts = person_points(depth, person_mask, K, cfg.depth_points)
-            obs_np = obs_pts
-            obs_pts = torch.as_tensor(obs_pts, dtype=DT) if len(obs_pts) >= 20 else None
-        from scipy.spatial import cKDTree
+        # depth: the observed depth under each visible model vertex (projective association, see _visible_depth)
+        dmap = person_depth(depth, person_mask) if depth is not None else None
+        if dmap is not None and int((dmap > 0).sum()) < 20:
+            dmap = None
+        cell_px = max(2.0, scale_px / 20.0)  # z-buffer cell ≈ 2× the projected spacing of the surface samples
 
         rv = torch.tensor(state0.rotvecs, dtype=DT, requires_grad=True)
         omega = torch.zeros(3, dtype=DT, requires_grad=True)
@@ -369,6 +393,11 @@ class BodyFitter:
         if fit_pheno:
             params.append({"params": [ph_logit], "lr": cfg.lr * 2})
         opt = torch.optim.Adam(params)
+        sched = None
+        if not warm and cfg.cold_lr_final < 1.0:
+            f = cfg.cold_lr_final
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda k: f + (1 - f) * 0.5 * (1 + np.cos(np.pi * min(k / max(n_iter - 1, 1), 1.0))))
         h_bone = torch.tensor([FIT_BONES.index(b) for b, _, _ in HINGES])
         h_axis = torch.tensor([a for _, a, _ in HINGES])
         h_sign = torch.tensor([s for _, _, s in HINGES], dtype=DT)
@@ -418,23 +447,26 @@ class BodyFitter:
             if kp3 is not None:
                 rel = lm[:NUM_POSE] - 0.5 * (lm[L_HIP] + lm[R_HIP])
                 e3 = (rel - kp3).norm(dim=-1)
-                v3 = vis[:NUM_POSE] if vis[:NUM_POSE].sum() > 4 else torch.ones(NUM_POSE, dtype=DT)
+                # occluded landmarks keep a lower weight: mediapipe's world landmarks still place hidden limbs
+                # (a foot behind a chair, a hand behind a ball), which nothing else constrains
+                v3 = vis[:NUM_POSE] + cfg.w_3d_occluded * (1 - vis[:NUM_POSE])
                 l3d = (v3 * e3).sum() / v3.sum()
                 loss = loss + cfg.w_3d * l3d
                 terms["3d"] = float(l3d.detach())
-            if obs_pts is not None:
-                # point-to-plane residual of each observed person point to its nearest model vertex
-                nrm = (Rs @ poser.rest_normals_sub[..., None])[..., 0] @ M.T
-                with torch.no_grad():  # nearest model vertex: k-d tree (a [400×1.5k] cdist + argmin is ~4 ms)
-                    nn = torch.as_tensor(cKDTree(vc.detach().numpy()).query(obs_np)[1])
-                    near = (obs_pts - vc[nn]).norm(dim=-1) < cfg.depth_trunc * 2
-                if near.sum() > 10:
-                    res = ((obs_pts - vc[nn]) * nrm[nn]).sum(-1)[near]
+            if dmap is not None:
+                # projective depth: each visible model vertex vs the measured depth at its pixel, along the
+                # optical axis. Only vertices the camera sees take part (front-facing and first in a coarse
+                # z-buffer), so the measured front surface can never pull the body's back surface onto it.
+                with torch.no_grad():
+                    nrm = (Rs @ poser.rest_normals_sub[..., None])[..., 0] @ M.T
+                    idx, zobs = _visible_depth(vc.detach().numpy(), nrm.numpy(), K, dmap, cell_px, cfg.depth_trunc * 2)
+                if len(idx) > 10:
+                    res = vc[torch.as_tensor(idx), 2] - torch.as_tensor(zobs)
                     c = cfg.depth_trunc
                     ldep = 0.1 * torch.log1p((res / c) ** 2).mean()  # Cauchy: ≈ 0.1·(res/c)² near 0
                     loss = loss + cfg.w_depth * ldep
                     terms["depth"] = float(ldep.detach())
-                    terms["depth_points"] = int(near.sum())
+                    terms["depth_points"] = len(idx)
             if not stage1:
                 lp = (rv * rv).sum()
                 rh = rv[h_bone]  # [4,3] hinge bones: flexion one way about the hinge axis, the other axes damped
@@ -463,6 +495,8 @@ class BodyFitter:
                     break
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             it_done = it + 1
             last = {"loss": Lf, **terms}
         if track and best_p is not None and not last.get("diverged") and (stopped or best_L < Lf):

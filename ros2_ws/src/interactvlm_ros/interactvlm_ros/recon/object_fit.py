@@ -63,7 +63,8 @@ class ObjectFitConfig:
     object_contact_thr: float = 0.3  # official
     icp_iters: int = 15
     icp_normal_weight: float = 0.05  # λ in the 6-D ICP features (m per unit normal)
-    surface_samples: int = 400
+    surface_samples: int = 1200  # 400 left ~7 cm between samples on a chair: depth points matched the wrong part
+    surface_samples_warm: int = 400  # warm starts use the first 400 of them (speed)
     mask_samples: int = 300
     depth_points: int = 300
     w_mask: float = 5.0  # official weight
@@ -81,7 +82,7 @@ class ObjectFitConfig:
     depth_icp_iters: int = 12
     refine_top: int = 2  # best hypotheses refined by Adam; the lowest final loss wins
     w_contact_depth: float = 5.0  # contact weight when depth is observed (the body fit's hands are less exact than depth)
-    pen_margin: float = 0.004  # m of penetration tolerated (soft tissue, mesh discretisation)
+    pen_margin: float = 0.008  # m of penetration tolerated (soft tissue, mesh discretisation, the fitted body's own ~1 cm error)
     silhouette: str = "auto"  # auto | points | nvdiffrast
     early_stop: int = 30
     # warm starts begin at (or next to) the optimum: stop after this many iterations without improvement
@@ -328,6 +329,10 @@ class ObjectFitter:
             samp_n = np.cross(ov[of[fid, 1]] - ov[of[fid, 0]], ov[of[fid, 2]] - ov[of[fid, 0]])
             samp_n /= np.maximum(np.linalg.norm(samp_n, axis=1, keepdims=True), 1e-12)
             self._mesh_cache = (ov.copy(), of.copy(), on, samp, samp_n)
+        if init_pose is not None and 0 < cfg.surface_samples_warm < len(samp):
+            # warm starts refine next to the optimum: a prefix of the i.i.d. area-uniform samples (itself
+            # area-uniform) keeps a tracked frame's cost at the 400-sample level
+            samp, samp_n = samp[:cfg.surface_samples_warm], samp_n[:cfg.surface_samples_warm]
         hn = vertex_normals(human_vertices, np.asarray(human_faces, np.int64)).astype(np.float64)
         hc_idx = _contact_set(human_contact, cfg.human_contact_thr, len(hv))
         hp = np.clip(np.asarray(human_contact, np.float64)[hc_idx], 1e-3, 1.0)
@@ -487,10 +492,13 @@ class ObjectFitter:
         if depth_stage:  # 3×3 minimum of the valid depth: rim samples rounding onto a background pixel are no violation
             import cv2
 
+            # invalid pixels take a finite sentinel: cv2.erode turns inf into FLT_MAX (finite), which then read
+            # as a valid depth of 3.4e38 m and made the free-space term infinite (hypotheses dropped, refinements aborted)
+            big = np.float32(1e6)
             dz = np.asarray(depth, np.float32).copy()
-            dz[~(dz > 0)] = np.inf
+            dz[~(dz > 0) | ~np.isfinite(dz)] = big
             dz = cv2.erode(dz, np.ones((3, 3), np.uint8))
-            dz[~np.isfinite(dz)] = 0.0
+            dz[dz >= big] = 0.0
             depth_t = torch.tensor(dz, device=dev)
 
         # ---------------- initialisation

@@ -303,7 +303,7 @@ class Reconstructor:
         from interactvlm_ros.recon.outputs import free_grasp_points, grip_poses
 
         metrics["penetration_m"] = penetration_depth(obj.vertices, of, hv, body.faces)
-        metrics["contact_distance_m"] = contact_distance(obj.vertices, oc, hv, hc)
+        metrics["contact_distance_m"] = contact_distance(ov, of, hv, hc, object_pose=obj.pose, max_points=32)
         frame = (ov, obj.pose)  # patches / normals from the per-object cache (rigid motion keeps them)
         grips = grip_poses(obj.vertices, of, oc, hv, hc, object_frame=frame)
         free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc, object_frame=frame)
