@@ -17,10 +17,12 @@ def contact_distance(obj_vertices, obj_faces, human_vertices, human_contact, thr
     issue's definition; nan when no vertex is in contact).
 
     ``object_pose`` [4,4] (camera ← object): then ``obj_vertices`` are in the object frame and the human
-    points are moved into it, so a tracked object reuses one cached surface index (trimesh's closest
-    point on triangles, an R-tree over the faces) instead of rebuilding it every frame.
+    points are moved into it, so a tracked object reuses its surface index (trimesh's closest point on
+    triangles, an R-tree over the faces) from ``outputs.object_frame_cache`` instead of rebuilding it every frame.
     ``max_points``: average over an evenly strided subset of at most this many contact vertices (trimesh
     queries point by point, ~0.1 ms each: the per-frame figure of the node; benchmarks use all)."""
+    import trimesh
+
     hv = np.asarray(human_vertices, np.float64)
     sel = np.asarray(human_contact) > thr_h
     if not sel.any():
@@ -28,31 +30,18 @@ def contact_distance(obj_vertices, obj_faces, human_vertices, human_contact, thr
     pts = hv[sel]
     if max_points is not None and len(pts) > max_points:
         pts = pts[np.linspace(0, len(pts) - 1, max_points).astype(np.int64)]
+    entry = {}
     if object_pose is not None:
+        from interactvlm_ros.recon.outputs import object_frame_cache
+
         P = np.asarray(object_pose, np.float64)
         pts = (pts - P[:3, 3]) @ P[:3, :3]  # camera → object frame (rotation only: the pose is rigid)
-    _, d, _ = _surface(obj_vertices, obj_faces).nearest.on_surface(pts)
+        entry = object_frame_cache(obj_vertices, obj_faces, None)
+    if "surface" not in entry:
+        entry["surface"] = trimesh.Trimesh(np.asarray(obj_vertices, np.float64), np.asarray(obj_faces, np.int64),
+                                           process=False)
+    _, d, _ = entry["surface"].nearest.on_surface(pts)
     return float(np.mean(d))
-
-
-_SURFACE: dict = {}
-
-
-def _surface(vertices, faces):
-    """A trimesh for (vertices, faces), cached by content (one entry: the object being tracked)."""
-    import zlib
-
-    import trimesh
-
-    v = np.ascontiguousarray(vertices, np.float64)
-    f = np.ascontiguousarray(faces, np.int64)
-    key = (v.shape, f.shape, zlib.crc32(v.tobytes()), zlib.crc32(f.tobytes()))
-    m = _SURFACE.get(key)
-    if m is None:
-        m = trimesh.Trimesh(v, f, process=False)
-        _SURFACE.clear()
-        _SURFACE[key] = m
-    return m
 
 
 def penetration_depth(obj_vertices, obj_faces, human_vertices, human_faces, near: float = 0.05) -> float:

@@ -37,7 +37,7 @@ _OBJECT_CACHE: list = []  # [(vertices copy, faces copy, contact copy | None, th
 def object_frame_cache(vertices: np.ndarray, faces: np.ndarray, contact: np.ndarray | None, thr: float = 0.3) -> dict:
     """Per-object work that does not change when the object moves rigidly (tracking): vertex normals and
     contact patches in the object's own frame, ``{"normals": [M,3] float64, "patches": list | None}``
-    (patches None without contact). Reused while the same mesh (vertices, faces) and contact array are
+    (patches None without contact; ``metrics.contact_distance`` adds the mesh's trimesh as "surface"). Reused while the same mesh (vertices, faces) and contact array are
     passed again (compared by value); a changed mesh, contact or threshold recomputes it."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
