@@ -144,7 +144,8 @@ def test_replay_publishes_video_frames_and_camera_info(test_data, monkeypatch):
     node.create_subscription(Image, "image", lambda m: got["image"].append(m), 50)
     node.create_subscription(CameraInfo, "camera_info", lambda m: got["info"].append(m), 50)
     proc = subprocess.Popen([sys.executable, "-m", "interactvlm_ros.ros.replay", str(test_data / "pedestrians_768x576_10fps.avi"),
-                             "--rate", "20", "--max-frames", "30", "--frame-id", "replay_cam", "--qos", "reliable"],
+                             "--rate", "20", "--max-frames", "30", "--frame-id", "replay_cam", "--qos", "reliable",
+                             "--wait-matching", "1", "--wait-timeout", "60"],
                             env=ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         import time
@@ -166,7 +167,8 @@ def test_replay_publishes_video_frames_and_camera_info(test_data, monkeypatch):
         rclpy.try_shutdown(context=ctx)
     assert proc.returncode == 0, out
     assert "published 30 frames" in out
-    assert len(got["image"]) >= 5  # discovery may miss the first frames
+    assert "matched" not in out  # it did not give up waiting
+    assert len(got["image"]) >= 5  # the camera_info match may still trail the image one
     img = got["image"][-1]
     assert (img.width, img.height, img.encoding, img.header.frame_id) == (768, 576, "rgb8", "replay_cam")
     rgb = conv.image_to_rgb8(img)
@@ -196,3 +198,18 @@ def test_node_console_script_params_file_and_bad_model_exits_clearly(tmp_path):
     assert r.returncode == 1, out
     assert "model could not be loaded" in out and "/nonexistent/model_dir" in out
     assert "Traceback" not in out
+
+
+def test_replay_wait_matching_gives_up_with_a_clear_error(test_data):
+    pytest.importorskip("rclpy")
+    pytest.importorskip("cv2")
+    from interactvlm_ros.ros.listener import ros_env
+
+    env = ros_env(90)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    r = subprocess.run([sys.executable, "-m", "interactvlm_ros.ros.replay", str(test_data / "pedestrians_768x576_10fps.avi"),
+                        "--wait-matching", "1", "--wait-timeout", "1"], env=env, capture_output=True, text=True, timeout=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 3, out
+    assert "0 of 1 subscription(s) matched '/image' within 1 s" in out
+    assert "replaying" not in out

@@ -81,7 +81,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=("rgb8", "bgr8"), default="rgb8", help="Image encoding (default rgb8)")
     p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view of the default intrinsics, degrees")
     p.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data")
+    p.add_argument("--wait-matching", type=int, default=0, metavar="N",
+                   help="before the first frame, wait until the image topic has N matched subscriptions "
+                        "(like `ros2 topic pub -w N`; 0 = start at once)")
+    p.add_argument("--wait-timeout", type=float, default=30.0,
+                   help="seconds --wait-matching waits before it gives up with exit code 3 (default 30)")
     return p
+
+
+def _wait_matching(node, pub, n: int, timeout: float) -> bool:
+    """Spin until ``pub`` has ``n`` matched subscriptions; False after ``timeout`` seconds."""
+    import rclpy
+
+    t_end = time.monotonic() + timeout
+    while pub.get_subscription_count() < n:
+        if time.monotonic() > t_end or not rclpy.ok():
+            return False
+        rclpy.spin_once(node, timeout_sec=0.05)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     pub_img = node.create_publisher(Image, "image", qos)
     pub_info = node.create_publisher(CameraInfo, "camera_info", qos)
     log = node.get_logger()
+    if args.wait_matching > 0 and not _wait_matching(node, pub_img, args.wait_matching, args.wait_timeout):
+        log.error(f"no frame published: {pub_img.get_subscription_count()} of {args.wait_matching} "
+                  f"subscription(s) matched '{pub_img.topic_name}' within {args.wait_timeout:g} s")
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 3
     log.info(f"replaying {src.kind} '{src.path}' at {args.rate} Hz as {args.encoding}, frame '{args.frame_id}'")
     period = 1.0 / args.rate
     sent = 0
