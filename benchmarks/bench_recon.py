@@ -1,7 +1,8 @@
-"""Reconstruction speed + accuracy on synthetic scenes (GT landmarks + GT contacts).
+"""Reconstruction speed + accuracy on synthetic scenes (GT contacts; GT landmarks, or mediapipe on the render).
 
     python benchmarks/bench_recon.py [--seeds 9000001 9000005] [--frames 10] [--body-warm 6] [--object-warm 10]
     python benchmarks/bench_recon.py --seeds $(seq 9000001 9000024) --frames 0   # held-out accuracy, cold fits
+    python benchmarks/bench_recon.py --seeds $(seq 9000001 9000024) --frames 0 --landmarks mediapipe  # end to end
 
 Seeds not in CASES take the generator's own interaction and category (a held-out draw). The last lines
 summarise the errors against the issue's targets (rotation is modulo the object's symmetries).
@@ -26,6 +27,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=10)
     ap.add_argument("--body-warm", type=int, default=6)
     ap.add_argument("--object-warm", type=int, default=10)
+    ap.add_argument("--landmarks", choices=("gt", "mediapipe"), default="gt",
+                    help="gt: the generator's landmarks + person mask; mediapipe: Pose + Hands + its person "
+                         "mask on the rendered image (end to end but for the GT contacts and object mask)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     from interactvlm_ros.recon import Reconstructor, Tracker, observation_from_sample
@@ -36,6 +40,10 @@ def main() -> None:
     from interactvlm_ros.synth.generator import Generator, GeneratorConfig
 
     gen = Generator(GeneratorConfig(mask_res=32))
+    if a.landmarks == "mediapipe":
+        from interactvlm_ros.perception.human import HumanPerception
+
+        perception = HumanPerception(static_image_mode=True)
     rc = Reconstructor(BodyFitConfig(iters_warm=a.body_warm), ObjectFitConfig(iters_warm=a.object_warm))
     rows = []
     for seed in a.seeds:
@@ -47,6 +55,13 @@ def main() -> None:
         P = s["object_pose_cam"]
         sym = symmetries(nv)
         obs = observation_from_sample(s)
+        if a.landmarks == "mediapipe":
+            mp_obs = perception.observe(s["image"])
+            if not mp_obs.found:
+                rows += [(seed, cat, d, "no_person (mediapipe)", *[""] * 8) for d in (True, False)]
+                continue
+            obs.keypoints_2d, obs.keypoints_3d = mp_obs.keypoints_2d, mp_obs.keypoints_3d
+            obs.hands_2d, obs.mask = mp_obs.hands_2d, mp_obs.mask
         # the same contact distance on the ground-truth meshes: GT contact is "within 2 cm", so this is its floor
         gt_contact = contact_distance(nv @ P[:3, :3].T + P[:3, 3], nf, s["human_vertices_cam"], s["human_contact"])
         for use_depth in (True, False):

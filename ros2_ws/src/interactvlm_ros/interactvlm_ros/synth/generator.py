@@ -44,8 +44,10 @@ from interactvlm_ros.views import get_view_set
 log = logging.getLogger(__name__)
 
 # 1.1: two-hand/carry arm IK (1.0 held objects at arm's length, 97 % failed); 1.2: `sit` shins hang about
-# vertically (1.1 folded the knee 150-200°, past any human knee); every other interaction draws the same numbers
-GENERATOR_VERSION = "synth-1.2"
+# vertically (1.1 folded the knee 150-200°, past any human knee); every other interaction draws the same numbers;
+# 1.3: the camera image casts through the OpenCV pixel centres (1.2 cast through u + 0.5: image, depth and masks
+# half a pixel off K); the per-vertex labels, poses and official-view masks are unchanged
+GENERATOR_VERSION = "synth-1.3"
 PEN_TARGET = 0.002
 PEN_TOL = 0.006
 MIN_VERTICES = 2  # spec 3.7 (mv2 rule)

@@ -101,8 +101,13 @@ def official_view_buffers(vertices, faces, views=HUMAN_VIEWS, size: int = 128, b
 
 
 def pinhole_rays(K: np.ndarray, cam_to_world: np.ndarray, H: int, W: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rays of an OpenCV pinhole camera (pixel centres); cam_to_world [4,4]."""
-    u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    """Rays of an OpenCV pinhole camera through the pixel centres; cam_to_world [4,4].
+
+    OpenCV / ROS CameraInfo convention: pixel (u, v) is centred at image coordinates (u, v), so the ray of
+    pixel u goes through x = (u − cx) / fx. (Until synth-1.3 this cast through u + 0.5, the half-pixel
+    "corner" convention: camera images, depth and masks sat half a pixel off the K every consumer projects
+    with — depth back-projected 2–5 mm off the true surface.)"""
+    u, v = np.meshgrid(np.arange(W, dtype=np.float64), np.arange(H, dtype=np.float64))
     d = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1).reshape(-1, 3)
     d = d @ cam_to_world[:3, :3].T
     d /= np.linalg.norm(d, axis=1, keepdims=True)
