@@ -122,9 +122,14 @@ def test_asset_cache_roundtrip_and_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path))
     m = _torus()
     v, f = np.asarray(m.vertices, np.float32), np.asarray(m.faces)
+    import threading
+
+    release, store = threading.Event(), A._cache_store
+    monkeypatch.setattr(A, "_cache_store", lambda path, va: (release.wait(30), store(path, va)))  # hold the write
     a = A.build_view_assets(v, f, "object", 128, colors="xyz")
     assert a.source.startswith("rendered:")
     assert A.build_view_assets(v, f, "object", 128, colors="xyz") is a  # in memory while the write is pending
+    release.set()
     A.flush_cache_writes()
     assert (tmp_path / "assets" / a.key / "meta.json").is_file()
     assert not [p for p in (tmp_path / "assets").iterdir() if p.name.startswith(".tmp-")]
