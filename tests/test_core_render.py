@@ -3,7 +3,6 @@ codes, the render→lift round trip (body and every library object), the asset c
 (Independent projection on all 8 views and rasterizer-vs-Embree agreement: ``test_core_projection.py``.)"""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -457,14 +457,13 @@ class BodyFitter:
                 # occluded landmarks keep a lower weight: mediapipe's world landmarks still place hidden limbs
                 # (a foot behind a chair, a hand behind a ball), which nothing else constrains
                 v3 = vis[:NUM_POSE] + cfg.w_3d_occluded * (1 - vis[:NUM_POSE])
-                if dmap is None:
-                    l3d = (v3 * e3).sum() / v3.sum()
-                    loss = loss + cfg.w_3d * l3d
-                else:  # depth measures what the camera sees: visible landmarks keep only w_3d_depth
-                    wv = cfg.w_3d if (not warm and it < cfg.w_3d_depth_from * n_iter) else cfg.w_3d_depth
-                    w3 = wv * vis[:NUM_POSE] + cfg.w_3d * cfg.w_3d_occluded * (1 - vis[:NUM_POSE])
-                    l3d = (v3 * e3).sum() / v3.sum()
-                    loss = loss + (w3 * e3).sum() / v3.sum()
+                l3d = (v3 * e3).sum() / v3.sum()
+                # with depth (which measures what the camera sees) visible landmarks drop to w_3d_depth
+                # after the first w_3d_depth_from of a cold fit; hidden ones keep w_3d × w_3d_occluded
+                depth_phase = dmap is not None and (warm or it >= cfg.w_3d_depth_from * n_iter)
+                wv = cfg.w_3d_depth if depth_phase else cfg.w_3d
+                w3 = wv * vis[:NUM_POSE] + cfg.w_3d * cfg.w_3d_occluded * (1 - vis[:NUM_POSE])
+                loss = loss + (w3 * e3).sum() / v3.sum()
                 terms["3d"] = float(l3d.detach())
             if dmap is not None:
                 # projective depth: each visible model vertex vs the measured depth at its pixel, along the
