@@ -30,7 +30,14 @@ def main() -> None:
     ap.add_argument("--landmarks", choices=("gt", "mediapipe"), default="gt",
                     help="gt: the generator's landmarks + person mask; mediapipe: Pose + Hands + its person "
                          "mask on the rendered image (end to end but for the GT contacts and object mask)")
+    ap.add_argument("--body-config", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="override BodyFitConfig fields (e.g. w_cloud=0), to compare settings")
+    ap.add_argument("--object-config", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="override ObjectFitConfig fields (numbers), to compare settings")
+    ap.add_argument("--depth", choices=("both", "with", "without"), default="both",
+                    help="fit with the depth image, without it, or both (default)")
     a = ap.parse_args()
+    depth_modes = {"both": (True, False), "with": (True,), "without": (False,)}[a.depth]
     torch.set_num_threads(1)
     from interactvlm_ros.recon import Reconstructor, Tracker, observation_from_sample
     from interactvlm_ros.recon.body_fit import BodyFitConfig
@@ -44,7 +51,9 @@ def main() -> None:
         from interactvlm_ros.perception.human import HumanPerception
 
         perception = HumanPerception(static_image_mode=True)
-    rc = Reconstructor(BodyFitConfig(iters_warm=a.body_warm), ObjectFitConfig(iters_warm=a.object_warm))
+    over = {k: float(v) for k, v in (item.split("=", 1) for item in a.body_config)}
+    rc = Reconstructor(BodyFitConfig(iters_warm=a.body_warm, **over), ObjectFitConfig(iters_warm=a.object_warm, **{
+        k: float(v) for k, v in (item.split("=", 1) for item in a.object_config)}))
     rows = []
     for seed in a.seeds:
         inter, cat = CASES.get(seed, (None, None))
@@ -58,13 +67,13 @@ def main() -> None:
         if a.landmarks == "mediapipe":
             mp_obs = perception.observe(s["image"])
             if not mp_obs.found:
-                rows += [(seed, cat, d, "no_person (mediapipe)", *[""] * 8) for d in (True, False)]
+                rows += [(seed, cat, d, "no_person (mediapipe)", *[""] * 8) for d in depth_modes]
                 continue
             obs.keypoints_2d, obs.keypoints_3d = mp_obs.keypoints_2d, mp_obs.keypoints_3d
             obs.hands_2d, obs.mask = mp_obs.hands_2d, mp_obs.mask
         # the same contact distance on the ground-truth meshes: GT contact is "within 2 cm", so this is its floor
         gt_contact = contact_distance(nv @ P[:3, :3].T + P[:3, 3], nf, s["human_vertices_cam"], s["human_contact"])
-        for use_depth in (True, False):
+        for use_depth in depth_modes:
             kw = dict(object_contact=s["object_contact"], object_mesh=(nv * sc, nf), K=s["K"],
                       depth=s["depth"] if use_depth else None, object_mask=s["object_mask"])
             tr = Tracker(rc)

@@ -92,6 +92,56 @@ def test_network_shapes_and_onnx_matches_torch(tmp_path):
     assert [i.name for i in sess.get_inputs()][:3] == ["pose", "hands", "label"]
 
 
+def test_vertex_head_shapes_pca_start_and_onnx_parity(tmp_path):
+    """The vertex head adds one output (per-vertex logits on the training template); its keys start from the
+    principal components of the training contact; the ONNX graph gives the same three outputs as torch."""
+    from interactvlm_ros.models.default.export import export_onnx, example_inputs
+    from interactvlm_ros.models.default.model import DefaultContactNet
+
+    torch.manual_seed(0)
+    net = DefaultContactNet(dim=32, depth=1, heads=2, render_size=32, mask_size=32, up_channels=8, vertex_head=4,
+                            vertices=50).eval()
+    assert net.has_vertex_head and net.vertex_count == 50 and net.config["vertices"] == 50
+    args = example_inputs(net, batch=3)
+    h, o, v = net(*args)
+    assert tuple(h.shape) == (3, 4, 32, 32) and tuple(v.shape) == (3, 50)
+    # PCA start: contact made of 3 patterns -> the keys span them (explained variance 1), bias = logit(rate)
+    rng = np.random.default_rng(0)
+    pats = (rng.random((3, 50)) < 0.2).astype(np.float32)
+    contact = torch.as_tensor(pats[rng.integers(0, 3, 40)])
+    assert net.human_vertex_decoder.init_from_contacts(contact) == pytest.approx(1.0)
+    key = net.human_vertex_decoder.key.detach().numpy()
+    centred = contact.numpy() - contact.numpy().mean(0)
+    resid = centred - centred @ key @ np.linalg.pinv(key)
+    assert np.abs(resid).max() < 1e-4
+    rate = np.clip(contact.numpy().mean(0), 1e-3, 0.5)
+    np.testing.assert_allclose(net.human_vertex_decoder.bias.detach().numpy(), np.log(rate / (1 - rate)), atol=1e-5)
+    path = export_onnx(net, tmp_path / "frame.onnx")  # raises when ORT and torch differ by > 1e-3
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["human_logits", "object_logits", "human_vertex_logits"]
+    got = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})[2]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(*args)[2].numpy(), atol=1e-4)
+    # a model without the head keeps its config and graph (older checkpoints load unchanged)
+    plain = DefaultContactNet(dim=32, depth=1, heads=2, render_size=32, mask_size=32, up_channels=8)
+    assert not plain.has_vertex_head and "vertex_head" not in plain.config and len(plain(*args)) == 2
+    with pytest.raises(ValueError, match="vertices"):
+        DefaultContactNet(dim=32, depth=1, heads=2, vertex_head=4)
+
+
+def test_merge_direct_contact_is_a_per_vertex_max_and_checks_sizes():
+    from interactvlm_ros.lift import LiftError, merge_direct_contact
+
+    lifted = np.array([0.9, 0.1, 0.0, 0.6], np.float32)
+    direct = np.array([0.2, 0.7, 0.0, 0.6], np.float32)
+    np.testing.assert_array_equal(merge_direct_contact(lifted, direct), np.float32([0.9, 0.7, 0.0, 0.6]))
+    np.testing.assert_array_equal(merge_direct_contact(torch.as_tensor(lifted), direct), np.float32([0.9, 0.7, 0.0, 0.6]))
+    with pytest.raises(LiftError, match="template"):
+        merge_direct_contact(lifted, direct[:3])
+
+
 def test_losses_ignore_pixels_outside_the_silhouette_and_reward_correct_masks():
     from interactvlm_ros.training.losses import dice_loss, focal_bce
 
@@ -353,3 +403,82 @@ def test_train_lifter_equals_the_deployed_lifter_in_value_and_gradient(tmp_path,
         assert torch.equal(fast.seen, torch.as_tensor(ref.views_per_vertex() > 0))
     with pytest.raises(ValueError, match="expected"):
         fast(torch.zeros(1, 4, 8, 8))
+
+
+def test_vertex_head_trains_and_the_localizer_returns_its_per_vertex_contact(tmp_path, monkeypatch):
+    """Training with loss.vertex (and init_from another run's weights); the packaged folder gives
+    LocalizerOutput.human_vertex_contact on the template, the same from torch and onnxruntime, and it has learned
+    the cue: the raised right hand -> contact on the first quarter of the vertices, else none."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    text = pytest.importorskip("interactvlm_ros.perception.text")
+    from types import SimpleNamespace
+
+    import trimesh
+
+    from interactvlm_ros import assets as A
+    from interactvlm_ros.models.default.predictor import DefaultLocalizer
+    from interactvlm_ros.training.train import ConfigError, train
+
+    sphere = trimesh.creation.icosphere(1)  # 42 vertices
+
+    class SphereHuman(_Provider):
+        body = SimpleNamespace(template_vertices=np.asarray(sphere.vertices, np.float32), faces=np.asarray(sphere.faces),
+                               source="test:sphere", part_ids=None, part_names=None)
+
+        def human(self):
+            return A.build_view_assets(np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces), "object",
+                                       self.size, colors="xyz")
+
+        def object(self, object_id, category):
+            return self.human()
+
+    nv = len(sphere.vertices)
+    _tiny_dataset(tmp_path / "data", nv=nv, no=nv)
+    enc = text.TextEncoder()
+    base = _cfg(tmp_path, "base", 5)
+    base["export_onnx"] = False
+    train(base, text_encoder=enc, provider=SphereHuman(16))
+    cfg = _cfg(tmp_path, "a", 120)  # export_onnx: True
+    cfg["model"]["vertex_head"] = 4
+    cfg["loss"].update(vertex=1.0)
+    cfg["vertex_lr_scale"] = 3.0
+    cfg["init_from"] = str(tmp_path / "base" / "last.pt")
+    train(cfg, text_encoder=enc, provider=SphereHuman(16))
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    recs = [r for r in log if "loss" in r]
+    dice = [r["human_vertex_dice"] for r in recs]
+    assert np.mean(dice[-3:]) < 0.5 * np.mean(dice[:3]), dice
+    w0 = torch.load(tmp_path / "base" / "last.pt", weights_only=False)["model"]
+    assert not any(k.startswith("human_vertex_decoder") for k in w0)  # the head started fresh (PCA), the rest from base
+
+    lt = DefaultLocalizer(weights=tmp_path / "a", backend="torch", text_encoder=enc)
+    lo = DefaultLocalizer(weights=tmp_path / "a", backend="onnxruntime", text_encoder=enc)
+    assert lt.describe()["vertex_head"] and lo.backend == "onnxruntime" and lt.net.vertex_count == nv
+    rng = np.random.default_rng(7)
+    img = np.zeros((64, 64, 3), np.uint8)
+    first = np.arange(nv) < nv // 4
+    for raised in (True, False):
+        pose, hands = _person(rng)
+        if raised:
+            pose[16, 1] -= 400
+            hands[1, :, 1] -= 400
+        obs = SimpleNamespace(found=True, keypoints_2d=pose, hands_2d=hands, mask=None)
+        human = SphereHuman(16).human()
+        a = lt.predict(img, "cup", human, None, observation=obs)
+        b = lo.predict(img, "cup", human, None, observation=obs)
+        assert a.human_vertex_contact.shape == (nv,) and a.human_vertex_contact.dtype == np.float32
+        np.testing.assert_allclose(a.human_vertex_contact, b.human_vertex_contact, atol=1e-3)
+        if raised:
+            assert a.human_vertex_contact[first].min() > 0.5 and a.human_vertex_contact[~first].max() < 0.5
+        else:
+            assert a.human_vertex_contact.max() < 0.5
+    # assets of another mesh: no direct contact, a named fallback (never a wrong-size array)
+    other = trimesh.creation.icosphere(2)
+    oa = A.build_view_assets(np.asarray(other.vertices, np.float32), np.asarray(other.faces), "object", 16, colors="xyz")
+    c = lt.predict(img, "cup", oa, None, observation=obs)
+    assert c.human_vertex_contact is None and any("vertex head off" in f for f in lt.fallbacks)
+    # init_from errors name the file
+    bad = _cfg(tmp_path, "bad", 5)
+    bad["init_from"] = str(tmp_path / "nope.pt")
+    with pytest.raises(ConfigError, match="nope.pt"):
+        train(bad, text_encoder=enc, provider=SphereHuman(16))

@@ -64,7 +64,12 @@ def test_default_model_on_real_photo(est, test_data):
     filled = idx != np.arange(nh)
     assert 0.15 * nh < est.human_lifter.unseen_filled == filled.sum() <= unseen.sum() < 0.35 * nh
     assert unseen[filled].all() and not unseen[idx[filled]].any()
-    np.testing.assert_array_equal(res.human_contact[filled], res.human_contact[idx[filled]])
+    p = np.clip(res.human_masks.astype(np.float64), 1e-9, 1 - 1e-9)
+    lifted = np.asarray(est.human_lifter(np.log(p / (1 - p)).astype(np.float32)))
+    np.testing.assert_allclose(lifted[filled], lifted[idx[filled]], atol=1e-6)
+    # the shipped model's vertex head adds its own per-vertex contact (merged by a per-vertex max)
+    assert est.localizer.net.has_vertex_head
+    assert np.all(res.human_contact >= lifted - 1e-4) and np.any(res.human_contact > lifted + 0.1)
 
 
 def test_observation_from_observe_gives_the_same_result(est, test_data):
@@ -159,3 +164,34 @@ def test_result_contact_parts():
     r = ContactResult(status="ok", human_contact=np.array([0.9, 0.1, 0.6], np.float32),
                       part_ids=np.array([0, 1, 2]), part_names=["head", "torso", "left_hand"])
     assert r.contact_parts(0.5) == ["head", "left_hand"]
+
+
+def test_direct_per_vertex_contact_is_merged_with_the_lifted_masks():
+    """A localizer that also predicts per vertex (LocalizerOutput.human_vertex_contact, the default model's vertex
+    head): the result is the per-vertex max of both; one of the wrong size is not used and that is a named fallback."""
+    from interactvlm_ros.models.base import LocalizerOutput
+
+    class Direct:
+        name, predicts_human, predicts_object, uses_observation, asset_size = "direct", True, False, False, 256
+
+        def __init__(self, size_delta=0):
+            self.size_delta = size_delta
+
+        def predict(self, image_rgb, object_label, human_assets, object_assets=None, observation=None):
+            n = int(human_assets.num_vertices) + self.size_delta
+            d = np.zeros(n, np.float32)
+            d[:100] = 0.9
+            logits = np.full((4, 64, 64), -20.0, np.float32)
+            logits[0, 28:36, 28:36] = 20.0  # a patch on the front view
+            return LocalizerOutput(logits, None, None, {}, {"status": "ok"}, human_vertex_contact=d)
+
+    img = np.zeros((48, 48, 3), np.uint8)
+    plain = ContactEstimator(localizer=Direct(size_delta=1), perception="none")
+    masks_only = plain.estimate(img, "cup").human_contact
+    assert any("direct per-vertex contact not used" in f for f in plain.fallbacks)
+    assert masks_only[:100].max() < 0.5 and masks_only.max() > 0.5
+    e = ContactEstimator(localizer=Direct(), perception="none")
+    res = e.estimate(img, "cup")
+    assert res.status == "ok" and not any("direct" in f for f in e.fallbacks)
+    np.testing.assert_allclose(res.human_contact, np.maximum(masks_only, np.where(np.arange(len(masks_only)) < 100, 0.9, 0.0)),
+                               atol=1e-6)

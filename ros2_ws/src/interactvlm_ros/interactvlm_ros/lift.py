@@ -24,6 +24,11 @@ Optional, not official: ``fill_unseen_from=(vertices, faces)`` gives every verte
 nearest visible vertex along the mesh edges (scipy Dijkstra, computed once), instead of 0. The default model
 uses it (``DefaultLocalizer.fill_unseen_vertices``); official checkpoints keep the official 0.
 
+Optional, not official: :func:`merge_direct_contact` combines the lifted contact with a model's *direct*
+per-vertex contact (the default model's vertex head, ``LocalizerOutput.human_vertex_contact``) by a per-vertex
+maximum: the masks are precise where the views see a patch, the head covers what they cannot draw (hidden
+soles and palms, foot-sized patches a few mask pixels wide).
+
 Hand-written because no library implements InteractVLM's aggregation rules; the heavy lifting is
 torch's sparse matmul.
 """
@@ -158,6 +163,19 @@ def nearest_visible_index(visible: np.ndarray, vertices: np.ndarray, faces: np.n
     reach = (src >= 0) & ~visible
     idx[reach] = src[reach]
     return idx
+
+
+def merge_direct_contact(lifted, direct):
+    """Per-vertex max of lifted contact [N] and direct per-vertex contact [N] (both in [0,1]) -> [N] float32.
+
+    Max, not mean: the two are evidence from two decoders of the same [SEG] token that each miss a
+    different part of the body (measured on v7, docs/default_model.md). Raises LiftError on a size mismatch."""
+    a = np.asarray(lifted.detach().cpu().numpy() if isinstance(lifted, torch.Tensor) else lifted, np.float32)
+    b = np.asarray(direct, np.float32)
+    if a.shape != b.shape:
+        raise LiftError(f"direct per-vertex contact has shape {b.shape}, the lifted contact {a.shape}: "
+                        "the model's template and the human assets differ")
+    return np.maximum(a, b)
 
 
 def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -20,18 +20,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="override the number of steps")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default from config: 1)")
     parser.add_argument("--seed", type=int, help="override the seed")
+    parser.add_argument("--init-from", dest="init_from",
+                        help="start from this checkpoint's weights where they match (a run's last.pt or a model.pt)")
 
 
 def run(args) -> int:
     from ..training.train import ConfigError, load_config, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    over = {k: getattr(args, k) for k in ("data", "out", "steps", "threads", "seed") if getattr(args, k) is not None}
+    over = {k: getattr(args, k) for k in ("data", "out", "steps", "threads", "seed", "init_from") if getattr(args, k) is not None}
     try:
         cfg = load_config(args.config, over)
     except ConfigError as exc:
         print(f"interactvlm train: {exc}")
         return 2
-    metrics = train(cfg, resume=args.resume)
+    try:
+        metrics = train(cfg, resume=args.resume)
+    except ConfigError as exc:  # init_from: file missing / unreadable / not a matching checkpoint
+        print(f"interactvlm train: {exc}")
+        return 2
     print(json.dumps(metrics, indent=2))
     return 0

@@ -30,7 +30,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
     """-> metrics dict (also written to ``out``/metrics_<split>.json when ``out`` is given)."""
     import torch
 
-    from ..lift import Lifter
+    from ..lift import Lifter, merge_direct_contact
     from ..models.default.predictor import DefaultLocalizer
     from ..training.assets_provider import AssetProvider
     from ..training.data import load_split, read_meta
@@ -71,10 +71,13 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
             for i in dropped:  # no usable person in the cues: predict nothing (counts as a miss)
                 rows.append(_row(data, i, np.zeros(data.human_contact.shape[1]), np.zeros_like(data.object_contact[i]),
                                  geo, known))
-            hl, ol, *_ = forward_batch(net, bank, data, keep, inputs)
+            hl, ol, *_, vl = forward_batch(net, bank, data, keep, inputs)
             hl, ol = hl.numpy(), ol.numpy()
+            direct = None if vl is None else torch.sigmoid(vl).numpy()  # vertex head: merged as the pipeline does
             for j, i in enumerate(keep):
                 hc = np.asarray(h_lifter(hl[j]))
+                if direct is not None:
+                    hc = merge_direct_contact(hc, direct[j])
                 oid = data.object_ids[i]
                 if oid not in o_lifters:
                     om = provider.object_mesh(oid, data.categories[i])

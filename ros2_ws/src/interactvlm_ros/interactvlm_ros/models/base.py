@@ -8,6 +8,8 @@ optionally the object) into one contact-mask **logit** map per view::
     out.object_logits  # float32 [V, H, W]  or None
     out.text           # generated answer text (models that generate text) or None
     out.timings        # stage name -> milliseconds
+    out.human_vertex_contact  # float32 [N] in [0,1] on the human template, from a model that predicts per vertex
+                              # directly (the default model's vertex head), or None; merged with the lifted masks
 
 ``human_assets`` / ``object_assets`` are ``ViewAssets``-like objects (``renders`` uint8 [V,H,W,3],
 ``cam_params`` float32 [V,5], ``key`` str, plus the lifting maps the Lifter uses).
@@ -33,6 +35,7 @@ class LocalizerOutput:
     text: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    human_vertex_contact: np.ndarray | None = None  # [N] probabilities on the human template (see module docstring)
 
 
 @runtime_checkable

@@ -61,3 +61,12 @@ def lifted_loss(contact: torch.Tensor, target: torch.Tensor, seen: torch.Tensor 
     den = contact.sum(1) + target.sum(1) + eps
     dice = (1 - num / den).mean()
     return bce + dice, {"bce": float(bce.detach()), "dice": float(dice.detach())}
+
+
+def vertex_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """BCE (on logits) + soft Dice per sample for direct per-vertex predictions (the vertex head):
+    logits [B,N], target [B,N] in [0,1] -> (loss, parts). Every vertex counts (no view hides any)."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    dice = (1 - (2 * (p * target).sum(1) + eps) / (p.sum(1) + target.sum(1) + eps)).mean()
+    return bce + dice, {"bce": float(bce.detach()), "dice": float(dice.detach())}

@@ -45,13 +45,19 @@ DEFAULTS: dict = {
     "eval_every": 500,
     "asset_size": 256,
     "body": "anny",
-    "model": {"dim": 64, "depth": 2, "heads": 4, "render_size": 64, "mask_size": None, "up_channels": 16},
+    "model": {"dim": 64, "depth": 2, "heads": 4, "render_size": 64, "mask_size": None, "up_channels": 16,
+              "vertex_head": 0, "vertices": 0},
+    # a checkpoint (last.pt of a run, or a packaged model.pt) whose weights start this run where names and shapes
+    # match (a new head starts from its random init); the optimiser starts fresh. Ignored when resuming.
+    "init_from": None,
+    "vertex_lr_scale": 1.0,  # learning rate of the vertex head relative to ``lr`` (it starts from scratch)
     # lifted: weight of a per-vertex loss (BCE + soft Dice) on the human contact *lifted* from the predicted masks
     # with the deployed lifting (lift.Lifter, soft aggregation, at asset_size) — the quantity eval scores;
     # lifted_object: the same on the object side (soft aggregation as a differentiable surrogate of the deployed
     # p > 0.3 vote rule)
+    # vertex: the same BCE + soft Dice on the vertex head's per-vertex logits, over all template vertices
     "loss": {"focal": 2.0, "dice": 1.0, "alpha": 0.5, "gamma": 2.0, "object_weight": 1.0, "lifted": 0.0,
-             "lifted_object": 0.0},
+             "lifted_object": 0.0, "vertex": 0.0},
     "augment": {},
     "label": {"temperature": 0.05, "known_threshold": 0.5},
     "export_onnx": True,
@@ -201,12 +207,14 @@ def _lr(step: int, cfg: dict) -> float:
 
 
 def forward_batch(net, bank: RenderBank, data: SplitData, keep: np.ndarray, inputs: dict, device="cpu"):
-    """-> (human_logits, object_logits, human targets, object targets, human valid, object valid) tensors."""
+    """-> (human_logits, object_logits, human targets, object targets, human valid, object valid,
+    human vertex logits [B,N] or None (a net without the vertex head)) tensors."""
     import torch
 
     t = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
     hx, hsil, hcam = bank.human()
     hseg, oseg = net.seg_embeddings(t["pose"], t["hands"], t["label"], t["obj"], t["depth"])
+    v_logits = net.human_vertex_decoder(hseg) if getattr(net, "has_vertex_head", False) else None
     h_emb = net.encode_renders(torch.from_numpy(hx).to(device), "human")
     h_logits = net.decode(hseg, h_emb, torch.from_numpy(hcam).to(device), "human")
     oids = [data.object_ids[i] for i in keep]
@@ -228,7 +236,7 @@ def forward_batch(net, bank: RenderBank, data: SplitData, keep: np.ndarray, inpu
     o_t = torch.from_numpy(data.object_masks[keep].astype(np.float32)).to(device)
     h_valid = torch.from_numpy(hsil).to(device).unsqueeze(0).expand_as(h_t)
     o_valid = torch.from_numpy(np.stack(osil)).to(device)[pos]
-    return h_logits, o_logits, h_t, o_t, h_valid, o_valid
+    return h_logits, o_logits, h_t, o_t, h_valid, o_valid, v_logits
 
 
 def mask_scores(logits, target, valid) -> dict:
@@ -249,7 +257,7 @@ def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int
     with torch.no_grad():
         for s in range(0, len(data), batch_size):
             keep, inputs = batcher.batch(np.arange(s, min(len(data), s + batch_size)), None)
-            hl, ol, ht, ot, hv, ov = forward_batch(net, bank, data, keep, inputs)
+            hl, ol, ht, ot, hv, ov, _ = forward_batch(net, bank, data, keep, inputs)
             for side, (lg, tg, va) in (("human", (hl, ht, hv)), ("object", (ol, ot, ov))):
                 p = (lg > 0).float() * va
                 t = tg * va
@@ -290,6 +298,29 @@ def save_model(path: Path, net, cfg: dict, space: LabelSpace, step: int, data_in
     tmp.replace(path)
 
 
+def init_weights(net, path: str | Path) -> list[str]:
+    """Start ``net`` from a checkpoint's weights where names and shapes match (``init_from``); logs and returns
+    the top-level modules left (partly) at their initialisation. A missing/unreadable file or one with no matching weight is an error."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"init_from: {p} not found (give a run's last.pt or a packaged model.pt)")
+    try:
+        st = torch.load(str(p), map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise ConfigError(f"init_from: cannot read {p}: {exc}") from exc
+    src = st.get("model") or st.get("state_dict") or {}
+    own = net.state_dict()
+    use = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
+    if not use:
+        raise ConfigError(f"init_from: {p} has no weight matching this model (not a default-model checkpoint?)")
+    net.load_state_dict(use, strict=False)
+    fresh = sorted({k.split(".")[0] for k in own if k not in use})
+    log.info("initialised %d/%d tensors from %s; at their initialisation: %s", len(use), len(own), p, fresh or "none")
+    return fresh
+
+
 def _refresh(root, cfg, space, label_feats, aug, text_encoder, train_data, val_data, batcher, val_batcher):
     """Re-read the splits (a dataset still being generated); new labels are projected and added."""
     try:
@@ -321,7 +352,7 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
 
     from ..models.default.model import DefaultContactNet, count_parameters
     from .assets_provider import AssetProvider
-    from .losses import lifted_loss, mask_loss
+    from .losses import lifted_loss, mask_loss, vertex_loss
 
     torch.set_num_threads(int(cfg["threads"]))
     out = Path(cfg["out"])
@@ -336,6 +367,8 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
         mcfg["mask_size"] = mask_size
     else:
         raise ValueError(f"model.mask_size={mcfg['mask_size']} but the dataset masks are {mask_size}²")
+    if mcfg.get("vertex_head"):  # the head predicts on the dataset's vertices (the body template)
+        mcfg["vertices"] = int(train_data.human_contact.shape[1])
     cfg = {**cfg, "model": mcfg}
     torch.manual_seed(int(cfg["seed"]))
     net = DefaultContactNet(**mcfg)
@@ -371,7 +404,12 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             losses.append(lv)
             parts = {k: parts[k] + pv[k] / len(keep) for k in parts}
         return torch.stack(losses).mean(), parts
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    head = [p for n, p in net.named_parameters() if n.startswith("human_vertex_decoder.")]
+    rest = [p for n, p in net.named_parameters() if not n.startswith("human_vertex_decoder.")]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if head:
+        groups.append({"params": head, "lr_scale": float(cfg["vertex_lr_scale"])})
+    opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step = 0
     last = out / "last.pt"
     if resume and last.is_file():
@@ -380,6 +418,12 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
         opt.load_state_dict(st["optimizer"])
         step = int(st["step"])
         log.info("resumed from %s at step %d", last, step)
+    else:
+        fresh = init_weights(net, cfg["init_from"]) if cfg.get("init_from") else None
+        if net.has_vertex_head and (fresh is None or "human_vertex_decoder" in fresh):
+            ev = net.human_vertex_decoder.init_from_contacts(torch.as_tensor(train_data.human_contact))
+            log.info("vertex head: keys from the top %d principal components of the training contact (%.0f %% of "
+                     "its variance)", net.config["vertex_head"], 100 * ev)
     (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg, default=str)), sort_keys=False))
     data_info = {"path": str(root), "generator": meta.get("generator_version", meta.get("version")),
                  "seed": meta.get("seed"), "n": meta.get("n"), "train_split": cfg["train_split"],
@@ -400,8 +444,8 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             idx = rng.integers(0, len(train_data), int(cfg["batch_size"]))
             keep, inputs = batcher.batch(idx, rng)
             for g in opt.param_groups:
-                g["lr"] = _lr(step, cfg)
-            hl, ol, ht, ot, hv, ov = forward_batch(net, bank, train_data, keep, inputs)
+                g["lr"] = _lr(step, cfg) * g.get("lr_scale", 1.0)
+            hl, ol, ht, ot, hv, ov, vl = forward_batch(net, bank, train_data, keep, inputs)
             lh, ph = mask_loss(hl, ht, hv, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
             lo, po = mask_loss(ol, ot, ov, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
             loss = lh + lc["object_weight"] * lo
@@ -414,6 +458,13 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
                 lv, pv = object_lifted(ol, keep)
                 loss = loss + float(lc["lifted_object"]) * lv
                 po.update({"lifted_bce": pv["bce"], "lifted_dice": pv["dice"]})
+            if float(lc.get("vertex", 0.0)) > 0:
+                if vl is None:
+                    raise ValueError("loss.vertex > 0 needs model.vertex_head > 0")
+                target = torch.as_tensor(train_data.human_contact[keep], dtype=torch.float32)
+                lv, pv = vertex_loss(vl, target)
+                loss = loss + float(lc["vertex"]) * lv
+                ph.update({"vertex_bce": pv["bce"], "vertex_dice": pv["dice"]})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["grad_clip"])
@@ -424,7 +475,7 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
                 rec = {"step": step, "loss": loss.item(), "human": lh.item(), "object": lo.item(),
                        "human_focal": ph["focal"], "human_dice": ph["dice"], "object_focal": po["focal"],
                        "object_dice": po["dice"], "lr": _lr(step - 1, cfg),
-                       **{f"human_{k}": v for k, v in ph.items() if k.startswith("lifted")},
+                       **{f"human_{k}": v for k, v in ph.items() if k.startswith(("lifted", "vertex"))},
                        **{f"object_{k}": v for k, v in po.items() if k.startswith("lifted")},
                        "samples_per_s": samples_seen / max(time.perf_counter() - t_start, 1e-9)}
                 logf.write(json.dumps(rec) + "\n")

@@ -3,7 +3,7 @@
 Inputs (batch B dynamic, V views, D width, r render-embedding side):
     pose [B,33,3], hands [B,2,21,3], label [B,384], obj [B,6], depth [B,4],
     human_emb [V,D,r,r], human_cam [V,5], object_emb [V,D,r,r], object_cam [V,5]
-Outputs: human_logits [B,V,R,R], object_logits [B,V,R,R].
+Outputs: human_logits [B,V,R,R], object_logits [B,V,R,R] [+ human_vertex_logits [B,N] with the vertex head].
 
 The static render encoder is not exported: it runs once per mesh (torch) and its output is cached.
 Uses the TorchScript exporter (``dynamo=False``), which needs no extra package (onnxscript).
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .predictor import FRAME_INPUTS, FRAME_OUTPUTS, ONNX_GRAPH, WEIGHTS_DIR, load_checkpoint
+from .predictor import FRAME_INPUTS, ONNX_GRAPH, WEIGHTS_DIR, frame_outputs, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,19 @@ def export_onnx(net, path: str | Path, human_views: int = 4, opset: int = 17, ch
     path = Path(path)
     net = net.eval()
     args = example_inputs(net, human_views)
+    in_names, out_names = FRAME_INPUTS, frame_outputs(net)
     dyn = {n: {0: "batch"} for n in FRAME_INPUTS[:5]}
-    dyn.update({n: {0: "batch"} for n in FRAME_OUTPUTS})
+    dyn.update({n: {0: "batch"} for n in out_names})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, args, str(path), input_names=list(FRAME_INPUTS), output_names=list(FRAME_OUTPUTS),
+        torch.onnx.export(net, args, str(path), input_names=list(in_names), output_names=list(out_names),
                           dynamic_axes=dyn, opset_version=opset, dynamo=False)
     if check:
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feeds = {n: a.numpy() for n, a in zip(FRAME_INPUTS, args)}
-        got = sess.run(list(FRAME_OUTPUTS), feeds)
+        feeds = {n: a.numpy() for n, a in zip(in_names, args)}
+        got = sess.run(list(out_names), feeds)
         with torch.no_grad():
             ref = [t.numpy() for t in net(*args)]
         err = max(float(np.abs(a - b).max()) for a, b in zip(got, ref))

@@ -12,6 +12,10 @@ Data flow for one frame (B = batch, V = views, D = ``dim``, r = render-embedding
         embedding, then 2x2 transposed-conv upscaling and a hypernetwork dot product)
         ▼                                          -> logits [B,V,R,R]
 
+    VertexDecoder (optional, ``vertex_head`` = rank > 0): hypernetwork dot product of hseg with learned
+        per-vertex keys of the training template (started from the GT contact's principal components)
+        ▼                                          -> human_vertex_logits [B,N]
+
     RenderEncoder (static renders [V,4,S,S] -> [V,D,r,r]) runs once per mesh / view set and is cached
     (predictor style): the human template never changes, an object mesh changes only when the user
     changes the label or mesh.
@@ -238,19 +242,65 @@ class MaskDecoder(nn.Module):
         return logits.reshape(b, v, logits.shape[-2], logits.shape[-1])
 
 
+class VertexDecoder(nn.Module):
+    """Per-vertex contact straight on the template mesh: the SAM hypernetwork dot product, over mesh vertices
+    instead of mask pixels. seg [B,D] -> logits [B,N] = query(seg)·key_v / sqrt(rank) + bias_v.
+
+    ``key`` [N,rank] and ``bias`` [N] are learned per vertex of the template the model is trained on; training
+    starts them from the principal components of the training set's per-vertex GT contact
+    (:meth:`init_from_contacts`: "contact eigen-patterns"; from a random start the head only learned the most
+    frequent patterns — hands, feet — and missed hats and seats, docs/default_model.md "v7").
+
+    Why: the four views hide a quarter of the body (soles, palms, inner thighs, the seat) and 128² masks cannot
+    draw a foot-sized patch, which caps the official lifting; this head sees every vertex. Written by hand: no
+    library decodes a query vector over mesh vertices.
+    """
+
+    def __init__(self, dim: int, rank: int, num_vertices: int, hidden: int = 128):
+        super().__init__()
+        self.rank = rank
+        self.key = nn.Parameter(torch.randn(num_vertices, rank) * 0.1)
+        self.bias = nn.Parameter(torch.full((num_vertices,), -4.0))
+        self.query = MLP(dim, hidden, rank)
+
+    @torch.no_grad()
+    def init_from_contacts(self, contact: torch.Tensor) -> float:
+        """contact [S,N] in [0,1] (training GT) -> keys = top-``rank`` principal directions (scaled to unit
+        rms per entry), bias = logit of each vertex's contact rate (clipped to [1e-3, 0.5]).
+        Returns the fraction of the variance the basis explains."""
+        c = contact.double()
+        mean = c.mean(0)
+        _, s, vt = torch.linalg.svd(c - mean, full_matrices=False)
+        r = min(self.rank, vt.shape[0])
+        key = torch.zeros_like(self.key, dtype=torch.float64)
+        key[:, :r] = vt[:r].T * (vt.shape[1] / self.rank) ** 0.5
+        self.key.copy_(key.float())
+        rate = mean.clamp(1e-3, 0.5)
+        self.bias.copy_(torch.log(rate / (1 - rate)).float())
+        return float((s[:r] ** 2).sum() / (s ** 2).sum().clamp_min(1e-12))
+
+    def forward(self, seg: torch.Tensor) -> torch.Tensor:
+        return self.query(seg) @ self.key.T / self.rank ** 0.5 + self.bias
+
+
 class DefaultContactNet(nn.Module):
     """Whole network. ``forward`` = per-frame part (what ONNX exports); ``encode_renders`` = static part.
 
     forward(pose [B,33,3], hands [B,2,21,3], label [B,384], obj [B,6], depth [B,4],
             human_emb [V,D,r,r], human_cam [V,5], object_emb [V,D,r,r], object_cam [V,5])
         -> human_logits [B,V,R,R], object_logits [B,V,R,R]   (R = ``mask_size``)
+           [, human_vertex_logits [B,N]  with ``vertex_head > 0``; N = ``vertices``]
     """
 
     def __init__(self, dim: int = 64, depth: int = 2, heads: int = 4, render_size: int = 64, mask_size: int = 64,
-                 views: int = 4, up_channels: int = 16):
+                 views: int = 4, up_channels: int = 16, vertex_head: int = 0, vertices: int = 0):
         super().__init__()
         self.config = dict(dim=dim, depth=depth, heads=heads, render_size=render_size, mask_size=mask_size,
                            views=views, up_channels=up_channels)
+        if vertex_head:  # only then in the config: checkpoints without the head keep their config
+            if vertices <= 0:
+                raise ValueError("vertex_head needs vertices = the template's vertex count")
+            self.config.update(vertex_head=int(vertex_head), vertices=int(vertices))
         self.mask_size = mask_size
         self.features = FeatureEncoder(dim)
         self.transformer = ContactTransformer(dim, depth, heads)
@@ -259,6 +309,16 @@ class DefaultContactNet(nn.Module):
         self.object_render_encoder = RenderEncoder(dim, render_size)
         self.human_decoder = MaskDecoder(dim, heads, up_channels)
         self.object_decoder = MaskDecoder(dim, heads, up_channels)
+        self.human_vertex_decoder = VertexDecoder(dim, int(vertex_head), int(vertices)) if vertex_head else None
+
+    @property
+    def has_vertex_head(self) -> bool:
+        return self.human_vertex_decoder is not None
+
+    @property
+    def vertex_count(self) -> int:
+        """Vertices of the template the vertex head predicts on (0 without the head)."""
+        return 0 if self.human_vertex_decoder is None else int(self.human_vertex_decoder.key.shape[0])
 
     def encode_renders(self, renders: torch.Tensor, side: str) -> torch.Tensor:
         """renders [V,4,S,S] (or [N*V,...]) -> [V,D,S/4,S/4] for side 'human' | 'object'."""
@@ -281,7 +341,10 @@ class DefaultContactNet(nn.Module):
 
     def forward(self, pose, hands, label, obj, depth, human_emb, human_cam, object_emb, object_cam):
         hseg, oseg = self.seg_embeddings(pose, hands, label, obj, depth)
-        return self.decode(hseg, human_emb, human_cam, "human"), self.decode(oseg, object_emb, object_cam, "object")
+        out = (self.decode(hseg, human_emb, human_cam, "human"), self.decode(oseg, object_emb, object_cam, "object"))
+        if self.human_vertex_decoder is not None:
+            out = out + (self.human_vertex_decoder(hseg),)
+        return out
 
 
 def count_parameters(model: nn.Module) -> int:

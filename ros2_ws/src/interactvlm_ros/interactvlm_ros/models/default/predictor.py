@@ -30,6 +30,12 @@ CHECKPOINT = "model.pt"
 ONNX_GRAPH = "frame.onnx"
 FRAME_INPUTS = ("pose", "hands", "label", "obj", "depth", "human_emb", "human_cam", "object_emb", "object_cam")
 FRAME_OUTPUTS = ("human_logits", "object_logits")
+VERTEX_OUTPUT = "human_vertex_logits"  # a third output of networks with the vertex head (model config vertex_head > 0)
+
+
+def frame_outputs(net) -> tuple[str, ...]:
+    """Output names of ``net``'s per-frame graph (with the vertex head: + human_vertex_logits [B,N])."""
+    return FRAME_OUTPUTS + ((VERTEX_OUTPUT,) if getattr(net, "has_vertex_head", False) else ())
 
 
 class DefaultModelError(FileNotFoundError):
@@ -132,6 +138,8 @@ class DefaultLocalizer:
     #: Measured on v4 (docs/default_model.md): held-out human F1 0.381 -> 0.395, unseen categories 0.444 -> 0.457,
     #: the lifting ceiling (oracle) 0.651 -> 0.684; object contact unchanged.
     fill_unseen_vertices = True
+    #: with the vertex head (v7+), ``LocalizerOutput.human_vertex_contact`` carries its per-vertex contact on the
+    #: template; the pipeline and ``interactvlm eval`` merge it with the lifted masks (``lift.merge_direct_contact``)
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
                  perception: Any = None, text_encoder: Any = None, threads: int | None = None):
@@ -149,6 +157,7 @@ class DefaultLocalizer:
         self.checkpoint_info = {k: ckpt.get(k) for k in ("version", "trained_steps", "data", "metrics")}
         ht = ckpt.get("human_template")
         self.human_template = None if ht is None else np.asarray(ht, np.float32)
+        self.frame_outputs = frame_outputs(self.net)
         self.device = "cpu"
         self._torch_device = torch.device("cpu")
         self.fallbacks: list[str] = []
@@ -273,20 +282,33 @@ class DefaultLocalizer:
             self._emb_cache[key] = emb
         return emb
 
+    def uses_vertex_head(self, assets: Any) -> bool:
+        """The vertex head predicts on the template it was trained on: only for human assets of that vertex count
+        (otherwise a named fallback: contact from the lifted masks only)."""
+        if not self.net.has_vertex_head:
+            return False
+        n = int(getattr(assets, "num_vertices", -1))
+        if n != self.net.vertex_count:
+            self._fallback(f"human assets have {n} vertices, the model's vertex head {self.net.vertex_count}: "
+                           "vertex head off, human contact from the lifted masks only")
+            return False
+        return True
+
     # ------------------------------------------------------------------- per frame
-    def run_frame(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Batch of per-frame inputs (FRAME_INPUTS) -> (human_logits [B,V,R,R], object_logits [B,V,R,R])."""
+    def run_frame(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Batch of per-frame inputs (FRAME_INPUTS) -> (human_logits [B,V,R,R], object_logits [B,V,R,R]
+        [, human_vertex_logits [B,N] with the vertex head]) (``frame_outputs``)."""
         if self._engine is not None:
             out = self._engine.run(inputs)
-            return out["human_logits"], out["object_logits"]
+            return tuple(out[n] for n in self.frame_outputs)
         import torch
 
         from ...render.raster_torch import cpu_threads
 
         t = {k: torch.from_numpy(np.ascontiguousarray(v, np.float32)).to(self._torch_device) for k, v in inputs.items()}
         with torch.inference_mode(), cpu_threads(self._torch_device):
-            h, o = self.net(*(t[k] for k in FRAME_INPUTS))
-        return h.float().cpu().numpy(), o.float().cpu().numpy()
+            out = self.net(*(t[k] for k in FRAME_INPUTS))
+        return tuple(o.float().cpu().numpy() for o in out)
 
     def predict(self, image_rgb: np.ndarray, object_label: str, human_assets: Any, object_assets: Any = None,
                 observation: Any = None) -> LocalizerOutput:
@@ -324,15 +346,19 @@ class DefaultLocalizer:
             t = time.perf_counter()
             inputs = dict(feats.as_batch(), label=lf.feature[None], human_emb=h_emb, human_cam=h_cam,
                           object_emb=o_emb, object_cam=o_cam)
-            h, o = self.run_frame(inputs)
+            h, o, *v = self.run_frame(inputs)
             timings["network"] = 1e3 * (time.perf_counter() - t)
             extras["status"] = "ok"
+            direct = None
+            if v and self.uses_vertex_head(human_assets):
+                direct = (1.0 / (1.0 + np.exp(-v[0][0].astype(np.float64)))).astype(np.float32)
             return LocalizerOutput(h[0].astype(np.float32), o[0].astype(np.float32) if object_assets is not None else None,
-                                   None, timings, extras)
+                                   None, timings, extras, human_vertex_contact=direct)
 
     def describe(self) -> dict:
         return {"name": self.name, "backend": self.backend, "device": self.device, "weights": str(self.weights_dir),
                 "mask_size": self.mask_size, "render_size": self.render_size, "asset_size": self.asset_size,
+                "vertex_head": bool(self.net.has_vertex_head),
                 "categories": self.labels.categories, "fallbacks": list(self.fallbacks), **self.checkpoint_info}
 
 
