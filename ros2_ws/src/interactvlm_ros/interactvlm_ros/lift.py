@@ -170,7 +170,7 @@ def merge_direct_contact(lifted, direct):
 
     Max, not mean: the two are evidence from two decoders of the same [SEG] token that each miss a
     different part of the body (measured on v7, docs/default_model.md). Raises LiftError on a size mismatch."""
-    a = np.asarray(lifted.detach().cpu().numpy() if isinstance(lifted, torch.Tensor) else lifted, np.float32)
+    a = np.asarray(lifted, np.float32)  # numpy or a CPU tensor
     b = np.asarray(direct, np.float32)
     if a.shape != b.shape:
         raise LiftError(f"direct per-vertex contact has shape {b.shape}, the lifted contact {a.shape}: "

@@ -507,9 +507,8 @@ class BodyFitter:
                 if cloud is not None and len(cloud) > 10 and (warm or it >= cfg.cloud_from * n_iter):
                     with torch.no_grad():
                         front = torch.nonzero((nrm * vc.detach()).sum(1) < 0)[:, 0]
-                    if len(front) > 10:
-                        with torch.no_grad():
-                            nn_ = front[torch.cdist(cloud, vc.detach()[front]).argmin(1)]
+                        nn_ = front[torch.cdist(cloud, vc.detach()[front]).argmin(1)] if len(front) > 10 else None
+                    if nn_ is not None:
                         res = ((cloud - vc[nn_]) * nrm[nn_]).sum(1)  # point to the sample's tangent plane
                         lcl = 0.1 * torch.log1p((res / cfg.cloud_scale) ** 2).mean()
                         loss = loss + cfg.w_cloud * lcl

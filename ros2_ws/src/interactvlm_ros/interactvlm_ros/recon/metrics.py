@@ -44,22 +44,30 @@ def contact_distance(obj_vertices, obj_faces, human_vertices, human_contact, thr
     return float(np.mean(d))
 
 
-def penetration_depth(obj_vertices, obj_faces, human_vertices, human_faces, near: float = 0.05) -> float:
-    """Max depth (m) of object vertices inside the body (0 when none).
+def signed_distance_near_body(points, human_vertices, human_normals, near: float = 0.05):
+    """Local signed distance of ``points`` [Q,3] to the body: along the outward normal of each point's nearest body
+    vertex (negative = inside), for points within ``near`` of a vertex; nan beyond. -> (sd [Q], nearest index [Q]).
 
-    A vertex counts as inside when it lies behind the outward normal of its nearest body vertex and
-    within ``near`` of it (a local signed distance; exact enough for the few cm that matter here and
-    robust to Anny not being watertight)."""
-    ov = np.asarray(obj_vertices, np.float64)
-    hv = np.asarray(human_vertices, np.float64)
-    d, nn = bounded_nearest(human_vertices, obj_vertices, near)  # inf (nn = N) beyond ``near``
+    Exact enough for the few cm that matter here and robust to Anny not being watertight; used by
+    :func:`penetration_depth` and by the object fit's push-out."""
+    d, nn = bounded_nearest(human_vertices, points, near)  # inf (nn = N) beyond ``near``
     m = d < near
-    if not m.any():
-        return 0.0
-    hn = vertex_normals(human_vertices, human_faces).astype(np.float64)
-    nn = nn[m]
-    sd = ((ov[m] - hv[nn]) * hn[nn]).sum(1)
-    inside = sd < 0
+    sd = np.full(len(d), np.nan)
+    if m.any():
+        p = np.asarray(points, np.float64)[m]
+        hv = np.asarray(human_vertices, np.float64)
+        hn = np.asarray(human_normals, np.float64)
+        sd[m] = ((p - hv[nn[m]]) * hn[nn[m]]).sum(1)
+    return sd, nn
+
+
+def penetration_depth(obj_vertices, obj_faces, human_vertices, human_faces, near: float = 0.05) -> float:
+    """Max depth (m) of object vertices inside the body (0 when none): a vertex counts as inside when it lies
+    behind the outward normal of its nearest body vertex and within ``near`` of it
+    (:func:`signed_distance_near_body`)."""
+    hn = vertex_normals(human_vertices, human_faces)
+    sd, _ = signed_distance_near_body(obj_vertices, human_vertices, hn, near)
+    inside = sd < 0  # nan (beyond ``near``) is not inside
     return float(-sd[inside].min()) if inside.any() else 0.0
 
 

@@ -101,26 +101,19 @@ class ObjectFitConfig:
 def _push_out(v_rot: np.ndarray, t: np.ndarray, hv: np.ndarray, hn: np.ndarray, margin: float, iters: int,
               near: float = 0.05) -> tuple[np.ndarray, float]:
     """Translate the object (vertices ``v_rot`` rotated, at ``t``) out of the body: while some object vertex lies more
-    than ``margin`` behind its nearest body vertex's normal (within ``near``), move by the excess along the
-    depth-weighted mean of those normals. -> (new t, total distance moved)."""
-    from scipy.spatial import cKDTree
+    than ``margin`` behind its nearest body vertex's normal (``metrics.signed_distance_near_body``), move by the
+    excess along the depth-weighted mean of those normals. -> (new t, total distance moved)."""
+    from interactvlm_ros.recon.metrics import signed_distance_near_body
 
-    tree = cKDTree(hv)
     t = np.asarray(t, np.float64).copy()
     moved = 0.0
     for _ in range(iters):
-        v = v_rot + t
-        d, nn = tree.query(v, distance_upper_bound=near)
-        m = np.isfinite(d)
-        if not m.any():
-            break
-        sd = ((v[m] - hv[nn[m]]) * hn[nn[m]]).sum(1)
-        excess = -sd - margin
-        bad = excess > 1e-4
+        sd, nn = signed_distance_near_body(v_rot + t, hv, hn, near)
+        bad = -sd - margin > 1e-4  # nan (not near the body) is never bad
         if not bad.any():
             break
-        w = excess[bad]
-        n = (hn[nn[m]][bad] * w[:, None]).sum(0)
+        w = -sd[bad] - margin
+        n = (hn[nn[bad]] * w[:, None]).sum(0)
         norm = np.linalg.norm(n)
         if norm < 1e-9:
             break

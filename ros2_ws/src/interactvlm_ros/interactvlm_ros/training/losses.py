@@ -57,16 +57,18 @@ def lifted_loss(contact: torch.Tensor, target: torch.Tensor, seen: torch.Tensor 
     if seen is not None:
         contact, target = contact[:, seen], target[:, seen]
     bce = lifted_bce(contact, target)
-    num = 2 * (contact * target).sum(1) + eps
-    den = contact.sum(1) + target.sum(1) + eps
-    dice = (1 - num / den).mean()
+    dice = soft_dice(contact, target, eps)
     return bce + dice, {"bce": float(bce.detach()), "dice": float(dice.detach())}
+
+
+def soft_dice(p: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss per sample, averaged: p, target [B,N] in [0,1] -> scalar."""
+    return (1 - (2 * (p * target).sum(1) + eps) / (p.sum(1) + target.sum(1) + eps)).mean()
 
 
 def vertex_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> tuple[torch.Tensor, dict]:
     """BCE (on logits) + soft Dice per sample for direct per-vertex predictions (the vertex head):
     logits [B,N], target [B,N] in [0,1] -> (loss, parts). Every vertex counts (no view hides any)."""
     bce = F.binary_cross_entropy_with_logits(logits, target)
-    p = torch.sigmoid(logits)
-    dice = (1 - (2 * (p * target).sum(1) + eps) / (p.sum(1) + target.sum(1) + eps)).mean()
+    dice = soft_dice(torch.sigmoid(logits), target, eps)
     return bce + dice, {"bce": float(bce.detach()), "dice": float(dice.detach())}

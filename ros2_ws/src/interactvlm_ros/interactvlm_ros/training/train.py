@@ -48,7 +48,8 @@ DEFAULTS: dict = {
     "model": {"dim": 64, "depth": 2, "heads": 4, "render_size": 64, "mask_size": None, "up_channels": 16,
               "vertex_head": 0, "vertices": 0},
     # a checkpoint (last.pt of a run, or a packaged model.pt) whose weights start this run where names and shapes
-    # match (a new head starts from its random init); the optimiser starts fresh. Ignored when resuming.
+    # match (a new vertex head starts from the PCA of the training contact, other new parts from their random init);
+    # the optimiser starts fresh. Ignored when resuming.
     "init_from": None,
     "vertex_lr_scale": 1.0,  # learning rate of the vertex head relative to ``lr`` (it starts from scratch)
     # lifted: weight of a per-vertex loss (BCE + soft Dice) on the human contact *lifted* from the predicted masks

@@ -44,18 +44,18 @@ def export_onnx(net, path: str | Path, human_views: int = 4, opset: int = 17, ch
     path = Path(path)
     net = net.eval()
     args = example_inputs(net, human_views)
-    in_names, out_names = FRAME_INPUTS, frame_outputs(net)
+    out_names = frame_outputs(net)
     dyn = {n: {0: "batch"} for n in FRAME_INPUTS[:5]}
     dyn.update({n: {0: "batch"} for n in out_names})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, args, str(path), input_names=list(in_names), output_names=list(out_names),
+        torch.onnx.export(net, args, str(path), input_names=list(FRAME_INPUTS), output_names=list(out_names),
                           dynamic_axes=dyn, opset_version=opset, dynamo=False)
     if check:
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feeds = {n: a.numpy() for n, a in zip(in_names, args)}
+        feeds = {n: a.numpy() for n, a in zip(FRAME_INPUTS, args)}
         got = sess.run(list(out_names), feeds)
         with torch.no_grad():
             ref = [t.numpy() for t in net(*args)]
