@@ -131,15 +131,50 @@ def test_vertex_head_shapes_pca_start_and_onnx_parity(tmp_path):
         DefaultContactNet(dim=32, depth=1, heads=2, vertex_head=4)
 
 
-def test_merge_direct_contact_is_a_per_vertex_max_and_checks_sizes():
+def test_vertex_branch_reads_its_own_encoder_starts_as_the_main_one_and_exports(tmp_path):
+    """vertex_branch: the head's query comes from a separate encoder; copied from the main encoder it gives exactly
+    the shared-hseg output, once it differs the masks do not move; ONNX keeps the three outputs."""
+    from interactvlm_ros.models.default.export import export_onnx, example_inputs
+    from interactvlm_ros.models.default.model import DefaultContactNet
+
+    torch.manual_seed(0)
+    kw = dict(dim=32, depth=1, heads=2, render_size=32, mask_size=32, up_channels=8, vertex_head=4, vertices=50)
+    shared = DefaultContactNet(**kw).eval()
+    branch = DefaultContactNet(**kw, vertex_branch=True).eval()
+    assert branch.has_vertex_branch and branch.config["vertex_branch"] and "vertex_branch" not in shared.config
+    branch.load_state_dict(shared.state_dict(), strict=False)
+    args = example_inputs(branch, batch=2)
+    with torch.no_grad():
+        ref = shared(*args)
+        assert not torch.allclose(branch(*args)[2], ref[2])  # a fresh branch is not the main encoder
+        branch.init_vertex_branch_from_main()
+        out = branch(*args)
+        torch.testing.assert_close(out[2], ref[2])
+        for p in branch.vertex_transformer.parameters():
+            p.add_(0.1)
+        out2 = branch(*args)
+    assert not torch.allclose(out2[2], ref[2])
+    torch.testing.assert_close(out2[0], ref[0])
+    torch.testing.assert_close(out2[1], ref[1])
+    export_onnx(branch, tmp_path / "frame.onnx")  # raises when ORT and torch differ by > 1e-3
+    with pytest.raises(ValueError, match="vertex_head"):
+        DefaultContactNet(dim=32, depth=1, heads=2, vertex_branch=True)
+
+
+def test_merge_direct_contact_rules_and_size_check():
     from interactvlm_ros.lift import LiftError, merge_direct_contact
 
     lifted = np.array([0.9, 0.1, 0.0, 0.6], np.float32)
     direct = np.array([0.2, 0.7, 0.0, 0.6], np.float32)
     np.testing.assert_array_equal(merge_direct_contact(lifted, direct), np.float32([0.9, 0.7, 0.0, 0.6]))
     np.testing.assert_array_equal(merge_direct_contact(torch.as_tensor(lifted), direct), np.float32([0.9, 0.7, 0.0, 0.6]))
+    got = merge_direct_contact(lifted, direct, "direct")
+    np.testing.assert_array_equal(got, direct)
+    assert got is not direct
     with pytest.raises(LiftError, match="template"):
-        merge_direct_contact(lifted, direct[:3])
+        merge_direct_contact(lifted, direct[:3], "direct")
+    with pytest.raises(LiftError, match="unknown merge rule 'mean'"):
+        merge_direct_contact(lifted, direct, "mean")
 
 
 def test_losses_ignore_pixels_outside_the_silhouette_and_reward_correct_masks():
@@ -262,7 +297,13 @@ def test_training_learns_is_seeded_and_resumable(tmp_path, monkeypatch):
 
     _tiny_dataset(tmp_path / "data")
     enc = text.TextEncoder()
-    m = train(_cfg(tmp_path, "a", 320), text_encoder=enc, provider=_Provider(16))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:  # the run uses cfg threads (1) and gives the caller's count back
+        m = train(_cfg(tmp_path, "a", 320), text_encoder=enc, provider=_Provider(16))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < 0.6 * losses[0], losses
@@ -477,6 +518,37 @@ def test_vertex_head_trains_and_the_localizer_returns_its_per_vertex_contact(tmp
     oa = A.build_view_assets(np.asarray(other.vertices, np.float32), np.asarray(other.faces), "object", 16, colors="xyz")
     c = lt.predict(img, "cup", oa, None, observation=obs)
     assert c.human_vertex_contact is None and any("vertex head off" in f for f in lt.fallbacks)
+    # train_only: vertex — a separate branch (started from a's encoder) learns the same cue while every other
+    # weight stays a's; it runs without renders or mask decoders
+    cfg_b = _cfg(tmp_path, "b", 60)
+    cfg_b["model"].update(vertex_head=4, vertex_branch=True)
+    cfg_b["loss"].update(vertex=1.0)
+    cfg_b.update(train_only="vertex", init_from=str(tmp_path / "a" / "last.pt"), export_onnx=False)
+    train(cfg_b, text_encoder=enc, provider=SphereHuman(16))
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    wb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    branch_keys = [k for k in wb if k.startswith(("vertex_features.", "vertex_transformer.", "human_vertex_decoder."))]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa if k not in branch_keys)  # masks untouched
+    assert any(not torch.equal(wa[k.replace("vertex_", "", 1)], wb[k]) for k in branch_keys if k.startswith("vertex_"))
+    lb = DefaultLocalizer(weights=tmp_path / "b", backend="torch", text_encoder=enc)
+    for raised in (True, False):
+        pose, hands = _person(rng)
+        if raised:
+            pose[16, 1] -= 400
+            hands[1, :, 1] -= 400
+        c = lb.predict(img, "cup", SphereHuman(16).human(), None, observation=SimpleNamespace(
+            found=True, keypoints_2d=pose, hands_2d=hands, mask=None)).human_vertex_contact
+        assert (c[first].min() > 0.5 and c[~first].max() < 0.5) if raised else c.max() < 0.5
+    from interactvlm_ros.training.train import load_config
+
+    bad_only = _cfg(tmp_path, "bad_only", 5)
+    bad_only["train_only"] = "vertex"  # no branch: refused before any data is read
+    with pytest.raises(ConfigError, match="vertex_branch"):
+        train(bad_only, text_encoder=enc, provider=SphereHuman(16))
+    for over, msg in (({"vertex_merge": "mean"}, "vertex_merge"), ({"train_only": "masks"}, "train_only"),
+                      ({"model": {"vertex_branch": True}}, "vertex_head")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(None, {"data": "d", "out": "o", **over})
     # init_from errors name the file
     bad = _cfg(tmp_path, "bad", 5)
     bad["init_from"] = str(tmp_path / "nope.pt")

@@ -207,7 +207,15 @@ def test_splits():
 
 
 def test_write_dataset_and_meta(tmp_path):
-    meta = write_dataset(tmp_path, n=2, seed=20, config=GeneratorConfig(image_size=(96, 72), mask_res=32))
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:  # generation runs on one thread and gives the caller's count back (it leaked into later tests before)
+        meta = write_dataset(tmp_path, n=2, seed=20, config=GeneratorConfig(image_size=(96, 72), mask_res=32))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
     files = sorted(p.name for p in (tmp_path / "samples").iterdir())
     assert files == ["000020.npz", "000021.npz"]
     on_disk = json.loads((tmp_path / "meta.json").read_text())

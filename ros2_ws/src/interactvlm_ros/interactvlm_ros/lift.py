@@ -165,17 +165,25 @@ def nearest_visible_index(visible: np.ndarray, vertices: np.ndarray, faces: np.n
     return idx
 
 
-def merge_direct_contact(lifted, direct):
-    """Per-vertex max of lifted contact [N] and direct per-vertex contact [N] (both in [0,1]) -> [N] float32.
+MERGE_RULES = ("max", "direct")
 
-    Max, not mean: the two are evidence from two decoders of the same [SEG] token that each miss a
-    different part of the body (measured on v7, docs/default_model.md). Raises LiftError on a size mismatch."""
+
+def merge_direct_contact(lifted, direct, rule: str = "max"):
+    """Combine lifted contact [N] and direct per-vertex contact [N] (both in [0,1]) -> [N] float32.
+
+    ``rule`` (the model's, ``LocalizerOutput.human_vertex_merge``): ``max`` = per-vertex max — v7, whose vertex head
+    shared the masks' [SEG] token and each missed a different part of the body (head alone 0.463, max 0.462, mean
+    0.423 on val); ``direct`` = the direct contact alone — v8, whose separately trained head beats the max of both
+    (test F1 0.559 alone vs 0.527 with the masks' false positives, docs/default_model.md "v8").
+    Raises LiftError on a size mismatch or an unknown rule."""
+    if rule not in MERGE_RULES:
+        raise LiftError(f"unknown merge rule '{rule}'; use one of {MERGE_RULES}")
     a = np.asarray(lifted, np.float32)  # numpy or a CPU tensor
     b = np.asarray(direct, np.float32)
     if a.shape != b.shape:
         raise LiftError(f"direct per-vertex contact has shape {b.shape}, the lifted contact {a.shape}: "
                         "the model's template and the human assets differ")
-    return np.maximum(a, b)
+    return np.maximum(a, b) if rule == "max" else b.copy()
 
 
 def _bilinear_taps(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -437,7 +437,8 @@ class ContactEstimator:
             if direct is not None:  # the model's own per-vertex contact (default model's vertex head)
                 lift = _import("interactvlm_ros.lift", "lifting")
                 try:
-                    human_contact = lift.merge_direct_contact(human_contact, _to_numpy(direct))
+                    human_contact = lift.merge_direct_contact(human_contact, _to_numpy(direct),
+                                                              getattr(out, "human_vertex_merge", "max"))
                 except lift.LiftError as exc:
                     self._fallback(f"direct per-vertex contact not used: {exc}")
         if object_logits is not None and obj is not None:

@@ -77,7 +77,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
             for j, i in enumerate(keep):
                 hc = np.asarray(h_lifter(hl[j]))
                 if direct is not None:
-                    hc = merge_direct_contact(hc, direct[j])
+                    hc = merge_direct_contact(hc, direct[j], loc.vertex_merge)
                 oid = data.object_ids[i]
                 if oid not in o_lifters:
                     om = provider.object_mesh(oid, data.categories[i])

@@ -9,7 +9,8 @@ optionally the object) into one contact-mask **logit** map per view::
     out.text           # generated answer text (models that generate text) or None
     out.timings        # stage name -> milliseconds
     out.human_vertex_contact  # float32 [N] in [0,1] on the human template, from a model that predicts per vertex
-                              # directly (the default model's vertex head), or None; merged with the lifted masks
+                              # directly (the default model's vertex head), or None; combined with the lifted masks
+    out.human_vertex_merge    # by this rule (lift.merge_direct_contact): "max" (v7) or "direct" (v8: the head alone)
 
 ``human_assets`` / ``object_assets`` are ``ViewAssets``-like objects (``renders`` uint8 [V,H,W,3],
 ``cam_params`` float32 [V,5], ``key`` str, plus the lifting maps the Lifter uses).
@@ -36,6 +37,7 @@ class LocalizerOutput:
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     human_vertex_contact: np.ndarray | None = None  # [N] probabilities on the human template (see module docstring)
+    human_vertex_merge: str = "max"  # how the pipeline combines it with the lifted masks (lift.merge_direct_contact)
 
 
 @runtime_checkable

@@ -803,10 +803,19 @@ def split_of(sample_seed: int, category: str, ranges: dict[str, list[int]]) -> s
 
 
 def _worker(args):
+    """Generate ``seeds`` on one torch thread (at most 2 workers on the 2-core target); the caller's thread count is
+    restored (the first chunk runs in the calling process)."""
     import torch
 
-    cfg, seeds, out = args
-    torch.set_num_threads(1)  # one thread per worker process (at most 2 workers on the 2-core target)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _generate_chunk(*args)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _generate_chunk(cfg, seeds, out):
     gen = Generator(cfg)
     results = []
     for s in seeds:

@@ -46,12 +46,17 @@ DEFAULTS: dict = {
     "asset_size": 256,
     "body": "anny",
     "model": {"dim": 64, "depth": 2, "heads": 4, "render_size": 64, "mask_size": None, "up_channels": 16,
-              "vertex_head": 0, "vertices": 0},
+              "vertex_head": 0, "vertices": 0, "vertex_branch": False},
     # a checkpoint (last.pt of a run, or a packaged model.pt) whose weights start this run where names and shapes
     # match (a new vertex head starts from the PCA of the training contact, other new parts from their random init);
     # the optimiser starts fresh. Ignored when resuming.
     "init_from": None,
     "vertex_lr_scale": 1.0,  # learning rate of the vertex head relative to ``lr`` (it starts from scratch)
+    # "vertex": train only the vertex branch + head (model.vertex_branch) on loss.vertex, everything else frozen and
+    # not run (no renders, no mask decoders: ~50x the samples/s); the masks stay those of init_from
+    "train_only": None,
+    # how the pipeline combines the vertex head with the lifted masks (lift.merge_direct_contact): max | direct
+    "vertex_merge": "max",
     # lifted: weight of a per-vertex loss (BCE + soft Dice) on the human contact *lifted* from the predicted masks
     # with the deployed lifting (lift.Lifter, soft aggregation, at asset_size) — the quantity eval scores;
     # lifted_object: the same on the object side (soft aggregation as a differentiable surrogate of the deployed
@@ -69,6 +74,9 @@ DEFAULTS: dict = {
 
 class ConfigError(ValueError):
     pass
+
+
+VERTEX_PATH = ("vertex_features.", "vertex_transformer.", "human_vertex_decoder.")  # what train_only: vertex trains
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
@@ -104,7 +112,27 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
         raise ConfigError("config needs 'data' (a synthetic dataset folder) — or pass --data")
     if not cfg["out"]:
         raise ConfigError("config needs 'out' (output folder) — or pass --out")
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg: dict) -> None:
+    """Combinations of keys that cannot train (ConfigError naming the keys)."""
+    from ..lift import MERGE_RULES
+
+    if cfg.get("vertex_merge", "max") not in MERGE_RULES:
+        raise ConfigError(f"vertex_merge: '{cfg['vertex_merge']}' is not one of {MERGE_RULES}")
+    if cfg["model"].get("vertex_branch") and not cfg["model"].get("vertex_head"):
+        raise ConfigError("model.vertex_branch needs model.vertex_head > 0 (the head it feeds)")
+    only = cfg.get("train_only")
+    if only not in (None, "vertex"):
+        raise ConfigError(f"train_only: '{only}' is not known; use null (everything) or 'vertex'")
+    if only == "vertex":
+        lc = cfg["loss"]
+        if not cfg["model"].get("vertex_branch") or float(lc.get("vertex", 0.0)) <= 0:
+            raise ConfigError("train_only: vertex needs model.vertex_branch: true, model.vertex_head > 0 and loss.vertex > 0")
+        if float(lc.get("lifted", 0.0)) > 0 or float(lc.get("lifted_object", 0.0)) > 0:
+            raise ConfigError("train_only: vertex runs no mask decoder: set loss.lifted and loss.lifted_object to 0")
 
 
 class Batcher:
@@ -215,7 +243,8 @@ def forward_batch(net, bank: RenderBank, data: SplitData, keep: np.ndarray, inpu
     t = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
     hx, hsil, hcam = bank.human()
     hseg, oseg = net.seg_embeddings(t["pose"], t["hands"], t["label"], t["obj"], t["depth"])
-    v_logits = net.human_vertex_decoder(hseg) if getattr(net, "has_vertex_head", False) else None
+    v_logits = (net.vertex_logits(t["pose"], t["hands"], t["label"], t["obj"], t["depth"], hseg)
+                if getattr(net, "has_vertex_head", False) else None)
     h_emb = net.encode_renders(torch.from_numpy(hx).to(device), "human")
     h_logits = net.decode(hseg, h_emb, torch.from_numpy(hcam).to(device), "human")
     oids = [data.object_ids[i] for i in keep]
@@ -253,12 +282,18 @@ def mask_scores(logits, target, valid) -> dict:
 def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int = 64) -> dict:
     import torch
 
+    from ..evaluation.metrics import prf
+
     out = {"human": {"tp": 0.0, "fp": 0.0, "fn": 0.0}, "object": {"tp": 0.0, "fp": 0.0, "fn": 0.0}}
+    vertex_f1 = []
     net.eval()
     with torch.no_grad():
         for s in range(0, len(data), batch_size):
             keep, inputs = batcher.batch(np.arange(s, min(len(data), s + batch_size)), None)
-            hl, ol, ht, ot, hv, ov, _ = forward_batch(net, bank, data, keep, inputs)
+            hl, ol, ht, ot, hv, ov, vl = forward_batch(net, bank, data, keep, inputs)
+            if vl is not None:  # the vertex head alone, per-sample F1 at 0.5 (as `interactvlm eval` scores it)
+                p = torch.sigmoid(vl).numpy()
+                vertex_f1 += [prf(p[j], data.human_contact[i])[2] for j, i in enumerate(keep)]
             for side, (lg, tg, va) in (("human", (hl, ht, hv)), ("object", (ol, ot, ov))):
                 p = (lg > 0).float() * va
                 t = tg * va
@@ -270,6 +305,8 @@ def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int
     for side, c in out.items():
         res[f"{side}_mask_f1"] = 2 * c["tp"] / max(2 * c["tp"] + c["fp"] + c["fn"], 1e-9)
         res[f"{side}_mask_iou"] = c["tp"] / max(c["tp"] + c["fp"] + c["fn"], 1e-9)
+    if vertex_f1:
+        res["human_vertex_f1"] = float(np.mean(vertex_f1))
     return res
 
 
@@ -289,6 +326,7 @@ def save_model(path: Path, net, cfg: dict, space: LabelSpace, step: int, data_in
         "metrics": metrics or {},
         "train_config": cfg,
         "human_template": None if human_template is None else np.asarray(human_template, np.float32),
+        "vertex_merge": str(cfg.get("vertex_merge", "max")),
     }
     if body is not None:
         ckpt.update(human_template_faces=np.asarray(body.faces, np.int32), human_template_source=body.source,
@@ -347,7 +385,18 @@ def _refresh(root, cfg, space, label_feats, aug, text_encoder, train_data, val_d
 
 def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, stop_at: int | None = None) -> dict | None:
     """Run training; returns the final metrics dict. ``provider``: an AssetProvider (tests inject one).
-    ``stop_at``: leave after that many steps with only ``last.pt`` written (an interrupted run; returns None)."""
+    ``stop_at``: leave after that many steps with only ``last.pt`` written (an interrupted run; returns None).
+    Runs on ``cfg["threads"]`` torch threads and gives the caller its own thread count back."""
+    import torch
+
+    prev = torch.get_num_threads()
+    try:
+        return _train(cfg, resume, text_encoder, provider, stop_at)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None) -> dict | None:
     import torch
     import yaml
 
@@ -355,6 +404,8 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
     from .assets_provider import AssetProvider
     from .losses import lifted_loss, mask_loss, vertex_loss
 
+    check_config(cfg)  # before any data is read
+    only = cfg.get("train_only")
     torch.set_num_threads(int(cfg["threads"]))
     out = Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
@@ -405,8 +456,11 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             losses.append(lv)
             parts = {k: parts[k] + pv[k] / len(keep) for k in parts}
         return torch.stack(losses).mean(), parts
+    if only == "vertex":
+        for n, p in net.named_parameters():  # the rest is frozen (and not run: see the loop)
+            p.requires_grad_(n.startswith(VERTEX_PATH))
     head = [p for n, p in net.named_parameters() if n.startswith("human_vertex_decoder.")]
-    rest = [p for n, p in net.named_parameters() if not n.startswith("human_vertex_decoder.")]
+    rest = [p for n, p in net.named_parameters() if not n.startswith("human_vertex_decoder.") and p.requires_grad]
     groups = [{"params": rest, "lr_scale": 1.0}]
     if head:
         groups.append({"params": head, "lr_scale": float(cfg["vertex_lr_scale"])})
@@ -421,6 +475,9 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
         log.info("resumed from %s at step %d", last, step)
     else:
         fresh = init_weights(net, cfg["init_from"]) if cfg.get("init_from") else None
+        if net.has_vertex_branch and fresh is not None and "vertex_transformer" in fresh:
+            net.init_vertex_branch_from_main()  # a new branch starts from the encoder the checkpoint's head read
+            log.info("vertex branch: started as a copy of the main encoder")
         if net.has_vertex_head and (fresh is None or "human_vertex_decoder" in fresh):
             ev = net.human_vertex_decoder.init_from_contacts(torch.as_tensor(train_data.human_contact))
             log.info("vertex head: keys from the top %d principal components of the training contact (%.0f %% of "
@@ -446,10 +503,15 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
             keep, inputs = batcher.batch(idx, rng)
             for g in opt.param_groups:
                 g["lr"] = _lr(step, cfg) * g.get("lr_scale", 1.0)
-            hl, ol, ht, ot, hv, ov, vl = forward_batch(net, bank, train_data, keep, inputs)
-            lh, ph = mask_loss(hl, ht, hv, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
-            lo, po = mask_loss(ol, ot, ov, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
-            loss = lh + lc["object_weight"] * lo
+            if only == "vertex":  # the frozen rest is not run: the branch reads the cues directly
+                t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+                vl = net.vertex_logits(t["pose"], t["hands"], t["label"], t["obj"], t["depth"], None)
+                ph, po, loss = {}, {}, torch.zeros(())
+            else:
+                hl, ol, ht, ot, hv, ov, vl = forward_batch(net, bank, train_data, keep, inputs)
+                lh, ph = mask_loss(hl, ht, hv, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
+                lo, po = mask_loss(ol, ot, ov, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
+                loss = lh + lc["object_weight"] * lo
             if lifter is not None:
                 target = torch.as_tensor(train_data.human_contact[keep], dtype=torch.float32)
                 lv, pv = lifted_loss(lifter(hl), target, lifter.seen)
@@ -468,21 +530,26 @@ def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, sto
                 ph.update({"vertex_bce": pv["bce"], "vertex_dice": pv["dice"]})
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["grad_clip"])
+            torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg["grad_clip"])
             opt.step()
             step += 1
             samples_seen += len(keep)
             if step % cfg["log_every"] == 0 or step == 1:
-                rec = {"step": step, "loss": loss.item(), "human": lh.item(), "object": lo.item(),
-                       "human_focal": ph["focal"], "human_dice": ph["dice"], "object_focal": po["focal"],
-                       "object_dice": po["dice"], "lr": _lr(step - 1, cfg),
+                masks = {} if only == "vertex" else {  # no mask loss is computed when only the vertex path trains
+                    "human": lh.item(), "object": lo.item(), "human_focal": ph["focal"], "human_dice": ph["dice"],
+                    "object_focal": po["focal"], "object_dice": po["dice"]}
+                rec = {"step": step, "loss": loss.item(), **masks, "lr": _lr(step - 1, cfg),
                        **{f"human_{k}": v for k, v in ph.items() if k.startswith(("lifted", "vertex"))},
                        **{f"object_{k}": v for k, v in po.items() if k.startswith("lifted")},
                        "samples_per_s": samples_seen / max(time.perf_counter() - t_start, 1e-9)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
-                log.info("step %d loss %.4f (human %.4f object %.4f) %.1f samples/s", step, rec["loss"], rec["human"],
-                         rec["object"], rec["samples_per_s"])
+                if only == "vertex":
+                    log.info("step %d loss %.4f (vertex head: bce %.4f dice %.4f) %.1f samples/s", step, rec["loss"],
+                             rec["human_vertex_bce"], rec["human_vertex_dice"], rec["samples_per_s"])
+                else:
+                    log.info("step %d loss %.4f (human %.4f object %.4f) %.1f samples/s", step, rec["loss"], rec["human"],
+                             rec["object"], rec["samples_per_s"])
             if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"] or step == stop_at:
                 torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step}, str(last) + ".tmp")
                 Path(str(last) + ".tmp").replace(last)

@@ -139,7 +139,8 @@ class DefaultLocalizer:
     #: the lifting ceiling (oracle) 0.651 -> 0.684; object contact unchanged.
     fill_unseen_vertices = True
     #: with the vertex head (v7+), ``LocalizerOutput.human_vertex_contact`` carries its per-vertex contact on the
-    #: template; the pipeline and ``interactvlm eval`` merge it with the lifted masks (``lift.merge_direct_contact``)
+    #: template; the pipeline and ``interactvlm eval`` combine it with the lifted masks by the checkpoint's rule
+    #: (``vertex_merge``: "max" for v7 and checkpoints without one, "direct" for v8; ``lift.merge_direct_contact``)
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
                  perception: Any = None, text_encoder: Any = None, threads: int | None = None):
@@ -158,6 +159,12 @@ class DefaultLocalizer:
         ht = ckpt.get("human_template")
         self.human_template = None if ht is None else np.asarray(ht, np.float32)
         self.frame_outputs = frame_outputs(self.net)
+        from ...lift import MERGE_RULES
+
+        self.vertex_merge = str(ckpt.get("vertex_merge", "max"))
+        if self.vertex_merge not in MERGE_RULES:
+            raise DefaultModelError(f"{self.weights_dir}: vertex_merge '{self.vertex_merge}' is not one of {MERGE_RULES}; "
+                                    "re-package the run with a supported interactvlm_ros version")
         self.device = "cpu"
         self._torch_device = torch.device("cpu")
         self.fallbacks: list[str] = []
@@ -353,12 +360,13 @@ class DefaultLocalizer:
             if v and self.uses_vertex_head(human_assets):
                 direct = (1.0 / (1.0 + np.exp(-v[0][0].astype(np.float64)))).astype(np.float32)
             return LocalizerOutput(h[0].astype(np.float32), o[0].astype(np.float32) if object_assets is not None else None,
-                                   None, timings, extras, human_vertex_contact=direct)
+                                   None, timings, extras, human_vertex_contact=direct,
+                                   human_vertex_merge=self.vertex_merge)
 
     def describe(self) -> dict:
         return {"name": self.name, "backend": self.backend, "device": self.device, "weights": str(self.weights_dir),
                 "mask_size": self.mask_size, "render_size": self.render_size, "asset_size": self.asset_size,
-                "vertex_head": bool(self.net.has_vertex_head),
+                "vertex_head": bool(self.net.has_vertex_head), "vertex_merge": self.vertex_merge,
                 "categories": self.labels.categories, "fallbacks": list(self.fallbacks), **self.checkpoint_info}
 
 
