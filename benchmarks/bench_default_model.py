@@ -143,6 +143,23 @@ def main(argv=None) -> int:
 
     st = _time(step, 5, warmup=1)
     rows.append((f"training step (batch {B}, 1 thread) -> {B / (st[0] / 1e3):.1f} samples/s", *st))
+    if net.has_vertex_branch:  # v8's train_only: vertex (the branch + head alone, no renders or mask decoders)
+        from interactvlm_ros.training.losses import vertex_loss
+        from interactvlm_ros.training.train import VERTEX_PATH
+
+        Bv = 48
+        vb = tuple(torch.cat([t, t]) for t in batch)
+        vt = (torch.rand(Bv, net.vertex_count, generator=g) > 0.95).float()
+        vopt = torch.optim.AdamW([p for n, p in net.named_parameters() if n.startswith(VERTEX_PATH)], lr=1e-3)
+
+        def vstep():
+            loss = vertex_loss(net.vertex_logits(*vb, None), vt)[0]
+            vopt.zero_grad()
+            loss.backward()
+            vopt.step()
+
+        st = _time(vstep, 10, warmup=2)
+        rows.append((f"vertex-branch training step (batch {Bv}) -> {Bv / (st[0] / 1e3):.0f} samples/s", *st))
 
     print(f"default model benchmark — weights {loc_t.weights_dir}, torch threads {args.threads}, ORT threads "
           f"{args.threads}, assets: {src}, image {Path(args.image).name}")
