@@ -527,7 +527,9 @@ def test_vertex_head_trains_and_the_localizer_returns_its_per_vertex_contact(tmp
     train(cfg_b, text_encoder=enc, provider=SphereHuman(16))
     wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
     wb = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
-    branch_keys = [k for k in wb if k.startswith(("vertex_features.", "vertex_transformer.", "human_vertex_decoder."))]
+    from interactvlm_ros.training.train import VERTEX_PATH
+
+    branch_keys = [k for k in wb if k.startswith(VERTEX_PATH)]
     assert all(torch.equal(wa[k], wb[k]) for k in wa if k not in branch_keys)  # masks untouched
     assert any(not torch.equal(wa[k.replace("vertex_", "", 1)], wb[k]) for k in branch_keys if k.startswith("vertex_"))
     lb = DefaultLocalizer(weights=tmp_path / "b", backend="torch", text_encoder=enc)

@@ -25,9 +25,9 @@ nearest visible vertex along the mesh edges (scipy Dijkstra, computed once), ins
 uses it (``DefaultLocalizer.fill_unseen_vertices``); official checkpoints keep the official 0.
 
 Optional, not official: :func:`merge_direct_contact` combines the lifted contact with a model's *direct*
-per-vertex contact (the default model's vertex head, ``LocalizerOutput.human_vertex_contact``) by a per-vertex
-maximum: the masks are precise where the views see a patch, the head covers what they cannot draw (hidden
-soles and palms, foot-sized patches a few mask pixels wide).
+per-vertex contact (the default model's vertex head, ``LocalizerOutput.human_vertex_contact``) by the model's rule:
+a per-vertex maximum (v7: the masks are precise where the views see a patch, the head covers what they cannot draw —
+hidden soles and palms, foot-sized patches a few mask pixels wide) or the direct contact alone (v8).
 
 Hand-written because no library implements InteractVLM's aggregation rules; the heavy lifting is
 torch's sparse matmul.

@@ -432,15 +432,19 @@ class ContactEstimator:
         object_logits = _to_numpy(out.object_logits)
         human_contact = object_contact = None
         if human_logits is not None and self.human_lifter is not None:
-            human_contact = np.asarray(_to_numpy(self.human_lifter(human_logits.astype(np.float32))), np.float32)
-            direct = getattr(out, "human_vertex_contact", None)
-            if direct is not None:  # the model's own per-vertex contact (default model's vertex head)
-                lift = _import("interactvlm_ros.lift", "lifting")
-                try:
-                    human_contact = lift.merge_direct_contact(human_contact, _to_numpy(direct),
-                                                              getattr(out, "human_vertex_merge", "max"))
-                except lift.LiftError as exc:
-                    self._fallback(f"direct per-vertex contact not used: {exc}")
+            direct = getattr(out, "human_vertex_contact", None)  # the model's own per-vertex contact (vertex head)
+            rule = getattr(out, "human_vertex_merge", "max")
+            if direct is not None and rule == "direct" and np.shape(direct) == (self.human_lifter.num_vertices,):
+                # it replaces the lifted masks: no per-frame lift of masks that would be discarded
+                human_contact = np.asarray(_to_numpy(direct), np.float32)
+            else:
+                human_contact = np.asarray(_to_numpy(self.human_lifter(human_logits.astype(np.float32))), np.float32)
+                if direct is not None:
+                    lift = _import("interactvlm_ros.lift", "lifting")
+                    try:
+                        human_contact = lift.merge_direct_contact(human_contact, _to_numpy(direct), rule)
+                    except lift.LiftError as exc:
+                        self._fallback(f"direct per-vertex contact not used: {exc}")
         if object_logits is not None and obj is not None:
             object_contact = np.asarray(_to_numpy(obj.lifter(object_logits.astype(np.float32))), np.float32)
         timings["lift"] = 1e3 * (time.perf_counter() - t)

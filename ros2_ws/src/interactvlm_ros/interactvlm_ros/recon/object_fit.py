@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from interactvlm_ros.recon.geometry import matrix_to_sixd, sample_surface, sixd_to_matrix, umeyama, vertex_normals
+from interactvlm_ros.recon.metrics import signed_distance_near_body
 
 log = logging.getLogger(__name__)
 DT = torch.float32
@@ -103,8 +104,6 @@ def _push_out(v_rot: np.ndarray, t: np.ndarray, hv: np.ndarray, hn: np.ndarray, 
     """Translate the object (vertices ``v_rot`` rotated, at ``t``) out of the body: while some object vertex lies more
     than ``margin`` behind its nearest body vertex's normal (``metrics.signed_distance_near_body``), move by the
     excess along the depth-weighted mean of those normals. -> (new t, total distance moved)."""
-    from interactvlm_ros.recon.metrics import signed_distance_near_body
-
     t = np.asarray(t, np.float64).copy()
     moved = 0.0
     for _ in range(iters):
