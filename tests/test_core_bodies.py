@@ -33,6 +33,50 @@ def test_template_loads_fast_with_valid_topology(anny):
     assert len(np.unique(f)) == 13718  # every vertex is used by a face
 
 
+def _flip_diagonal(faces, i):
+    """Faces i, i+1 (one quad, as Anny emits them) split along the quad's other diagonal."""
+    f = faces.copy()
+    shared = sorted(set(f[i]) & set(f[i + 1]))
+    r = (set(f[i]) - set(shared)).pop()
+    s = (set(f[i + 1]) - set(shared)).pop()
+    f[i], f[i + 1] = [r, s, shared[0]], [s, r, shared[1]]
+    return f
+
+
+def test_an_anny_install_that_splits_quads_the_other_way_poses_the_shipped_triangulation(anny):
+    """Anny picks each quad's diagonal from float positions, so near-square quads flip between installs (seen: 6
+    quads on a fresh machine with the same anny wheel): the posers keep the shipped faces; any other topology
+    difference is a BodyError naming the template file and the regenerate command."""
+    import torch
+
+    from interactvlm_ros.bodies import TEMPLATE_PATH
+    from interactvlm_ros.bodies.anny_model import package_faces, same_quad_mesh
+
+    shipped = anny.faces
+    quads = [i for i in range(0, 2000) if len(set(shipped[i]) | set(shipped[i + 1])) == 4][:3]
+    assert len(quads) == 3
+    flipped = shipped
+    for i in quads:
+        flipped = _flip_diagonal(flipped, i)
+    assert (flipped != shipped).any(1).sum() == 6 and same_quad_mesh(shipped, flipped)
+    other = flipped.copy()
+    other[quads[0]] = [0, 1, 2]  # not the same quad any more
+    assert not same_quad_mesh(shipped, other) and not same_quad_mesh(shipped, flipped[:-1])
+
+    class Installed:  # the two things package_faces reads from an anny model
+        def __init__(self, faces, n=anny.num_vertices):
+            self.faces, self.template_vertices = faces, torch.zeros(n, 3)
+
+        def get_triangular_faces(self):
+            return torch.as_tensor(self.faces)
+
+    np.testing.assert_array_equal(package_faces(Installed(flipped)), shipped)
+    for bad in (Installed(other), Installed(flipped, n=anny.num_vertices + 1)):
+        with pytest.raises(BodyError, match="make_anny_template") as err:
+            package_faces(bad)
+        assert str(TEMPLATE_PATH) in str(err.value)
+
+
 def test_template_is_vitruvian_in_the_official_frame(anny):
     v = anny.template_vertices
     J = dict(zip(anny.bone_labels, anny.template_joints))

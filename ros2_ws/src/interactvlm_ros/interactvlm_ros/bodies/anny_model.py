@@ -44,6 +44,55 @@ def load_anny():
         return _MODEL
 
 
+def same_quad_mesh(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two triangulations of one quad mesh differ at most in the diagonal chosen for some quads: the
+    same number of faces, and every differing face pairs with a neighbouring differing face (the other half of
+    its quad, as Anny emits them) covering the same 4 vertices in both."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    diff = np.nonzero((a != b).any(1))[0]
+    todo = set(int(i) for i in diff)
+    while todo:
+        i = min(todo)
+        if i + 1 not in todo:
+            return False
+        qa, qb = set(a[i]) | set(a[i + 1]), set(b[i]) | set(b[i + 1])
+        if len(qa) != 4 or qa != qb:
+            return False
+        todo -= {i, i + 1}
+    return True
+
+
+def package_faces(model) -> np.ndarray:
+    """int64 [F,3] faces of the package's Anny triangulation: the shipped template's (``bodies/data``).
+
+    Anny splits each quad along a diagonal picked from float vertex positions (``get_triangular_faces``), so
+    near-square quads can flip between installs — seen: 6 of 13.7k quads flipped with the same anny 0.6.2 wheel on
+    a fresh machine. Models, view assets and caches are keyed to one triangulation, so every poser uses the
+    shipped one. Raises ``BodyError`` when the installed Anny differs in more than those diagonals (then the
+    template must be regenerated: ``python -m interactvlm_ros.bodies.make_anny_template``). Without a shipped
+    template (while making it) Anny's own triangulation is returned."""
+    from . import TEMPLATE_PATH, BodyError
+
+    own = model.get_triangular_faces().cpu().numpy().astype(np.int64)
+    if not TEMPLATE_PATH.is_file():
+        return own
+    with np.load(TEMPLATE_PATH) as d:
+        shipped = d["faces"].astype(np.int64)
+        n_shipped = int(d["vertices"].shape[0])
+    n = int(model.template_vertices.shape[0])
+    if n != n_shipped or not same_quad_mesh(shipped, own):
+        raise BodyError(f"the installed anny package's topology ({n} vertices, {len(own)} faces) differs from the "
+                        f"shipped template {TEMPLATE_PATH} ({n_shipped} vertices, {len(shipped)} faces) in more than "
+                        "quad diagonals; regenerate it with 'python -m interactvlm_ros.bodies.make_anny_template' "
+                        "(then retrain/re-package the default model)")
+    if not np.array_equal(shipped, own):
+        log.info("anny split %d quads along the other diagonal than the shipped template; using the template's",
+                 int((shipped != own).any(1).sum()) // 2)
+    return shipped
+
+
 def _rotvec_to_matrix(rv) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
@@ -75,7 +124,7 @@ class AnnyPoser:
         for i, p in enumerate(self.parents):
             if i > 0 and p >= i:
                 raise RuntimeError("Anny bone order is not parent-first; AnnyPoser assumes it is")
-        self.faces = self.model.get_triangular_faces().cpu().numpy().astype(np.int64)
+        self.faces = package_faces(self.model)
         self.num_vertices = int(self.model.template_vertices.shape[0])
         w = self.model.vertex_bone_weights.cpu().numpy()
         ids = self.model.vertex_bone_indices.cpu().numpy()

@@ -138,7 +138,7 @@ class AnnyPoser:
 
     def __init__(self, model=None, surface_samples: int = 600):
         from interactvlm_ros.perception.landmarks import get_regressor
-        from interactvlm_ros.bodies.anny_model import load_anny
+        from interactvlm_ros.bodies.anny_model import load_anny, package_faces
 
         self.model = model if model is not None else load_anny()
         m = self.model
@@ -148,7 +148,7 @@ class AnnyPoser:
         if missing:
             raise RuntimeError(f"Anny rig lacks bones {missing}; the reconstruction needs the default 'anny' rig")
         self.fit_ids = torch.tensor([self.bone_labels.index(b) for b in FIT_BONES])
-        self.faces = m.get_triangular_faces().cpu().numpy().astype(np.int64)
+        self.faces = package_faces(m)
         self.N = int(m.template_vertices.shape[0])
         reg = get_regressor()
         if reg.num_vertices != self.N:
