@@ -556,3 +556,131 @@ def test_vertex_head_trains_and_the_localizer_returns_its_per_vertex_contact(tmp
     bad["init_from"] = str(tmp_path / "nope.pt")
     with pytest.raises(ConfigError, match="nope.pt"):
         train(bad, text_encoder=enc, provider=SphereHuman(16))
+
+
+def test_object_vertex_head_predicts_on_any_mesh_from_its_geometry():
+    """GeometryVertexDecoder: keys from the normalised geometry (a moved/scaled copy of a mesh gets the same keys),
+    one key row per vertex of whatever mesh, logits = query·key / sqrt(rank) + bias; the per-frame graph outputs the
+    query only (the keys are per mesh) and exports to ONNX with it."""
+    import trimesh
+
+    from interactvlm_ros.models.default.model import DefaultContactNet, object_geometry
+    from interactvlm_ros.models.default.predictor import OBJECT_QUERY_OUTPUT, frame_outputs
+
+    torch.manual_seed(0)
+    net = DefaultContactNet(dim=32, depth=1, heads=2, render_size=16, mask_size=16, up_channels=8,
+                            object_vertex_head=6, object_vertex_freqs=3).eval()
+    assert net.has_object_vertex_head and net.config["object_vertex_head"] == 6
+    assert frame_outputs(net)[-1] == OBJECT_QUERY_OUTPUT
+    box = trimesh.creation.box((0.2, 0.1, 0.05))
+    g = object_geometry(box.vertices, box.faces)
+    assert g.shape == (8, 6) and g.dtype == np.float32
+    np.testing.assert_allclose(np.abs(g[:, :3]).max(0), [0.5, 0.25, 0.125], atol=1e-6)  # longest side -> 1
+    np.testing.assert_allclose(np.linalg.norm(g[:, 3:], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(object_geometry(box.vertices * 3.0 + [1, 2, 3], box.faces), g, atol=1e-6)
+    sphere = trimesh.creation.icosphere(2)
+    with torch.no_grad():
+        for mesh in (box, sphere):
+            keys = net.object_vertex_keys(torch.from_numpy(object_geometry(mesh.vertices, mesh.faces)))
+            assert keys.shape == (len(mesh.vertices), 7)
+        q = torch.randn(2, 6)
+        lg = net.object_vertex_decoder.logits(q, keys)
+        torch.testing.assert_close(lg, q @ keys[:, :6].T / 6 ** 0.5 + keys[:, 6])
+        out = net(*[a[:1] if i < 5 else a for i, a in enumerate(_example(net))])
+    assert len(out) == 3 and out[2].shape == (1, 6)
+
+
+def _example(net):
+    from interactvlm_ros.models.default.export import example_inputs
+
+    return example_inputs(net)
+
+
+def test_object_vertex_head_trains_alone_and_the_localizer_returns_object_contact(tmp_path, monkeypatch):
+    """train_only: object_vertex trains the object branch + head on loss.object_vertex (every other weight stays the
+    init_from run's); the packaged run gives LocalizerOutput.object_vertex_contact on the object assets' own mesh,
+    the same from torch and onnxruntime, and it has learned the cue (label 'cup' -> contact on the first third of
+    the vertices, 'ball' -> the first half); assets without their mesh are a named fallback (no direct contact)."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    text = pytest.importorskip("interactvlm_ros.perception.text")
+    from types import SimpleNamespace
+
+    import trimesh
+
+    from interactvlm_ros import assets as A
+    from interactvlm_ros.models.default.predictor import DefaultLocalizer
+    from interactvlm_ros.training.train import OBJECT_VERTEX_PATH, ConfigError, load_config, train
+
+    sphere = trimesh.creation.icosphere(1)  # 42 vertices
+    sv, sf = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int64)
+
+    class SphereProvider(_Provider):
+        def human(self):
+            return A.build_view_assets(sv, sf, "object", self.size, colors="xyz")
+
+        def object(self, object_id, category):
+            return A.object_assets((sv, sf), self.size)
+
+        def object_mesh(self, object_id, category):
+            return SimpleNamespace(template_vertices=sv, faces=sf)
+
+    nv = len(sv)
+    _tiny_dataset(tmp_path / "data", nv=nv, no=nv)
+    enc = text.TextEncoder()
+    base = _cfg(tmp_path, "base", 5)
+    base["export_onnx"] = False
+    train(base, text_encoder=enc, provider=SphereProvider(16))
+    cfg = _cfg(tmp_path, "a", 150)  # export_onnx: True
+    cfg["model"].update(object_vertex_head=8)
+    cfg["loss"].update(object_vertex=1.0)
+    cfg.update(train_only="object_vertex", object_vertex_merge="direct", vertex_lr_scale=3.0, lr=3e-3,
+               init_from=str(tmp_path / "base" / "last.pt"))
+    metrics = train(cfg, text_encoder=enc, provider=SphereProvider(16))
+    assert metrics["object_vertex_f1"] > 0.9, metrics
+    recs = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    dice = [r["object_vertex_dice"] for r in recs if "loss" in r]
+    assert np.mean(dice[-3:]) < 0.5 * np.mean(dice[:3]), dice
+    w0 = torch.load(tmp_path / "base" / "last.pt", weights_only=False)["model"]
+    wa = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    branch = [k for k in wa if k.startswith(OBJECT_VERTEX_PATH)]
+    assert branch and not any(k in w0 for k in branch)
+    assert all(torch.equal(w0[k], wa[k]) for k in w0)  # masks (and everything else) untouched
+
+    lt = DefaultLocalizer(weights=tmp_path / "a", backend="torch", text_encoder=enc)
+    lo = DefaultLocalizer(weights=tmp_path / "a", backend="onnxruntime", text_encoder=enc)
+    d = lt.describe()
+    assert d["object_vertex_head"] and d["object_vertex_merge"] == "direct" and lo.backend == "onnxruntime"
+    rng = np.random.default_rng(7)
+    img = np.zeros((64, 64, 3), np.uint8)
+    pose, hands = _person(rng)
+    obs = SimpleNamespace(found=True, keypoints_2d=pose, hands_2d=hands, mask=None)
+    human = SphereProvider(16).human()
+    big = A.object_assets((sv * 5.0, sf), 16)  # the same shape at another scale: same normalised mesh
+    for label, n_contact in (("cup", nv // 3), ("ball", nv // 2)):
+        a = lt.predict(img, label, human, big, observation=obs)
+        b = lo.predict(img, label, human, big, observation=obs)
+        assert a.object_vertex_merge == "direct"
+        c = a.object_vertex_contact
+        assert c.shape == (nv,) and c.dtype == np.float32
+        np.testing.assert_allclose(c, b.object_vertex_contact, atol=1e-3)
+        first = np.arange(nv) < n_contact
+        assert c[first].mean() > 0.7 and c[~first].mean() < 0.3, (label, c)
+    # a run folder is a model spec of its own (CLI --model DIR, the node's `model` parameter)
+    from interactvlm_ros.models.base import LocalizerError
+    from interactvlm_ros.models.registry import load_localizer
+
+    run = load_localizer(str(tmp_path / "a"), backend="torch", text_encoder=enc)
+    assert isinstance(run, DefaultLocalizer) and Path(run.weights_dir) == tmp_path / "a"
+    with pytest.raises(LocalizerError, match="model.pt"):
+        load_localizer(str(tmp_path / "data"))
+    bare = SimpleNamespace(renders=big.renders, cam_params=big.cam_params, key="no-mesh", num_vertices=nv,
+                           vertex_ids=big.vertex_ids)
+    out = lt.predict(img, "cup", human, bare, observation=obs)
+    assert out.object_vertex_contact is None and any("object vertex head off" in f for f in lt.fallbacks)
+    for over, msg in (({"train_only": "object_vertex"}, "object_vertex_head"),
+                      ({"loss": {"object_vertex": 1.0}}, "object_vertex_head"),
+                      ({"object_vertex_merge": "mean"}, "object_vertex_merge"),
+                      ({"train_only": "object_vertex", "model": {"object_vertex_head": 4},
+                        "loss": {"object_vertex": 1.0, "vertex": 1.0}}, "loss.vertex")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(None, {"data": "d", "out": "o", **over})

@@ -200,3 +200,37 @@ def test_direct_per_vertex_contact_is_merged_with_the_lifted_masks():
     assert res.status == "ok" and not any("direct" in f for f in e.fallbacks)
     np.testing.assert_allclose(res.human_contact, np.maximum(masks_only, np.where(np.arange(len(masks_only)) < 100, 0.9, 0.0)),
                                atol=1e-6)
+
+
+def test_direct_per_vertex_object_contact_follows_its_merge_rule():
+    """The object side (LocalizerOutput.object_vertex_contact, the default model's object vertex head, v9+): under
+    "direct" the result is the direct contact (the object masks are not lifted); under "max" the per-vertex max with
+    the lifted masks; one of the wrong size for the object mesh is a named fallback to the lifted masks."""
+    from interactvlm_ros.models.base import LocalizerOutput
+
+    class DirectObject:
+        name, predicts_human, predicts_object, uses_observation, asset_size = "direct-object", False, True, False, 128
+
+        def __init__(self, rule, size_delta=0):
+            self.rule, self.size_delta = rule, size_delta
+
+        def predict(self, image_rgb, object_label, human_assets, object_assets=None, observation=None):
+            n = int(object_assets.num_vertices) + self.size_delta
+            d = np.zeros(n, np.float32)
+            d[:20] = 0.8
+            logits = np.full((4, 64, 64), -20.0, np.float32)
+            logits[:, 24:40, 24:40] = 20.0  # the middle of every view
+            return LocalizerOutput(None, logits, None, {}, {"status": "ok"}, object_vertex_contact=d,
+                                   object_vertex_merge=self.rule)
+
+    img = np.zeros((48, 48, 3), np.uint8)
+    wrong = ContactEstimator(localizer=DirectObject("direct", size_delta=3), perception="none")
+    masks_only = wrong.estimate(img, "cup").object_contact
+    assert any("direct per-vertex contact not used (object)" in f for f in wrong.fallbacks)
+    assert masks_only.max() > 0.5 and masks_only.min() < 0.5
+    direct = np.where(np.arange(len(masks_only)) < 20, 0.8, 0.0).astype(np.float32)
+    for rule, want in (("direct", direct), ("max", np.maximum(masks_only, direct))):
+        e = ContactEstimator(localizer=DirectObject(rule), perception="none")
+        res = e.estimate(img, "cup")
+        assert res.status == "ok" and not e.fallbacks, e.fallbacks
+        np.testing.assert_allclose(res.object_contact, want, atol=1e-6)

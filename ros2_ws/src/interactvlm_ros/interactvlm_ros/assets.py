@@ -60,6 +60,9 @@ class ViewAssets:
         self.cam_params = np.asarray(view_set.cam_params() if cam_params is None else cam_params, np.float32)
         self.key = key
         self.source = source
+        #: (vertices float32 [N,3], faces int64 [F,3]) the assets were rendered from, when built by
+        #: :func:`build_view_assets` (models that predict per vertex of any mesh read it); None otherwise
+        self.mesh: tuple[np.ndarray, np.ndarray] | None = None
         self._dense: dict[str, np.ndarray | None] = {}
 
     @classmethod
@@ -365,10 +368,12 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
         with _pending_lock:
             hit = _pending.get(path)
         if hit is not None:  # rendered moments ago, still being written
+            hit[1].mesh = (vertices, faces)
             return hit[1]
         if (path / "meta.json").is_file():
             va = _cache_load(path, vs, key)
             if va is not None:
+                va.mesh = (vertices, faces)
                 return va
     cols = _colors(colors, vertices, faces)
     from .render.raster_torch import cpu_threads
@@ -376,6 +381,7 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
     with cpu_threads("cpu"):  # whole build single-threaded on CPU (see cpu_threads; identical results)
         images, compact, _, used = render_compact(vertices, faces, vs, size, vertex_colors=cols, backend=backend)
     va = ViewAssets(images, compact, len(vertices), vs, key, source=f"rendered:{used}")
+    va.mesh = (vertices, faces)
     if path is not None:
         _cache_store_background(path, va)
     return va

@@ -174,7 +174,8 @@ def merge_direct_contact(lifted, direct, rule: str = "max"):
     ``rule`` (the model's, ``LocalizerOutput.human_vertex_merge``): ``max`` = per-vertex max — v7, whose vertex head
     shared the masks' [SEG] token and each missed a different part of the body (head alone 0.463, max 0.462, mean
     0.423 on val); ``direct`` = the direct contact alone — v8, whose separately trained head beats the max of both
-    (test F1 0.559 alone vs 0.527 with the masks' false positives, docs/default_model.md "v8").
+    (test F1 0.559 alone vs 0.527 with the masks' false positives, docs/default_model.md "v8"). The object side
+    (``object_vertex_merge``, v9+) uses the same rules.
     Raises LiftError on a size mismatch or an unknown rule."""
     if rule not in MERGE_RULES:
         raise LiftError(f"unknown merge rule '{rule}'; use one of {MERGE_RULES}")
@@ -182,7 +183,7 @@ def merge_direct_contact(lifted, direct, rule: str = "max"):
     b = np.asarray(direct, np.float32)
     if a.shape != b.shape:
         raise LiftError(f"direct per-vertex contact has shape {b.shape}, the lifted contact {a.shape}: "
-                        "the model's template and the human assets differ")
+                        "the model's template (or object mesh) and the assets' mesh differ")
     return np.maximum(a, b) if rule == "max" else b.copy()
 
 

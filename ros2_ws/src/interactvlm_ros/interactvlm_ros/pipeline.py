@@ -205,6 +205,7 @@ class ContactEstimator:
         self.human_vertices = self.human_faces = self.part_ids = None
         self.part_names: list[str] | None = None
         self.human_assets = self.human_lifter = None
+        self.human_assets_source = None  # an object-only model (official oafford checkpoint) has no human side
         if self.predicts_human:
             self._init_human(assets)
 
@@ -432,21 +433,13 @@ class ContactEstimator:
         object_logits = _to_numpy(out.object_logits)
         human_contact = object_contact = None
         if human_logits is not None and self.human_lifter is not None:
-            direct = getattr(out, "human_vertex_contact", None)  # the model's own per-vertex contact (vertex head)
-            rule = getattr(out, "human_vertex_merge", "max")
-            if direct is not None and rule == "direct" and np.shape(direct) == (self.human_lifter.num_vertices,):
-                # it replaces the lifted masks: no per-frame lift of masks that would be discarded
-                human_contact = np.asarray(_to_numpy(direct), np.float32)
-            else:
-                human_contact = np.asarray(_to_numpy(self.human_lifter(human_logits.astype(np.float32))), np.float32)
-                if direct is not None:
-                    lift = _import("interactvlm_ros.lift", "lifting")
-                    try:
-                        human_contact = lift.merge_direct_contact(human_contact, _to_numpy(direct), rule)
-                    except lift.LiftError as exc:
-                        self._fallback(f"direct per-vertex contact not used: {exc}")
+            human_contact = self._merged_contact(
+                self.human_lifter, human_logits, getattr(out, "human_vertex_contact", None),
+                getattr(out, "human_vertex_merge", "max"), "human")
         if object_logits is not None and obj is not None:
-            object_contact = np.asarray(_to_numpy(obj.lifter(object_logits.astype(np.float32))), np.float32)
+            object_contact = self._merged_contact(
+                obj.lifter, object_logits, getattr(out, "object_vertex_contact", None),
+                getattr(out, "object_vertex_merge", "max"), "object")
         timings["lift"] = 1e3 * (time.perf_counter() - t)
 
         message = "" if (human_logits is not None or object_logits is not None) else \
@@ -481,6 +474,21 @@ class ContactEstimator:
             timings["reconstruct"] = 1e3 * (time.perf_counter() - t)
         timings["total"] = 1e3 * (time.perf_counter() - t_start)
         return res
+
+    def _merged_contact(self, lifter, logits, direct, rule: str, side: str) -> np.ndarray:
+        """Per-vertex contact of one side: the lifted masks, combined with the model's own per-vertex contact
+        (vertex heads) by ``rule`` (lift.merge_direct_contact). Under "direct" the masks are not lifted at all
+        (their contact would be discarded); a direct contact of the wrong length is a named fallback to the masks."""
+        if direct is not None and rule == "direct" and np.shape(direct) == (lifter.num_vertices,):
+            return np.asarray(_to_numpy(direct), np.float32)
+        contact = np.asarray(_to_numpy(lifter(logits.astype(np.float32))), np.float32)
+        if direct is not None:
+            lift = _import("interactvlm_ros.lift", "lifting")
+            try:
+                contact = lift.merge_direct_contact(contact, _to_numpy(direct), rule)
+            except lift.LiftError as exc:
+                self._fallback(f"direct per-vertex contact not used ({side}): {exc}")
+        return contact
 
 
 def _tasks_of(localizer) -> set[str] | None:

@@ -34,7 +34,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
     from ..models.default.predictor import DefaultLocalizer
     from ..training.assets_provider import AssetProvider
     from ..training.data import load_split, read_meta
-    from ..training.train import Batcher, RenderBank, forward_batch, project_labels
+    from ..training.train import Batcher, GeometryBank, RenderBank, forward_batch, object_vertex_probs, project_labels
 
     if cues not in ("deploy", "full"):
         raise ValueError(f"cues='{cues}': use 'deploy' (pose+hands+label) or 'full' (+ object box + depth)")
@@ -62,6 +62,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
                       fill_unseen_from=(provider.body.template_vertices, provider.body.faces) if fill else None)
     geo = GeodesicMesh(provider.body.template_vertices, provider.body.faces)
     o_lifters: dict[str, Lifter] = {}
+    geo_bank = GeometryBank(provider) if getattr(net, "has_object_vertex_head", False) else None
     rows = []
     with torch.no_grad():
         for s in range(0, len(data), batch_size):
@@ -74,6 +75,10 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
             hl, ol, *_, vl = forward_batch(net, bank, data, keep, inputs)
             hl, ol = hl.numpy(), ol.numpy()
             direct = None if vl is None else torch.sigmoid(vl).numpy()  # vertex head: merged as the pipeline does
+            obj_direct = None  # object vertex head (v9+): per sample, on its object mesh; merged likewise
+            if geo_bank is not None:
+                t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+                obj_direct = [torch.sigmoid(lg).numpy() for lg in object_vertex_probs(net, geo_bank, data, keep, t)]
             for j, i in enumerate(keep):
                 hc = np.asarray(h_lifter(hl[j]))
                 if direct is not None:
@@ -84,6 +89,8 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
                     o_lifters[oid] = Lifter(provider.object(oid, data.categories[i]), mode="object",
                                             fill_unseen_from=(om.template_vertices, om.faces) if fill else None)
                 oc = np.asarray(o_lifters[oid](ol[j]))
+                if obj_direct is not None:
+                    oc = merge_direct_contact(oc, obj_direct[j], loc.object_vertex_merge)
                 row = _row(data, int(i), hc, oc, geo, known)
                 if oracle:  # the same lifting applied to the GT view masks: the ceiling of any mask predictor
                     ho = np.asarray(h_lifter(np.where(data.human_masks[i] > 0, 20.0, -20.0).astype(np.float32)))

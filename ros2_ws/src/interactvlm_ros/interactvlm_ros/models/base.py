@@ -11,6 +11,8 @@ optionally the object) into one contact-mask **logit** map per view::
     out.human_vertex_contact  # float32 [N] in [0,1] on the human template, from a model that predicts per vertex
                               # directly (the default model's vertex head), or None; combined with the lifted masks
     out.human_vertex_merge    # by this rule (lift.merge_direct_contact): "max" (v7) or "direct" (v8: the head alone)
+    out.object_vertex_contact # float32 [M] on the object mesh ``object_assets.mesh`` (the default model's object
+    out.object_vertex_merge   # vertex head, v9+) or None; combined with the lifted object masks by this rule
 
 ``human_assets`` / ``object_assets`` are ``ViewAssets``-like objects (``renders`` uint8 [V,H,W,3],
 ``cam_params`` float32 [V,5], ``key`` str, plus the lifting maps the Lifter uses).
@@ -38,6 +40,8 @@ class LocalizerOutput:
     extras: dict[str, Any] = field(default_factory=dict)
     human_vertex_contact: np.ndarray | None = None  # [N] probabilities on the human template (see module docstring)
     human_vertex_merge: str = "max"  # how the pipeline combines it with the lifted masks (lift.merge_direct_contact)
+    object_vertex_contact: np.ndarray | None = None  # [M] probabilities on the object mesh of the object assets
+    object_vertex_merge: str = "max"  # the same rule for the object side
 
 
 @runtime_checkable

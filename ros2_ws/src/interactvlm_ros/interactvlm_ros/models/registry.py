@@ -54,7 +54,8 @@ def load_localizer(model: str = "default", backend: str = "auto", device: str = 
     """Return a ready localizer.
 
     Args:
-        model: a registered name (``"default"``) or a path to an official InteractVLM HF folder.
+        model: a registered name (``"default"``), a path to an official InteractVLM HF folder, or a default-model
+            folder holding ``model.pt`` (an ``interactvlm train`` run).
         backend: ``"auto"`` | ``"torch"`` | a backend registered in ``MVLOC_BACKEND_LOADERS``.
         device: ``"cpu"`` | ``"cuda"`` | ``"cuda:N"``.
         kwargs: passed to the loader (MV-Loc: ``clip_dir``, ``precision``, ``mode``, ``quantization``, ...).
@@ -65,8 +66,10 @@ def load_localizer(model: str = "default", backend: str = "auto", device: str = 
     if not path.exists():
         raise LocalizerError(f"model {model!r}: neither a registered model ({sorted(LOADERS)}) nor an existing path")
     if not is_official_checkpoint(path):
-        raise LocalizerError(f"model {model!r}: {path}/config.json missing or without seg_token_idx — not an "
-                             f"official InteractVLM checkpoint folder")
+        if (path / "model.pt").is_file():  # a default-model folder: a training run or a packaged copy
+            return _resolve(LOADERS["default"])(backend=backend, device=device, weights=path, **kwargs)
+        raise LocalizerError(f"model {model!r}: neither an official InteractVLM checkpoint folder ({path}/config.json "
+                             f"with seg_token_idx) nor a default-model folder ({path}/model.pt, `interactvlm train`)")
     if backend not in ("auto", "torch"):
         if backend not in MVLOC_BACKEND_LOADERS:
             raise LocalizerError(f"backend {backend!r} for MV-Loc: not available (registered: "

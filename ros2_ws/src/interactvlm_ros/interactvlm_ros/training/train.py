@@ -46,7 +46,7 @@ DEFAULTS: dict = {
     "asset_size": 256,
     "body": "anny",
     "model": {"dim": 64, "depth": 2, "heads": 4, "render_size": 64, "mask_size": None, "up_channels": 16,
-              "vertex_head": 0, "vertices": 0, "vertex_branch": False},
+              "vertex_head": 0, "vertices": 0, "vertex_branch": False, "object_vertex_head": 0, "object_vertex_freqs": 4},
     # a checkpoint (last.pt of a run, or a packaged model.pt) whose weights start this run where names and shapes
     # match (a new vertex head starts from the PCA of the training contact, other new parts from their random init);
     # the optimiser starts fresh. Ignored when resuming.
@@ -54,16 +54,19 @@ DEFAULTS: dict = {
     "vertex_lr_scale": 1.0,  # learning rate of the vertex head relative to ``lr`` (it starts from scratch)
     # "vertex": train only the vertex branch + head (model.vertex_branch) on loss.vertex, everything else frozen and
     # not run (no renders, no mask decoders: ~50x the samples/s); the masks stay those of init_from
+    # "object_vertex": the same for the object vertex head (model.object_vertex_head) on loss.object_vertex
     "train_only": None,
     # how the pipeline combines the vertex head with the lifted masks (lift.merge_direct_contact): max | direct
     "vertex_merge": "max",
+    "object_vertex_merge": "max",  # the same for the object vertex head and the lifted object masks
     # lifted: weight of a per-vertex loss (BCE + soft Dice) on the human contact *lifted* from the predicted masks
     # with the deployed lifting (lift.Lifter, soft aggregation, at asset_size) — the quantity eval scores;
     # lifted_object: the same on the object side (soft aggregation as a differentiable surrogate of the deployed
     # p > 0.3 vote rule)
     # vertex: the same BCE + soft Dice on the vertex head's per-vertex logits, over all template vertices
+    # object_vertex: the same on the object vertex head's logits, over all vertices of each sample's object mesh
     "loss": {"focal": 2.0, "dice": 1.0, "alpha": 0.5, "gamma": 2.0, "object_weight": 1.0, "lifted": 0.0,
-             "lifted_object": 0.0, "vertex": 0.0},
+             "lifted_object": 0.0, "vertex": 0.0, "object_vertex": 0.0},
     "augment": {},
     "label": {"temperature": 0.05, "known_threshold": 0.5},
     "export_onnx": True,
@@ -77,6 +80,10 @@ class ConfigError(ValueError):
 
 
 VERTEX_PATH = ("vertex_features.", "vertex_transformer.", "human_vertex_decoder.")  # what train_only: vertex trains
+# what train_only: object_vertex trains
+OBJECT_VERTEX_PATH = ("object_vertex_features.", "object_vertex_transformer.", "object_vertex_decoder.")
+TRAIN_ONLY = {"vertex": VERTEX_PATH, "object_vertex": OBJECT_VERTEX_PATH}
+HEADS = ("human_vertex_decoder.", "object_vertex_decoder.")  # learning rate × vertex_lr_scale
 
 
 def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
@@ -120,19 +127,28 @@ def check_config(cfg: dict) -> None:
     """Combinations of keys that cannot train (ConfigError naming the keys)."""
     from ..lift import MERGE_RULES
 
-    if cfg.get("vertex_merge", "max") not in MERGE_RULES:
-        raise ConfigError(f"vertex_merge: '{cfg['vertex_merge']}' is not one of {MERGE_RULES}")
+    for key in ("vertex_merge", "object_vertex_merge"):
+        if cfg.get(key, "max") not in MERGE_RULES:
+            raise ConfigError(f"{key}: '{cfg[key]}' is not one of {MERGE_RULES}")
     if cfg["model"].get("vertex_branch") and not cfg["model"].get("vertex_head"):
         raise ConfigError("model.vertex_branch needs model.vertex_head > 0 (the head it feeds)")
+    lc = cfg["loss"]
+    if float(lc.get("object_vertex", 0.0)) > 0 and not cfg["model"].get("object_vertex_head"):
+        raise ConfigError("loss.object_vertex > 0 needs model.object_vertex_head > 0 (the head it trains)")
     only = cfg.get("train_only")
-    if only not in (None, "vertex"):
-        raise ConfigError(f"train_only: '{only}' is not known; use null (everything) or 'vertex'")
+    if only not in (None, *TRAIN_ONLY):
+        raise ConfigError(f"train_only: '{only}' is not known; use null (everything), 'vertex' or 'object_vertex'")
     if only == "vertex":
-        lc = cfg["loss"]
         if not cfg["model"].get("vertex_branch") or float(lc.get("vertex", 0.0)) <= 0:
             raise ConfigError("train_only: vertex needs model.vertex_branch: true, model.vertex_head > 0 and loss.vertex > 0")
-        if float(lc.get("lifted", 0.0)) > 0 or float(lc.get("lifted_object", 0.0)) > 0:
-            raise ConfigError("train_only: vertex runs no mask decoder: set loss.lifted and loss.lifted_object to 0")
+    if only == "object_vertex":
+        if not cfg["model"].get("object_vertex_head") or float(lc.get("object_vertex", 0.0)) <= 0:
+            raise ConfigError("train_only: object_vertex needs model.object_vertex_head > 0 and loss.object_vertex > 0")
+    other = {"vertex": "object_vertex", "object_vertex": "vertex"}.get(only)
+    if other and float(lc.get(other, 0.0)) > 0:
+        raise ConfigError(f"train_only: {only} does not run the other vertex head: set loss.{other} to 0")
+    if only and (float(lc.get("lifted", 0.0)) > 0 or float(lc.get("lifted_object", 0.0)) > 0):
+        raise ConfigError(f"train_only: {only} runs no mask decoder: set loss.lifted and loss.lifted_object to 0")
 
 
 class Batcher:
@@ -210,6 +226,55 @@ class RenderBank:
         return self._cache[object_id]
 
 
+class GeometryBank:
+    """Per object id: the object vertex head's geometry input [N,6] (``model.object_geometry`` of the dataset's
+    normalised object mesh, the same function the predictor applies to the pipeline's object mesh)."""
+
+    def __init__(self, provider):
+        self.provider = provider
+        self._cache: dict[str, object] = {}
+
+    def geometry(self, object_id: str, category: str):
+        import torch
+
+        from ..models.default.model import object_geometry
+
+        if object_id not in self._cache:
+            m = self.provider.object_mesh(object_id, category)
+            self._cache[object_id] = torch.from_numpy(object_geometry(m.template_vertices, m.faces))
+        return self._cache[object_id]
+
+
+def object_vertex_probs(net, geo: GeometryBank, data: SplitData, keep: np.ndarray, t: dict) -> list:
+    """Object vertex head on a batch (torch inputs ``t``): per kept sample, logits [N_i] on its object mesh.
+    The keys are computed once per distinct object of the batch."""
+    q = net.object_vertex_query(t["pose"], t["hands"], t["label"], t["obj"], t["depth"])
+    out: list = [None] * len(keep)
+    oids = [data.object_ids[i] for i in keep]
+    for oid in sorted(set(oids)):
+        rows = [j for j, o in enumerate(oids) if o == oid]
+        keys = net.object_vertex_keys(geo.geometry(oid, data.categories[keep[rows[0]]]))
+        logits = net.object_vertex_decoder.logits(q[rows], keys)
+        for r, j in enumerate(rows):
+            out[j] = logits[r]
+    return out
+
+
+def object_vertex_batch_loss(logits: list, data: SplitData, keep: np.ndarray):
+    """Mean over the batch of ``losses.vertex_loss`` per sample on its object mesh -> (loss, parts)."""
+    import torch
+
+    from .losses import vertex_loss
+
+    losses, parts = [], {"bce": 0.0, "dice": 0.0}
+    for lg, i in zip(logits, keep):
+        target = torch.as_tensor(np.asarray(data.object_contact[i], np.float32))[None]
+        lv, pv = vertex_loss(lg[None], target)
+        losses.append(lv)
+        parts = {k: parts[k] + pv[k] / len(keep) for k in parts}
+    return torch.stack(losses).mean(), parts
+
+
 def build_label_space(categories: list[str], cfg: dict, text_encoder=None) -> LabelSpace:
     from ..perception.text import TextEncoder
 
@@ -279,13 +344,14 @@ def mask_scores(logits, target, valid) -> dict:
     return {"f1": 2 * tp / max(2 * tp + fp + fn, 1e-9), "iou": tp / max(tp + fp + fn, 1e-9)}
 
 
-def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int = 64) -> dict:
+def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int = 64,
+                   geo: GeometryBank | None = None) -> dict:
     import torch
 
     from ..evaluation.metrics import prf
 
     out = {"human": {"tp": 0.0, "fp": 0.0, "fn": 0.0}, "object": {"tp": 0.0, "fp": 0.0, "fn": 0.0}}
-    vertex_f1 = []
+    vertex_f1, object_vertex_f1 = [], []
     net.eval()
     with torch.no_grad():
         for s in range(0, len(data), batch_size):
@@ -294,6 +360,11 @@ def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int
             if vl is not None:  # the vertex head alone, per-sample F1 at 0.5 (as `interactvlm eval` scores it)
                 p = torch.sigmoid(vl).numpy()
                 vertex_f1 += [prf(p[j], data.human_contact[i])[2] for j, i in enumerate(keep)]
+            if geo is not None and getattr(net, "has_object_vertex_head", False):
+                t = {k: torch.from_numpy(v) for k, v in inputs.items()}
+                lg = object_vertex_probs(net, geo, data, keep, t)
+                object_vertex_f1 += [prf(torch.sigmoid(lg[j]).numpy(), data.object_contact[i])[2]
+                                     for j, i in enumerate(keep)]
             for side, (lg, tg, va) in (("human", (hl, ht, hv)), ("object", (ol, ot, ov))):
                 p = (lg > 0).float() * va
                 t = tg * va
@@ -307,6 +378,8 @@ def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int
         res[f"{side}_mask_iou"] = c["tp"] / max(c["tp"] + c["fp"] + c["fn"], 1e-9)
     if vertex_f1:
         res["human_vertex_f1"] = float(np.mean(vertex_f1))
+    if object_vertex_f1:
+        res["object_vertex_f1"] = float(np.mean(object_vertex_f1))
     return res
 
 
@@ -327,6 +400,7 @@ def save_model(path: Path, net, cfg: dict, space: LabelSpace, step: int, data_in
         "train_config": cfg,
         "human_template": None if human_template is None else np.asarray(human_template, np.float32),
         "vertex_merge": str(cfg.get("vertex_merge", "max")),
+        "object_vertex_merge": str(cfg.get("object_vertex_merge", "max")),
     }
     if body is not None:
         ckpt.update(human_template_faces=np.asarray(body.faces, np.int32), human_template_source=body.source,
@@ -456,11 +530,12 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
             losses.append(lv)
             parts = {k: parts[k] + pv[k] / len(keep) for k in parts}
         return torch.stack(losses).mean(), parts
-    if only == "vertex":
+    geo = GeometryBank(provider) if net.has_object_vertex_head else None
+    if only:
         for n, p in net.named_parameters():  # the rest is frozen (and not run: see the loop)
-            p.requires_grad_(n.startswith(VERTEX_PATH))
-    head = [p for n, p in net.named_parameters() if n.startswith("human_vertex_decoder.")]
-    rest = [p for n, p in net.named_parameters() if not n.startswith("human_vertex_decoder.") and p.requires_grad]
+            p.requires_grad_(n.startswith(TRAIN_ONLY[only]))
+    head = [p for n, p in net.named_parameters() if n.startswith(HEADS) and p.requires_grad]
+    rest = [p for n, p in net.named_parameters() if not n.startswith(HEADS) and p.requires_grad]
     groups = [{"params": rest, "lr_scale": 1.0}]
     if head:
         groups.append({"params": head, "lr_scale": float(cfg["vertex_lr_scale"])})
@@ -478,6 +553,9 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
         if net.has_vertex_branch and fresh is not None and "vertex_transformer" in fresh:
             net.init_vertex_branch_from_main()  # a new branch starts from the encoder the checkpoint's head read
             log.info("vertex branch: started as a copy of the main encoder")
+        if net.has_object_vertex_head and fresh is not None and "object_vertex_transformer" in fresh:
+            net.init_object_vertex_branch_from_main()  # its [OSEG] is what drives the trained object masks
+            log.info("object vertex branch: started as a copy of the main encoder")
         if net.has_vertex_head and (fresh is None or "human_vertex_decoder" in fresh):
             ev = net.human_vertex_decoder.init_from_contacts(torch.as_tensor(train_data.human_contact))
             log.info("vertex head: keys from the top %d principal components of the training contact (%.0f %% of "
@@ -503,10 +581,12 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
             keep, inputs = batcher.batch(idx, rng)
             for g in opt.param_groups:
                 g["lr"] = _lr(step, cfg) * g.get("lr_scale", 1.0)
+            t = {k: torch.from_numpy(v) for k, v in inputs.items()}
             if only == "vertex":  # the frozen rest is not run: the branch reads the cues directly
-                t = {k: torch.from_numpy(v) for k, v in inputs.items()}
                 vl = net.vertex_logits(t["pose"], t["hands"], t["label"], t["obj"], t["depth"], None)
                 ph, po, loss = {}, {}, torch.zeros(())
+            elif only == "object_vertex":
+                vl, ph, po, loss = None, {}, {}, torch.zeros(())
             else:
                 hl, ol, ht, ot, hv, ov, vl = forward_batch(net, bank, train_data, keep, inputs)
                 lh, ph = mask_loss(hl, ht, hv, lc["focal"], lc["dice"], lc["alpha"], lc["gamma"])
@@ -528,6 +608,10 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
                 lv, pv = vertex_loss(vl, target)
                 loss = loss + float(lc["vertex"]) * lv
                 ph.update({"vertex_bce": pv["bce"], "vertex_dice": pv["dice"]})
+            if float(lc.get("object_vertex", 0.0)) > 0:
+                lv, pv = object_vertex_batch_loss(object_vertex_probs(net, geo, train_data, keep, t), train_data, keep)
+                loss = loss + float(lc["object_vertex"]) * lv
+                po.update({"vertex_bce": pv["bce"], "vertex_dice": pv["dice"]})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg["grad_clip"])
@@ -535,18 +619,19 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
             step += 1
             samples_seen += len(keep)
             if step % cfg["log_every"] == 0 or step == 1:
-                masks = {} if only == "vertex" else {  # no mask loss is computed when only the vertex path trains
+                masks = {} if only else {  # no mask loss is computed when only a vertex path trains
                     "human": lh.item(), "object": lo.item(), "human_focal": ph["focal"], "human_dice": ph["dice"],
                     "object_focal": po["focal"], "object_dice": po["dice"]}
                 rec = {"step": step, "loss": loss.item(), **masks, "lr": _lr(step - 1, cfg),
                        **{f"human_{k}": v for k, v in ph.items() if k.startswith(("lifted", "vertex"))},
-                       **{f"object_{k}": v for k, v in po.items() if k.startswith("lifted")},
+                       **{f"object_{k}": v for k, v in po.items() if k.startswith(("lifted", "vertex"))},
                        "samples_per_s": samples_seen / max(time.perf_counter() - t_start, 1e-9)}
                 logf.write(json.dumps(rec) + "\n")
                 logf.flush()
-                if only == "vertex":
-                    log.info("step %d loss %.4f (vertex head: bce %.4f dice %.4f) %.1f samples/s", step, rec["loss"],
-                             rec["human_vertex_bce"], rec["human_vertex_dice"], rec["samples_per_s"])
+                if only:
+                    side = "human" if only == "vertex" else "object"
+                    log.info("step %d loss %.4f (%s vertex head: bce %.4f dice %.4f) %.1f samples/s", step, rec["loss"],
+                             side, rec[f"{side}_vertex_bce"], rec[f"{side}_vertex_dice"], rec["samples_per_s"])
                 else:
                     log.info("step %d loss %.4f (human %.4f object %.4f) %.1f samples/s", step, rec["loss"], rec["human"],
                              rec["object"], rec["samples_per_s"])
@@ -554,7 +639,7 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
                 torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step}, str(last) + ".tmp")
                 Path(str(last) + ".tmp").replace(last)
             if val_data is not None and cfg["eval_every"] and step % cfg["eval_every"] == 0 and step < cfg["steps"]:
-                m = evaluate_masks(net, bank, val_data, val_batcher)
+                m = evaluate_masks(net, bank, val_data, val_batcher, geo=geo)
                 logf.write(json.dumps({"step": step, "val": m}) + "\n")
                 logf.flush()
                 log.info("step %d val %s", step, m)
@@ -565,7 +650,7 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
         logf.close()
     train_s = time.perf_counter() - t_start
     if val_data is not None:
-        metrics = {"val_split": cfg["val_split"], "val_samples": len(val_data), **evaluate_masks(net, bank, val_data, val_batcher)}
+        metrics = {"val_split": cfg["val_split"], "val_samples": len(val_data), **evaluate_masks(net, bank, val_data, val_batcher, geo=geo)}
     metrics.update({"steps": step, "train_seconds_this_run": train_s,
                     "train_samples_per_s": samples_seen / max(train_s, 1e-9), "parameters": count_parameters(net)})
     net.eval()

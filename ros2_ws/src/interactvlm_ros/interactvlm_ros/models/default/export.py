@@ -3,7 +3,8 @@
 Inputs (batch B dynamic, V views, D width, r render-embedding side):
     pose [B,33,3], hands [B,2,21,3], label [B,384], obj [B,6], depth [B,4],
     human_emb [V,D,r,r], human_cam [V,5], object_emb [V,D,r,r], object_cam [V,5]
-Outputs: human_logits [B,V,R,R], object_logits [B,V,R,R] [+ human_vertex_logits [B,N] with the vertex head].
+Outputs: human_logits [B,V,R,R], object_logits [B,V,R,R] [+ human_vertex_logits [B,N] with the vertex head]
+[+ object_vertex_query [B,rank] with the object vertex head (its per-mesh keys are not part of the graph)].
 
 The static render encoder is not exported: it runs once per mesh (torch) and its output is cached.
 Uses the TorchScript exporter (``dynamo=False``), which needs no extra package (onnxscript).

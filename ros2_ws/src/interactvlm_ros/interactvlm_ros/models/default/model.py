@@ -18,6 +18,12 @@ Data flow for one frame (B = batch, V = views, D = ``dim``, r = render-embedding
     with ``vertex_branch``: the head's query comes from its own FeatureEncoder + ContactTransformer (same
         cues, started as a copy of the main ones) instead of the mask decoders' hseg
 
+    GeometryVertexDecoder (optional, ``object_vertex_head`` = rank > 0): per-vertex object contact on ANY mesh.
+        The frame graph outputs only the query, from the [OSEG] of its own encoder copy
+        ▼                                          -> object_vertex_query [B,rank]
+        the keys come from the mesh (normalised position + normal, Fourier features) and are computed once per
+        mesh, like the render embeddings: logits [N] = query·key_v[:rank] / sqrt(rank) + key_v[rank]
+
     RenderEncoder (static renders [V,4,S,S] -> [V,D,r,r]) runs once per mesh / view set and is cached
     (predictor style): the human template never changes, an object mesh changes only when the user
     changes the label or mesh.
@@ -285,6 +291,54 @@ class VertexDecoder(nn.Module):
         return self.query(seg) @ self.key.T / self.rank ** 0.5 + self.bias
 
 
+class GeometryVertexDecoder(nn.Module):
+    """Per-vertex contact on an arbitrary mesh: the hypernetwork dot product of :class:`VertexDecoder`, with keys
+    computed from each vertex's geometry instead of learned per vertex (object meshes differ per label and per user).
+
+    geometry [N,6] (normalised position + unit normal, :func:`object_geometry`) -> keys [N,rank+1]
+    (:meth:`keys`: Fourier features of the position at ``freqs`` octaves, then an MLP; the last column is a bias);
+    seg [B,D] -> query [B,rank] (:meth:`query`); :meth:`logits` (query, keys) -> [B,N].
+    Keys depend only on the mesh, so the predictor computes them once per mesh (like the render embeddings) and the
+    per-frame graph outputs only the query. Written by hand: no library decodes a query over mesh vertices.
+    """
+
+    def __init__(self, dim: int, rank: int, freqs: int = 4, hidden: int = 128):
+        super().__init__()
+        self.rank = int(rank)
+        self.freqs = int(freqs)
+        self.register_buffer("octaves", (2.0 ** torch.arange(self.freqs, dtype=torch.float32)) * torch.pi,
+                             persistent=False)
+        self.key_mlp = MLP(6 + 6 * self.freqs, hidden, self.rank + 1, layers=3)
+        self.query = MLP(dim, hidden, self.rank)
+        with torch.no_grad():  # start from "no contact anywhere" (contact covers a few % of an object's vertices)
+            self.key_mlp.layers[-1].bias[-1] = -3.0
+
+    def keys(self, geometry: torch.Tensor) -> torch.Tensor:
+        """geometry [N,6] -> keys [N,rank+1]."""
+        pos = geometry[:, :3]
+        ff = (pos[:, :, None] * self.octaves).reshape(len(pos), -1)
+        return self.key_mlp(torch.cat([geometry, torch.sin(ff), torch.cos(ff)], 1))
+
+    def logits(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query [B,rank], keys [N,rank+1] -> logits [B,N]."""
+        return query @ keys[:, :self.rank].T / self.rank ** 0.5 + keys[:, self.rank]
+
+
+def object_geometry(vertices, faces):
+    """Mesh -> float32 numpy [N,6]: spec-3.6-normalised vertex positions (what ``assets.object_assets`` renders) and
+    unit vertex normals (trimesh, area-weighted) — the input of :meth:`GeometryVertexDecoder.keys`, the same in
+    training (dataset meshes) and inference (the pipeline's object mesh)."""
+    import numpy as np
+    import trimesh
+
+    from ...objects import normalize_mesh
+
+    v = normalize_mesh(np.asarray(vertices, np.float32))
+    tm = trimesh.Trimesh(v, np.asarray(faces, np.int64), process=False)
+    n = np.nan_to_num(np.asarray(tm.vertex_normals, np.float32))
+    return np.concatenate([v, n], 1).astype(np.float32)
+
+
 class DefaultContactNet(nn.Module):
     """Whole network. ``forward`` = per-frame part (what ONNX exports); ``encode_renders`` = static part.
 
@@ -292,6 +346,11 @@ class DefaultContactNet(nn.Module):
             human_emb [V,D,r,r], human_cam [V,5], object_emb [V,D,r,r], object_cam [V,5])
         -> human_logits [B,V,R,R], object_logits [B,V,R,R]   (R = ``mask_size``)
            [, human_vertex_logits [B,N]  with ``vertex_head > 0``; N = ``vertices``]
+           [, object_vertex_query [B,rank]  with ``object_vertex_head = rank > 0``]
+
+    ``object_vertex_head`` (v9+): object contact per vertex of any mesh from its own encoder copy
+    (``object_vertex_features`` + ``object_vertex_transformer``, its [OSEG] output) and a
+    :class:`GeometryVertexDecoder`; :meth:`object_vertex_keys` runs once per mesh (docs/default_model.md "v9").
 
     ``vertex_branch`` (v8+): the vertex head reads its own encoder (``vertex_features`` + ``vertex_transformer``,
     the main ones' architecture; only its [HSEG] output is used) instead of the shared hseg, so it can be trained
@@ -300,7 +359,7 @@ class DefaultContactNet(nn.Module):
 
     def __init__(self, dim: int = 64, depth: int = 2, heads: int = 4, render_size: int = 64, mask_size: int = 64,
                  views: int = 4, up_channels: int = 16, vertex_head: int = 0, vertices: int = 0,
-                 vertex_branch: bool = False):
+                 vertex_branch: bool = False, object_vertex_head: int = 0, object_vertex_freqs: int = 4):
         super().__init__()
         self.config = dict(dim=dim, depth=depth, heads=heads, render_size=render_size, mask_size=mask_size,
                            views=views, up_channels=up_channels)
@@ -312,6 +371,8 @@ class DefaultContactNet(nn.Module):
                 self.config["vertex_branch"] = True
         elif vertex_branch:
             raise ValueError("vertex_branch needs vertex_head > 0")
+        if object_vertex_head:
+            self.config.update(object_vertex_head=int(object_vertex_head), object_vertex_freqs=int(object_vertex_freqs))
         self.mask_size = mask_size
         self.features = FeatureEncoder(dim)
         self.transformer = ContactTransformer(dim, depth, heads)
@@ -323,6 +384,10 @@ class DefaultContactNet(nn.Module):
         self.human_vertex_decoder = VertexDecoder(dim, int(vertex_head), int(vertices)) if vertex_head else None
         self.vertex_features = FeatureEncoder(dim) if vertex_branch else None
         self.vertex_transformer = ContactTransformer(dim, depth, heads) if vertex_branch else None
+        ov = int(object_vertex_head)
+        self.object_vertex_features = FeatureEncoder(dim) if ov else None
+        self.object_vertex_transformer = ContactTransformer(dim, depth, heads) if ov else None
+        self.object_vertex_decoder = GeometryVertexDecoder(dim, ov, int(object_vertex_freqs)) if ov else None
 
     @property
     def has_vertex_head(self) -> bool:
@@ -343,6 +408,25 @@ class DefaultContactNet(nn.Module):
         if self.vertex_transformer is not None:
             hseg = self.vertex_transformer(self.vertex_features(pose, hands, label, obj, depth))[0]
         return self.human_vertex_decoder(hseg)
+
+    @property
+    def has_object_vertex_head(self) -> bool:
+        return self.object_vertex_decoder is not None
+
+    def object_vertex_query(self, pose, hands, label, obj, depth) -> torch.Tensor:
+        """Per-frame half of the object vertex head: [OSEG] of its own encoder -> query [B,rank]."""
+        oseg = self.object_vertex_transformer(self.object_vertex_features(pose, hands, label, obj, depth))[1]
+        return self.object_vertex_decoder.query(oseg)
+
+    def object_vertex_keys(self, geometry: torch.Tensor) -> torch.Tensor:
+        """Per-mesh half: geometry [N,6] (:func:`object_geometry`) -> keys [N,rank+1] (cache them per mesh)."""
+        return self.object_vertex_decoder.keys(geometry)
+
+    @torch.no_grad()
+    def init_object_vertex_branch_from_main(self) -> None:
+        """Start the object branch's encoder as a copy of the main encoder (whose [OSEG] drives the object masks)."""
+        self.object_vertex_features.load_state_dict(self.features.state_dict())
+        self.object_vertex_transformer.load_state_dict(self.transformer.state_dict())
 
     @torch.no_grad()
     def init_vertex_branch_from_main(self) -> None:
@@ -374,6 +458,8 @@ class DefaultContactNet(nn.Module):
         out = (self.decode(hseg, human_emb, human_cam, "human"), self.decode(oseg, object_emb, object_cam, "object"))
         if self.human_vertex_decoder is not None:
             out = out + (self.vertex_logits(pose, hands, label, obj, depth, hseg),)
+        if self.object_vertex_decoder is not None:
+            out = out + (self.object_vertex_query(pose, hands, label, obj, depth),)
         return out
 
 

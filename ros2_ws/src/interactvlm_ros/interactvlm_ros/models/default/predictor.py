@@ -31,11 +31,14 @@ ONNX_GRAPH = "frame.onnx"
 FRAME_INPUTS = ("pose", "hands", "label", "obj", "depth", "human_emb", "human_cam", "object_emb", "object_cam")
 FRAME_OUTPUTS = ("human_logits", "object_logits")
 VERTEX_OUTPUT = "human_vertex_logits"  # a third output of networks with the vertex head (model config vertex_head > 0)
+OBJECT_QUERY_OUTPUT = "object_vertex_query"  # then one of networks with the object vertex head (object_vertex_head > 0)
 
 
 def frame_outputs(net) -> tuple[str, ...]:
-    """Output names of ``net``'s per-frame graph (with the vertex head: + human_vertex_logits [B,N])."""
-    return FRAME_OUTPUTS + ((VERTEX_OUTPUT,) if getattr(net, "has_vertex_head", False) else ())
+    """Output names of ``net``'s per-frame graph (with the vertex head: + human_vertex_logits [B,N]; with the object
+    vertex head: + object_vertex_query [B,rank])."""
+    return (FRAME_OUTPUTS + ((VERTEX_OUTPUT,) if getattr(net, "has_vertex_head", False) else ())
+            + ((OBJECT_QUERY_OUTPUT,) if getattr(net, "has_object_vertex_head", False) else ()))
 
 
 class DefaultModelError(FileNotFoundError):
@@ -141,6 +144,8 @@ class DefaultLocalizer:
     #: with the vertex head (v7+), ``LocalizerOutput.human_vertex_contact`` carries its per-vertex contact on the
     #: template; the pipeline and ``interactvlm eval`` combine it with the lifted masks by the checkpoint's rule
     #: (``vertex_merge``: "max" for v7 and checkpoints without one, "direct" for v8; ``lift.merge_direct_contact``)
+    #: with the object vertex head (v9+), ``LocalizerOutput.object_vertex_contact`` carries per-vertex contact on the
+    #: object mesh the assets were built from (``object_vertex_merge``, same rules; keys cached per mesh)
 
     def __init__(self, weights: str | Path | None = None, backend: str = "auto", device: str = "cpu",
                  perception: Any = None, text_encoder: Any = None, threads: int | None = None):
@@ -162,14 +167,17 @@ class DefaultLocalizer:
         from ...lift import MERGE_RULES
 
         self.vertex_merge = str(ckpt.get("vertex_merge", "max"))
-        if self.vertex_merge not in MERGE_RULES:
-            raise DefaultModelError(f"{self.weights_dir}: vertex_merge '{self.vertex_merge}' is not one of {MERGE_RULES}; "
-                                    "re-package the run with a supported interactvlm_ros version")
+        self.object_vertex_merge = str(ckpt.get("object_vertex_merge", "max"))
+        for key, rule in (("vertex_merge", self.vertex_merge), ("object_vertex_merge", self.object_vertex_merge)):
+            if rule not in MERGE_RULES:
+                raise DefaultModelError(f"{self.weights_dir}: {key} '{rule}' is not one of {MERGE_RULES}; "
+                                        "re-package the run with a supported interactvlm_ros version")
         self.device = "cpu"
         self._torch_device = torch.device("cpu")
         self.fallbacks: list[str] = []
         self._lock = threading.Lock()
         self._emb_cache: dict[tuple, np.ndarray] = {}
+        self._key_cache: dict[str, Any] = {}
         self._label_cache: dict[str, Any] = {}
         self._perception = perception
         self._text = text_encoder
@@ -289,6 +297,33 @@ class DefaultLocalizer:
             self._emb_cache[key] = emb
         return emb
 
+    def object_vertex_keys(self, assets: Any):
+        """Object assets -> keys (torch [N,rank+1]) of the object vertex head for the mesh they were built from
+        (computed once per ``assets.key``, like the render embeddings), or None (no head, or assets without their
+        mesh: a named fallback, object contact from the lifted masks only)."""
+        if not self.net.has_object_vertex_head or assets is None:
+            return None
+        key = str(getattr(assets, "key", id(assets)))
+        if key in self._key_cache:
+            return self._key_cache[key]
+        import torch
+
+        from .model import object_geometry
+
+        mesh = getattr(assets, "mesh", None)
+        keys = None
+        if mesh is None or len(mesh[0]) != int(getattr(assets, "num_vertices", -1)):
+            self._fallback("object assets carry no mesh (build them with interactvlm_ros.assets.object_assets): object "
+                           "vertex head off, object contact from the lifted masks only")
+        else:
+            geo = torch.from_numpy(object_geometry(*mesh)).to(self._torch_device)
+            with torch.inference_mode():
+                keys = self.net.object_vertex_keys(geo).float()
+        if len(self._key_cache) > 32:
+            self._key_cache.pop(next(iter(self._key_cache)))
+        self._key_cache[key] = keys
+        return keys
+
     def uses_vertex_head(self, assets: Any) -> bool:
         """The vertex head predicts on the template it was trained on: only for human assets of that vertex count
         (otherwise a named fallback: contact from the lifted masks only)."""
@@ -304,7 +339,8 @@ class DefaultLocalizer:
     # ------------------------------------------------------------------- per frame
     def run_frame(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
         """Batch of per-frame inputs (FRAME_INPUTS) -> (human_logits [B,V,R,R], object_logits [B,V,R,R]
-        [, human_vertex_logits [B,N] with the vertex head]) (``frame_outputs``)."""
+        [, human_vertex_logits [B,N] with the vertex head] [, object_vertex_query [B,rank]]), in the order of
+        ``self.frame_outputs``."""
         if self._engine is not None:
             out = self._engine.run(inputs)
             return tuple(out[n] for n in self.frame_outputs)
@@ -353,21 +389,37 @@ class DefaultLocalizer:
             t = time.perf_counter()
             inputs = dict(feats.as_batch(), label=lf.feature[None], human_emb=h_emb, human_cam=h_cam,
                           object_emb=o_emb, object_cam=o_cam)
-            h, o, *v = self.run_frame(inputs)
+            res = dict(zip(self.frame_outputs, self.run_frame(inputs)))
             timings["network"] = 1e3 * (time.perf_counter() - t)
             extras["status"] = "ok"
-            direct = None
-            if v and self.uses_vertex_head(human_assets):
-                direct = (1.0 / (1.0 + np.exp(-v[0][0].astype(np.float64)))).astype(np.float32)
-            return LocalizerOutput(h[0].astype(np.float32), o[0].astype(np.float32) if object_assets is not None else None,
+            direct = obj_direct = None
+            if VERTEX_OUTPUT in res and self.uses_vertex_head(human_assets):
+                direct = _sigmoid(res[VERTEX_OUTPUT][0])
+            keys = self.object_vertex_keys(object_assets) if OBJECT_QUERY_OUTPUT in res else None
+            if keys is not None:
+                import torch
+
+                q = torch.from_numpy(np.asarray(res[OBJECT_QUERY_OUTPUT][:1], np.float32)).to(keys.device)
+                with torch.inference_mode():
+                    obj_direct = _sigmoid(self.net.object_vertex_decoder.logits(q, keys)[0].cpu().numpy())
+            o = res["object_logits"]
+            return LocalizerOutput(res["human_logits"][0].astype(np.float32),
+                                   o[0].astype(np.float32) if object_assets is not None else None,
                                    None, timings, extras, human_vertex_contact=direct,
-                                   human_vertex_merge=self.vertex_merge)
+                                   human_vertex_merge=self.vertex_merge, object_vertex_contact=obj_direct,
+                                   object_vertex_merge=self.object_vertex_merge)
 
     def describe(self) -> dict:
         return {"name": self.name, "backend": self.backend, "device": self.device, "weights": str(self.weights_dir),
                 "mask_size": self.mask_size, "render_size": self.render_size, "asset_size": self.asset_size,
                 "vertex_head": bool(self.net.has_vertex_head), "vertex_merge": self.vertex_merge,
+                "object_vertex_head": bool(self.net.has_object_vertex_head),
+                "object_vertex_merge": self.object_vertex_merge,
                 "categories": self.labels.categories, "fallbacks": list(self.fallbacks), **self.checkpoint_info}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))).astype(np.float32)
 
 
 def read_metrics(weights: str | Path | None = None) -> dict:
