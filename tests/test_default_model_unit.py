@@ -446,6 +446,19 @@ def test_train_lifter_equals_the_deployed_lifter_in_value_and_gradient(tmp_path,
         fast(torch.zeros(1, 4, 8, 8))
 
 
+def _base_run(tmp_path, nv, provider, text):
+    """The tiny dataset on an nv-vertex mesh and a 5-step run 'base' whose last.pt starts the vertex-head runs;
+    returns the text encoder."""
+    from interactvlm_ros.training.train import train
+
+    _tiny_dataset(tmp_path / "data", nv=nv, no=nv)
+    enc = text.TextEncoder()
+    base = _cfg(tmp_path, "base", 5)
+    base["export_onnx"] = False
+    train(base, text_encoder=enc, provider=provider)
+    return enc
+
+
 def test_vertex_head_trains_and_the_localizer_returns_its_per_vertex_contact(tmp_path, monkeypatch):
     """Training with loss.vertex (and init_from another run's weights); the packaged folder gives
     LocalizerOutput.human_vertex_contact on the template, the same from torch and onnxruntime, and it has learned
@@ -474,11 +487,7 @@ def test_vertex_head_trains_and_the_localizer_returns_its_per_vertex_contact(tmp
             return self.human()
 
     nv = len(sphere.vertices)
-    _tiny_dataset(tmp_path / "data", nv=nv, no=nv)
-    enc = text.TextEncoder()
-    base = _cfg(tmp_path, "base", 5)
-    base["export_onnx"] = False
-    train(base, text_encoder=enc, provider=SphereHuman(16))
+    enc = _base_run(tmp_path, nv, SphereHuman(16), text)
     cfg = _cfg(tmp_path, "a", 120)  # export_onnx: True
     cfg["model"]["vertex_head"] = 4
     cfg["loss"].update(vertex=1.0)
@@ -625,11 +634,7 @@ def test_object_vertex_head_trains_alone_and_the_localizer_returns_object_contac
             return SimpleNamespace(template_vertices=sv, faces=sf)
 
     nv = len(sv)
-    _tiny_dataset(tmp_path / "data", nv=nv, no=nv)
-    enc = text.TextEncoder()
-    base = _cfg(tmp_path, "base", 5)
-    base["export_onnx"] = False
-    train(base, text_encoder=enc, provider=SphereProvider(16))
+    enc = _base_run(tmp_path, nv, SphereProvider(16), text)
     cfg = _cfg(tmp_path, "a", 150)  # export_onnx: True
     cfg["model"].update(object_vertex_head=8)
     cfg["loss"].update(object_vertex=1.0)
