@@ -34,7 +34,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
     from ..models.default.predictor import DefaultLocalizer
     from ..training.assets_provider import AssetProvider
     from ..training.data import load_split, read_meta
-    from ..training.train import Batcher, GeometryBank, RenderBank, forward_batch, object_vertex_probs, project_labels
+    from ..training.train import Batcher, GeometryBank, RenderBank, forward_batch, object_vertex_logits, project_labels
 
     if cues not in ("deploy", "full"):
         raise ValueError(f"cues='{cues}': use 'deploy' (pose+hands+label) or 'full' (+ object box + depth)")
@@ -78,7 +78,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
             obj_direct = None  # object vertex head (v9+): per sample, on its object mesh; merged likewise
             if geo_bank is not None:
                 t = {k: torch.from_numpy(v) for k, v in inputs.items()}
-                obj_direct = [torch.sigmoid(lg).numpy() for lg in object_vertex_probs(net, geo_bank, data, keep, t)]
+                obj_direct = [torch.sigmoid(lg).numpy() for lg in object_vertex_logits(net, geo_bank, data, keep, t)]
             for j, i in enumerate(keep):
                 hc = np.asarray(h_lifter(hl[j]))
                 if direct is not None:

@@ -245,7 +245,7 @@ class GeometryBank:
         return self._cache[object_id]
 
 
-def object_vertex_probs(net, geo: GeometryBank, data: SplitData, keep: np.ndarray, t: dict) -> list:
+def object_vertex_logits(net, geo: GeometryBank, data: SplitData, keep: np.ndarray, t: dict) -> list:
     """Object vertex head on a batch (torch inputs ``t``): per kept sample, logits [N_i] on its object mesh.
     The keys are computed once per distinct object of the batch."""
     q = net.object_vertex_query(t["pose"], t["hands"], t["label"], t["obj"], t["depth"])
@@ -362,7 +362,7 @@ def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int
                 vertex_f1 += [prf(p[j], data.human_contact[i])[2] for j, i in enumerate(keep)]
             if geo is not None and getattr(net, "has_object_vertex_head", False):
                 t = {k: torch.from_numpy(v) for k, v in inputs.items()}
-                lg = object_vertex_probs(net, geo, data, keep, t)
+                lg = object_vertex_logits(net, geo, data, keep, t)
                 object_vertex_f1 += [prf(torch.sigmoid(lg[j]).numpy(), data.object_contact[i])[2]
                                      for j, i in enumerate(keep)]
             for side, (lg, tg, va) in (("human", (hl, ht, hv)), ("object", (ol, ot, ov))):
@@ -609,7 +609,7 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
                 loss = loss + float(lc["vertex"]) * lv
                 ph.update({"vertex_bce": pv["bce"], "vertex_dice": pv["dice"]})
             if float(lc.get("object_vertex", 0.0)) > 0:
-                lv, pv = object_vertex_batch_loss(object_vertex_probs(net, geo, train_data, keep, t), train_data, keep)
+                lv, pv = object_vertex_batch_loss(object_vertex_logits(net, geo, train_data, keep, t), train_data, keep)
                 loss = loss + float(lc["object_vertex"]) * lv
                 po.update({"vertex_bce": pv["bce"], "vertex_dice": pv["dice"]})
             opt.zero_grad(set_to_none=True)
