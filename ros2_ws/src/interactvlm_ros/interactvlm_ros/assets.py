@@ -354,10 +354,17 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
     With ``cache`` the result is stored under ``paths.cache_dir("assets")/<key>/``; the key covers the mesh bytes,
     colours, view set, size and renderer version, so any change rebuilds (backends agree away from edges and
     share the cache)."""
-    from .render import render_compact
-
     vertices = np.asarray(vertices, np.float32)
     faces = np.asarray(faces, np.int64)
+    va = _cached_or_rendered(vertices, faces, view_set, size, colors, backend, cache)
+    va.mesh = (vertices, faces)  # on a cache hit too: models that predict per vertex of any mesh read it
+    return va
+
+
+def _cached_or_rendered(vertices, faces, view_set, size, colors, backend, cache) -> ViewAssets:
+    """``build_view_assets`` without the mesh: the in-flight or on-disk cache entry, else a fresh render."""
+    from .render import render_compact
+
     vs = get_view_set(view_set)
     size = int(size)
     if size < 8 or size > 4096:
@@ -368,12 +375,10 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
         with _pending_lock:
             hit = _pending.get(path)
         if hit is not None:  # rendered moments ago, still being written
-            hit[1].mesh = (vertices, faces)
             return hit[1]
         if (path / "meta.json").is_file():
             va = _cache_load(path, vs, key)
             if va is not None:
-                va.mesh = (vertices, faces)
                 return va
     cols = _colors(colors, vertices, faces)
     from .render.raster_torch import cpu_threads
@@ -381,7 +386,6 @@ def build_view_assets(vertices, faces, view_set="human", size: int = 1024, color
     with cpu_threads("cpu"):  # whole build single-threaded on CPU (see cpu_threads; identical results)
         images, compact, _, used = render_compact(vertices, faces, vs, size, vertex_colors=cols, backend=backend)
     va = ViewAssets(images, compact, len(vertices), vs, key, source=f"rendered:{used}")
-    va.mesh = (vertices, faces)
     if path is not None:
         _cache_store_background(path, va)
     return va

@@ -326,8 +326,10 @@ class GeometryVertexDecoder(nn.Module):
 
 def object_geometry(vertices, faces):
     """Mesh -> float32 numpy [N,6]: spec-3.6-normalised vertex positions (what ``assets.object_assets`` renders) and
-    unit vertex normals (trimesh, area-weighted) — the input of :meth:`GeometryVertexDecoder.keys`, the same in
-    training (dataset meshes) and inference (the pipeline's object mesh)."""
+    unit vertex normals (trimesh: face normals weighted by face angle) — the input of
+    :meth:`GeometryVertexDecoder.keys`, the same in training (dataset meshes) and inference (the pipeline's object
+    mesh). Not ``assets.vertex_normals`` (area-weighted): v9's keys were trained on these (up to 3.6° apart on
+    average, e.g. the chair), so a switch needs a retrain."""
     import numpy as np
     import trimesh
 
