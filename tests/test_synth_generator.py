@@ -11,7 +11,8 @@ from trimesh.proximity import closest_point  # noqa: E402
 
 from interactvlm_ros.synth import catalog  # noqa: E402
 from interactvlm_ros.synth.generator import (  # noqa: E402
-    PEN_TOL, Generator, GeneratorConfig, split_of, split_ranges, view_masks, write_dataset,
+    PEN_TOL, REQUIRED_CONTACT, Generator, GeneratorConfig, missing_contact, split_of, split_ranges, view_masks,
+    write_dataset,
 )
 from interactvlm_ros.synth.raycast import official_view_buffers  # noqa: E402
 
@@ -282,3 +283,26 @@ def test_knees_bend_within_human_range(gen, samples, inter):
         assert flex <= 125.0, (inter, side, flex)
         if inter == "sit":
             assert flex >= 60.0, (side, flex)  # sitting: the knee is bent, the shin hangs down
+
+
+def test_missing_contact_names_the_parts_an_interaction_must_touch(gen):
+    body = gen.T.body
+    foot = np.isin(body.part_labels, [body.part_names.index("left_foot")]).astype(np.float32)
+    seat = np.isin(body.part_labels, [body.part_names.index("buttocks")]).astype(np.float32)
+    left = (body.part_labels == body.part_names.index("left_hand")).astype(np.float32)
+    right = (body.part_labels == body.part_names.index("right_hand")).astype(np.float32)
+    assert missing_contact("sit", foot, body.part_labels, body.part_names) == ["buttocks|left_thigh|right_thigh"]
+    assert missing_contact("sit", seat + foot, body.part_labels, body.part_names) == []
+    assert missing_contact("hold_two_hands", left, body.part_labels, body.part_names) == ["right_hand"]
+    assert missing_contact("hold_two_hands", left + right, body.part_labels, body.part_names) == []
+    assert missing_contact("kick", foot, body.part_labels, body.part_names) == []
+    assert set(REQUIRED_CONTACT) == set(catalog.INTERACTIONS)
+
+
+@pytest.mark.parametrize("seed", [59, 93])
+def test_a_placement_that_misses_the_interactions_parts_is_retried(gen, seed):
+    """synth-1.3 gave seed 59 a "sit" whose bench touched only the right foot and seed 93 a two-hand hold touching
+    only the left hand (synth_v3); 1.4 retries such placements, so every sample touches what its interaction means."""
+    s = gen.sample(seed)
+    body = gen.T.body
+    assert missing_contact(str(s["interaction"]), s["human_contact"], body.part_labels, body.part_names) == []

@@ -20,7 +20,8 @@ One sample (``Generator.sample(seed)``), all randomness from ``numpy.random.defa
    template (human views) and the normalised object (object views) at resolution R — a pixel is contact
    iff its visible face has ≥ 2 contact vertices (spec 3.7 ``min_vertices=2``).
 
-A sample that cannot be made valid (no contact, penetration) is retried with the same RNG stream, so the
+A sample that cannot be made valid (no contact, penetration, contact missing the parts the interaction is about:
+``REQUIRED_CONTACT``) is retried with the same RNG stream, so the
 result is still a pure function of the seed.
 """
 from __future__ import annotations
@@ -46,11 +47,28 @@ log = logging.getLogger(__name__)
 # 1.1: two-hand/carry arm IK (1.0 held objects at arm's length, 97 % failed); 1.2: `sit` shins hang about
 # vertically (1.1 folded the knee 150-200°, past any human knee); every other interaction draws the same numbers;
 # 1.3: the camera image casts through the OpenCV pixel centres (1.2 cast through u + 0.5: image, depth and masks
-# half a pixel off K); the per-vertex labels, poses and official-view masks are unchanged
-GENERATOR_VERSION = "synth-1.3"
+# half a pixel off K); the per-vertex labels, poses and official-view masks are unchanged; 1.4: a placement whose
+# contact misses the parts the interaction is about (``REQUIRED_CONTACT``: a "sit" touching only a foot, a two-hand
+# hold touching one hand — 224 of synth_v3's 3000 samples) is retried like any invalid placement; every other seed
+# gives the same sample as in 1.3
+GENERATOR_VERSION = "synth-1.4"
 PEN_TARGET = 0.002
 PEN_TOL = 0.006
 MIN_VERTICES = 2  # spec 3.7 (mv2 rule)
+# the body parts (``bodies.parts.PART_NAMES``) an interaction must touch: each tuple is "any of these parts", every
+# tuple must hold, with at least MIN_PART_CONTACT contact vertices
+REQUIRED_CONTACT = {
+    "hold_one_hand": [("left_hand", "right_hand")],
+    "hold_two_hands": [("left_hand",), ("right_hand",)],
+    "carry": [("left_hand", "left_forearm", "right_hand", "right_forearm")],
+    "kick": [("left_foot", "right_foot")],
+    "sit": [("buttocks", "left_thigh", "right_thigh")],
+    "lean": [("back", "buttocks")],
+    "ride": [("left_foot", "right_foot")],
+    "wear_head": [("head",)],
+    "operate_table": [("left_hand", "right_hand", "left_forearm", "right_forearm")],
+}
+MIN_PART_CONTACT = 5
 DEG = np.pi / 180.0
 
 
@@ -89,6 +107,15 @@ PART_OF_BONE_PREFIX = (
     ("foot", ("foot", "toe")),
 )
 COARSE_PARTS = [p for p, _ in PART_OF_BONE_PREFIX]
+
+
+def missing_contact(interaction: str, human_contact: np.ndarray, part_labels: np.ndarray, part_names: list[str]) -> list[str]:
+    """The ``REQUIRED_CONTACT`` groups of ``interaction`` that ``human_contact`` [N] (> 0 = contact) misses, each
+    as "a|b"; [] when the contact is what the interaction means. ``part_labels`` [N] index ``part_names``."""
+    g = np.asarray(human_contact) > 0
+    counts = np.bincount(np.asarray(part_labels)[g], minlength=len(part_names))
+    return ["|".join(grp) for grp in REQUIRED_CONTACT[interaction]
+            if sum(int(counts[part_names.index(p)]) for p in grp) < MIN_PART_CONTACT]
 
 
 def coarse_parts(bone_labels, dominant_bone: np.ndarray) -> np.ndarray:
@@ -436,7 +463,7 @@ class GeneratorConfig:
     image_size: tuple[int, int] = (320, 240)  # W, H
     contact_threshold: float = 0.02
     mask_res: int = 128
-    max_tries: int = 6
+    max_tries: int = 10  # 1.4 rejects more placements (REQUIRED_CONTACT); a seed valid within 6 tries is unchanged
 
 
 class Generator:
@@ -722,6 +749,10 @@ class Generator:
                 continue
             if pen_b > PEN_TOL or pen_o > 0.02:
                 last = f"penetration {pen_b * 1e3:.1f} mm / {pen_o * 1e3:.1f} mm"
+                continue
+            missing = missing_contact(inter, hc, self.T.body.part_labels, self.T.body.part_names)
+            if missing:  # e.g. a bench settled under one foot is not a "sit"
+                last = f"{inter} without contact on {', '.join(missing)}"
                 continue
             return self._finish(rng, seed, inter, cat, body, V, shape, scale, R, t, hc, oc, pen_b, pen_o)
         raise RuntimeError(f"seed {seed}: no valid sample after {cfg.max_tries} tries (last: {last})")
