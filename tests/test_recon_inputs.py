@@ -90,6 +90,15 @@ def test_symmetry_rotation_error():
     assert len(symmetries(helmet)["continuous"]) == 1
     for name in ("phone", "book", "laptop", "box", "skateboard", "cabinet", "stool", "chair", "table"):
         assert symmetries(catalog.normalized_mesh(name)[0])["continuous"] == [], name
+    # the three-legged stool is the same after a third of a turn about its leg axis (the vertical, y); a quarter
+    # turn is an error (seed 9000006's stool read 97° before n-fold turns were checked)
+    stool = symmetries(catalog.normalized_mesh("stool")[0])
+    third = Rotation.from_rotvec([0, 2 * np.pi / 3, 0]).as_matrix()
+    assert symmetry_rotation_error(third, np.eye(3), stool) == pytest.approx(0.0, abs=0.05)  # axis from the SVD
+    assert symmetry_rotation_error(third.T, np.eye(3), stool) == pytest.approx(0.0, abs=0.05)
+    quarter = Rotation.from_rotvec([0, np.pi / 2, 0]).as_matrix()
+    assert symmetry_rotation_error(quarter, np.eye(3), stool) == pytest.approx(30.0, abs=0.05)
+    assert len(s["discrete"]) == 4  # the phone (a box): identity + three half-turns, no more
 
 
 def test_grip_and_free_points_geometry():

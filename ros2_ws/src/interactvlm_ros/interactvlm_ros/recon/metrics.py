@@ -79,7 +79,7 @@ def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
 
 def symmetries(vertices: np.ndarray, tol: float = 0.01) -> dict:
     """Rotational symmetries of a mesh (about its vertex centroid, principal axes): ``{"continuous": [axes],
-    "discrete": [3x3 rotations incl. identity]}``. tol: chamfer tolerance as a fraction of the size, plus a
+    "discrete": [3x3 rotations incl. identity]}`` — n-fold turns (n = 2…6) about each principal axis. tol: chamfer tolerance as a fraction of the size, plus a
     quarter of the median vertex spacing: a rotated vertex set lands between the original vertices, so a
     tessellated sphere's chamfer is ~0.4 spacings (1.5 % of its size for the 2082-vertex ball), which a
     size-only tolerance read as "not symmetric" (ball rotation errors of 90-160° in the held-out table)."""
@@ -98,9 +98,13 @@ def symmetries(vertices: np.ndarray, tol: float = 0.01) -> dict:
     for a in axes:
         if all(_chamfer(v @ Rotation.from_rotvec(a * ang).as_matrix().T, v) < tol_abs for ang in (0.3, 1.1, 2.2)):
             cont.append(a)
-        Rf = Rotation.from_rotvec(a * np.pi).as_matrix()
-        if _chamfer(v @ Rf.T, v) < tol_abs:
-            disc.append(Rf)
+            continue
+        for n in (2, 3, 4, 5, 6):  # n-fold about the axis: a half-turn flip, a three-legged stool (120°), ...
+            if _chamfer(v @ Rotation.from_rotvec(a * 2 * np.pi / n).as_matrix().T, v) < tol_abs:
+                for k in range(1, n):
+                    Rk = Rotation.from_rotvec(a * 2 * np.pi * k / n).as_matrix()
+                    if all(rotation_angle_deg(Rk, S) > 1e-3 for S in disc):
+                        disc.append(Rk)
     return {"continuous": cont, "discrete": disc}
 
 
