@@ -689,3 +689,15 @@ def test_object_vertex_head_trains_alone_and_the_localizer_returns_object_contac
                         "loss": {"object_vertex": 1.0, "vertex": 1.0}}, "loss.vertex")):
         with pytest.raises(ConfigError, match=msg):
             load_config(None, {"data": "d", "out": "o", **over})
+
+
+def test_every_shipped_training_config_passes_the_config_check():
+    """The configs in training/configs/ are the documented reproduction commands' inputs: a typo must fail here,
+    not half an hour into a retrain."""
+    from interactvlm_ros.training import train
+    from interactvlm_ros.training.train import check_config, load_config
+
+    configs = sorted((Path(train.__file__).parent / "configs").glob("*.yaml"))
+    assert len(configs) >= 9
+    for f in configs:
+        check_config(load_config(f, {"data": "/data", "out": "/out"}))
