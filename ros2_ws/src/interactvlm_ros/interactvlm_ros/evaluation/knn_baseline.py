@@ -79,7 +79,8 @@ def _load(root: Path, indices) -> list[dict]:
     return out
 
 
-def evaluate_knn(data_dir: str | Path, split: str, features: str = "pose", k: int = 5, train_split: str = "train") -> dict:
+def evaluate_knn(data_dir: str | Path, split: str, features: str = "pose", k: int = 5,
+                 train_split: str = "train") -> dict:
     """-> {"human_f1", "object_f1", "per_interaction": {interaction: human F1}, "n", ...} for ``split``."""
     from ..training.data import read_meta, split_indices
 

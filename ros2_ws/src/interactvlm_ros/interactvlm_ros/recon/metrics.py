@@ -79,10 +79,11 @@ def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
 
 def symmetries(vertices: np.ndarray, tol: float = 0.01) -> dict:
     """Rotational symmetries of a mesh (about its vertex centroid, principal axes): ``{"continuous": [axes],
-    "discrete": [3x3 rotations incl. identity]}`` — n-fold turns (n = 2…6) about each principal axis. tol: chamfer tolerance as a fraction of the size, plus a
-    quarter of the median vertex spacing: a rotated vertex set lands between the original vertices, so a
-    tessellated sphere's chamfer is ~0.4 spacings (1.5 % of its size for the 2082-vertex ball), which a
-    size-only tolerance read as "not symmetric" (ball rotation errors of 90-160° in the held-out table)."""
+    "discrete": [3x3 rotations incl. identity]}`` — n-fold turns (n = 2…6) about each principal axis.
+    tol: chamfer tolerance as a fraction of the size, plus a quarter of the median vertex spacing: a rotated vertex
+    set lands between the original vertices, so a tessellated sphere's chamfer is ~0.4 spacings (1.5 % of its size
+    for the 2082-vertex ball), which a size-only tolerance read as "not symmetric" (ball rotation errors of 90-160°
+    in the held-out table)."""
     from scipy.spatial import cKDTree
 
     v = np.asarray(vertices, np.float64)

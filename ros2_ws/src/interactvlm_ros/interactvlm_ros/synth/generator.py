@@ -109,7 +109,8 @@ PART_OF_BONE_PREFIX = (
 COARSE_PARTS = [p for p, _ in PART_OF_BONE_PREFIX]
 
 
-def missing_contact(interaction: str, human_contact: np.ndarray, part_labels: np.ndarray, part_names: list[str]) -> list[str]:
+def missing_contact(interaction: str, human_contact: np.ndarray, part_labels: np.ndarray,
+                    part_names: list[str]) -> list[str]:
     """The ``REQUIRED_CONTACT`` groups of ``interaction`` that ``human_contact`` [N] (> 0 = contact) misses, each
     as "a|b"; [] when the contact is what the interaction means. ``part_labels`` [N] index ``part_names``."""
     g = np.asarray(human_contact) > 0
