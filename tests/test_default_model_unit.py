@@ -222,6 +222,28 @@ def test_contact_metrics_numbers():
     assert g.error_cm(gt_v, gt_v) == 0.0
 
 
+def test_bootstrap_interval_brackets_the_mean_narrows_with_samples_and_reaches_the_table():
+    from interactvlm_ros.evaluation.evaluate import format_table
+    from interactvlm_ros.evaluation.metrics import bootstrap_ci, summarize
+
+    rng = np.random.default_rng(3)
+    small, large = rng.random(40), rng.random(1000)
+    lo, hi = bootstrap_ci(small)
+    assert lo < small.mean() < hi and (lo, hi) == bootstrap_ci(small)  # seeded: reproducible
+    # the width of a mean's interval shrinks like 1/sqrt(n): 25x the samples -> about a fifth
+    lo2, hi2 = bootstrap_ci(large)
+    assert 0.12 < (hi2 - lo2) / (hi - lo) < 0.3
+    assert bootstrap_ci([0.5]) is None and bootstrap_ci([0.2, 0.2, 0.2]) == pytest.approx((0.2, 0.2))
+    rows = [{"f1": float(v), "precision": None} for v in small]
+    out = summarize(rows, ["f1", "precision"], ci_keys=("f1",))
+    assert out["f1_ci95"] == pytest.approx([lo, hi]) and out["precision"] is None and "precision_ci95" not in out
+    h = {"f1": 0.6, "precision": 0.5, "recall": 0.7, "geo_cm": 8.0, "n": 40, "f1_ci95": [0.55, 0.65]}
+    o = {"f1": 0.4, "precision": 0.4, "recall": 0.5, "sim": 0.3, "auc": 0.9, "n": 40}
+    table = format_table({"per_category": {"cup": {"human": {**h, "f1_ci95": None}, "object": o}},
+                          "overall": {"human": h, "object": o}})
+    assert "| **overall** | 40 | 0.600 [0.550, 0.650] |" in table and "| cup | 40 | 0.600 |" in table
+
+
 # ----------------------------------------------------------------------------- training mechanics
 class _Assets:
     """ViewAssets-like test double (renders + maps + camera codes)."""

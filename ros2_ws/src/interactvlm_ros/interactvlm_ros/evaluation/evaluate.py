@@ -134,19 +134,23 @@ def _aggregate(rows: list[dict]) -> dict:
         by_cat[r["category"]].append(r)
         by_int[r["interaction"]].append(r)
 
-    def block(rs):
-        return {"human": summarize([r["human"] for r in rs], HUMAN_KEYS),
-                "object": summarize([r["object"] for r in rs], OBJECT_KEYS)}
+    def block(rs, ci=()):
+        return {"human": summarize([r["human"] for r in rs], HUMAN_KEYS, ci),
+                "object": summarize([r["object"] for r in rs], OBJECT_KEYS, ci)}
 
-    return {"overall": block(rows), "per_category": {k: block(v) for k, v in sorted(by_cat.items())},
+    return {"overall": block(rows, ("f1",)), "per_category": {k: block(v) for k, v in sorted(by_cat.items())},
             "per_interaction": {k: block(v) for k, v in sorted(by_int.items())},
             "label_known_rate": float(np.mean([r["label_known"] for r in rows])) if rows else None}
 
 
 def format_table(res: dict) -> str:
-    """Markdown table: one row per category + overall."""
+    """Markdown table: one row per category + overall (its F1 with the 95 % bootstrap interval, when known)."""
     def f(x):
         return "–" if x is None else f"{x:.3f}"
+
+    def f1(b):
+        ci = b.get("f1_ci95")
+        return f(b["f1"]) if not ci else f"{f(b['f1'])} [{ci[0]:.3f}, {ci[1]:.3f}]"
 
     lines = ["| category | n | human F1 | human P | human R | geo (cm) | object F1 | object SIM | object AUC |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -154,6 +158,6 @@ def format_table(res: dict) -> str:
     for name, b in items:
         h, o = b["human"], b["object"]
         geo = "–" if h["geo_cm"] is None else f"{h['geo_cm']:.1f}"
-        lines.append(f"| {name} | {h['n']} | {f(h['f1'])} | {f(h['precision'])} | {f(h['recall'])} | {geo} | "
-                     f"{f(o['f1'])} | {f(o['sim'])} | {f(o['auc'])} |")
+        lines.append(f"| {name} | {h['n']} | {f1(h)} | {f(h['precision'])} | {f(h['recall'])} | {geo} | "
+                     f"{f1(o)} | {f(o['sim'])} | {f(o['auc'])} |")
     return "\n".join(lines)

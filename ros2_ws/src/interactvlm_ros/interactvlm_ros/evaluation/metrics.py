@@ -99,11 +99,28 @@ class GeodesicMesh:
         return float(self.distance_to(g)[rows].mean() * 100.0)
 
 
-def summarize(rows: list[dict], keys: list[str]) -> dict:
-    """Mean of each key over rows (ignoring None)."""
+def bootstrap_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling samples with replacement, seeded:
+    the same values give the same interval). None for fewer than two values. numpy only, so no scipy.stats
+    version dependence."""
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if len(v) < 2:
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(v), size=(n_boot, len(v)))
+    means = v[idx].mean(1)
+    a = (1.0 - level) / 2.0
+    return float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))
+
+
+def summarize(rows: list[dict], keys: list[str], ci_keys: tuple[str, ...] = ()) -> dict:
+    """Mean of each key over rows (ignoring None); for each of ``ci_keys`` also ``<key>_ci95`` = [lo, hi], the
+    95 % bootstrap interval of that mean over samples (how much a split of this size can move it)."""
     out = {}
     for k in keys:
         vals = [r[k] for r in rows if r.get(k) is not None]
         out[k] = float(np.mean(vals)) if vals else None
+        if k in ci_keys:
+            ci = bootstrap_ci(vals)
+            out[f"{k}_ci95"] = None if ci is None else list(ci)
     out["n"] = len(rows)
     return out
