@@ -100,16 +100,16 @@ class GeodesicMesh:
 
 
 def bootstrap_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of the mean of ``values`` (resampling samples with replacement, seeded:
-    the same values give the same interval). None for fewer than two values. numpy only, so no scipy.stats
-    version dependence."""
-    v = np.asarray([x for x in values if x is not None], np.float64)
+    """Percentile bootstrap interval of the mean of ``values`` [n] (``scipy.stats.bootstrap``, resampling samples
+    with replacement; seeded, so the same values give the same interval). None for fewer than two values."""
+    from scipy.stats import bootstrap
+
+    v = np.asarray(values, np.float64)
     if len(v) < 2:
         return None
-    idx = np.random.default_rng(seed).integers(0, len(v), size=(n_boot, len(v)))
-    means = v[idx].mean(1)
-    a = (1.0 - level) / 2.0
-    return float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))
+    ci = bootstrap((v,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
+                   random_state=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
 
 
 def summarize(rows: list[dict], keys: list[str], ci_keys: tuple[str, ...] = ()) -> dict:
