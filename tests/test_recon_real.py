@@ -51,3 +51,28 @@ def test_no_person_photo(test_data, tmp_path):
                "--contacts", "hands", "--out", str(out)])
     res = json.loads((out / "result.json").read_text())
     assert rc == 1 and res["status"] == "no_person" and res["object_pose"] is None
+
+
+def test_hands_heuristic_takes_the_object_library_by_label(test_data, tmp_path, capsys):
+    """``--contacts hands`` resolves the label in the object library, as the pipeline does: a category the synthetic
+    catalog lacks (racket) is fitted at its metric library size; an unknown label is refused before any work."""
+    import trimesh
+
+    from interactvlm_ros.cli.main import main
+    from interactvlm_ros.objects import lookup_object
+
+    out = tmp_path / "unknown"
+    assert main(["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "zorblax",
+                 "--contacts", "hands", "--out", str(out)]) == 2
+    assert "not in the object library" in capsys.readouterr().err and not out.exists()
+
+    out = tmp_path / "racket"
+    rc = main(["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "tennis racket",
+               "--contacts", "hands", "--out", str(out)])
+    res = json.loads((out / "result.json").read_text())
+    assert rc == 0 and res["status"] == "ok", res["message"]
+    lib = trimesh.load(lookup_object("racket").mesh_path, process=False)
+    fit = trimesh.load(out / "object.ply", process=False)
+    assert len(fit.vertices) == len(lib.vertices)
+    radius = lambda v: float(np.linalg.norm(v - v.mean(0), axis=1).max())  # noqa: E731 - rotation-invariant size
+    assert abs(radius(fit.vertices) - radius(lib.vertices)) < 1e-3 * radius(lib.vertices)  # rigid, metric

@@ -97,22 +97,22 @@ def run(args) -> int:
             obs = HumanPerception().observe(image)
         rec = rc.fit(image, obs, contact_result, depth=depth, K=K, object_mask=mask, object_size=args.object_size)
     else:
+        if args.object_mesh:
+            mesh, size = args.object_mesh, args.object_size
+        else:  # the object library by label, as the pipeline resolves it (metric meshes, synonyms)
+            from interactvlm_ros.objects import library
+
+            key = library().resolve(args.object)
+            if key is None or key == "generic":  # a stand-in mesh of made-up size cannot be placed metrically
+                print(f"error: '{args.object}' is not in the object library ({', '.join(library().categories)}); "
+                      "pass --object-mesh (and --object-size if it is not in metres)", file=sys.stderr)
+                return 2
+            mesh = library().lookup(args.object).mesh_path
+            size, why = (args.object_size, "--object-size") if args.object_size else object_size_for(args.object, mesh)
+            log.info("object mesh: library '%s' (%s), size %.3f m (%s)", key, mesh, size, why)
         from interactvlm_ros.perception.human import HumanPerception
 
         obs = HumanPerception().observe(image)
-        if args.object_mesh:
-            mesh, size = args.object_mesh, args.object_size
-        else:
-            from interactvlm_ros.synth import catalog
-
-            size, why = (args.object_size, "--object-size") if args.object_size else object_size_for(args.object, None)
-            key = next((c.name for c in catalog.CATEGORIES.values()
-                        if args.object.lower() in (c.name,) + c.synonyms), None)
-            if key is None:
-                print(f"error: no mesh for '{args.object}'; pass --object-mesh", file=sys.stderr)
-                return 2
-            mesh = catalog.normalized_mesh(key)
-            log.info("object mesh: catalog '%s', size %.3f m (%s)", key, size, why)
         rec = rc.fit(image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
                      object_mask=mask, object_size=size, object_label=args.object)
     files = save_outputs(rec, image, args.out)

@@ -3,8 +3,10 @@
 The meshes are built procedurally with ``trimesh.creation`` (fixed tessellation → a fixed vertex order
 per ``object_id``), so the dataset is self-contained and licence-free; every dataset also stores each
 used mesh, normalised as in spec 3.6 (vertex-mean centre, longest bbox side 1), in
-``objects/<object_id>.npz``. (When the core ``objects`` library lands, its labelled meshes can be added
-as further entries with ``mesh_fn`` loading them; the category/synonym structure stays the same.)
+``objects/<object_id>.npz``. These meshes are not the deployment library's (``interactvlm_ros.objects``,
+``objects/data/*.ply``): they define the published datasets (synth_v3/v4 object-contact labels are per vertex of
+these tessellations), so they stay fixed; the model's object side works on any mesh (renders + geometry keys),
+and the pipeline, node and ``reconstruct`` CLI use the library.
 
 ``size`` is the real longest side in metres (uniform range); ``interactions`` lists what a person does
 with it; ``synonyms`` are alternative labels drawn for ``object_label`` (text conditioning sees them).
@@ -158,6 +160,4 @@ def normalized_mesh(category: str) -> tuple[np.ndarray, np.ndarray]:
         v = v - v.mean(0)
         v = v / (v.max(0) - v.min(0)).max()
         _MESH_CACHE[category] = (v.astype(np.float32), faces)
-        return _MESH_CACHE[category]
-        _MESH_CACHE[category] = (v.astype(np.float32), np.asarray(m.faces, np.int64))
     return _MESH_CACHE[category]
