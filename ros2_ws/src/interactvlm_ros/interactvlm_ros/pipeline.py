@@ -142,7 +142,9 @@ class ContactEstimator:
             passed to ``models.registry.load_localizer``.
         backend: ``auto|tensorrt|onnxruntime|torch``; device: ``cpu|cuda[:i]``.
         body: body model spec for the template mesh (``anny``, ``smplh:/path``, ``smplx:/path``).
-        reconstruct: run the reconstructor (meshes in the camera frame) after contact.
+        reconstruct: run the reconstructor (meshes in the camera frame) after contact. With
+            ``perception_mode="video"`` a ``recon.Tracker`` warm-starts each frame from the previous frame's fit
+            (cold again when the object, the image size or K change, or a fit degrades); ``reset_tracking()``.
         assets: an official assets folder (``data/hcontact_vitruvian`` layout: pixel_to_vertex_map_1024.npz,
             bary_coords_map_1024.npz, body_render_norm_*.png) used instead of rendering ``body`` — needed by
             official checkpoints, which were trained on SMPL-H renders.
@@ -217,9 +219,13 @@ class ContactEstimator:
         self.perception_mode, self.hand_model = perception_mode, hand_model
         self._init_perception(perception)
         self.reconstructor = None
+        self.tracker = None  # video mode: each frame's fit starts from the previous frame's (recon.Tracker)
+        self._track_key = None
         if self.reconstruct:
             recon = _import("interactvlm_ros.recon", "the reconstructor")
             self.reconstructor = recon.Reconstructor()
+            if perception_mode == "video":
+                self.tracker = recon.Tracker(self.reconstructor)
         self.load_ms = 1e3 * (time.perf_counter() - t0)
         LOG.info(
             "ContactEstimator ready: model=%s backend=%s assets=%s perception=%s (%.0f ms)",
@@ -332,6 +338,13 @@ class ContactEstimator:
             self._objects.pop(next(iter(self._objects)))
         self._objects[key] = state
         return state
+
+    def reset_tracking(self) -> None:
+        """Forget the previous frame's reconstruction (video mode): the next fit is cold."""
+        with self._lock:
+            if self.tracker is not None:
+                self.tracker.reset()
+            self._track_key = None
 
     def prepare(self, object_label: str, object_mesh: str | None = None) -> None:
         """Build (and cache) the object's assets now, e.g. when the node's label changes."""
@@ -467,8 +480,19 @@ class ContactEstimator:
         if self.reconstructor is not None:
             t = time.perf_counter()
             try:
-                res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K)
+                if self.tracker is not None:
+                    # a warm start needs the same object mesh and camera; otherwise (and after a failed frame) cold
+                    key = (obj.key if obj is not None else None, image.shape[:2],
+                           None if K is None else tuple(np.round(K, 6).ravel()))
+                    if key != self._track_key:
+                        self.tracker.reset()
+                        self._track_key = key
+                    res.reconstruction = self.tracker.update(image, observation, res, depth=depth, K=K)
+                else:
+                    res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K)
             except Exception as exc:  # reconstruction failing must not lose the contact result
+                if self.tracker is not None:
+                    self.tracker.reset()
                 res.message = f"reconstruction failed: {exc}"
                 LOG.warning("reconstruction failed: %s", exc)
             timings["reconstruct"] = 1e3 * (time.perf_counter() - t)

@@ -341,8 +341,11 @@ class ObjectFitter:
     def fit(self, obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.ndarray | None,
             human_vertices: np.ndarray, human_faces: np.ndarray, human_contact: np.ndarray, K: np.ndarray,
             image_size: tuple[int, int], object_mask: np.ndarray | None = None, person_mask: np.ndarray | None = None,
-            depth: np.ndarray | None = None, init_pose: np.ndarray | None = None, iters: int | None = None
+            depth: np.ndarray | None = None, init_pose=None, iters: int | None = None
             ) -> ObjectFitResult:
+        """Object pose in the camera frame. ``init_pose``: None (cold: contact + ICP hypotheses, + depth ICP), a
+        4x4 warm start, or a sequence of 4x4 warm candidates (each scored by the full loss; the lowest is refined;
+        ``metrics["warm_start_index"]``)."""
         cfg = self.cfg
         t_start = time.perf_counter()
         H, W = image_size
@@ -560,10 +563,20 @@ class ObjectFitter:
 
         starts: list[tuple[np.ndarray, np.ndarray]] = []
         if init_pose is not None:
-            R0, t0 = np.asarray(init_pose)[:3, :3].astype(np.float64), np.asarray(init_pose)[:3, 3].astype(np.float64)
+            # one warm pose, or several candidates (the Tracker's: the previous pose carried along with the body's
+            # contact region, and the previous pose as it was): the one of lowest loss is refined. (Re-aligning each by the cold start's contact ICP was
+            # tried: never the lowest loss on the moving synthetic scenes nor on a real photo, so not done.)
+            cands_w = []
+            for k, P in enumerate([init_pose] if np.ndim(init_pose) == 2 else list(init_pose)):
+                R0, t0 = np.asarray(P)[:3, :3].astype(np.float64), np.asarray(P)[:3, 3].astype(np.float64)
+                set_near(t0)
+                L = score(R0, t0)
+                cands_w.append((L if np.isfinite(L) else np.inf, k, R0, t0))
+            L, k, R0, t0 = min(cands_w, key=lambda c: (c[0], c[1]))
             set_near(t0)
             starts = [(R0, t0)]
             metrics["init"] = "warm"
+            metrics["warm_start_index"] = int(k)
         else:
             set_near(ch)
             src, src_n = ov[oc_idx], on[oc_idx]

@@ -82,17 +82,37 @@ class Reconstruction:
 
 @dataclass
 class ReconInit:
-    """Warm start: the previous frame's body state and object pose."""
+    """Warm start: the previous frame's body state and object pose, and its fitted body vertices [N,3] (camera frame)
+    so the object can first be carried along with the body region it touches (``carry_with_body``)."""
 
     body: BodyState | None = None
     object_pose: np.ndarray | None = None
+    human_vertices: np.ndarray | None = None
 
     @classmethod
     def from_reconstruction(cls, rec: "Reconstruction") -> "ReconInit | None":
         if rec is None or not rec.ok:
             return None
         return cls(rec.body_state.copy() if rec.body_state is not None else None,
-                   None if rec.object_pose is None else np.array(rec.object_pose))
+                   None if rec.object_pose is None else np.array(rec.object_pose),
+                   None if rec.human_vertices_cam is None else np.array(rec.human_vertices_cam))
+
+
+def carry_with_body(object_pose: np.ndarray, prev_vertices: np.ndarray, vertices: np.ndarray,
+                    human_contact: np.ndarray, thr: float = 0.5, min_vertices: int = 10) -> np.ndarray:
+    """The previous object pose moved by the rigid motion of the body region in contact (weighted by contact,
+    ``recon.geometry.umeyama``) between the previous and this frame's fitted bodies (same topology): a held object
+    moves with the hand, a sat-on chair with the seat. Fewer than ``min_vertices`` contact vertices: the whole
+    body's motion. -> 4x4."""
+    from interactvlm_ros.recon.geometry import umeyama
+
+    w = np.where(np.asarray(human_contact) > thr, np.asarray(human_contact, np.float64), 0.0)
+    if (w > 0).sum() < min_vertices:
+        w = np.ones(len(vertices))
+    R, t = umeyama(prev_vertices, vertices, w)
+    M = np.eye(4)
+    M[:3, :3], M[:3, 3] = R, t
+    return M @ np.asarray(object_pose, np.float64)
 
 
 def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
@@ -284,15 +304,24 @@ class Reconstructor:
             metrics["object_mask"] = "estimated (disk around the contact minus the person; depth points only)"
         else:
             metrics["object_mask"] = "given"
+        warm = None
+        if init is not None and init.object_pose is not None:
+            warm = [np.asarray(init.object_pose, np.float64)]
+            if init.human_vertices is not None and np.shape(init.human_vertices) == hv.shape:
+                # candidates: carried along with the body (a held object follows the moving hand), and as it was
+                # (a chair the person gets up from stays); the object fit refines the one of lower loss
+                warm.insert(0, carry_with_body(init.object_pose, init.human_vertices, hv, hc))
         t = time.perf_counter()
         try:
             obj = self.object_fitter.fit(ov, of, oc, hv, body.faces, hc, K, (H, W), mask_for_fit, person_mask, depth,
-                                         init_pose=None if init is None else init.object_pose)
+                                         init_pose=warm)
         finally:
             if w_mask_saved is not None:
                 self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid = w_mask_saved
         timings["object"] = 1e3 * (time.perf_counter() - t)
         metrics.update({f"object_{k}": v for k, v in obj.metrics.items()})
+        if warm is not None and len(warm) == 2:
+            metrics["object_warm_start"] = ("carried with the body", "previous pose")[obj.metrics.get("warm_start_index", 0)]
         if obj.metrics.get("diverged"):
             return Reconstruction("diverged", "object fit produced a non-finite pose", K=K, human_vertices_cam=hv,
                                   human_faces=body.faces, human_contact=hc, body_state=body.state, metrics=metrics,

@@ -19,6 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from geometry_msgs.msg import PoseArray, PoseStamped
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
@@ -31,6 +32,10 @@ OUTPUTS = {
     "human_contacts": PointCloud2,
     "object_contacts": PointCloud2,
     "overlay": Image,
+    # with reconstruct:=true
+    "object_pose": PoseStamped,
+    "human_grip_poses": PoseArray,
+    "free_grasp_regions": PointCloud2,
 }
 
 
@@ -52,6 +57,11 @@ def describe(kind: str, msg) -> str:
         size = f"{msg.width * msg.height} points" + (f", contact max {c.max():.2f}" if c.size else "")
     elif isinstance(msg, Image):
         size = f"{msg.width}x{msg.height} {msg.encoding}"
+    elif isinstance(msg, PoseStamped):
+        p = msg.pose.position
+        size = f"object at ({p.x:.3f}, {p.y:.3f}, {p.z:.3f}) m"
+    elif isinstance(msg, PoseArray):
+        size = f"{len(msg.poses)} grip poses"
     else:
         size = type(msg).__name__
     return f"[{kind}] stamp={stamp} frame={frame} {size}"

@@ -474,14 +474,21 @@ class ContactNode(Node):
         if self._visual_slot.put((result, header)):
             self.stats.inc("markers_skipped")
         rec = result.reconstruction
+        if rec is not None:  # diagnostics: reconstruction/<status>, warm (tracked) frames, resets to a cold fit
+            self.stats.inc(f"reconstruction_{getattr(rec, 'status', 'unknown')}")
+            m = getattr(rec, "metrics", None) or {}
+            if m.get("warm_start"):
+                self.stats.inc("reconstruction_warm")
+            if m.get("tracker_reset"):
+                self.stats.inc("reconstruction_resets")
         if rec is not None and getattr(rec, "status", "ok") == "ok":
             if getattr(rec, "object_pose", None) is not None:
                 ps = PoseStamped(header=header, pose=_pose_from_matrix(rec.object_pose))
                 self.pub_object_pose.publish(ps)
             grips = getattr(rec, "human_grip_poses", None)
-            if grips is not None:
+            if grips is not None:  # contact patches: dicts with a 4x4 "pose" (recon.outputs.grip_poses)
                 pa = PoseArray(header=header)
-                pa.poses = [_pose_from_matrix(T) for T in np.asarray(grips).reshape(-1, 4, 4)]
+                pa.poses = [_pose_from_matrix(g["pose"] if isinstance(g, dict) else g) for g in grips]
                 self.pub_grips.publish(pa)
             free = getattr(rec, "free_grasp_points", None)
             if free is not None:

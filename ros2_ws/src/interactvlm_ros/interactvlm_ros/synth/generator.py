@@ -702,7 +702,11 @@ class Generator:
         return image, buf.depth.astype(np.float32), person, obj
 
     # ---------------------------------------------------------------- sample
-    def sample(self, seed: int, interaction: str | None = None, category: str | None = None) -> dict:
+    def sample(self, seed: int, interaction: str | None = None, category: str | None = None,
+               camera_motion: tuple[float, float] = (0.0, 0.0)) -> dict:
+        """One sample (deterministic per seed). ``camera_motion`` = (degrees, metres): the seed's camera turned by
+        that angle about the vertical axis through the scene's centre, then moved that far along its own x axis —
+        the same scene seen from a moving camera (tracking benchmarks and tests: frame k uses k × the step)."""
         if interaction is not None and interaction not in catalog.INTERACTIONS:
             raise ValueError(f"unknown interaction {interaction!r}; known: {catalog.INTERACTIONS}")
         if category is not None and category not in catalog.CATEGORIES:
@@ -755,14 +759,24 @@ class Generator:
             if missing:  # e.g. a bench settled under one foot is not a "sit"
                 last = f"{inter} without contact on {', '.join(missing)}"
                 continue
-            return self._finish(rng, seed, inter, cat, body, V, shape, scale, R, t, hc, oc, pen_b, pen_o)
+            return self._finish(rng, seed, inter, cat, body, V, shape, scale, R, t, hc, oc, pen_b, pen_o,
+                                camera_motion)
         raise RuntimeError(f"seed {seed}: no valid sample after {cfg.max_tries} tries (last: {last})")
 
-    def _finish(self, rng, seed, inter, cat, body, V, shape, scale, R, t, hc, oc, pen_b, pen_o) -> dict:
+    def _finish(self, rng, seed, inter, cat, body, V, shape, scale, R, t, hc, oc, pen_b, pen_o,
+                camera_motion=(0.0, 0.0)) -> dict:
         W, H = self.cfg.image_size
         Vo = shape.vertices(scale, R, t)
         nf = shape.nf
         K, c2w = self._camera(rng, V)
+        deg, metres = (float(x) for x in camera_motion)
+        if deg or metres:  # after the camera's draws: everything else (colours, light, label) stays the seed's
+            centre = 0.5 * (V.min(0) + V.max(0))
+            Ry = _ry(deg * DEG)
+            c2w = c2w.copy()
+            c2w[:3, 3] = centre + Ry @ (c2w[:3, 3] - centre)
+            c2w[:3, :3] = Ry @ c2w[:3, :3]
+            c2w[:3, 3] += metres * c2w[:3, 0]
         albedo = _albedo(rng, self.T.parts, V)
         image, depth, person, objmask = self._render(rng, V, Vo, nf, K, c2w, albedo)
         w2c = np.linalg.inv(c2w)
