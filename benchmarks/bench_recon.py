@@ -9,7 +9,8 @@ Seeds not in CASES take the generator's own interaction and category (a held-out
 summarise the errors against the issue's targets (rotation is modulo the object's symmetries).
 
 Prints: cold-start time, warm-start per-frame time (tracking the same scene — or, with --motion, the scene from a
-moving camera — at reduced iterations), iterations, and errors with / without depth (warm: the last frame's). CPU, torch threads = 1 (the machine's cores are shared).
+moving camera — at reduced iterations), iterations, and errors with / without depth (warm: the last frame's).
+CPU, torch threads = 1 (the machine's cores are shared).
 """
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ def main() -> None:
             for k in range(1, a.frames + 1):
                 kw_k, obs_k = kw, obs
                 if any(a.motion):  # the same scene from the moved camera: its own image, depth, masks, landmarks, GT
-                    sw = gen.sample(seed, *CASES.get(seed, (None, None)), camera_motion=(k * a.motion[0], k * a.motion[1] / 100))
+                    sw = gen.sample(seed, *CASES.get(seed, (None, None)),
+                                    camera_motion=(k * a.motion[0], k * a.motion[1] / 100))
                     obs_k = observation_from_sample(sw)
                     if a.landmarks == "mediapipe":
                         mp_k = perception.observe(sw["image"])

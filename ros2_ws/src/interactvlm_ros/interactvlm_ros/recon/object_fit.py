@@ -564,8 +564,9 @@ class ObjectFitter:
         starts: list[tuple[np.ndarray, np.ndarray]] = []
         if init_pose is not None:
             # one warm pose, or several candidates (the Tracker's: the previous pose carried along with the body's
-            # contact region, and the previous pose as it was): the one of lowest loss is refined. (Re-aligning each by the cold start's contact ICP was
-            # tried: never the lowest loss on the moving synthetic scenes nor on a real photo, so not done.)
+            # contact region, and the previous pose as it was): the one of lowest loss is refined. (Re-aligning each
+            # by the cold start's contact ICP was tried: never the lowest loss on the moving synthetic scenes nor on
+            # a real photo, so not done.)
             cands_w = []
             for k, P in enumerate([init_pose] if np.ndim(init_pose) == 2 else list(init_pose)):
                 R0, t0 = np.asarray(P)[:3, :3].astype(np.float64), np.asarray(P)[:3, 3].astype(np.float64)

@@ -321,7 +321,8 @@ class Reconstructor:
         timings["object"] = 1e3 * (time.perf_counter() - t)
         metrics.update({f"object_{k}": v for k, v in obj.metrics.items()})
         if warm is not None and len(warm) == 2:
-            metrics["object_warm_start"] = ("carried with the body", "previous pose")[obj.metrics.get("warm_start_index", 0)]
+            metrics["object_warm_start"] = ("carried with the body",
+                                            "previous pose")[obj.metrics.get("warm_start_index", 0)]
         if obj.metrics.get("diverged"):
             return Reconstruction("diverged", "object fit produced a non-finite pose", K=K, human_vertices_cam=hv,
                                   human_faces=body.faces, human_contact=hc, body_state=body.state, metrics=metrics,
