@@ -56,6 +56,18 @@ def main() -> None:
         from interactvlm_ros.perception.human import HumanPerception
 
         perception = HumanPerception(static_image_mode=True)
+
+    def observe(sample):
+        """GT observation of a sample; with --landmarks mediapipe its landmarks, hands and mask from mediapipe on the
+        render (None when mediapipe finds no person)."""
+        obs = observation_from_sample(sample)
+        if a.landmarks == "mediapipe":
+            mp_obs = perception.observe(sample["image"])
+            if not mp_obs.found:
+                return None
+            obs.keypoints_2d, obs.keypoints_3d = mp_obs.keypoints_2d, mp_obs.keypoints_3d
+            obs.hands_2d, obs.mask = mp_obs.hands_2d, mp_obs.mask
+        return obs
     over = {k: float(v) for k, v in (item.split("=", 1) for item in a.body_config)}
     rc = Reconstructor(BodyFitConfig(iters_warm=a.body_warm, **over), ObjectFitConfig(iters_warm=a.object_warm, **{
         k: float(v) for k, v in (item.split("=", 1) for item in a.object_config)}))
@@ -68,14 +80,10 @@ def main() -> None:
         sc = float(s["object_scale"])
         P = s["object_pose_cam"]
         sym = symmetries(nv)
-        obs = observation_from_sample(s)
-        if a.landmarks == "mediapipe":
-            mp_obs = perception.observe(s["image"])
-            if not mp_obs.found:
-                rows += [(seed, cat, d, "no_person (mediapipe)", *[""] * 8) for d in depth_modes]
-                continue
-            obs.keypoints_2d, obs.keypoints_3d = mp_obs.keypoints_2d, mp_obs.keypoints_3d
-            obs.hands_2d, obs.mask = mp_obs.hands_2d, mp_obs.mask
+        obs = observe(s)
+        if obs is None:
+            rows += [(seed, cat, d, "no_person (mediapipe)", *[""] * 8) for d in depth_modes]
+            continue
         # the same contact distance on the ground-truth meshes: GT contact is "within 2 cm", so this is its floor
         gt_contact = contact_distance(nv @ P[:3, :3].T + P[:3, 3], nf, s["human_vertices_cam"], s["human_contact"])
         for use_depth in depth_modes:
@@ -91,12 +99,7 @@ def main() -> None:
                 if any(a.motion):  # the same scene from the moved camera: its own image, depth, masks, landmarks, GT
                     sw = gen.sample(seed, *CASES.get(seed, (None, None)),
                                     camera_motion=(k * a.motion[0], k * a.motion[1] / 100))
-                    obs_k = observation_from_sample(sw)
-                    if a.landmarks == "mediapipe":
-                        mp_k = perception.observe(sw["image"])
-                        if mp_k.found:
-                            obs_k.keypoints_2d, obs_k.keypoints_3d = mp_k.keypoints_2d, mp_k.keypoints_3d
-                            obs_k.hands_2d, obs_k.mask = mp_k.hands_2d, mp_k.mask
+                    obs_k = observe(sw) or observation_from_sample(sw)
                     kw_k = dict(kw, K=sw["K"], depth=sw["depth"] if use_depth else None, object_mask=sw["object_mask"])
                 t = time.perf_counter()
                 rw = tr.update(sw["image"], obs_k, sw["human_contact"], **kw_k)

@@ -100,10 +100,10 @@ def run(args) -> int:
         if args.object_mesh:
             mesh, size = args.object_mesh, args.object_size
         else:  # the object library by label, as the pipeline resolves it (metric meshes, synonyms)
-            from interactvlm_ros.objects import library
+            from interactvlm_ros.objects import GENERIC, library
 
             key = library().resolve(args.object)
-            if key is None or key == "generic":  # a stand-in mesh of made-up size cannot be placed metrically
+            if key is None or key == GENERIC:  # a stand-in mesh of made-up size cannot be placed metrically
                 print(f"error: '{args.object}' is not in the object library ({', '.join(library().categories)}); "
                       "pass --object-mesh (and --object-size if it is not in metres)", file=sys.stderr)
                 return 2

@@ -574,7 +574,8 @@ class ObjectFitter:
                 L = score(R0, t0)
                 cands_w.append((L if np.isfinite(L) else np.inf, k, R0, t0))
             L, k, R0, t0 = min(cands_w, key=lambda c: (c[0], c[1]))
-            set_near(t0)
+            if k != len(cands_w) - 1:  # the last scored candidate's near-body set is the current one
+                set_near(t0)
             starts = [(R0, t0)]
             metrics["init"] = "warm"
             metrics["warm_start_index"] = int(k)

@@ -488,7 +488,7 @@ class ContactNode(Node):
             grips = getattr(rec, "human_grip_poses", None)
             if grips is not None:  # contact patches: dicts with a 4x4 "pose" (recon.outputs.grip_poses)
                 pa = PoseArray(header=header)
-                pa.poses = [_pose_from_matrix(g["pose"] if isinstance(g, dict) else g) for g in grips]
+                pa.poses = [_pose_from_matrix(g["pose"]) for g in grips]
                 self.pub_grips.publish(pa)
             free = getattr(rec, "free_grasp_points", None)
             if free is not None:
