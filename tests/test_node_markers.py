@@ -135,6 +135,8 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     st.inc("markers_skipped", 2)
     st.stage("visuals", 12.5)  # visuals thread: kept when the next frame's stages replace the others
     st.processed("no_person", 0.060, {"perception": 31.0})
+    st.inc_all(["reconstruction_ok", "reconstruction_warm"])  # one frame's counters, seen together
+    st.inc_all(["reconstruction_ok"])
     kv = diagnostic_values(to_diagnostic_array(st.snapshot(), "interactvlm_contact", "test"))
     assert kv["frames_received"] == "3" and kv["frames_dropped"] == "1" and kv["frames_processed"] == "2"
     assert kv["bad_input/bad_encoding"] == "1" and "yuv422" in kv["last_error"]
@@ -143,6 +145,7 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "30.5"  # median
     assert kv["stage_ms_p95/perception"] == "30.9"  # numpy's linear percentile of (30, 31)
     assert kv["markers/published"] == "1" and kv["markers/skipped"] == "2" and kv["stage_ms/visuals"] == "12.5"
+    assert kv["reconstruction/ok"] == "2" and kv["reconstruction/warm"] == "1"
     assert "perception/hand_frame_search_ran" not in diagnostic_values(to_diagnostic_array(NodeStats().snapshot(), "interactvlm_contact", "test"))
 
 

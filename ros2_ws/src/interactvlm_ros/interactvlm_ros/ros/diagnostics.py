@@ -38,6 +38,12 @@ class NodeStats:
         with self._lock:
             self.counters[key] += n
 
+    def inc_all(self, keys) -> None:
+        """Count several keys at once: a snapshot (a /diagnostics message) sees all of them or none."""
+        with self._lock:
+            for key in keys:
+                self.counters[key] += 1
+
     def bad(self, reason: str, message: str) -> None:
         with self._lock:
             self.bad_input[reason] += 1

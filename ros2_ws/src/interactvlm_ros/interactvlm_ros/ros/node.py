@@ -475,12 +475,10 @@ class ContactNode(Node):
             self.stats.inc("markers_skipped")
         rec = result.reconstruction
         if rec is not None:  # diagnostics: reconstruction/<status>, warm (tracked) frames, resets to a cold fit
-            self.stats.inc(f"reconstruction_{getattr(rec, 'status', 'unknown')}")
             m = getattr(rec, "metrics", None) or {}
-            if m.get("warm_start"):
-                self.stats.inc("reconstruction_warm")
-            if m.get("tracker_reset"):
-                self.stats.inc("reconstruction_resets")
+            self.stats.inc_all([f"reconstruction_{getattr(rec, 'status', 'unknown')}"]
+                               + ["reconstruction_warm"] * bool(m.get("warm_start"))
+                               + ["reconstruction_resets"] * bool(m.get("tracker_reset")))
         if rec is not None and getattr(rec, "status", "ok") == "ok":
             if getattr(rec, "object_pose", None) is not None:
                 ps = PoseStamped(header=header, pose=_pose_from_matrix(rec.object_pose))
@@ -510,17 +508,19 @@ class ContactNode(Node):
             result, header = item
             t0 = time.monotonic()
             try:
-                built = False
+                markers = overlay = False
                 if self.pub_markers.get_subscription_count() > 0:
                     build = self._markers.build_raw if self._markers_raw else self._markers.build
                     self.pub_markers.publish(build(result, header))
-                    self.stats.inc("markers_published")
-                    built = True
+                    markers = True
                 if result.status == "ok" and self._publish_overlay and self.pub_overlay.get_subscription_count() > 0:
                     self.pub_overlay.publish(conv.numpy_to_image(result.overlay(self._overlay_tile), "rgb8", header))
-                    built = True
-                if built:
+                    overlay = True
+                if markers or overlay:
+                    # the timing first: a /diagnostics message that counts these markers also has their stage time
                     self.stats.stage("visuals", 1e3 * (time.monotonic() - t0))
+                if markers:
+                    self.stats.inc("markers_published")
             except Exception as exc:  # a bug must not kill the thread silently
                 self.stats.bad("internal_error", f"visuals: {type(exc).__name__}: {exc}")
                 self.get_logger().error(f"visuals failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
