@@ -31,8 +31,8 @@ def test_kdtree_reused_only_for_the_same_array():
     assert kdtree(b) is not kdtree(a)
 
 
-def test_object_nn_matches_argmin():
-    from interactvlm_ros.recon.object_fit import _nn
+def test_nearest_index_matches_argmin():
+    from interactvlm_ros.recon.geometry import nearest_index as _nn
 
     rng = np.random.default_rng(0)
     q, p = rng.normal(size=(300, 2)).astype(np.float32), rng.normal(size=(400, 2)).astype(np.float32)
@@ -186,3 +186,27 @@ def test_full_vertices_cache_only_for_identical_state():
     a[:] = 0
     np.testing.assert_array_equal(poser.full_vertices(ph, rv2), b)
     assert np.abs(poser.full_vertices(ph, rv)).max() > 0.1
+
+
+def test_fixed_shape_skinning_equals_the_full_rig():
+    """Warm starts skin over the 16 fitted bones only: same vertices, normals and gradients as Anny's 104-bone
+    forward kinematics + blend for that phenotype."""
+    from interactvlm_ros.recon.body_fit import DT, get_poser
+
+    poser = get_poser()
+    rng = np.random.default_rng(0)
+    ph = rng.uniform(0.2, 0.8, 6)
+    skin = poser.fixed_skinning(ph)
+    assert skin is poser.fixed_skinning(ph.copy())  # cached with the rest shape
+    c, rp, _ = poser.rest_cache(ph)
+    for _ in range(3):
+        rv = torch.tensor(rng.normal(scale=0.5, size=(16, 3)), dtype=DT, requires_grad=True)
+        v_ref, Rs = poser.subset_vertices(None, rv, coeffs=c, rest_poses=rp, rest_sub=poser.rest_sub_cache(ph))
+        v, n = skin(rv)
+        assert float((v - v_ref).abs().max()) < 1e-12 and float(v_ref.abs().max()) > 0.1
+        n_ref = (Rs @ poser.rest_normals_sub[..., None])[..., 0]
+        assert float((n - n_ref).abs().max()) < 1e-12
+        w = torch.as_tensor(rng.normal(size=v.shape))
+        g_ref, = torch.autograd.grad((v_ref * w).sum(), rv)
+        g, = torch.autograd.grad((v * w).sum(), rv)
+        assert float((g - g_ref).abs().max()) < 1e-9 and float(g_ref.abs().max()) > 1e-2

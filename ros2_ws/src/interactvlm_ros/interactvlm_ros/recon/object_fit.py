@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from interactvlm_ros.recon.geometry import matrix_to_sixd, sample_surface, sixd_to_matrix, umeyama, vertex_normals
+from interactvlm_ros.recon.geometry import nearest_index as _nn
 from interactvlm_ros.recon.metrics import signed_distance_near_body
 
 log = logging.getLogger(__name__)
@@ -305,16 +306,6 @@ def soft_silhouette_nvdiffrast(dr, ctx, verts_cam: torch.Tensor, faces: torch.Te
     alpha, _ = dr.interpolate(ones, rast, tri)
     alpha = dr.antialias(alpha, rast, pos, tri)
     return alpha[0, ..., 0].flip(0)  # nvdiffrast's row 0 is the bottom (OpenGL)
-
-
-def _nn(query: np.ndarray, points) -> torch.Tensor:
-    """Index of the nearest of ``points`` [P,3|2] (tensor or array) for each ``query`` row (k-d tree; the
-    argmin of a cdist matrix is several times slower on CPU)."""
-    from scipy.spatial import cKDTree
-
-    pts = points.cpu().numpy() if isinstance(points, torch.Tensor) else points
-    dev = points.device if isinstance(points, torch.Tensor) else None
-    return torch.as_tensor(cKDTree(pts).query(query)[1], device=dev)
 
 
 class ObjectFitter:
