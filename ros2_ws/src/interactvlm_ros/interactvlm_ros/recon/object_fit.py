@@ -469,10 +469,12 @@ class ObjectFitter:
                     dh = (S - hnear_t[nn]).norm(dim=-1)
                 sd = ((S - hnear_t[nn]) * hnear_n_t[nn]).sum(-1)
                 pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch, not diluted
-                # only body vertices within 5 cm of some sample can contribute: those farther than
-                # (sample radius + 5 cm) from the samples' centre are skipped (exactly the same term)
+                # only body vertices within 5 cm of some sample can contribute: those 5 cm or more from the
+                # samples' bounding box (object frame) are skipped (exactly the same term; the box is tighter than
+                # the samples' bounding sphere for flat and long objects)
                 S_np = S.detach().cpu().numpy()
-                sel = np.nonzero(((hnear_np - (R_np @ samp_c + t_np)) ** 2).sum(1) < (samp_r + 0.05) ** 2)[0]
+                q = (hnear64 - t_np) @ R_np  # body vertices in the object frame
+                sel = np.nonzero(((q - np.clip(q, samp_lo, samp_hi)) ** 2).sum(1) < 0.05 ** 2)[0]
                 if len(sel):
                     hsel_t = hnear_t[torch.as_tensor(sel, device=dev)]
                     with torch.no_grad():
@@ -504,8 +506,7 @@ class ObjectFitter:
         ov_t = torch.tensor(ov, dtype=DT, device=dev)
         of_t = torch.tensor(of, device=dev)
         oc_t = torch.tensor(oc_idx, device=dev)
-        samp_c = samp.mean(0)
-        samp_r = float(np.linalg.norm(samp - samp_c, axis=1).max()) + 1e-3  # (float32 rounding margin)
+        samp_lo, samp_hi = samp.min(0) - 1e-3, samp.max(0) + 1e-3  # (float32 rounding margin)
         hc_np = hv[hc_idx].astype(np.float32)
         hc_tree = cKDTree(hc_np)
         mask_np = mask_pts.astype(np.float32) if mask_pts is not None else None
@@ -535,10 +536,10 @@ class ObjectFitter:
         ch = (hv[hc_idx] * hp[:, None]).sum(0) / hp.sum()
         from scipy.spatial import cKDTree
 
-        hnear_t = hnear_n_t = hnear_tree = hnear_np = None
+        hnear_t = hnear_n_t = hnear_tree = hnear_np = hnear64 = None
 
         def set_near(centre):
-            nonlocal hnear_t, hnear_n_t, hnear_tree, hnear_np
+            nonlocal hnear_t, hnear_n_t, hnear_tree, hnear_np, hnear64
             near = np.nonzero(np.linalg.norm(hv - centre, axis=1) < radius + 0.25)[0]
             if len(near) > 4000:
                 near = near[np.random.default_rng(0).choice(len(near), 4000, replace=False)]
@@ -546,6 +547,7 @@ class ObjectFitter:
                 hnear_t = torch.tensor(hv[near], dtype=DT, device=dev)
                 hnear_n_t = torch.tensor(hn[near], dtype=DT, device=dev)
                 hnear_np = hv[near].astype(np.float32)
+                hnear64 = hv[near]
                 hnear_tree = cKDTree(hnear_np)
 
         def score(R, t) -> float:
