@@ -462,20 +462,23 @@ class ObjectFitter:
                 else:
                     c = cfg.depth_trunc
                     out["depth"] = 0.1 * torch.log1p((res / c) ** 2).mean()
-            # penetration: object samples inside the body, body vertices inside the object
+            # penetration: object samples inside the body, body vertices inside the object. Only body vertices
+            # within 5 cm of a sample count either way: those 5 cm or more from the samples' bounding box (object
+            # frame) are skipped — exactly the same terms (the box is tighter than the samples' bounding sphere for
+            # flat and long objects; k-d trees on the rest: a [400×4000] cdist + argmin was the slowest step)
             if hnear_t is not None:
-                with torch.no_grad():  # k-d trees: a [400×4000] cdist + argmin was the slowest step of a warm fit
-                    nn = torch.as_tensor(hnear_tree.query(S.detach().cpu().numpy())[1], device=dev)
-                    dh = (S - hnear_t[nn]).norm(dim=-1)
-                sd = ((S - hnear_t[nn]) * hnear_n_t[nn]).sum(-1)
-                pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch, not diluted
-                # only body vertices within 5 cm of some sample can contribute: those 5 cm or more from the
-                # samples' bounding box (object frame) are skipped (exactly the same term; the box is tighter than
-                # the samples' bounding sphere for flat and long objects)
                 S_np = S.detach().cpu().numpy()
                 q = (hnear64 - t_np) @ R_np  # body vertices in the object frame
                 sel = np.nonzero(((q - np.clip(q, samp_lo, samp_hi)) ** 2).sum(1) < 0.05 ** 2)[0]
+                pen1 = pen2 = S.sum() * 0.0
                 if len(sel):
+                    # object samples behind the tangent plane of their nearest body vertex (within 5 cm of it)
+                    with torch.no_grad():
+                        nn = torch.as_tensor(sel[cKDTree(hnear_np[sel]).query(S_np)[1]], device=dev)
+                        dh = (S - hnear_t[nn]).norm(dim=-1)
+                    sd = ((S - hnear_t[nn]) * hnear_n_t[nn]).sum(-1)
+                    pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch
+                    # body vertices inside the object
                     hsel_t = hnear_t[torch.as_tensor(sel, device=dev)]
                     with torch.no_grad():
                         # inside only when behind the tangent planes of all 4 nearest samples: with one,
@@ -485,8 +488,6 @@ class ObjectFitter:
                         d2 = (hsel_t - S[nn2[:, 0]]).norm(dim=-1)
                     sd2 = ((hsel_t[:, None] - S[nn2]) * Sn[nn2]).sum(-1).amax(1)
                     pen2 = (torch.relu(-sd2 - cfg.pen_margin) * (d2 < 0.05)).pow(2).sum() / 20.0
-                else:
-                    pen2 = S.sum() * 0.0
                 out["pen"] = pen1 + pen2
             return out
 
@@ -536,10 +537,10 @@ class ObjectFitter:
         ch = (hv[hc_idx] * hp[:, None]).sum(0) / hp.sum()
         from scipy.spatial import cKDTree
 
-        hnear_t = hnear_n_t = hnear_tree = hnear_np = hnear64 = None
+        hnear_t = hnear_n_t = hnear_np = hnear64 = None
 
         def set_near(centre):
-            nonlocal hnear_t, hnear_n_t, hnear_tree, hnear_np, hnear64
+            nonlocal hnear_t, hnear_n_t, hnear_np, hnear64
             near = np.nonzero(np.linalg.norm(hv - centre, axis=1) < radius + 0.25)[0]
             if len(near) > 4000:
                 near = near[np.random.default_rng(0).choice(len(near), 4000, replace=False)]
@@ -548,7 +549,6 @@ class ObjectFitter:
                 hnear_n_t = torch.tensor(hn[near], dtype=DT, device=dev)
                 hnear_np = hv[near].astype(np.float32)
                 hnear64 = hv[near]
-                hnear_tree = cKDTree(hnear_np)
 
         def score(R, t) -> float:
             with torch.no_grad():
