@@ -189,8 +189,8 @@ def test_full_vertices_cache_only_for_identical_state():
 
 
 def test_fixed_shape_skinning_equals_the_full_rig():
-    """Warm starts skin over the 16 fitted bones only: same vertices, normals and gradients as Anny's 104-bone
-    forward kinematics + blend for that phenotype."""
+    """Warm starts skin over the 16 fitted bones only: same vertices, normals and gradients as the 104-bone
+    forward kinematics + blend of the subset, which itself equals Anny's full forward at those vertices."""
     from interactvlm_ros.recon.body_fit import DT, get_poser
 
     poser = get_poser()
@@ -204,6 +204,9 @@ def test_fixed_shape_skinning_equals_the_full_rig():
         v_ref, Rs = poser.subset_vertices(None, rv, coeffs=c, rest_poses=rp, rest_sub=poser.rest_sub_cache(ph))
         v, n = skin(rv)
         assert float((v - v_ref).abs().max()) < 1e-12 and float(v_ref.abs().max()) > 0.1
+        # and the subset forward is Anny's own full forward at those vertices
+        full = poser.full_vertices(ph, rv.detach().numpy())
+        np.testing.assert_allclose(v_ref.detach().numpy(), full[poser.subset], atol=1e-9)
         n_ref = (Rs @ poser.rest_normals_sub[..., None])[..., 0]
         assert float((n - n_ref).abs().max()) < 1e-12
         w = torch.as_tensor(rng.normal(size=v.shape))

@@ -14,9 +14,10 @@ of the fitted bones; phenotype [6] in [0,1] (``PHENOTYPE_LABELS``) through a sig
 Speed: the fit evaluates only S ≈ 1.5k vertices (the landmark regressor's vertices + an area-uniform
 sample of the surface for the depth term) by linear blend skinning written here (Anny's own forward
 skins all N vertices, ~20 ms; our subset forward+backward is a few ms). The full mesh is skinned once
-at the end with Anny's own forward; ``test_recon_body`` checks the subset equals Anny's output.
-Hand-written parts (subset rest shape + LBS) are needed because Anny has no "skin these vertices
-only" entry point.
+at the end with Anny's own forward; ``test_recon_speed_helpers`` checks the subset equals Anny's output.
+Warm starts keep the phenotype: ``FixedShapeSkinning`` then runs the kinematics over the 16 fitted bones only
+(exact, ~2x cheaper per evaluation). Hand-written parts (subset rest shape + LBS, the fixed-shape skinning)
+are needed because Anny has no "skin these vertices only" or "these bones only" entry point.
 
 Losses (weights in ``BodyFitConfig``): 2-D landmark reprojection (robust, in units of the person's
 bbox diagonal), 3-D hip-centred landmarks when perception gives world landmarks, depth of the visible
