@@ -16,7 +16,8 @@ def _data_files():
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
     ]
-    for sub, pattern in (("launch", "launch/*.launch.py"), ("config", "config/*.yaml"), ("rviz", "rviz/*.rviz")):
+    for sub, pattern in (("launch", "launch/*.launch.py"), ("config", "config/*.yaml"), ("rviz", "rviz/*.rviz"),
+                         ("config", PACKAGE + "/ros/*.xml")):  # the Fast DDS profile (docs/node.md)
         found = sorted(glob(pattern))
         if found:
             files.append((os.path.join("share", PACKAGE, sub), found))
@@ -47,7 +48,7 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["test", "tests"]),
     include_package_data=True,
-    package_data={PACKAGE: ["**/*.npz", "**/*.ply", "**/*.json", "**/*.obj", "**/*.glb", "**/*.md", "**/*.pt", "**/*.onnx", "**/*.yaml", "**/*.txt"]},
+    package_data={PACKAGE: ["**/*.npz", "**/*.ply", "**/*.json", "**/*.obj", "**/*.glb", "**/*.md", "**/*.pt", "**/*.onnx", "**/*.yaml", "**/*.txt", "**/*.xml"]},
     data_files=_data_files(),
     python_requires=">=3.10",
     install_requires=[

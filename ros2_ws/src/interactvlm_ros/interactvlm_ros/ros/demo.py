@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42") or 42))
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
     ap.add_argument("--qos", choices=("reliable", "sensor_data"), default="reliable",
-                    help="image QoS (reliable: no frames lost between processes on one host; see docs/node.md)")
+                    help="image QoS (reliable: no frames lost between processes on one host; sensor_data: best effort, "
+                         "run with the package's Fast DDS shared-memory profile unless one is set; see docs/node.md)")
     args = ap.parse_args(argv)
     src = Path(args.source) if args.source else default_source()
     if src is None or not src.exists():
@@ -55,6 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
+    if args.qos == "sensor_data":  # best effort: large frames need shared memory (ros/fastdds_large_images.xml)
+        from .dds import PROFILE_ENV, with_large_image_profile
+
+        env, line = with_large_image_profile(env)
+        print(f"demo: {line}", flush=True)
+        if PROFILE_ENV in env:
+            os.environ[PROFILE_ENV] = env[PROFILE_ENV]  # this process's participant too (before rclpy starts)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY")})
     from .listener import ContactClient, die_with_parent, stop_process
 

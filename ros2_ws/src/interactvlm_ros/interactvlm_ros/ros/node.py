@@ -30,6 +30,7 @@ Bad input never stops the node: it is logged in one line naming the field and th
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -179,6 +180,12 @@ class ContactNode(Node):
         self.add_on_set_parameters_callback(self._on_parameters)
 
         qos = image_qos(str(p["image_qos"]))
+        if str(p["image_qos"]) == "sensor_data" and os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith(
+                "rmw_fastrtps") and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+            self.get_logger().info(
+                "image_qos sensor_data over Fast DDS without a profile: images > 512 KiB from another process go out "
+                "as UDP fragments and many are lost; export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m "
+                "interactvlm_ros.ros.dds) in the camera driver's and this node's environment (docs/node.md)")
         self.create_subscription(Image, "image", self._on_image, qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self.create_subscription(Image, "depth", self._on_depth, qos)
