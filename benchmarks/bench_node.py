@@ -109,6 +109,10 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--domain-id", type=int, default=91)
     ap.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data", help="image QoS (node + publisher)")
+    ap.add_argument("--dds-profile", choices=("large-images", "none"), default="large-images",
+                    help="large-images: the package's Fast DDS shared-memory profile for the node and this client unless "
+                         "FASTDDS_DEFAULT_PROFILES_FILE is set (without it best-effort frames are lost in transport, "
+                         "docs/node.md); none: the middleware's defaults")
     ap.add_argument("--no-markers", action="store_true",
                     help="do not subscribe to ~/markers (a planner-only consumer: the node then skips building them)")
     ap.add_argument("--python-markers", action="store_true",
@@ -117,6 +121,13 @@ def main(argv=None) -> int:
                     help="extra node parameter (YAML value), e.g. --param hand_model=lite --param perception_mode=photo")
     args = ap.parse_args(argv)
     os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1")
+    dds = "middleware defaults"
+    if args.dds_profile == "large-images":  # before this process's first participant: the middleware reads it once
+        from interactvlm_ros.ros.dds import with_large_image_profile
+
+        env, dds = with_large_image_profile(dict(os.environ))
+        os.environ.clear()
+        os.environ.update(env)
     import cv2
 
     from interactvlm_ros.ros import conversions as conv
@@ -165,7 +176,7 @@ def main(argv=None) -> int:
     extra = "".join(f", {kv}" for kv in args.param) + (", no marker subscriber" if args.no_markers else
                                                        ", markers deserialized in Python" if args.python_markers else "")
     print(f"\nnode benchmark: model={d.get('model')} backend={d.get('backend')} image {w}x{h} ({args.qos}{extra}), "
-          f"{os.cpu_count()} CPUs, load+start {load_s:.1f} s, node RSS {rss:.0f} MB")
+          f"{os.cpu_count()} CPUs, load+start {load_s:.1f} s, node RSS {rss:.0f} MB\n{dds}")
     print(f"{'input Hz':>9} {'sent':>5} {'received':>8} {'processed':>9} {'out Hz':>7} {'dropped':>7} {'p50 ms':>7} {'p95 ms':>7} "
           f"{'max ms':>7} {'node p50/p95':>12} {'markers Hz':>10} {'markers p95':>11} {'node CPU %':>10} {'bench CPU %':>11}")
     for r in rows:
