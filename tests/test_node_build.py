@@ -107,7 +107,8 @@ def test_colcon_build(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     share = tmp_path / "install" / "interactvlm_ros" / "share" / "interactvlm_ros"
-    for f in ("launch/contact.launch.py", "config/contact.yaml", "config/fastdds_large_images.xml", "rviz/contact.rviz", "package.xml"):
+    for f in ("launch/contact.launch.py", "config/contact.yaml", "config/fastdds_large_images.xml", "rviz/contact.rviz",
+              "package.xml"):
         assert (share / f).is_file(), f
     lib = tmp_path / "install" / "interactvlm_ros" / "lib" / "interactvlm_ros"
     for exe in ("interactvlm-contact-node", "interactvlm-replay"):

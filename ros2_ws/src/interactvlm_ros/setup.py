@@ -48,7 +48,8 @@ setup(
     version="0.1.0",
     packages=find_packages(exclude=["test", "tests"]),
     include_package_data=True,
-    package_data={PACKAGE: ["**/*.npz", "**/*.ply", "**/*.json", "**/*.obj", "**/*.glb", "**/*.md", "**/*.pt", "**/*.onnx", "**/*.yaml", "**/*.txt", "**/*.xml"]},
+    package_data={PACKAGE: ["**/*.npz", "**/*.ply", "**/*.json", "**/*.obj", "**/*.glb", "**/*.md", "**/*.pt", "**/*.onnx",
+                            "**/*.yaml", "**/*.txt", "**/*.xml"]},
     data_files=_data_files(),
     python_requires=">=3.10",
     install_requires=[

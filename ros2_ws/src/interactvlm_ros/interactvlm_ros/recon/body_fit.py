@@ -243,12 +243,16 @@ class AnnyPoser:
                 c = self.coeffs(torch.as_tensor(np.asarray(pheno, np.float64), dtype=DT))
                 rp = self.rest_bone_poses(c)
                 rest_sub = self.template_sub + (c @ self.blend_sub).reshape(-1, 3)
-                hit = (c, rp, self.model.get_rest_vertices(c), rest_sub, FixedShapeSkinning(self, rp, rest_sub))
+                # (derived for Anny's default 'local-ref' pose parameterization; other rigs take the general path)
+                local_ref = getattr(self.model, "pose_parameterization", None) == "local-ref"
+                hit = (c, rp, self.model.get_rest_vertices(c), rest_sub,
+                       FixedShapeSkinning(self, rp, rest_sub) if local_ref else None)
             self._rest_cache = {key: hit}  # one entry: the current person
         return hit
 
-    def fixed_skinning(self, pheno: np.ndarray) -> "FixedShapeSkinning":
-        """The subset's skinning for a fixed phenotype (warm starts), cached with ``rest_cache``."""
+    def fixed_skinning(self, pheno: np.ndarray) -> "FixedShapeSkinning | None":
+        """The subset's skinning for a fixed phenotype (warm starts), cached with ``rest_cache``; None for a rig
+        whose pose parameterization is not 'local-ref'."""
         return self._rest_entry(pheno)[4]
 
     def full_vertices(self, pheno: np.ndarray, rotvecs: np.ndarray) -> np.ndarray:
@@ -275,13 +279,15 @@ class FixedShapeSkinning:
     """The subset's posed vertices for a fixed phenotype as a function of the fitted bones' rotations only.
 
     ``__call__(rotvecs [B,3]) -> (vertices [S,3], normals [S,3])`` (Anny frame), equal to
-    ``AnnyPoser.subset_vertices`` (its rotations applied to the rest normals) for the same phenotype (``test_recon_speed_helpers``) at a fraction of its cost:
-    a warm start evaluates forward kinematics over the B = 16 fitted bones instead of Anny's J = 104 and blends
-    B + 1 transforms per vertex instead of J. Derivation (Anny's 'local-ref' kinematics, ``anny.utils.kinematics``):
+    ``AnnyPoser.subset_vertices`` (its rotations applied to the rest normals) for the same phenotype
+    (``test_recon_speed_helpers``) at a fraction of its cost: a warm start evaluates forward kinematics over the
+    B = 16 fitted bones instead of Anny's J = 104 and blends B + 1 transforms per vertex instead of J.
+    Derivation (Anny's 'local-ref' kinematics, ``anny.utils.kinematics``):
     a bone c of parent p has the posed pose W_c = W_p K_c(D_c), and K_c(D) = K_c(I) [U_c^T D U_c | 0] (U_c its
     reference orientation). Non-fitted bones have D = I, so every bone's skinning transform is
     T_c = W_g(c) G_c with g(c) its nearest fitted ancestor-or-self (or the root, whose W is I) and G_c =
-    (W⁰_g)^-1 T⁰_c constant (⁰: all deltas I); a fitted bone a has W_a = W_g(parent) (W⁰_g)^-1 W⁰_a [U_a^T D_a U_a | 0].
+    (W⁰_g)^-1 T⁰_c constant (⁰: all deltas I); a fitted bone a has
+    W_a = W_g(parent) (W⁰_g)^-1 W⁰_a [U_a^T D_a U_a | 0].
     Linear blend skinning then groups by g: v_s = Σ_g W_g p_sg with p_sg = Σ_{c in g} w_sc G_c [rest_s; 1]
     precomputed. Written here because Anny has no entry point for a partially fixed rig."""
 
@@ -525,6 +531,7 @@ class BodyFitter:
             """(camera-frame subset vertices [S,3], their Anny-frame normals [S,3] without grad, A2B-rotation M)."""
             Rg = rotvec_to_matrix(omega) @ R0
             M = Rg @ self.A2B
+
             def skinned():
                 if skin is not None:
                     return skin(rv)
