@@ -472,12 +472,18 @@ class ObjectFitter:
                 sel = np.nonzero(((q - np.clip(q, samp_lo, samp_hi)) ** 2).sum(1) < 0.05 ** 2)[0]
                 pen1 = pen2 = S.sum() * 0.0
                 if len(sel):
-                    # object samples behind the tangent plane of their nearest body vertex (within 5 cm of it)
-                    with torch.no_grad():
-                        nn = torch.as_tensor(sel[cKDTree(hnear_np[sel]).query(S_np)[1]], device=dev)
-                        dh = (S - hnear_t[nn]).norm(dim=-1)
-                    sd = ((S - hnear_t[nn]) * hnear_n_t[nn]).sum(-1)
-                    pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch
+                    # object samples behind the tangent plane of their nearest body vertex (within 5 cm of it; a
+                    # bounded search: the samples farther from the body, most of a large object, end early)
+                    d_b, i_b = cKDTree(hnear_np[sel]).query(S_np, distance_upper_bound=0.05 + 1e-4)
+                    close = np.nonzero(np.isfinite(d_b))[0]
+                    if len(close):
+                        c_t = torch.as_tensor(close, device=dev)
+                        nn = torch.as_tensor(sel[i_b[close]], device=dev)
+                        Sc = S[c_t]
+                        with torch.no_grad():
+                            dh = (Sc - hnear_t[nn]).norm(dim=-1)
+                        sd = ((Sc - hnear_t[nn]) * hnear_n_t[nn]).sum(-1)
+                        pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch
                     # body vertices inside the object
                     hsel_t = hnear_t[torch.as_tensor(sel, device=dev)]
                     with torch.no_grad():
