@@ -16,7 +16,8 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("cv2")
 
-from interactvlm_ros.ros.dds import LARGE_IMAGE_PROFILE, PROFILE_ENV, with_large_image_profile  # noqa: E402
+from interactvlm_ros.ros.dds import (  # noqa: E402
+    LARGE_IMAGE_PROFILE, PROFILE_ENV, profile_missing, with_large_image_profile)
 from interactvlm_ros.ros.listener import ros_env, start_node_process, stop_process  # noqa: E402
 
 DOMAIN = 86
@@ -51,6 +52,8 @@ def test_profile_selection_respects_the_users_choice():
     assert env[PROFILE_ENV] == "/etc/mine.xml" and "kept" in line
     env, line = with_large_image_profile({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"})
     assert PROFILE_ENV not in env and "not used" in line
+    assert profile_missing({}) and not profile_missing({PROFILE_ENV: "/etc/mine.xml"})
+    assert not profile_missing({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"})
 
 
 def test_best_effort_images_all_arrive_with_the_profile(tmp_path, test_data):

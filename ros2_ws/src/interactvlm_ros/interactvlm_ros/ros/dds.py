@@ -15,10 +15,19 @@ PROFILE_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 LARGE_IMAGE_PROFILE = Path(__file__).with_name("fastdds_large_images.xml")
 
 
+def _rmw(env) -> str:
+    return env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")  # ROS 2's default middleware
+
+
+def profile_missing(env) -> bool:
+    """The middleware is Fast DDS and no profile file is set (best-effort large images will be fragmented)."""
+    return _rmw(env).startswith("rmw_fastrtps") and not env.get(PROFILE_ENV)
+
+
 def with_large_image_profile(env: dict[str, str]) -> tuple[dict[str, str], str]:
     """``env`` with the large-image profile when the middleware is Fast DDS and no profile file is set;
     -> (environment, a line saying what was decided, for the log)."""
-    rmw = env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    rmw = _rmw(env)
     if not rmw.startswith("rmw_fastrtps"):
         return dict(env), f"Fast DDS large-image profile not used: RMW_IMPLEMENTATION={rmw}"
     if env.get(PROFILE_ENV):

@@ -50,6 +50,7 @@ from visualization_msgs.msg import MarkerArray
 
 from . import cdr
 from . import conversions as conv
+from . import dds
 from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
 
@@ -180,8 +181,7 @@ class ContactNode(Node):
         self.add_on_set_parameters_callback(self._on_parameters)
 
         qos = image_qos(str(p["image_qos"]))
-        if str(p["image_qos"]) == "sensor_data" and os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp").startswith(
-                "rmw_fastrtps") and not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        if str(p["image_qos"]) == "sensor_data" and dds.profile_missing(os.environ):
             self.get_logger().info(
                 "image_qos sensor_data over Fast DDS without a profile: images > 512 KiB from another process go out "
                 "as UDP fragments and many are lost; export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m "
