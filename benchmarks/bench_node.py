@@ -126,8 +126,7 @@ def main(argv=None) -> int:
         from interactvlm_ros.ros.dds import with_large_image_profile
 
         env, dds = with_large_image_profile(dict(os.environ))
-        os.environ.clear()
-        os.environ.update(env)
+        os.environ.update(env)  # (adds the profile variable at most)
     import cv2
 
     from interactvlm_ros.ros import conversions as conv

@@ -243,17 +243,20 @@ class AnnyPoser:
                 c = self.coeffs(torch.as_tensor(np.asarray(pheno, np.float64), dtype=DT))
                 rp = self.rest_bone_poses(c)
                 rest_sub = self.template_sub + (c @ self.blend_sub).reshape(-1, 3)
-                # (derived for Anny's default 'local-ref' pose parameterization; other rigs take the general path)
-                local_ref = getattr(self.model, "pose_parameterization", None) == "local-ref"
-                hit = (c, rp, self.model.get_rest_vertices(c), rest_sub,
-                       FixedShapeSkinning(self, rp, rest_sub) if local_ref else None)
+                hit = (c, rp, self.model.get_rest_vertices(c), rest_sub, {})  # {} : fixed_skinning, built lazily
             self._rest_cache = {key: hit}  # one entry: the current person
         return hit
 
     def fixed_skinning(self, pheno: np.ndarray) -> "FixedShapeSkinning | None":
-        """The subset's skinning for a fixed phenotype (warm starts), cached with ``rest_cache``; None for a rig
-        whose pose parameterization is not 'local-ref'."""
-        return self._rest_entry(pheno)[4]
+        """The subset's skinning for a fixed phenotype (warm starts), cached with ``rest_cache`` and built on first
+        use (~8 ms; cold fits alone never need it); None for a rig whose pose parameterization is not Anny's
+        default 'local-ref' (it is derived for that one; the general path is used)."""
+        c, rp, _, rest_sub, lazy = self._rest_entry(pheno)
+        if "skin" not in lazy:
+            local_ref = getattr(self.model, "pose_parameterization", None) == "local-ref"
+            with torch.no_grad():
+                lazy["skin"] = FixedShapeSkinning(self, rp, rest_sub) if local_ref else None
+        return lazy["skin"]
 
     def full_vertices(self, pheno: np.ndarray, rotvecs: np.ndarray) -> np.ndarray:
         """All N vertices [N,3] (Anny frame) — Anny's own skinning of the cached rest shape. The last result
@@ -310,11 +313,11 @@ class FixedShapeSkinning:
             Wg0 = torch.cat([torch.eye(4, dtype=DT)[None], W0[fit]])  # [B+1,4,4] the groups' rest-delta poses
             G = torch.linalg.inv(Wg0)[group] @ T0  # [J,4,4]
             # fitted bone k: its group's parent group, and the constant E_k = (W⁰_parent group)^-1 W⁰_k
-            self.parent_group = [group[parents[a]] if a != 0 else 0 for a in fit]
-            self.E = torch.linalg.inv(Wg0[self.parent_group]) @ W0[fit]  # [B,4,4]
+            parent_group = [group[parents[a]] if a != 0 else 0 for a in fit]
+            self.E = torch.linalg.inv(Wg0[parent_group]) @ W0[fit]  # [B,4,4]
             self.U = U[fit]  # [B,3,3]
             # the fitted bones' tree depth (group_poses: W = W[parent group] @ X, once per level)
-            pg = [0] + self.parent_group
+            pg = [0] + parent_group
             depth = [0] * len(pg)
             for _ in range(len(pg)):
                 depth = [0 if k == 0 else depth[pg[k]] + 1 for k in range(len(pg))]

@@ -474,7 +474,7 @@ class ObjectFitter:
                 if len(sel):
                     # object samples behind the tangent plane of their nearest body vertex (within 5 cm of it; a
                     # bounded search: the samples farther from the body, most of a large object, end early)
-                    d_b, i_b = cKDTree(hnear_np[sel]).query(S_np, distance_upper_bound=0.05 + 1e-4)
+                    d_b, i_b = cKDTree(hnear64[sel]).query(S_np, distance_upper_bound=0.05 + 1e-4)
                     close = np.nonzero(np.isfinite(d_b))[0]
                     if len(close):
                         c_t = torch.as_tensor(close, device=dev)
@@ -490,7 +490,7 @@ class ObjectFitter:
                         # inside only when behind the tangent planes of all 4 nearest samples: with one,
                         # a sole above a thin board's top took an edge sample's sideways plane and counted
                         # as 5 cm inside (the ground-truth skateboard pose scored 30x the fitted one)
-                        nn2 = torch.as_tensor(cKDTree(S_np).query(hnear_np[sel], k=4)[1], device=dev)  # [n,4]
+                        nn2 = torch.as_tensor(cKDTree(S_np).query(hnear64[sel], k=4)[1], device=dev)  # [n,4]
                         d2 = (hsel_t - S[nn2[:, 0]]).norm(dim=-1)
                     sd2 = ((hsel_t[:, None] - S[nn2]) * Sn[nn2]).sum(-1).amax(1)
                     pen2 = (torch.relu(-sd2 - cfg.pen_margin) * (d2 < 0.05)).pow(2).sum() / 20.0
@@ -513,7 +513,7 @@ class ObjectFitter:
         ov_t = torch.tensor(ov, dtype=DT, device=dev)
         of_t = torch.tensor(of, device=dev)
         oc_t = torch.tensor(oc_idx, device=dev)
-        samp_lo, samp_hi = samp.min(0) - 1e-3, samp.max(0) + 1e-3  # (float32 rounding margin)
+        samp_lo, samp_hi = samp.min(0) - 1e-3, samp.max(0) + 1e-3  # (a rounding margin)
         hc_np = hv[hc_idx].astype(np.float32)
         hc_tree = cKDTree(hc_np)
         mask_np = mask_pts.astype(np.float32) if mask_pts is not None else None
@@ -543,17 +543,16 @@ class ObjectFitter:
         ch = (hv[hc_idx] * hp[:, None]).sum(0) / hp.sum()
         from scipy.spatial import cKDTree
 
-        hnear_t = hnear_n_t = hnear_np = hnear64 = None
+        hnear_t = hnear_n_t = hnear64 = None
 
         def set_near(centre):
-            nonlocal hnear_t, hnear_n_t, hnear_np, hnear64
+            nonlocal hnear_t, hnear_n_t, hnear64
             near = np.nonzero(np.linalg.norm(hv - centre, axis=1) < radius + 0.25)[0]
             if len(near) > 4000:
                 near = near[np.random.default_rng(0).choice(len(near), 4000, replace=False)]
             if len(near):
                 hnear_t = torch.tensor(hv[near], dtype=DT, device=dev)
                 hnear_n_t = torch.tensor(hn[near], dtype=DT, device=dev)
-                hnear_np = hv[near].astype(np.float32)
                 hnear64 = hv[near]
 
         def score(R, t) -> float:
