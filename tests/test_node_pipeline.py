@@ -165,6 +165,11 @@ def test_missing_model_is_a_clear_error():
     assert isinstance(ei.value, (PipelineError, ValueError))
 
 
+def test_bad_cold_start_option_fails_before_loading():
+    with pytest.raises(PipelineError, match="reconstruct_cold_start='later': use inline or background"):
+        ContactEstimator(model="/nonexistent/model", reconstruct=True, reconstruct_cold_start="later")
+
+
 def test_result_contact_parts():
     r = ContactResult(status="ok", human_contact=np.array([0.9, 0.1, 0.6], np.float32),
                       part_ids=np.array([0, 1, 2]), part_names=["head", "torso", "left_hand"])

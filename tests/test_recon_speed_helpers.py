@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 from interactvlm_ros.assets import vertex_normals as ref_normals
-from interactvlm_ros.recon.geometry import kdtree, vertex_normals
+from interactvlm_ros.recon.geometry import vertex_normals
 
 
 def _mesh(seed=0, n=200, f=400):
@@ -22,13 +22,6 @@ def test_vertex_normals_match_assets_and_cache_is_safe():
     n = vertex_normals(v3, f)
     n[:] = 0  # returned arrays are copies: the cache is not corrupted
     np.testing.assert_allclose(vertex_normals(v3, f), ref_normals(v3, f), atol=1e-6)
-
-
-def test_kdtree_reused_only_for_the_same_array():
-    a = np.random.default_rng(0).normal(size=(50, 3))
-    b = a.copy()
-    assert kdtree(a) is kdtree(a)
-    assert kdtree(b) is not kdtree(a)
 
 
 def test_nearest_index_matches_argmin():
@@ -213,3 +206,40 @@ def test_fixed_shape_skinning_equals_the_full_rig():
         g_ref, = torch.autograd.grad((v_ref * w).sum(), rv)
         g, = torch.autograd.grad((v * w).sum(), rv)
         assert float((g - g_ref).abs().max()) < 1e-9 and float(g_ref.abs().max()) > 1e-2
+
+
+def test_cold_fit_freezes_the_shape_after_pheno_until():
+    """A cold fit fits the phenotype for ``pheno_until`` of its iterations, then runs on the fixed-shape skinning of
+    exactly that phenotype (the returned one); the fit is as good in 2-D as with the shape fitted throughout."""
+    from interactvlm_ros.recon.body_fit import BodyFitConfig, BodyFitter, BodyState, get_poser
+
+    poser = get_poser()
+    K = np.array([[500.0, 0, 160], [0, 500, 120], [0, 0, 1]])
+    rv = np.zeros((16, 3))
+    rv[3, 0] = 0.4  # a bent limb
+    st = BodyState(rv, np.diag([1.0, -1.0, -1.0]), np.array([0.05, 0.0, 3.0]), np.array([0.3, 0.7, 0.5, 0.6, 0.4, 0.5]))
+    lm = get_regressor_landmarks(poser, st)
+    kp2d = np.concatenate([K[0, 0] * lm[:33, :2] / lm[:33, 2:] + K[:2, 2], np.ones((33, 1))], 1)
+    calls = []
+    orig = poser.fixed_skinning
+
+    def spy(pheno):
+        calls.append(np.array(pheno, np.float64))
+        return orig(pheno)
+
+    poser.fixed_skinning = spy
+    try:
+        whole = BodyFitter(poser, BodyFitConfig(iters_cold=60, pheno_until=1.0)).fit(kp2d, K)
+        assert calls == []  # the shape is fitted throughout: the full rig every iteration
+        half = BodyFitter(poser, BodyFitConfig(iters_cold=60, pheno_until=0.5)).fit(kp2d, K)
+    finally:
+        del poser.fixed_skinning
+    assert len(calls) == 1  # frozen once, at iteration 30
+    np.testing.assert_array_equal(calls[0], half.state.phenotype)  # the returned shape is the frozen one
+    assert not np.array_equal(half.state.phenotype, np.full(6, 0.5))  # it had been fitted before the freeze
+    # the returned mesh is the full rig at the returned state (the frozen skinning is exact)
+    from interactvlm_ros.bodies.anny_model import ANNY_TO_BODY
+
+    ref = poser.full_vertices(half.state.phenotype, half.state.rotvecs) @ (half.state.R @ ANNY_TO_BODY).T + half.state.t
+    np.testing.assert_allclose(half.vertices, ref, atol=1e-5)
+    assert half.metrics["reproj_px"] <= 1.1 * whole.metrics["reproj_px"] + 0.5, (half.metrics, whole.metrics)

@@ -54,7 +54,9 @@ class ContactResult:
 
     human_contact [Nh] / object_contact [No]: per-vertex contact probability in [0, 1] (None when the
     model does not predict that side or the frame was not processed). human_masks / object_masks:
-    per-view contact probabilities [V,h,w]. timings: milliseconds per stage.
+    per-view contact probabilities [V,h,w]. timings: milliseconds per stage. reconstruction: this frame's
+    ``recon.Reconstruction`` (``reconstruct=True``); late_reconstruction: ``(frame_tag, Reconstruction)`` of an earlier
+    frame whose background cold fit finished since the previous frame (``reconstruct_cold_start="background"``).
     """
 
     status: str
@@ -80,6 +82,7 @@ class ContactResult:
     observation: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     reconstruction: Any = None
+    late_reconstruction: Any = None
 
     @property
     def ok(self) -> bool:
@@ -145,6 +148,10 @@ class ContactEstimator:
         reconstruct: run the reconstructor (meshes in the camera frame) after contact. With
             ``perception_mode="video"`` a ``recon.Tracker`` warm-starts each frame from the previous frame's fit
             (cold again when the object, the image size or K change, or a fit degrades); ``reset_tracking()``.
+        reconstruct_cold_start: ``inline`` (a cold fit runs inside ``estimate``, seconds on a CPU) or ``background``
+            (video mode: it runs in a thread of its own while ``estimate`` goes on returning contact, with
+            ``reconstruction.status == "cold_start_pending"``, until the next frame can warm-start from it; the node's
+            default — contact keeps flowing while the person is first found). Photo mode fits every frame inline.
         assets: an official assets folder (``data/hcontact_vitruvian`` layout: pixel_to_vertex_map_1024.npz,
             bary_coords_map_1024.npz, body_render_norm_*.png) used instead of rendering ``body`` — needed by
             official checkpoints, which were trained on SMPL-H renders.
@@ -174,11 +181,14 @@ class ContactEstimator:
         localizer: Any = None,
         perception_mode: str = "photo",
         hand_model: str = "full",
+        reconstruct_cold_start: str = "inline",
     ):
         self.model_spec = str(model)
         self.device = device
         self.body_spec = body
         self.reconstruct = bool(reconstruct)
+        if reconstruct_cold_start not in ("inline", "background"):
+            raise PipelineError(f"reconstruct_cold_start='{reconstruct_cold_start}': use inline or background")
         self.fallbacks: list[str] = []
         self._lock = threading.Lock()
         self._objects: dict[tuple, _ObjectState] = {}
@@ -220,12 +230,13 @@ class ContactEstimator:
         self._init_perception(perception)
         self.reconstructor = None
         self.tracker = None  # video mode: each frame's fit starts from the previous frame's (recon.Tracker)
+        self._frame_tag = None
         self._track_key = None
         if self.reconstruct:
             recon = _import("interactvlm_ros.recon", "the reconstructor")
             self.reconstructor = recon.Reconstructor()
             if perception_mode == "video":
-                self.tracker = recon.Tracker(self.reconstructor)
+                self.tracker = recon.Tracker(self.reconstructor, background=reconstruct_cold_start == "background")
         self.load_ms = 1e3 * (time.perf_counter() - t0)
         LOG.info(
             "ContactEstimator ready: model=%s backend=%s assets=%s perception=%s (%.0f ms)",
@@ -353,13 +364,26 @@ class ContactEstimator:
 
     # ------------------------------------------------------------------------------- per frame
     def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None,
-                 observation=None) -> ContactResult:
+                 observation=None, frame_tag=None) -> ContactResult:
         """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message.
 
         ``observation``: this image's human perception from :meth:`observe` (then perception is not run
-        again; its time is reported as ``timings['perception']``)."""
+        again; its time is reported as ``timings['perception']``). ``frame_tag``: anything naming this frame (the
+        node: its header), returned with its reconstruction when a background cold fit of it finishes later
+        (``ContactResult.late_reconstruction``)."""
         with self._lock:
-            return self._estimate(image_rgb, object_label, object_mesh, depth, K, observation)
+            self._frame_tag = frame_tag
+            res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation)
+            if self.tracker is not None:  # any frame (with a person or not) hands over a finished background fit
+                res.late_reconstruction = self.tracker.take_completed()
+            return res
+
+    def close(self) -> None:
+        """Stop background work (a running background cold fit is cancelled at its next iteration)."""
+        if self.tracker is not None:
+            self.tracker.close()
+        elif self.reconstructor is not None:
+            self.reconstructor.cancel.set()
 
     def observe(self, image_rgb):
         """Human perception of one image (thread-safe; may overlap ``estimate`` of an earlier frame).
@@ -487,7 +511,8 @@ class ContactEstimator:
                     if key != self._track_key:
                         self.tracker.reset()
                         self._track_key = key
-                    res.reconstruction = self.tracker.update(image, observation, res, depth=depth, K=K)
+                    res.reconstruction = self.tracker.update(image, observation, res, depth=depth, K=K,
+                                                             tag=self._frame_tag)
                 else:
                     res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K)
             except Exception as exc:  # reconstruction failing must not lose the contact result

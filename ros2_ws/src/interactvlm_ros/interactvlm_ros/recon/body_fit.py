@@ -54,6 +54,16 @@ L_SH, R_SH, L_HIP, R_HIP = 11, 12, 23, 24
 TORSO = (11, 12, 23, 24)
 
 
+class FitCancelled(RuntimeError):
+    """Raised inside a fit's iterations once its ``cancel`` event is set (``Reconstructor.cancel``: a background cold
+    fit stopped by ``Tracker.reset`` / ``close``, e.g. at shutdown)."""
+
+
+def check_cancel(event: threading.Event | None, what: str) -> None:
+    if event is not None and event.is_set():
+        raise FitCancelled(f"{what} cancelled")
+
+
 @dataclass
 class BodyFitConfig:
     iters_cold: int = 400
@@ -89,6 +99,9 @@ class BodyFitConfig:
     cloud_from: float = 0.25
     surface_samples: int = 600
     fit_phenotype: bool = True
+    # cold fits: the phenotype (shape) is fitted for this fraction of the iterations, then frozen; the rest run on
+    # the fixed-shape skinning (FixedShapeSkinning, ~4x cheaper per iteration than the full rig with its shape)
+    pheno_until: float = 0.8
     cold_lr_final: float = 0.05  # cold fits: cosine decay of the learning rate to this fraction (1 = constant)
     # warm starts: stop when the loss has not improved by ``warm_stop_rel`` (relative) for ``warm_patience``
     # iterations; the lowest-loss state is returned (0 disables the early stop)
@@ -419,6 +432,7 @@ class BodyFitter:
     def __init__(self, poser: AnnyPoser | None = None, config: BodyFitConfig | None = None):
         self.poser = poser or get_poser()
         self.cfg = config or BodyFitConfig()
+        self.cancel: threading.Event | None = None  # set → FitCancelled at the next iteration
         self.A2B = torch.tensor(ANNY_TO_BODY, dtype=DT)
 
     # ------------------------------------------------------------------ initialisation
@@ -527,6 +541,8 @@ class BodyFitter:
         poser = self.poser
         # a fixed phenotype (warm starts): skinning over the fitted bones only (FixedShapeSkinning, exact)
         skin = poser.fixed_skinning(state0.phenotype) if not fit_pheno else None
+        # cold fits: the shape is frozen after ``pheno_until`` of the iterations (then the fixed-shape skinning)
+        freeze_at = int(round(cfg.pheno_until * n_iter)) if fit_pheno and cfg.pheno_until < 1.0 else None
 
         frozen = {}
 
@@ -560,7 +576,11 @@ class BodyFitter:
         stopped = False
         it_done = 0
         for it in range(n_iter):
+            check_cancel(self.cancel, "body fit")
             stage1 = it < n_stage1  # global rotation/translation only
+            if freeze_at is not None and it == max(freeze_at, n_stage1):
+                ph_logit.requires_grad_(False)  # no gradient from here on: Adam leaves it as it is
+                skin = poser.fixed_skinning(torch.sigmoid(ph_logit).numpy().astype(np.float64))
             opt.zero_grad()
             vc, n_anny, M = model(rv, omega, dt, ph_logit, stage1)
             lm = poser.landmarks_from_subset(vc)

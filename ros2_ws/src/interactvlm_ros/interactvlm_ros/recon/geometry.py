@@ -119,23 +119,6 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 _LAST_NORMALS: list = []
 
 
-_TREES: list = []  # [(points array (the caller's object), cKDTree)], most recent first
-
-
-def kdtree(points: np.ndarray):
-    """cKDTree of ``points``, reused while the *same array object* is passed again (the body mesh of one
-    frame is queried by several output metrics). Callers must not modify the array in place."""
-    from scipy.spatial import cKDTree
-
-    for p, tr in _TREES:
-        if p is points:
-            return tr
-    tr = cKDTree(np.asarray(points))
-    _TREES.insert(0, (points, tr))
-    del _TREES[3:]
-    return tr
-
-
 def nearest_index(query: np.ndarray, points) -> torch.Tensor:
     """Index of the nearest of ``points`` [P,D] (tensor or array) for each ``query`` row [Q,D], as a tensor on
     ``points``' device (k-d tree; the argmin of a cdist matrix is several times slower on CPU)."""

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from interactvlm_ros.recon.body_fit import check_cancel
 from interactvlm_ros.recon.geometry import matrix_to_sixd, sample_surface, sixd_to_matrix, umeyama, vertex_normals
 from interactvlm_ros.recon.geometry import nearest_index as _nn
 from interactvlm_ros.recon.metrics import signed_distance_near_body
@@ -316,6 +317,7 @@ class ObjectFitter:
         self.cfg = config or ObjectFitConfig()
         self.device = torch.device(device)
         self.silhouette = "points"
+        self.cancel = None  # threading.Event | None: set → FitCancelled (body_fit) at the next hypothesis/iteration
         self._mesh_cache = None  # (vertices, faces, normals, samples, sample normals) of the last object
         if self.cfg.silhouette in ("auto", "nvdiffrast") and self.device.type == "cuda":
             try:
@@ -583,6 +585,7 @@ class ObjectFitter:
             co = (src * op[:, None]).sum(0) / op.sum()
             cands = []  # (loss, R, t)
             for Rh in cube_rotations():
+                check_cancel(self.cancel, "object fit")
                 th = ch - Rh @ co  # contact centroids coincide (fixed official init)
                 R, t, rms = icp_normals(src, src_n, hv[hc_idx], -hn[hc_idx], Rh, th, cfg.icp_iters,
                                         cfg.icp_normal_weight, op)
@@ -597,6 +600,7 @@ class ObjectFitter:
                 c_obs = obs_pts.mean(0)
                 hyps = rotation_hypotheses(cfg.depth_hypotheses)
                 for Rh in hyps:
+                    check_cancel(self.cancel, "object fit")
                     th = c_obs - Rh @ samp.mean(0)
                     for _ in range(2):  # place the camera-facing part's centroid on the observed centroid
                         S = samp @ Rh.T + th
@@ -654,6 +658,7 @@ class ObjectFitter:
         it_done = 0
         last_terms: dict = {}
         for it in range(n_iter):
+            check_cancel(self.cancel, "object fit")
             opt.zero_grad()
             terms = loss_terms(sixd_to_matrix(d6), tt)
             L = total(terms)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from interactvlm_ros.recon.geometry import bounded_nearest, kdtree, vertex_normals
+from interactvlm_ros.recon.geometry import bounded_nearest, vertex_normals
 
 HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
 OBJECT_RGB = np.array([1.0, 0.9, 0.3])
@@ -96,7 +96,7 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
     if n is None:
         n = vertex_normals(ov, obj_faces).astype(np.float64)
         patches = contact_patches(ov, obj_contact, thr)
-    tree = kdtree(human_vertices)
+    hv = np.asarray(human_vertices, np.float64)  # a few patch centres: a scan (a 13.7k-vertex k-d tree cost 3 ms)
     out = []
     for p in patches:
         w = np.asarray(obj_contact)[p].astype(np.float64)
@@ -106,7 +106,8 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
             continue
         nn /= np.linalg.norm(nn)
         out.append({"pose": patch_pose(c, nn), "centre": c, "normal": nn, "num_vertices": int(len(p)),
-                    "mean_contact": float(w.mean()), "human_distance": float(tree.query(c)[0])})
+                    "mean_contact": float(w.mean()),
+                    "human_distance": float(np.sqrt(((hv - c) ** 2).sum(1).min()))})
     return out
 
 

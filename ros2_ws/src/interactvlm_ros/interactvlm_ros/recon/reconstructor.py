@@ -14,6 +14,7 @@ model produced them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from interactvlm_ros.recon.body_fit import BodyFitConfig, BodyFitter, BodyState
+from interactvlm_ros.recon.body_fit import BodyFitConfig, BodyFitter, BodyState, FitCancelled
 from interactvlm_ros.recon.camera import (DepthError, IntrinsicsError, default_intrinsics, validate_K,
                                           validate_depth)
 from interactvlm_ros.recon.object_fit import ObjectFitConfig, ObjectFitter
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("ok", "no_person", "object_not_visible", "bad_depth", "bad_intrinsics", "diverged", "bad_input")
+STATUSES = ("ok", "no_person", "object_not_visible", "bad_depth", "bad_intrinsics", "diverged", "bad_input",
+            "cold_start_pending")  # the last: Tracker(background=True) while a cold fit runs in its thread
 DEFAULT_OBJECT_SIZE = 0.25  # m, longest side, when nothing tells the real size (logged fallback)
 
 
@@ -171,6 +173,9 @@ class Reconstructor:
                  device: str = "cpu", max_reproj_rel: float = 0.1, max_penetration: float = 0.03):
         self.body_fitter = BodyFitter(config=body_config)
         self.object_fitter = ObjectFitter(object_config, device=device)
+        # set → a running fit raises FitCancelled at its next iteration (Tracker: background cold fits, shutdown)
+        self.cancel = threading.Event()
+        self.body_fitter.cancel = self.object_fitter.cancel = self.cancel
         self.max_reproj_rel = float(max_reproj_rel)
         self.max_penetration = float(max_penetration)
         self.fallbacks: list[str] = []
@@ -374,23 +379,74 @@ class Tracker:
     """Per-frame reconstruction with warm start from the previous solution and a reset (cold fit) when
     the warm fit degrades (status not ok, body 2-D error above ``reset_reproj_rel``, or penetration).
 
-    ``update(...)`` takes the same arguments as ``Reconstructor.fit`` (minus ``init``)."""
+    ``update(...)`` takes the same arguments as ``Reconstructor.fit`` (minus ``init``).
 
-    def __init__(self, reconstructor: Reconstructor | None = None, reset_reproj_rel: float = 0.05):
+    ``background=True`` (a camera stream): a cold fit (first frame, after a lost track or a degraded warm fit;
+    seconds on a CPU) runs in a thread of the tracker's own on the frame that needed it, and ``update`` returns at
+    once with status ``cold_start_pending`` (no poses) until it has finished; the next frame then warm-starts from it,
+    and ``take_completed()`` hands over the finished cold fit once, with the ``tag`` its frame was given (the node
+    publishes its poses with that frame's header). The caller's other work (the node's contact estimation) goes on
+    meanwhile. Warm fits run in the caller's thread as before. ``reset()`` cancels a cold fit still running;
+    ``close()`` stops the thread (shutdown)."""
+
+    def __init__(self, reconstructor: Reconstructor | None = None, reset_reproj_rel: float = 0.05,
+                 background: bool = False):
         self.reconstructor = reconstructor or Reconstructor()
         self.reset_reproj_rel = float(reset_reproj_rel)
+        self.background = bool(background)
         self.last: Reconstruction | None = None
         self.resets = 0
         self.frames = 0
+        self.cold_fits = 0  # background cold fits started
+        self._cv = threading.Condition()
+        self._job = None  # the background cold fit being run: (args, kw, generation, tag); None when idle
+        self._job_started = 0.0
+        self._completed = None  # (tag, Reconstruction) of the last finished background cold fit, until taken
+        self._generation = 0  # bumped by reset(): a cold fit started before it is discarded
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     def reset(self) -> None:
-        self.last = None
+        with self._cv:
+            self.last = None
+            self._generation += 1
+            if self._job is not None:  # its frame's object/camera no longer apply: stop it
+                self.reconstructor.cancel.set()
 
-    def update(self, image, observation, human_contact=None, **kw) -> Reconstruction:
+    @property
+    def cold_running(self) -> bool:
+        with self._cv:
+            return self._job is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until no background cold fit is running (tests); True when none is."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._job is None, timeout)
+
+    def take_completed(self):
+        """The background cold fit finished since the last call, once: (tag, Reconstruction), else None."""
+        with self._cv:
+            done, self._completed = self._completed, None
+            return done
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Shutdown: any running fit (background, or inline in another thread) is cancelled at its next iteration
+        (ms) and the background thread ends; later fits of this reconstructor raise ``FitCancelled``."""
+        with self._cv:
+            self._closed = True
+            self.reconstructor.cancel.set()
+            self._cv.notify_all()
+            th = self._thread
+        if th is not None:
+            th.join(timeout)
+
+    def update(self, image, observation, human_contact=None, tag=None, **kw) -> Reconstruction:
         self.frames += 1
+        if self.background:
+            return self._update_background(image, observation, human_contact, tag, **kw)
         init = ReconInit.from_reconstruction(self.last)
         rec = self.reconstructor.fit(image, observation, human_contact, init=init, **kw)
-        if init is not None and (not rec.ok or rec.metrics.get("body_reproj_rel", 1.0) > self.reset_reproj_rel):
+        if init is not None and self._degraded(rec):
             if rec.status in ("ok", "diverged"):  # degraded warm fit → cold fit
                 self.resets += 1
                 rec = self.reconstructor.fit(image, observation, human_contact, init=None, **kw)
@@ -398,3 +454,72 @@ class Tracker:
         rec.metrics["warm_start"] = init is not None and not rec.metrics.get("tracker_reset", False)
         self.last = rec if rec.ok else None
         return rec
+
+    def _degraded(self, rec: Reconstruction) -> bool:
+        return not rec.ok or rec.metrics.get("body_reproj_rel", 1.0) > self.reset_reproj_rel
+
+    def _pending(self, message: str, **metrics) -> Reconstruction:
+        return Reconstruction("cold_start_pending", message,
+                              metrics={"warm_start": False, "cold_start_running": True, **metrics})
+
+    def _update_background(self, image, observation, human_contact, tag, **kw) -> Reconstruction:
+        with self._cv:
+            if self._closed:
+                return Reconstruction("bad_input", "the tracker was closed")
+            if self._job is not None:
+                return self._pending(f"a cold fit has been running in the background for "
+                                     f"{time.monotonic() - self._job_started:.1f} s")
+            init = ReconInit.from_reconstruction(self.last)
+            generation = self._generation
+        reset = False
+        if init is not None:
+            rec = self.reconstructor.fit(image, observation, human_contact, init=init, **kw)
+            if not self._degraded(rec) or rec.status not in ("ok", "diverged"):
+                # tracked; or a frame a cold fit could not fix either (no person, bad depth ...): reported as it is
+                rec.metrics["warm_start"] = rec.ok
+                with self._cv:
+                    if self._generation == generation:
+                        self.last = rec if rec.ok else None
+                return rec
+            self.resets += 1  # degraded warm fit → a cold fit of this frame, in the background
+            reset = True
+        with self._cv:
+            self.last = None
+            self.cold_fits += 1
+            self._job = ((image, observation, human_contact), kw, generation, tag)
+            self._job_started = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run_cold, name="interactvlm_cold_fit", daemon=True)
+                self._thread.start()
+            self._cv.notify_all()
+        return self._pending("cold fit started in the background", tracker_reset=reset)
+
+    def _run_cold(self) -> None:
+        """The background thread: one cold fit at a time (``_job``), until ``close()``."""
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: self._job is not None or self._closed)
+                if self._closed:
+                    self._job = None
+                    self._cv.notify_all()
+                    return
+                (image, observation, human_contact), kw, generation, tag = self._job
+            try:
+                rec = self.reconstructor.fit(image, observation, human_contact, init=None, **kw)
+                rec.metrics["warm_start"] = False
+                rec.metrics["cold_start_background_s"] = time.monotonic() - self._job_started
+            except FitCancelled:
+                rec = None
+            except Exception as exc:  # a bug: the track stays empty and the next frame starts another cold fit
+                log.warning("background cold fit failed: %s: %s", type(exc).__name__, exc)
+                rec = None
+            if rec is not None and not rec.ok:  # its frame was answered "cold_start_pending": say how it ended
+                log.info("background cold fit ended '%s': %s", rec.status, rec.message)
+            with self._cv:
+                if self._generation == generation and rec is not None:  # not reset meanwhile
+                    self.last = rec if rec.ok else None
+                    self._completed = (tag, rec)
+                if not self._closed:
+                    self.reconstructor.cancel.clear()
+                self._job = None
+                self._cv.notify_all()

@@ -10,6 +10,8 @@ latency never grows with the input rate):
     worker      loads the model, then takes the newest observed frame, runs the rest of the estimator
                 (localize, lift, reconstruction) and publishes what planners use: the two contact
                 clouds, and the object pose / grip poses / free regions with a reconstruction;
+    cold fit    (reconstruct:=true, reconstruct_cold_start: background) the estimator's tracker runs a cold
+                reconstruction (seconds) here while the worker goes on; its poses go out late with its frame's header;
     visuals     MarkerArray and overlay of the newest result (the markers as CDR bytes written from numpy,
                 ``ros/cdr.py``: ~1-2 ms instead of ~13 ms of rclpy field-by-field conversion); a result
                 replaced before its visuals were built is counted (``markers/skipped``).
@@ -75,6 +77,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "overlay_tile": (256, "pixel size of one view in the overlay", False),
     "frame_id_override": ("", "frame_id for the outputs instead of the image's (e.g. when the camera driver's is wrong)", False),
     "reconstruct": (False, "fit human + object meshes in the camera frame (pose, grip, free grasp outputs)", True),
+    "reconstruct_cold_start": ("background", "background: a cold fit (seconds; first frame, lost track) runs beside the "
+                               "contact estimation, which keeps publishing | inline: every output waits for it", True),
     "marker_max_faces": (2000, "faces per displayed mesh (decimated for RViz; 0 = full mesh)", False),
     "depth_allow_nonfinite": (False, "accept NaN/inf pixels in 32FC1 depth (REP 118 sensors) instead of rejecting the frame", False),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
@@ -346,6 +350,7 @@ class ContactNode(Node):
             model=str(p["model"]), backend=str(p["backend"]), device=str(p["device"]), body=str(p["body"]),
             reconstruct=bool(p["reconstruct"]), assets=str(p["assets"]) or None, perception=str(p["perception"]),
             perception_mode=str(p["perception_mode"]), hand_model=str(p["hand_model"]),
+            reconstruct_cold_start=str(p["reconstruct_cold_start"]),
         )
 
     def _run_worker(self) -> None:
@@ -456,7 +461,8 @@ class ContactNode(Node):
             self.stats.fallback(f"depth is {depth.shape[1]}x{depth.shape[0]} but images are {w}x{h}: depth ignored")
             depth = None
         kw = {"observation": observation} if observation is not None else {}
-        result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K, **kw)
+        header = self._out_header(msg.header)
+        result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K, frame_tag=header, **kw)
         if result.status == "bad_input":
             reason = "bad_mesh" if "mesh" in result.message else "bad_input"
             self._bad(conv.InputError(result.message, reason))
@@ -469,7 +475,7 @@ class ContactNode(Node):
         result.timings["decode"] = 1e3 * (t_decoded - t_start)
         result.timings["wait"] = 1e3 * (t_start - t_recv)  # in the frame slot
         result.timings["wait_infer"] = 1e3 * (t_infer - t_observed)  # in the observed slot
-        self._publish(result, self._out_header(msg.header), t_recv)
+        self._publish(result, header, t_recv)
 
     def _publish(self, result, header: Header, t_recv: float) -> None:
         t0 = time.monotonic()
@@ -480,31 +486,42 @@ class ContactNode(Node):
             pub.publish(conv.make_contact_cloud(pts, c, header))
         if self._visual_slot.put((result, header)):
             self.stats.inc("markers_skipped")
-        rec = result.reconstruction
-        if rec is not None:  # diagnostics: reconstruction/<status>, warm (tracked) frames, resets to a cold fit
-            m = getattr(rec, "metrics", None) or {}
-            self.stats.inc_all([f"reconstruction_{getattr(rec, 'status', 'unknown')}"]
-                               + ["reconstruction_warm"] * bool(m.get("warm_start"))
-                               + ["reconstruction_resets"] * bool(m.get("tracker_reset")))
-        if rec is not None and getattr(rec, "status", "ok") == "ok":
-            if getattr(rec, "object_pose", None) is not None:
-                ps = PoseStamped(header=header, pose=_pose_from_matrix(rec.object_pose))
-                self.pub_object_pose.publish(ps)
-            grips = getattr(rec, "human_grip_poses", None)
-            if grips is not None:  # contact patches: dicts with a 4x4 "pose" (recon.outputs.grip_poses)
-                pa = PoseArray(header=header)
-                pa.poses = [_pose_from_matrix(g["pose"]) for g in grips]
-                self.pub_grips.publish(pa)
-            free = getattr(rec, "free_grasp_points", None)
-            if free is not None:
-                free = np.asarray(free, np.float32).reshape(-1, 3)
-                self.pub_free.publish(conv.make_contact_cloud(free, np.zeros(len(free), np.float32), header))
+        self._publish_reconstruction(result.reconstruction, header)
+        late = getattr(result, "late_reconstruction", None)
+        if late is not None:  # a background cold fit of an earlier frame finished: its poses, with that frame's header
+            late_header, late_rec = late
+            self._publish_reconstruction(late_rec, late_header, late=True)
         result.timings["publish"] = 1e3 * (time.monotonic() - t0)
         self.stats.inc("published")
         search = getattr(result.observation, "hand_search", "none")
         if search != "none":  # video mode rate-limits the full-frame hand search (perception.human)
             self.stats.inc(f"hand_frame_search_{search}")
         self.stats.processed(result.status, time.monotonic() - t_recv, result.timings)
+
+    def _publish_reconstruction(self, rec, header: Header, late: bool = False) -> None:
+        """Diagnostics of one reconstruction (reconstruction/<status>, warm (tracked) frames, resets to a cold fit,
+        late: a background cold fit's) and, when ok, its object pose, grip poses and free grasp regions with
+        ``header``."""
+        if rec is None:
+            return
+        m = getattr(rec, "metrics", None) or {}
+        self.stats.inc_all([f"reconstruction_{getattr(rec, 'status', 'unknown')}"]
+                           + ["reconstruction_warm"] * bool(m.get("warm_start"))
+                           + ["reconstruction_resets"] * bool(m.get("tracker_reset"))
+                           + ["reconstruction_late"] * late)
+        if getattr(rec, "status", "ok") != "ok":
+            return
+        if getattr(rec, "object_pose", None) is not None:
+            self.pub_object_pose.publish(PoseStamped(header=header, pose=_pose_from_matrix(rec.object_pose)))
+        grips = getattr(rec, "human_grip_poses", None)
+        if grips is not None:  # contact patches: dicts with a 4x4 "pose" (recon.outputs.grip_poses)
+            pa = PoseArray(header=header)
+            pa.poses = [_pose_from_matrix(g["pose"]) for g in grips]
+            self.pub_grips.publish(pa)
+        free = getattr(rec, "free_grasp_points", None)
+        if free is not None:
+            free = np.asarray(free, np.float32).reshape(-1, 3)
+            self.pub_free.publish(conv.make_contact_cloud(free, np.zeros(len(free), np.float32), header))
 
     def _run_visuals(self) -> None:
         """Visuals thread: markers and overlay of the newest result (see the module docstring)."""
@@ -539,6 +556,9 @@ class ContactNode(Node):
 
     def destroy_node(self):
         self._stop = True
+        close = getattr(self.estimator, "close", None)
+        if close is not None:  # a background cold fit is cancelled at its next iteration (no fit outlives the node)
+            close()
         with self._cv:
             self._cv.notify_all()
         for slot in (self._visual_slot, self._obs_slot):
