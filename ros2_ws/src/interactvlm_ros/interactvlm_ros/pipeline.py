@@ -230,7 +230,6 @@ class ContactEstimator:
         self._init_perception(perception)
         self.reconstructor = None
         self.tracker = None  # video mode: each frame's fit starts from the previous frame's (recon.Tracker)
-        self._frame_tag = None
         self._track_key = None
         if self.reconstruct:
             recon = _import("interactvlm_ros.recon", "the reconstructor")
@@ -372,8 +371,7 @@ class ContactEstimator:
         node: its header), returned with its reconstruction when a background cold fit of it finishes later
         (``ContactResult.late_reconstruction``)."""
         with self._lock:
-            self._frame_tag = frame_tag
-            res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation)
+            res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation, frame_tag)
             if self.tracker is not None:  # any frame (with a person or not) hands over a finished background fit
                 res.late_reconstruction = self.tracker.take_completed()
             return res
@@ -400,7 +398,7 @@ class ContactEstimator:
         return ContactResult(status=status, message=message, object_label=label, model=self.model_name,
                              backend=self.backend, **kw)
 
-    def _estimate(self, image, label, mesh_path, depth, K, observation=None) -> ContactResult:
+    def _estimate(self, image, label, mesh_path, depth, K, observation=None, frame_tag=None) -> ContactResult:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         err = _check_image(image)
@@ -512,7 +510,7 @@ class ContactEstimator:
                         self.tracker.reset()
                         self._track_key = key
                     res.reconstruction = self.tracker.update(image, observation, res, depth=depth, K=K,
-                                                             tag=self._frame_tag)
+                                                             tag=frame_tag)
                 else:
                     res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K)
             except Exception as exc:  # reconstruction failing must not lose the contact result
