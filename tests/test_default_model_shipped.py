@@ -167,3 +167,10 @@ def test_estimate_cli_through_the_pipeline(tmp_path, test_data):
     assert z["human_contact"].shape == (z["human_vertices"].shape[0],)
     for f in ("overlay.png", "human_contact.ply", "object_contact.ply"):
         assert (out / f).is_file(), f
+    assert info["fallbacks"] == []  # a known label, a library mesh: nothing was substituted
+    # an unknown label: both substitutions (stand-in mesh, generic-object input) are named in contacts.json
+    out3 = tmp_path / "flux"
+    assert main(["estimate", str(test_data / "person_catching_ball.png"), "--object", "flux capacitor",
+                 "--out", str(out3)]) == 0
+    fb = json.loads((out3 / "contacts.json").read_text())["fallbacks"]
+    assert any("stand-in mesh" in f for f in fb) and any("unlike every trained category" in f for f in fb), fb

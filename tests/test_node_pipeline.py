@@ -239,3 +239,35 @@ def test_direct_per_vertex_object_contact_follows_its_merge_rule():
         res = e.estimate(img, "cup")
         assert res.status == "ok" and not e.fallbacks, e.fallbacks
         np.testing.assert_allclose(res.object_contact, want, atol=1e-6)
+
+
+def test_all_fallbacks_gathers_the_parts_run_time_fallbacks():
+    """Fallbacks the localizer (an unknown label) and the reconstructor (default intrinsics) take *while running* are
+    in ``all_fallbacks`` (what the node's /diagnostics and the CLIs' JSON list), once each and in order; the
+    estimator's own list does not hold them."""
+    import types
+
+    from interactvlm_ros.models.base import LocalizerOutput
+
+    class Labelled:
+        name, predicts_human, predicts_object, uses_observation, asset_size = "labelled", True, False, False, 128
+
+        def __init__(self):
+            self.fallbacks = []
+
+        def predict(self, image_rgb, object_label, human_assets, object_assets=None, observation=None):
+            text = f"label '{object_label}' unknown; generic-object input"
+            if object_label != "cup" and text not in self.fallbacks:
+                self.fallbacks.append(text)
+            return LocalizerOutput(np.full((4, 64, 64), -20.0, np.float32), None, None, {}, {"status": "ok"})
+
+    img = np.zeros((48, 48, 3), np.uint8)
+    e = ContactEstimator(localizer=Labelled(), perception="none")
+    assert e.estimate(img, "cup").status == "ok" and e.all_fallbacks() == e.fallbacks
+    for _ in range(2):
+        e.estimate(img, "zorp")
+    e.reconstructor = types.SimpleNamespace(fallbacks=["no camera intrinsics: default fx"])
+    got = e.all_fallbacks()
+    assert got[:len(e.fallbacks)] == e.fallbacks
+    assert got[len(e.fallbacks):] == ["label 'zorp' unknown; generic-object input", "no camera intrinsics: default fx"]
+    assert not any("zorp" in f for f in e.fallbacks)

@@ -189,6 +189,31 @@ def test_bad_label_and_mesh_keep_state(node, photo):
     assert len(out) == 3 and _alive(proc)
 
 
+def test_run_time_fallbacks_reach_diagnostics_and_the_ros_log(node, photo):
+    """A fallback taken while running (an unknown label: the model's generic-object input, the library's stand-in
+    mesh) is listed in /diagnostics and logged through the node's ROS logger, as the core's INFO lines are."""
+    proc, client, log = node
+    client.pub_label.publish(String(data="flux capacitor"))
+    try:
+        assert client.wait_for(lambda: client.last_diagnostics().get("object_label") == "flux capacitor", 10.0)
+        assert len(_send_and_wait(client, photo)) == 3
+
+        def fallbacks():
+            return [v for k, v in client.last_diagnostics().items() if k.startswith("fallback/")]
+
+        assert client.wait_for(lambda: any("'flux capacitor' is unlike every trained category" in v
+                                           for v in fallbacks()), 10.0), fallbacks()
+        lines = log.read_text().splitlines()
+        assert any("[WARN]" in x and "[interactvlm_contact]" in x and "[models.default.predictor]" in x
+                   and "flux capacitor" in x for x in lines), lines[-20:]
+        assert any("[INFO]" in x and "[interactvlm_contact]" in x and "[pipeline] ContactEstimator ready" in x
+                   for x in lines)
+    finally:
+        client.pub_label.publish(String(data="ball"))
+        assert client.wait_for(lambda: client.last_diagnostics().get("object_label") == "ball", 10.0)
+    assert _alive(proc)
+
+
 def test_parameters_at_run_time(node, photo):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters

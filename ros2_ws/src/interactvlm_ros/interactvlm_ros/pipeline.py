@@ -376,6 +376,17 @@ class ContactEstimator:
                 res.late_reconstruction = self.tracker.take_completed()
             return res
 
+    def all_fallbacks(self) -> list[str]:
+        """Every named fallback taken so far, in order, without repeats: this estimator's, its localizer's and its
+        reconstructor's. The last two also take fallbacks while running (an unknown label → the generic-object
+        input; no intrinsics → default ones; an unknown object size), which ``fallbacks`` alone does not hold."""
+        out = list(self.fallbacks)
+        for part in (self.localizer, self.reconstructor):
+            for text in list(getattr(part, "fallbacks", None) or []):  # a copy: the cold-fit thread may append
+                if text not in out:
+                    out.append(text)
+        return out
+
     def close(self) -> None:
         """Stop background work (a running background cold fit is cancelled at its next iteration)."""
         if self.tracker is not None:

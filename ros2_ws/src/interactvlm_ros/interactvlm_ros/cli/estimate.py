@@ -99,7 +99,7 @@ def run(args) -> int:
         "timings_ms": {k: round(float(v), 3) for k, v in res.timings.items()},
         "human_parts": part_summary(res.human_contact, res.part_ids, res.part_names),
         "contact_parts": res.contact_parts(0.5) if res.ok else [],
-        "fallbacks": list(getattr(est, "fallbacks", [])) + list(getattr(est.localizer, "fallbacks", [])),
+        "fallbacks": est.all_fallbacks(),
     }
     if res.object_contact is not None:
         info["object_contact"] = {"max": float(res.object_contact.max()), "mean": float(res.object_contact.mean()),

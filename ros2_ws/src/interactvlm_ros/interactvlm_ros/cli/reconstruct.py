@@ -73,6 +73,7 @@ def run(args) -> int:
         mask = m > 127
 
     rc = Reconstructor()
+    fallbacks: list[str] = []
     contact_result = None
     if args.contacts in ("auto", "pipeline"):
         try:
@@ -80,6 +81,7 @@ def run(args) -> int:
 
             est = ContactEstimator(model=args.model, body="anny")
             contact_result = est.estimate(image, args.object, object_mesh=args.object_mesh, depth=depth, K=K)
+            fallbacks += est.all_fallbacks()
             if not contact_result.ok:
                 print(f"contact estimation: {contact_result.status}: {contact_result.message}", file=sys.stderr)
                 return 1
@@ -87,8 +89,9 @@ def run(args) -> int:
             if args.contacts == "pipeline":
                 print(f"error: the contact pipeline cannot run: {exc}", file=sys.stderr)
                 return 1
-            log.warning("fallback: contact pipeline unavailable (%s); using the 'hands' heuristic "
-                        "(human contact = hand vertices, no object contact)", exc)
+            fallbacks.append(f"contact pipeline unavailable ({exc}); 'hands' heuristic: human contact = hand vertices, "
+                             "no object contact")
+            log.warning("fallback: %s", fallbacks[-1])
     if contact_result is not None:
         obs = contact_result.observation
         if obs is None:
@@ -115,7 +118,8 @@ def run(args) -> int:
         obs = HumanPerception().observe(image)
         rec = rc.fit(image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
                      object_mask=mask, object_size=size, object_label=args.object)
-    files = save_outputs(rec, image, args.out)
+    fallbacks += [t for t in rc.fallbacks if t not in fallbacks]
+    files = save_outputs(rec, image, args.out, fallbacks=fallbacks)
     print(f"status: {rec.status} {rec.message}")
     for k, v in files.items():
         print(f"  {k}: {v}")

@@ -187,8 +187,9 @@ def overlay(image: np.ndarray, K: np.ndarray, meshes: list[tuple[np.ndarray, np.
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def save_outputs(rec, image: np.ndarray, out_dir: str | Path) -> dict[str, str]:
-    """Write human.ply, object.ply, scene.glb, result.json and overlay.png. Returns {name: path}."""
+def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[str] | None = None) -> dict[str, str]:
+    """Write human.ply, object.ply, scene.glb, result.json and overlay.png. Returns {name: path}.
+    ``fallbacks``: the named fallbacks taken on the way (default intrinsics, ...), listed in result.json."""
     import cv2
     import trimesh
 
@@ -218,6 +219,8 @@ def save_outputs(rec, image: np.ndarray, out_dir: str | Path) -> dict[str, str]:
     cv2.imwrite(str(p), cv2.cvtColor(ov, cv2.COLOR_RGB2BGR))
     files["overlay"] = str(p)
     p = out / "result.json"
-    p.write_text(json.dumps(rec.to_json(), indent=1))
+    info = rec.to_json()
+    info["fallbacks"] = list(fallbacks or [])
+    p.write_text(json.dumps(info, indent=1))
     files["result"] = str(p)
     return files

@@ -53,6 +53,7 @@ from visualization_msgs.msg import MarkerArray
 from . import cdr
 from . import conversions as conv
 from . import dds
+from . import logbridge
 from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
 
@@ -154,6 +155,7 @@ class ContactNode(Node):
 
     def __init__(self, estimator=None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self._unbridge_logging = logbridge.bridge(self.get_logger())  # the core's Python logging -> this node's ROS log
         for name, (default, desc, ro) in PARAMETERS.items():
             self.declare_parameter(name, default, _descriptor(name, default, desc, ro))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
@@ -368,8 +370,7 @@ class ContactNode(Node):
                 except Exception as exc:  # a bad label/mesh is reported per frame, not fatal
                     self.get_logger().warning(f"object '{label}' not prepared: {exc}")
             self.stats.info.update({"model": str(getattr(est, "model_name", "?")), "backend": str(getattr(est, "backend", "?"))})
-            for fb in getattr(est, "fallbacks", []):
-                self.stats.fallback(fb)
+            self._sync_fallbacks()
             self.stats.state = "running"
             self.get_logger().info(
                 f"ready: model={self.stats.info['model']} backend={self.stats.info['backend']} "
@@ -421,6 +422,14 @@ class ContactNode(Node):
             if self._obs_slot.put(item):
                 self.stats.inc("dropped")
 
+    def _sync_fallbacks(self) -> None:
+        """Fallbacks the estimator and its parts took so far (at load and while running: an unknown label, default
+        intrinsics of a fit, ...) into /diagnostics (``fallback/<i>``); they were logged where they happened."""
+        est = self.estimator
+        names = est.all_fallbacks() if hasattr(est, "all_fallbacks") else getattr(est, "fallbacks", [])
+        for fb in names:
+            self.stats.fallback(fb)
+
     def _out_header(self, msg_header) -> Header:
         h = Header()
         h.stamp = msg_header.stamp
@@ -463,6 +472,7 @@ class ContactNode(Node):
         kw = {"observation": observation} if observation is not None else {}
         header = self._out_header(msg.header)
         result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K, frame_tag=header, **kw)
+        self._sync_fallbacks()
         if result.status == "bad_input":
             reason = "bad_mesh" if "mesh" in result.message else "bad_input"
             self._bad(conv.InputError(result.message, reason))
@@ -566,6 +576,7 @@ class ContactNode(Node):
         for t in (self._worker, self._perception, self._visuals):
             if t.is_alive():
                 t.join(timeout=5.0)
+        self._unbridge_logging()
         return super().destroy_node()
 
 
