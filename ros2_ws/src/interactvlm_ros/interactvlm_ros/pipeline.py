@@ -380,12 +380,8 @@ class ContactEstimator:
         """Every named fallback taken so far, in order, without repeats: this estimator's, its localizer's and its
         reconstructor's. The last two also take fallbacks while running (an unknown label → the generic-object
         input; no intrinsics → default ones; an unknown object size), which ``fallbacks`` alone does not hold."""
-        out = list(self.fallbacks)
-        for part in (self.localizer, self.reconstructor):
-            for text in list(getattr(part, "fallbacks", None) or []):  # a copy: the cold-fit thread may append
-                if text not in out:
-                    out.append(text)
-        return out
+        parts = [list(getattr(p, "fallbacks", None) or []) for p in (self.localizer, self.reconstructor)]  # copies:
+        return list(dict.fromkeys([*self.fallbacks, *parts[0], *parts[1]]))  # the cold-fit thread may append
 
     def close(self) -> None:
         """Stop background work (a running background cold fit is cancelled at its next iteration)."""

@@ -118,8 +118,7 @@ def run(args) -> int:
         obs = HumanPerception().observe(image)
         rec = rc.fit(image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
                      object_mask=mask, object_size=size, object_label=args.object)
-    fallbacks += [t for t in rc.fallbacks if t not in fallbacks]
-    files = save_outputs(rec, image, args.out, fallbacks=fallbacks)
+    files = save_outputs(rec, image, args.out, fallbacks=list(dict.fromkeys(fallbacks + rc.fallbacks)))
     print(f"status: {rec.status} {rec.message}")
     for k, v in files.items():
         print(f"  {k}: {v}")
