@@ -3,6 +3,8 @@ the contact clouds keep coming; then object pose, grip poses and free grasp regi
 header, and consecutive frames are tracked (warm starts in /diagnostics)."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -41,11 +43,15 @@ def recon_node(tmp_path_factory, test_data):
         assert code in (0, -2, 130), f"node exit code {code}: {log.read_text()[-2000:]}"
 
 
-def _frame(client, rgb, sec, timeout):
+def _frame(client, rgb, sec, timeout, info_delay=0.0):
     """Publish one frame and wait for its human contact cloud (closed loop); -> {kind: message} of the reconstruction
-    outputs with its stamp (they are published before the cloud's successor frame is processed, with the cloud)."""
+    outputs with its stamp (they are published before the cloud's successor frame is processed, with the cloud).
+    ``info_delay``: its CameraInfo goes out that many seconds after the image (else just before it)."""
     stamp = client.stamp(sec, 0)
-    client.publish_image(rgb, stamp=stamp, frame_id=FRAME)
+    msg = client.publish_image(rgb, stamp=stamp, frame_id=FRAME, camera_info=not info_delay)
+    if info_delay:
+        time.sleep(info_delay)
+        client.pub_info.publish(conv.make_camera_info(msg.width, msg.height, header=msg.header))
 
     def of_frame(kind):
         return [m for m in client.messages(kind) if (m.header.stamp.sec, m.header.stamp.nanosec) == (sec, 0)]
@@ -60,9 +66,12 @@ def test_reconstruction_outputs_published_and_tracked(recon_node):
     proc, client, log, rgb = recon_node
     # the first fit is cold (seconds): it runs in the background while the contact clouds of the following frames
     # keep coming without reconstruction outputs ("cold_start_pending"), until a frame warm-starts from it
+    # the first image arrives before the first CameraInfo (as from a driver, at random): the node waits for it
+    # (camera_info_wait) — fitted with default intrinsics, the cold fit of frame 7000 would be thrown away when the
+    # next frame's K restarts the track, and its late poses would never come (CI, before camera_info_wait)
     sec, pending = 7000, 0
     while True:
-        out = _frame(client, rgb, sec, 120.0)
+        out = _frame(client, rgb, sec, 120.0, info_delay=0.3 if sec == 7000 else 0.0)
         sec += 1
         if out:
             break
@@ -96,6 +105,8 @@ def test_reconstruction_outputs_published_and_tracked(recon_node):
     assert np.linalg.norm(pos[1:] - pos[0], axis=1).max() < 0.15, pos
     client.wait_for(lambda: int(client.last_diagnostics().get("reconstruction/warm", 0)) >= 3, 10.0)
     d = client.last_diagnostics()  # ok: the late cold fit + the 3 warm frames (counted together per fit)
+    # the first frame waited for its late CameraInfo (camera_info_wait): no frame was fitted with default intrinsics
+    assert not [v for k, v in d.items() if k.startswith("fallback/") and "intrinsics" in v], d
     assert int(d.get("reconstruction/warm", 0)) >= 3 and int(d["reconstruction/ok"]) >= 4, d
     assert int(d["reconstruction/cold_start_pending"]) >= pending and int(d["reconstruction/late"]) >= 1, d
     assert float(d["stage_ms/reconstruct"]) > 0

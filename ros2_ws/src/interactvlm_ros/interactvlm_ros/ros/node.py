@@ -72,6 +72,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "perception_mode": ("video", "video (track person + hands between frames: faster) | photo (each frame independent)", True),
     "hand_model": ("lite", "mediapipe hand landmarker: lite (~3x faster) | full (a little more precise)", True),
     "image_qos": ("sensor_data", "QoS of image/depth/camera_info subscriptions: sensor_data (best effort) | reliable", True),
+    "camera_info_wait": (1.0, "seconds the first image waits for the first CameraInfo when camera_info has a publisher "
+                         "(0 = never; without it that frame uses default intrinsics)", True),
     "contact_threshold": (0.5, "vertices with contact >= this go into the point clouds and contact markers", False),
     "max_rate_hz": (0.0, "upper limit of processed frames per second (0 = as fast as the model runs)", False),
     "publish_overlay": (True, "publish ~/overlay (views with contact painted); computed only while subscribed", False),
@@ -90,7 +92,7 @@ def _descriptor(name: str, default, description: str, read_only: bool) -> Parame
     d = ParameterDescriptor(name=name, description=description, read_only=read_only)
     if name == "contact_threshold":
         d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
-    elif name in ("max_rate_hz", "diagnostics_period"):
+    elif name in ("max_rate_hz", "diagnostics_period", "camera_info_wait"):
         d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)]
     return d
 
@@ -183,6 +185,8 @@ class ContactNode(Node):
         self._markers = MarkerBuilder(max_faces=int(p["marker_max_faces"]), threshold=self._threshold)
         self._K = None
         self._K_size = None
+        self._K_ready = threading.Event()  # set by the first valid CameraInfo
+        self._K_first_wait = float(p["camera_info_wait"])  # spent (0) once the first frame has been handled
         self._depth = None
         self.add_on_set_parameters_callback(self._on_parameters)
 
@@ -193,7 +197,7 @@ class ContactNode(Node):
                 "as UDP fragments and many are lost; export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m "
                 "interactvlm_ros.ros.dds) in the camera driver's and this node's environment (docs/node.md)")
         self.create_subscription(Image, "image", self._on_image, qos)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self.create_subscription(Image, "depth", self._on_depth, qos)
         self.create_subscription(String, "~/object_label", self._on_label, 10)
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
@@ -257,6 +261,7 @@ class ContactNode(Node):
             return
         with self._state_lock:
             self._K, self._K_size = K, (int(msg.width), int(msg.height))
+        self._K_ready.set()
 
     def _on_depth(self, msg: Image) -> None:
         try:
@@ -430,6 +435,25 @@ class ContactNode(Node):
         for fb in names:
             self.stats.fallback(fb)
 
+    def _wait_first_camera_info(self) -> None:
+        """Once, before the first frame's inference: wait up to ``camera_info_wait`` s for the first CameraInfo when
+        camera_info has a publisher. A driver publishes both beside each other, but the first image can be taken
+        before the first CameraInfo has arrived; that frame would then use default intrinsics, and with
+        ``reconstruct:=true`` its cold fit (seconds) would be thrown away when the real intrinsics arrive (a new K
+        restarts the track). Never waits without a publisher (a webcam without calibration)."""
+        timeout, self._K_first_wait = self._K_first_wait, 0.0
+        topic = self._info_sub.topic_name
+        if self._K_ready.is_set() or self.count_publishers(topic) == 0:
+            return
+        t0 = time.monotonic()
+        if self._K_ready.wait(timeout):
+            self.get_logger().debug(f"first image waited {1e3 * (time.monotonic() - t0):.0f} ms for {topic}")
+            return
+        msg = (f"no CameraInfo on {topic} within camera_info_wait={timeout:g} s of the first image although it has "
+               "a publisher: default intrinsics until one arrives")
+        self.stats.fallback(msg)
+        self.get_logger().warning(f"fallback: {msg}")
+
     def _out_header(self, msg_header) -> Header:
         h = Header()
         h.stamp = msg_header.stamp
@@ -461,6 +485,8 @@ class ContactNode(Node):
                t_observed: float) -> None:
         t_infer = time.monotonic()
         h, w = rgb.shape[:2]
+        if self._K_first_wait > 0:
+            self._wait_first_camera_info()
         with self._state_lock:
             label, mesh, K, K_size, depth = self._label, self._mesh, self._K, self._K_size, self._depth
         if K is not None and K_size not in ((w, h), (0, 0)):
