@@ -111,3 +111,37 @@ def test_reconstruction_outputs_published_and_tracked(recon_node):
     assert int(d["reconstruction/cold_start_pending"]) >= pending and int(d["reconstruction/late"]) >= 1, d
     assert float(d["stage_ms/reconstruct"]) > 0
     assert proc.poll() is None
+
+
+def test_depth_is_paired_with_its_image_by_stamp(recon_node):
+    """Each image takes the depth image of its own stamp (``depth_max_dt``); a depth of another moment (here 2 s
+    older: a depth camera that stopped) is not used — counted ``depth/unmatched``, a named fallback logged once —
+    instead of the last depth received, however old."""
+    proc, client, log, rgb = recon_node
+    h, w = rgb.shape[:2]
+
+    def depth(sec):
+        m = conv.numpy_to_image(np.full((h, w), 2.5, np.float32), "32FC1")
+        m.header.stamp, m.header.frame_id = client.stamp(sec, 0), FRAME
+        return m
+
+    def counter(key):
+        return int(client.last_diagnostics().get(key, 0))
+
+    matched, unmatched = counter("depth/matched"), counter("depth/unmatched")
+    client.pub_depth.publish(depth(8000))
+    time.sleep(0.5)  # received before its image (the node would also wait up to depth_max_dt for it in flight)
+    _frame(client, rgb, 8000, 60.0)
+    assert client.wait_for(lambda: counter("depth/matched") == matched + 1, 10.0), client.last_diagnostics()
+    assert counter("depth/unmatched") == unmatched
+    client.pub_depth.publish(depth(8001 - 2))
+    time.sleep(0.5)
+    for sec in (8001, 8002):  # no depth of theirs: fitted without depth (the 2 s old one is not used)
+        _frame(client, rgb, sec, 60.0)
+    assert client.wait_for(lambda: counter("depth/unmatched") == unmatched + 2, 10.0), client.last_diagnostics()
+    assert counter("depth/matched") == matched + 1
+    d = client.last_diagnostics()
+    assert any(k.startswith("fallback/") and "no depth image within depth_max_dt=0.05 s" in v for k, v in d.items()), d
+    lines = [x for x in log.read_text().splitlines() if "fallback: depth: no depth image" in x]
+    assert len(lines) == 1 and "[WARN]" in lines[0] and "nearest depth -1.000 s" in lines[0], lines
+    assert proc.poll() is None

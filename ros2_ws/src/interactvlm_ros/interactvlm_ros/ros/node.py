@@ -19,7 +19,8 @@ Perception of frame N+1 overlaps inference of frame N and the visuals of frame N
 onnxruntime and torch release the GIL), which is what makes 15 Hz possible on 2 cores.
 
 Topics (all remappable; ``~`` = the node's namespace/name):
-    sub  image (sensor_msgs/Image), camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m),
+    sub  image (sensor_msgs/Image), camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m; paired with
+         each image by stamp, ``ros/sync.py``),
          ~/object_label (std_msgs/String), ~/object_mesh (std_msgs/String, path; "" = library mesh)
     pub  ~/markers (MarkerArray), ~/human_contacts, ~/object_contacts (PointCloud2: x y z contact),
          ~/overlay (Image rgb8), /diagnostics (DiagnosticArray),
@@ -54,6 +55,7 @@ from . import cdr
 from . import conversions as conv
 from . import dds
 from . import logbridge
+from . import sync
 from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
 
@@ -83,6 +85,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "reconstruct_cold_start": ("background", "background: a cold fit (seconds; first frame, lost track) runs beside the "
                                "contact estimation, which keeps publishing | inline: every output waits for it", True),
     "marker_max_faces": (2000, "faces per displayed mesh (decimated for RViz; 0 = full mesh)", False),
+    "depth_max_dt": (0.05, "seconds between an image's stamp and its depth's for the pair (nearest stamp; the frame "
+                     "waits that long for a depth still in flight); none that close: fitted without depth", False),
     "depth_allow_nonfinite": (False, "accept NaN/inf pixels in 32FC1 depth (REP 118 sensors) instead of rejecting the frame", False),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
 }
@@ -92,7 +96,7 @@ def _descriptor(name: str, default, description: str, read_only: bool) -> Parame
     d = ParameterDescriptor(name=name, description=description, read_only=read_only)
     if name == "contact_threshold":
         d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
-    elif name in ("max_rate_hz", "diagnostics_period", "camera_info_wait"):
+    elif name in ("max_rate_hz", "diagnostics_period", "camera_info_wait", "depth_max_dt"):
         d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)]
     return d
 
@@ -187,7 +191,8 @@ class ContactNode(Node):
         self._K_size = None
         self._K_ready = threading.Event()  # set by the first valid CameraInfo
         self._K_first_wait = float(p["camera_info_wait"])  # spent (0) once the first frame has been handled
-        self._depth = None
+        self._depths = sync.StampedBuffer(8)  # the newest depth images by stamp: each image takes its own
+        self._depth_max_dt = float(p["depth_max_dt"])
         self.add_on_set_parameters_callback(self._on_parameters)
 
         qos = image_qos(str(p["image_qos"]))
@@ -269,8 +274,7 @@ class ContactNode(Node):
         except conv.InputError as exc:
             self._bad(exc)
             return
-        with self._state_lock:
-            self._depth = d
+        self._depths.put(sync.stamp_ns(msg.header), d)
 
     def _set_label(self, value, source: str) -> str | None:
         try:
@@ -342,6 +346,11 @@ class ContactNode(Node):
                     err = "marker_max_faces must be an integer >= 0"
                 else:
                     self._markers.max_faces = value
+            elif name == "depth_max_dt":
+                if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
+                    err = "depth_max_dt must be a float >= 0"
+                else:
+                    self._depth_max_dt = value
             elif name == "depth_allow_nonfinite":
                 self._allow_nonfinite = bool(value)
             if err:
@@ -454,6 +463,25 @@ class ContactNode(Node):
         self.stats.fallback(msg)
         self.get_logger().warning(f"fallback: {msg}")
 
+    def _depth_for(self, header):
+        """This image's depth: the buffered depth image with the nearest stamp within ``depth_max_dt`` (waiting up to
+        that long for one still in flight while the depth stream is live), else None: a frame is never fitted with
+        another moment's depth (a depth camera that stopped is not used on). /diagnostics ``depth/matched``,
+        ``depth/unmatched``; the first unmatched frame logs a named fallback with its offset."""
+        tol = self._depth_max_dt
+        depth, offset = self._depths.nearest(sync.stamp_ns(header), int(round(tol * 1e9)), wait_s=tol)
+        if offset is None:  # no depth stream
+            return None
+        if depth is None:
+            self.stats.inc("depth_unmatched")
+            fb = f"depth: no depth image within depth_max_dt={tol:g} s of an image's stamp: such frames fitted without depth"
+            if fb not in self.stats.fallbacks:  # logged once (per tolerance), counted every frame
+                self.get_logger().warning(f"fallback: {fb} (this one: nearest depth {offset / 1e9:+.3f} s)")
+                self.stats.fallback(fb)
+            return None
+        self.stats.inc("depth_matched")
+        return depth
+
     def _out_header(self, msg_header) -> Header:
         h = Header()
         h.stamp = msg_header.stamp
@@ -488,7 +516,8 @@ class ContactNode(Node):
         if self._K_first_wait > 0:
             self._wait_first_camera_info()
         with self._state_lock:
-            label, mesh, K, K_size, depth = self._label, self._mesh, self._K, self._K_size, self._depth
+            label, mesh, K, K_size = self._label, self._mesh, self._K, self._K_size
+        depth = self._depth_for(msg.header) if getattr(self.estimator, "reconstruct", False) else None  # fit only
         if K is not None and K_size not in ((w, h), (0, 0)):
             self.stats.fallback(f"camera_info is {K_size[0]}x{K_size[1]} but images are {w}x{h}: intrinsics ignored")
             K = None
