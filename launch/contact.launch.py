@@ -13,7 +13,8 @@ installed.
 ARGUMENTS = {
     "image": ("/camera/image_raw", "camera image topic (sensor_msgs/Image)"),
     "camera_info": ("/camera/camera_info", "camera info topic (sensor_msgs/CameraInfo)"),
-    "depth": ("/camera/depth/image_rect_raw", "depth image topic (16UC1 mm or 32FC1 m; optional)"),
+    "depth": ("/camera/aligned_depth_to_color/image_raw",
+              "depth image registered to the colour image (16UC1 mm or 32FC1 m; optional)"),
     "object_label": ("ball", "object the person interacts with"),
     "model": ("default", "'default' (embedded model) or a model path"),
     "backend": ("auto", "auto | tensorrt | onnxruntime | torch"),
