@@ -2,12 +2,14 @@
 
     python -m interactvlm_ros.ros.demo                       # tests/data photo, default model, 20 s
     python -m interactvlm_ros.ros.demo --source clip.mp4 --label cup --seconds 30 --rate 10
+    python -m interactvlm_ros.ros.demo --reconstruct --seconds 40   # + object pose, grip poses, free grasp regions
     python -m interactvlm_ros.ros.demo --model /models/interactvlm-3d-hcontact-damon --assets /data/hcontact_vitruvian
 
 Starts ``interactvlm-contact-node`` as a subprocess (its log goes to stderr), waits until its
 /diagnostics say the model is loaded, starts ``interactvlm-replay`` as a subprocess, and prints one line
 per message the node publishes (type, stamp, frame, sizes). Stops after ``--seconds`` and prints a
-summary; exit code 0 when markers and both contact clouds were received, 1 otherwise.
+summary; exit code 0 when markers and both contact clouds (with ``--reconstruct`` also object poses) were received,
+1 otherwise.
 Runs on its own ROS domain (``--domain-id``, default 42) on localhost only, so it does not disturb a robot.
 """
 from __future__ import annotations
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--load-timeout", type=float, default=300.0, help="seconds to wait for the model to load")
     ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42") or 42))
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
+    ap.add_argument("--reconstruct", action="store_true",
+                    help="reconstruct:=true: also object pose, grip poses and free grasp regions (the first fit is cold: "
+                         "seconds on a CPU, run beside the contact stream; give --seconds 40 or more)")
     ap.add_argument("--qos", choices=("reliable", "sensor_data"), default="reliable",
                     help="image QoS (reliable: no frames lost between processes on one host; sensor_data: best effort, "
                          "run with the package's Fast DDS shared-memory profile unless one is set; see docs/node.md)")
@@ -73,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 "-p", f"image_qos:={args.qos}"]
     if args.assets:
         node_cmd += ["-p", f"assets:={args.assets}"]
+    if args.reconstruct:
+        node_cmd += ["-p", "reconstruct:=true"]
     print(f"demo: starting node: {' '.join(node_cmd)}", flush=True)
     node = subprocess.Popen(node_cmd, env=env, preexec_fn=die_with_parent)
     replay = None
@@ -101,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             stop_process(replay)
             time.sleep(0.5)
             d = client.last_diagnostics()
-            counts = {k: client.count(k) for k in ("markers", "human_contacts", "object_contacts", "overlay", "diagnostics")}
+            kinds = ("markers", "human_contacts", "object_contacts", "overlay")
+            kinds += ("object_pose", "human_grip_poses", "free_grasp_regions") * args.reconstruct + ("diagnostics",)
+            counts = {k: client.count(k) for k in kinds}
         finally:
             stop_process(node)
             client.close()
@@ -109,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo node diagnostics: received={d.get('frames_received')} processed={d.get('frames_processed')} "
           f"dropped={d.get('frames_dropped')} bad_input={d.get('frames_bad_input')} "
           f"latency p50={d.get('latency_ms_p50')} ms p95={d.get('latency_ms_p95')} ms rate={d.get('output_rate_hz')} Hz")
+    if args.reconstruct:
+        print("demo reconstruction: " + " ".join(f"{k}={v}" for k, v in d.items() if k.startswith("reconstruction/"))
+              + f" stage_ms/reconstruct={d.get('stage_ms/reconstruct')}")
     ok = counts["markers"] > 0 and counts["human_contacts"] > 0 and counts["object_contacts"] > 0
+    ok = ok and (not args.reconstruct or counts["object_pose"] > 0)
     return 0 if ok else 1
 
 
