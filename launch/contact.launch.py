@@ -2,7 +2,7 @@
 
     ros2 launch interactvlm_ros contact.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info object_label:=cup
-    # arguments: image camera_info depth object_label model backend params_file rviz
+    # arguments: image camera_info depth object_mask object_label model backend params_file rviz
 
 Parameters come from ``params_file`` (default: the installed config/contact.yaml); the launch arguments
 object_label / model / backend override it. The imports are inside ``generate_launch_description`` so
@@ -15,6 +15,8 @@ ARGUMENTS = {
     "camera_info": ("/camera/camera_info", "camera info topic (sensor_msgs/CameraInfo)"),
     "depth": ("/camera/aligned_depth_to_color/image_raw",
               "depth image registered to the colour image (16UC1 mm or 32FC1 m; optional)"),
+    "object_mask": ("/interactvlm/object_mask", "object mask from a segmentation node (mono8, nonzero = object, "
+                    "the image's size and stamp; optional)"),
     "object_label": ("ball", "object the person interacts with"),
     "model": ("default", "'default' (embedded model) or a model path"),
     "backend": ("auto", "auto | tensorrt | onnxruntime | torch"),
@@ -47,7 +49,7 @@ def generate_launch_description():
         parameters=[cfg["params_file"],
                     # value_type=str: a label like "123" must stay a string parameter
                     {k: ParameterValue(cfg[k], value_type=str) for k in ("object_label", "model", "backend")}],
-        remappings=[("image", cfg["image"]), ("camera_info", cfg["camera_info"]), ("depth", cfg["depth"])],
+        remappings=[(name, cfg[name]) for name in ("image", "camera_info", "depth", "object_mask")],
     )
     rviz = Node(
         package="rviz2",

@@ -71,6 +71,15 @@ def test_rgb8_conversion_channel_orders():
     np.testing.assert_array_equal(conv.image_to_rgb8(_msg(m16, "mono16", big=True))[:, :, 0], [[0, 0, 1, 255]])
 
 
+def test_object_mask_nonzero_is_object_and_only_8_bit_single_channel():
+    m = np.array([[0, 1, 255], [0, 0, 7]], np.uint8)
+    for enc in ("mono8", "8UC1"):
+        np.testing.assert_array_equal(conv.mask_to_bool(_msg(m, enc, pad=3)), m != 0)
+    with pytest.raises(conv.InputError, match="mono8 or 8UC1") as ei:
+        conv.mask_to_bool(_msg(np.zeros((2, 3), np.uint16), "16UC1"))
+    assert ei.value.reason == "bad_object_mask"
+
+
 def test_depth_units_and_invalid_values():
     mm = np.array([[0, 1000, 2500]], np.uint16)
     d = conv.depth_to_metres(_msg(mm, "16UC1", big=True))

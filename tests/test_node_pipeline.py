@@ -142,6 +142,8 @@ def test_bad_label_mesh_K_depth(est, test_data, tmp_path):
     K[0, 0] = np.nan
     assert est.estimate(img, "ball", K=K).status == "bad_input"
     assert est.estimate(img, "ball", depth=np.zeros((2, 3, 4))).status == "bad_input"
+    res = est.estimate(img, "ball", object_mask=np.ones((4, 4), bool))
+    assert res.status == "bad_input" and "object_mask must be HxW like the image" in res.message
     assert est.estimate(img, "ball").status == "ok"  # still fine afterwards
 
 

@@ -12,6 +12,8 @@ rclpy = pytest.importorskip("rclpy")
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("anny")
 
+from sensor_msgs.msg import Image  # noqa: E402
+
 from interactvlm_ros.ros import conversions as conv  # noqa: E402
 from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process  # noqa: E402
 
@@ -141,7 +143,47 @@ def test_depth_is_paired_with_its_image_by_stamp(recon_node):
     assert client.wait_for(lambda: counter("depth/unmatched") == unmatched + 2, 10.0), client.last_diagnostics()
     assert counter("depth/matched") == matched + 1
     d = client.last_diagnostics()
-    assert any(k.startswith("fallback/") and "no depth image within depth_max_dt=0.05 s" in v for k, v in d.items()), d
-    lines = [x for x in log.read_text().splitlines() if "fallback: depth: no depth image" in x]
-    assert len(lines) == 1 and "[WARN]" in lines[0] and "nearest depth -1.000 s" in lines[0], lines
+    assert any(k.startswith("fallback/") and "depth: none within depth_max_dt=0.05 s" in v for k, v in d.items()), d
+    lines = [x for x in log.read_text().splitlines() if "fallback: depth: none within" in x]
+    assert len(lines) == 1 and "[WARN]" in lines[0] and "nearest -1.000 s" in lines[0], lines
+    assert proc.poll() is None
+
+
+def test_object_mask_topic_is_used_by_the_fit(recon_node):
+    """``object_mask`` (a segmentation node's mono8 mask, paired by stamp): a mask of the ball keeps the tracked object
+    where it was; an empty mask says the object is not in view — no poses for that frame (``object_not_visible``)."""
+    proc, client, log, rgb = recon_node
+    h, w = rgb.shape[:2]
+    pub = client.node.create_publisher(Image, "object_mask", 5)
+    assert client.wait_for(lambda: pub.get_subscription_count() > 0, 10.0)
+
+    def counter(key):
+        return int(client.last_diagnostics().get(key, 0))
+
+    last = client.messages("object_pose")[-1].pose.position  # the tracked ball (frames of the tests above)
+    K = conv.default_K(w, h)  # what the client's CameraInfo carries
+    u, v = K[0, 0] * last.x / last.z + K[0, 2], K[1, 1] * last.y / last.z + K[1, 2]
+    disk = np.zeros((h, w), np.uint8)
+    cv2.circle(disk, (int(round(u)), int(round(v))), int(round(0.11 * K[0, 0] / last.z)), 255, -1)
+
+    def send(sec, mask):
+        m = conv.numpy_to_image(mask, "mono8")
+        m.header.stamp, m.header.frame_id = client.stamp(sec, 0), FRAME
+        pub.publish(m)
+        time.sleep(0.5)  # a mask is not waited for: it must be there when its frame is fitted
+        return _frame(client, rgb, sec, 60.0)
+
+    bad = counter("bad_input/bad_object_mask")
+    pub.publish(conv.numpy_to_image(np.zeros((h, w), np.uint16), "16UC1"))  # not a mask: named, counted, skipped
+    assert client.wait_for(lambda: counter("bad_input/bad_object_mask") == bad + 1, 10.0), client.last_diagnostics()
+    assert any("mono8 or 8UC1" in x for x in log.read_text().splitlines())
+    matched, hidden = counter("object_mask/matched"), counter("reconstruction/object_not_visible")
+    out = send(8100, disk)
+    assert set(out) == set(RECON), (sorted(out), client.last_diagnostics())
+    p = out["object_pose"].pose.position
+    assert np.linalg.norm([p.x - last.x, p.y - last.y, p.z - last.z]) < 0.15, (p, last)
+    out = send(8101, np.zeros((h, w), np.uint8))  # the segmenter sees no object
+    assert out == {}
+    assert client.wait_for(lambda: counter("object_mask/matched") == matched + 2, 10.0), client.last_diagnostics()
+    assert counter("reconstruction/object_not_visible") == hidden + 1
     assert proc.poll() is None

@@ -363,15 +363,17 @@ class ContactEstimator:
 
     # ------------------------------------------------------------------------------- per frame
     def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None,
-                 observation=None, frame_tag=None) -> ContactResult:
+                 observation=None, frame_tag=None, object_mask=None) -> ContactResult:
         """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message.
 
         ``observation``: this image's human perception from :meth:`observe` (then perception is not run
-        again; its time is reported as ``timings['perception']``). ``frame_tag``: anything naming this frame (the
+        again; its time is reported as ``timings['perception']``). ``object_mask``: [H,W] bool (nonzero = object)
+        for the reconstruction's silhouette term, e.g. from a segmentation node (None: estimated near the contact;
+        an empty mask: ``object_not_visible``). ``frame_tag``: anything naming this frame (the
         node: its header), returned with its reconstruction when a background cold fit of it finishes later
         (``ContactResult.late_reconstruction``)."""
         with self._lock:
-            res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation, frame_tag)
+            res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation, frame_tag, object_mask)
             if self.tracker is not None:  # any frame (with a person or not) hands over a finished background fit
                 res.late_reconstruction = self.tracker.take_completed()
             return res
@@ -405,7 +407,8 @@ class ContactEstimator:
         return ContactResult(status=status, message=message, object_label=label, model=self.model_name,
                              backend=self.backend, **kw)
 
-    def _estimate(self, image, label, mesh_path, depth, K, observation=None, frame_tag=None) -> ContactResult:
+    def _estimate(self, image, label, mesh_path, depth, K, observation=None, frame_tag=None,
+                  object_mask=None) -> ContactResult:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         err = _check_image(image)
@@ -422,6 +425,11 @@ class ContactEstimator:
             depth = np.asarray(depth, dtype=np.float32)
             if depth.ndim != 2:
                 return self._result("bad_input", f"depth must be HxW, got shape {depth.shape}", label)
+        if object_mask is not None:
+            object_mask = np.asarray(object_mask) != 0
+            if object_mask.shape != image.shape[:2]:
+                return self._result("bad_input", f"object_mask must be HxW like the image {image.shape[:2]}, got shape "
+                                    f"{object_mask.shape}", label)
 
         t = time.perf_counter()
         try:
@@ -517,9 +525,10 @@ class ContactEstimator:
                         self.tracker.reset()
                         self._track_key = key
                     res.reconstruction = self.tracker.update(image, observation, res, depth=depth, K=K,
-                                                             tag=frame_tag)
+                                                             object_mask=object_mask, tag=frame_tag)
                 else:
-                    res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K)
+                    res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K,
+                                                                object_mask=object_mask)
             except Exception as exc:  # reconstruction failing must not lose the contact result
                 if self.tracker is not None:
                     self.tracker.reset()

@@ -37,6 +37,7 @@ ENCODINGS: dict[str, tuple[str, int, str]] = {
 }
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "8UC4", "16UC1")
 DEPTH_ENCODINGS = ("16UC1", "32FC1", "mono16")
+MASK_ENCODINGS = ("mono8", "8UC1")
 
 #: largest accepted image (pixels); a bigger header is rejected before any buffer is touched
 MAX_PIXELS = 8192 * 8192
@@ -195,6 +196,15 @@ def depth_to_metres(msg, allow_nonfinite: bool = False, what: str = "depth Image
     if (out[~bad] < 0).any():
         raise InputError(f"{what} has negative depth values; depth must be >= 0 metres", "bad_depth")
     return out
+
+
+def mask_to_bool(msg, what: str = "object_mask Image") -> np.ndarray:
+    """Decode an object mask (a segmentation node's output: mono8 / 8UC1, nonzero = object) to bool HxW."""
+    arr, enc = image_to_numpy(msg, what)
+    if enc not in MASK_ENCODINGS:
+        raise InputError(f"{what}.encoding is {enc}; an object mask must be mono8 or 8UC1 (nonzero = object)",
+                         "bad_object_mask")
+    return arr.reshape(arr.shape[0], arr.shape[1]) != 0
 
 
 def numpy_to_image(arr: np.ndarray, encoding: str, header=None):

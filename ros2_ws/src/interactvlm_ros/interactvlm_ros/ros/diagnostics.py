@@ -126,9 +126,10 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
             kv.append((f"perception/{key}", str(c[key])))
     for key in sorted(k for k in c if k.startswith("reconstruction_")):  # <status>, warm, resets (reconstruct:=true)
         kv.append((f"reconstruction/{key[len('reconstruction_'):]}", str(c[key])))
-    for key in ("matched", "unmatched"):  # depth paired with the image by stamp (depth_max_dt), when depth streams
-        if f"depth_{key}" in c:
-            kv.append((f"depth/{key}", str(c[f"depth_{key}"])))
+    for stream in ("depth", "object_mask"):  # paired with the image by stamp (<stream>_max_dt), once they stream
+        for key in ("matched", "unmatched"):
+            if f"{stream}_{key}" in c:
+                kv.append((f"{stream}/{key}", str(c[f"{stream}_{key}"])))
     for key in ("published", "skipped"):  # visuals thread: markers/overlay built, results replaced before
         kv.append((f"markers/{key}", str(c.get(f"markers_{key}", 0))))
     for reason, n in sorted(snap["bad_input"].items()):

@@ -19,8 +19,9 @@ Perception of frame N+1 overlaps inference of frame N and the visuals of frame N
 onnxruntime and torch release the GIL), which is what makes 15 Hz possible on 2 cores.
 
 Topics (all remappable; ``~`` = the node's namespace/name):
-    sub  image (sensor_msgs/Image), camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m; paired with
-         each image by stamp, ``ros/sync.py``),
+    sub  image (sensor_msgs/Image), camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m) and
+         object_mask (Image mono8, nonzero = object; a segmentation node's) — both paired with each image by stamp
+         (``ros/sync.py``) and used by the reconstruction,
          ~/object_label (std_msgs/String), ~/object_mesh (std_msgs/String, path; "" = library mesh)
     pub  ~/markers (MarkerArray), ~/human_contacts, ~/object_contacts (PointCloud2: x y z contact),
          ~/overlay (Image rgb8), /diagnostics (DiagnosticArray),
@@ -87,6 +88,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "marker_max_faces": (2000, "faces per displayed mesh (decimated for RViz; 0 = full mesh)", False),
     "depth_max_dt": (0.05, "seconds between an image's stamp and its depth's for the pair (nearest stamp; the frame "
                      "waits that long for a depth still in flight); none that close: fitted without depth", False),
+    "object_mask_max_dt": (0.2, "seconds between an image's stamp and its object mask's for the pair (nearest stamp, "
+                           "not waited for); none that close: the mask is estimated near the contact", False),
     "depth_allow_nonfinite": (False, "accept NaN/inf pixels in 32FC1 depth (REP 118 sensors) instead of rejecting the frame", False),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
 }
@@ -96,7 +99,7 @@ def _descriptor(name: str, default, description: str, read_only: bool) -> Parame
     d = ParameterDescriptor(name=name, description=description, read_only=read_only)
     if name == "contact_threshold":
         d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
-    elif name in ("max_rate_hz", "diagnostics_period", "camera_info_wait", "depth_max_dt"):
+    elif name in ("max_rate_hz", "diagnostics_period", "camera_info_wait", "depth_max_dt", "object_mask_max_dt"):
         d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)]
     return d
 
@@ -193,6 +196,8 @@ class ContactNode(Node):
         self._K_first_wait = float(p["camera_info_wait"])  # spent (0) once the first frame has been handled
         self._depths = sync.StampedBuffer(8)  # the newest depth images by stamp: each image takes its own
         self._depth_max_dt = float(p["depth_max_dt"])
+        self._masks = sync.StampedBuffer(8)  # the newest object masks (a segmentation node's) by stamp
+        self._mask_max_dt = float(p["object_mask_max_dt"])
         self.add_on_set_parameters_callback(self._on_parameters)
 
         qos = image_qos(str(p["image_qos"]))
@@ -204,6 +209,7 @@ class ContactNode(Node):
         self.create_subscription(Image, "image", self._on_image, qos)
         self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self.create_subscription(Image, "depth", self._on_depth, qos)
+        self.create_subscription(Image, "object_mask", self._on_object_mask, qos)
         self.create_subscription(String, "~/object_label", self._on_label, 10)
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 5)
@@ -276,6 +282,14 @@ class ContactNode(Node):
             return
         self._depths.put(sync.stamp_ns(msg.header), d)
 
+    def _on_object_mask(self, msg: Image) -> None:
+        try:
+            m = conv.mask_to_bool(msg)
+        except conv.InputError as exc:
+            self._bad(exc)
+            return
+        self._masks.put(sync.stamp_ns(msg.header), m)
+
     def _set_label(self, value, source: str) -> str | None:
         try:
             label = conv.validate_label(value, f"object_label ({source})")
@@ -346,11 +360,13 @@ class ContactNode(Node):
                     err = "marker_max_faces must be an integer >= 0"
                 else:
                     self._markers.max_faces = value
-            elif name == "depth_max_dt":
+            elif name in ("depth_max_dt", "object_mask_max_dt"):
                 if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
-                    err = "depth_max_dt must be a float >= 0"
-                else:
+                    err = f"{name} must be a float >= 0"
+                elif name == "depth_max_dt":
                     self._depth_max_dt = value
+                else:
+                    self._mask_max_dt = value
             elif name == "depth_allow_nonfinite":
                 self._allow_nonfinite = bool(value)
             if err:
@@ -463,24 +479,28 @@ class ContactNode(Node):
         self.stats.fallback(msg)
         self.get_logger().warning(f"fallback: {msg}")
 
-    def _depth_for(self, header):
-        """This image's depth: the buffered depth image with the nearest stamp within ``depth_max_dt`` (waiting up to
-        that long for one still in flight while the depth stream is live), else None: a frame is never fitted with
-        another moment's depth (a depth camera that stopped is not used on). /diagnostics ``depth/matched``,
-        ``depth/unmatched``; the first unmatched frame logs a named fallback with its offset."""
-        tol = self._depth_max_dt
-        depth, offset = self._depths.nearest(sync.stamp_ns(header), int(round(tol * 1e9)), wait_s=tol)
-        if offset is None:  # no depth stream
+    def _paired(self, stream: str, header):
+        """This image's item of a stream paired by stamp (``depth``: ``depth_max_dt``, waited for that long while in
+        flight and the stream is live; ``object_mask``: ``object_mask_max_dt``, not waited for — a segmenter's mask
+        comes a model's run after its image), else None: a frame is never fitted with another moment's depth or mask
+        (a depth camera or segmenter that stopped is not used on). /diagnostics ``<stream>/matched``,
+        ``<stream>/unmatched``; the first unmatched frame logs a named fallback with its offset."""
+        buffer, tol, wait, without = {
+            "depth": (self._depths, self._depth_max_dt, self._depth_max_dt, "fitted without depth"),
+            "object_mask": (self._masks, self._mask_max_dt, 0.0, "their object mask estimated near the contact"),
+        }[stream]
+        value, offset = buffer.nearest(sync.stamp_ns(header), int(round(tol * 1e9)), wait_s=wait)
+        if offset is None:  # the stream has sent nothing
             return None
-        if depth is None:
-            self.stats.inc("depth_unmatched")
-            fb = f"depth: no depth image within depth_max_dt={tol:g} s of an image's stamp: such frames fitted without depth"
+        if value is None:
+            self.stats.inc(f"{stream}_unmatched")
+            fb = f"{stream}: none within {stream}_max_dt={tol:g} s of an image's stamp: such frames {without}"
             if fb not in self.stats.fallbacks:  # logged once (per tolerance), counted every frame
-                self.get_logger().warning(f"fallback: {fb} (this one: nearest depth {offset / 1e9:+.3f} s)")
+                self.get_logger().warning(f"fallback: {fb} (this one: nearest {offset / 1e9:+.3f} s)")
                 self.stats.fallback(fb)
             return None
-        self.stats.inc("depth_matched")
-        return depth
+        self.stats.inc(f"{stream}_matched")
+        return value
 
     def _out_header(self, msg_header) -> Header:
         h = Header()
@@ -517,14 +537,21 @@ class ContactNode(Node):
             self._wait_first_camera_info()
         with self._state_lock:
             label, mesh, K, K_size = self._label, self._mesh, self._K, self._K_size
-        depth = self._depth_for(msg.header) if getattr(self.estimator, "reconstruct", False) else None  # fit only
+        fit = bool(getattr(self.estimator, "reconstruct", False))  # depth and object mask serve the fit only
+        depth = self._paired("depth", msg.header) if fit else None
+        mask = self._paired("object_mask", msg.header) if fit else None
         if K is not None and K_size not in ((w, h), (0, 0)):
             self.stats.fallback(f"camera_info is {K_size[0]}x{K_size[1]} but images are {w}x{h}: intrinsics ignored")
             K = None
         if depth is not None and depth.shape != (h, w):
             self.stats.fallback(f"depth is {depth.shape[1]}x{depth.shape[0]} but images are {w}x{h}: depth ignored")
             depth = None
+        if mask is not None and mask.shape != (h, w):
+            self.stats.fallback(f"object_mask is {mask.shape[1]}x{mask.shape[0]} but images are {w}x{h}: mask ignored")
+            mask = None
         kw = {"observation": observation} if observation is not None else {}
+        if mask is not None:
+            kw["object_mask"] = mask
         header = self._out_header(msg.header)
         result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K, frame_tag=header, **kw)
         self._sync_fallbacks()
