@@ -1,4 +1,4 @@
-"""Pairing a second stream with the images by header stamp (the node's depth).
+"""Pairing another stream with the images by header stamp (the node's depth and object mask).
 
 ``StampedBuffer`` keeps the newest few stamped items of a stream; ``nearest`` gives the one whose stamp is closest to
 an image's, within a tolerance, and may wait briefly for one still in flight. Written here rather than taken from
