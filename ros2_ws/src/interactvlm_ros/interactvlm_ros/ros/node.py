@@ -275,20 +275,20 @@ class ContactNode(Node):
         self._K_ready.set()
 
     def _on_depth(self, msg: Image) -> None:
-        try:
-            d = conv.depth_to_metres(msg, allow_nonfinite=self._allow_nonfinite)
-        except conv.InputError as exc:
-            self._bad(exc)
-            return
-        self._depths.put(sync.stamp_ns(msg.header), d)
+        self._buffer(self._depths, msg, lambda m: conv.depth_to_metres(m, allow_nonfinite=self._allow_nonfinite))
 
     def _on_object_mask(self, msg: Image) -> None:
+        self._buffer(self._masks, msg, conv.mask_to_bool)
+
+    def _buffer(self, buffer: sync.StampedBuffer, msg: Image, decode) -> None:
+        """A stream paired with the images by stamp (depth, object mask): decoded into its buffer; a bad message is
+        named, counted and skipped."""
         try:
-            m = conv.mask_to_bool(msg)
+            value = decode(msg)
         except conv.InputError as exc:
             self._bad(exc)
             return
-        self._masks.put(sync.stamp_ns(msg.header), m)
+        buffer.put(sync.stamp_ns(msg.header), value)
 
     def _set_label(self, value, source: str) -> str | None:
         try:
