@@ -2,10 +2,11 @@
 
     ros2 launch interactvlm_ros contact.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info object_label:=cup
-    # arguments: image camera_info depth object_mask object_label model backend params_file rviz
+    # arguments: image camera_info depth object_mask image_transport depth_transport object_label model backend
+    #            params_file rviz
 
 Parameters come from ``params_file`` (default: the installed config/contact.yaml); the launch arguments
-object_label / model / backend override it. The imports are inside ``generate_launch_description`` so
+image_transport / depth_transport / object_label / model / backend override it. The imports are inside ``generate_launch_description`` so
 that this file can be imported (and its arguments inspected) where ``launch``/``launch_ros`` are not
 installed.
 """
@@ -17,6 +18,8 @@ ARGUMENTS = {
               "depth image registered to the colour image (16UC1 mm or 32FC1 m; optional)"),
     "object_mask": ("/interactvlm/object_mask", "object mask from a segmentation node (mono8, nonzero = object, "
                     "the image's size and stamp; optional)"),
+    "image_transport": ("raw", "raw | compressed (subscribe to <image>/compressed: image_transport's jpeg/png)"),
+    "depth_transport": ("raw", "raw | compressedDepth (subscribe to <depth>/compressedDepth: png)"),
     "object_label": ("ball", "object the person interacts with"),
     "model": ("default", "'default' (embedded model) or a model path"),
     "backend": ("auto", "auto | tensorrt | onnxruntime | torch"),
@@ -48,7 +51,8 @@ def generate_launch_description():
         emulate_tty=True,
         parameters=[cfg["params_file"],
                     # value_type=str: a label like "123" must stay a string parameter
-                    {k: ParameterValue(cfg[k], value_type=str) for k in ("object_label", "model", "backend")}],
+                    {k: ParameterValue(cfg[k], value_type=str)
+                     for k in ("image_transport", "depth_transport", "object_label", "model", "backend")}],
         remappings=[(name, cfg[name]) for name in ("image", "camera_info", "depth", "object_mask")],
     )
     rviz = Node(

@@ -15,7 +15,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "ros2_ws" / "src" / "interactvlm_ros"
 LAUNCH = REPO / "launch" / "contact.launch.py"
-LAUNCH_ARGS = {"image", "camera_info", "object_label", "model", "backend", "params_file"}
+LAUNCH_ARGS = {"image", "camera_info", "depth", "object_mask", "image_transport", "depth_transport", "object_label", "model",
+               "backend", "params_file"}
 
 
 def test_launch_file_declares_the_arguments():
@@ -87,6 +88,8 @@ def test_rviz_config_displays():
     assert all(c["Channel Name"] == "contact" and c["Color Transformer"] == "Intensity" for c in clouds)
     images = {d["Topic"]["Value"] for d in by_class["rviz_default_plugins/Image"]}
     assert "/interactvlm_contact/overlay" in images
+    assert by_class["rviz_default_plugins/Pose"][0]["Topic"]["Value"] == "/interactvlm_contact/object_pose"
+    assert by_class["rviz_default_plugins/PoseArray"][0]["Topic"]["Value"] == "/interactvlm_contact/human_grip_poses"
 
 
 def _tool(name: str) -> str | None:
@@ -125,34 +128,30 @@ def test_dockerfile_hadolint():
     assert "contact.launch.py" in text and "colcon build" in text
 
 
-def test_replay_publishes_video_frames_and_camera_info(test_data, monkeypatch):
-    pytest.importorskip("rclpy")
-    pytest.importorskip("cv2")
-    from sensor_msgs.msg import CameraInfo, Image
+def _run_replay(test_data, monkeypatch, subscriptions: dict, extra_args=()):
+    """interactvlm-replay of the test video (30 frames at 20 Hz, reliable) as a subprocess; ``subscriptions``:
+    name -> (message type, topic) recorded here. -> (received {name: [msg]}, replay output)."""
+    import time
 
-    from interactvlm_ros.ros import conversions as conv
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
     from interactvlm_ros.ros.listener import ros_env
 
     domain = 89
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    import rclpy
-    from rclpy.context import Context
-
     ctx = Context()
     rclpy.init(context=ctx, domain_id=domain)
     node = rclpy.create_node("replay_listener", context=ctx)
-    got = {"image": [], "info": []}
-    node.create_subscription(Image, "image", lambda m: got["image"].append(m), 50)
-    node.create_subscription(CameraInfo, "camera_info", lambda m: got["info"].append(m), 50)
+    got = {name: [] for name in subscriptions}
+    for name, (mtype, topic) in subscriptions.items():
+        node.create_subscription(mtype, topic, got[name].append, 50)
     proc = subprocess.Popen([sys.executable, "-m", "interactvlm_ros.ros.replay", str(test_data / "pedestrians_768x576_10fps.avi"),
                              "--rate", "20", "--max-frames", "30", "--frame-id", "replay_cam", "--qos", "reliable",
-                             "--wait-matching", "1", "--wait-timeout", "60"],
+                             "--wait-matching", "1", "--wait-timeout", "60", *extra_args],
                             env=ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        import time
-
-        from rclpy.executors import SingleThreadedExecutor
-
         ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
         t = time.monotonic()
@@ -169,6 +168,17 @@ def test_replay_publishes_video_frames_and_camera_info(test_data, monkeypatch):
     assert proc.returncode == 0, out
     assert "published 30 frames" in out
     assert "matched" not in out  # it did not give up waiting
+    return got, out
+
+
+def test_replay_publishes_video_frames_and_camera_info(test_data, monkeypatch):
+    pytest.importorskip("rclpy")
+    pytest.importorskip("cv2")
+    from sensor_msgs.msg import CameraInfo, Image
+
+    from interactvlm_ros.ros import conversions as conv
+
+    got, _ = _run_replay(test_data, monkeypatch, {"image": (Image, "image"), "info": (CameraInfo, "camera_info")})
     assert len(got["image"]) >= 5  # the camera_info match may still trail the image one
     img = got["image"][-1]
     assert (img.width, img.height, img.encoding, img.header.frame_id) == (768, 576, "rgb8", "replay_cam")
@@ -179,6 +189,36 @@ def test_replay_publishes_video_frames_and_camera_info(test_data, monkeypatch):
     stamps_img = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in got["image"]}
     stamps_info = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in got["info"]}
     assert stamps_img & stamps_info  # image and camera_info share headers
+
+
+def test_replay_compressed_transport_on_the_remapped_topic(test_data, monkeypatch):
+    """--transport compressed: jpeg CompressedImage on <remapped image>/compressed, as image_transport names it; the
+    frames decode to the video's size and content (the node's decoder)."""
+    pytest.importorskip("rclpy")
+    cv2 = pytest.importorskip("cv2")
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from interactvlm_ros.ros import conversions as conv
+
+    got, out = _run_replay(test_data, monkeypatch,
+                           {"jpeg": (CompressedImage, "/cam/image_raw/compressed"), "raw": (Image, "/cam/image_raw")},
+                           ["--transport", "compressed", "--ros-args", "-r", "image:=/cam/image_raw"])
+    assert "/cam/image_raw/compressed" in out
+    assert len(got["jpeg"]) >= 5 and not got["raw"]
+    m = got["jpeg"][0]
+    assert m.format == "rgb8; jpeg compressed bgr8" and m.header.frame_id == "replay_cam"
+    assert len(m.data) < 768 * 576 * 3 / 5  # jpeg, not raw pixels
+    rgb = conv.compressed_to_rgb8(m)
+    assert rgb.shape == (576, 768, 3)
+    cap = cv2.VideoCapture(str(test_data / "pedestrians_768x576_10fps.avi"))
+    ok, first = cap.read()
+    assert ok
+    # the first frame received is one of the first few frames of the video (discovery may drop none or some)
+    errors = []
+    for _ in range(10):
+        errors.append(np.abs(rgb.astype(int) - first[:, :, ::-1].astype(int)).mean())
+        ok, first = cap.read()
+    assert min(errors) < 3.0, errors  # jpeg q90 of the same frame
 
 
 def test_replay_rejects_missing_source(tmp_path):

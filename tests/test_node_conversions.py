@@ -1,6 +1,7 @@
 """Image / CameraInfo / depth / label / PointCloud2 conversions, without a ROS transport."""
 from __future__ import annotations
 
+import importlib.util
 import math
 from types import SimpleNamespace
 
@@ -192,3 +193,130 @@ def test_contact_cloud_layout_and_roundtrip():
 
 def test_converter_is_named():
     assert conv.image_converter_name() in ("cv_bridge", "numpy")
+
+
+# ------------------------------------------------------------------ compressed transports (image_transport plugins)
+needs_cv2 = pytest.mark.skipif(importlib.util.find_spec("cv2") is None,
+                               reason="OpenCV decodes them; not installed (the default-model install has it)")
+
+
+def _compressed(fmt: str, data: bytes):
+    return SimpleNamespace(format=fmt, data=data)
+
+
+def _png(arr: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", arr)
+    assert ok
+    return buf.tobytes()
+
+
+@needs_cv2
+@pytest.mark.parametrize("fmt, order", [
+    ("rgb8; png compressed bgr8", "bgr"),  # image_transport: colour goes out in OpenCV's BGR order
+    ("bgr8; png compressed bgr8", "bgr"),
+    ("png", "bgr"),  # the older plugin: no encoding signalled
+    ("rgb8; png compressed rgb8", "rgb"),  # buffer encoded in RGB order
+])
+def test_compressed_colour_png_decodes_exactly(fmt, order):
+    rgb = RNG.integers(0, 256, size=(9, 11, 3), dtype=np.uint8)
+    stored = rgb[:, :, ::-1] if order == "bgr" else rgb  # what the publisher handed to imencode
+    out = conv.compressed_to_rgb8(_compressed(fmt, _png(np.ascontiguousarray(stored))))
+    assert out.dtype == np.uint8 and out.shape == (9, 11, 3)
+    np.testing.assert_array_equal(out, rgb)
+
+
+@needs_cv2
+def test_compressed_mono_alpha_16bit_and_jpeg():
+    grey = RNG.integers(0, 256, size=(6, 5), dtype=np.uint8)
+    np.testing.assert_array_equal(conv.compressed_to_rgb8(_compressed("mono8; png compressed ", _png(grey))),
+                                  np.repeat(grey[:, :, None], 3, axis=2))
+    bgra = RNG.integers(0, 256, size=(6, 5, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(conv.compressed_to_rgb8(_compressed("bgra8; png compressed bgra8", _png(bgra))),
+                                  bgra[:, :, 2::-1])
+    g16 = RNG.integers(0, 65536, size=(6, 5), dtype=np.uint16)
+    np.testing.assert_array_equal(conv.compressed_to_rgb8(_compressed("mono16; png compressed ", _png(g16)))[:, :, 0],
+                                  (g16 >> 8).astype(np.uint8))
+    # jpeg (lossy): a smooth image comes back within a few grey levels, channels in the right order
+    yy, xx = np.mgrid[0:64, 0:80]
+    rgb = np.stack([xx * 3, yy * 3, np.full_like(xx, 40)], axis=2).astype(np.uint8)
+    data = conv.encode_jpeg(rgb[:, :, ::-1], 95)
+    out = conv.compressed_to_rgb8(_compressed("rgb8; jpeg compressed bgr8", data))
+    assert np.abs(out.astype(int) - rgb).mean() < 2.0
+
+
+@needs_cv2
+@pytest.mark.parametrize("fmt, data, reason, words", [
+    ("jpeg", b"", "bad_compressed", "no data"),
+    ("rgb8; jpeg compressed bgr8", b"\xff\xd8\xff\xe0 not really a jpeg", "bad_compressed", "truncated or corrupt"),
+    ("16UC1; compressedDepth png", b"\x00" * 40, "bad_encoding", "compressed depth image on the colour image topic"),
+])
+def test_bad_compressed_images_name_the_problem(fmt, data, reason, words):
+    with pytest.raises(conv.InputError, match=words) as ei:
+        conv.compressed_to_rgb8(_compressed(fmt, data))
+    assert ei.value.reason == reason
+
+
+def _depth_header(a: float = 0.0, b: float = 0.0) -> bytes:
+    # compressed_depth_image_transport's ConfigHeader: int32 format (INV_DEPTH = 0), float32 depthParam[2]
+    return np.array([0], "<i4").tobytes() + np.array([a, b], "<f4").tobytes()
+
+
+@needs_cv2
+def test_compressed_depth_16uc1_millimetres():
+    mm = RNG.integers(0, 6000, size=(7, 9)).astype(np.uint16)
+    mm[0, 0] = 0
+    for fmt in ("16UC1; compressedDepth png", "16UC1; compressedDepth", "16UC1"):  # current and older plugins
+        out = conv.compressed_depth_to_metres(_compressed(fmt, _depth_header() + _png(mm)))
+        assert out.dtype == np.float32 and out.shape == mm.shape
+        assert np.isnan(out[mm == 0]).all()
+        np.testing.assert_allclose(out[mm > 0], mm[mm > 0] * 1e-3, rtol=1e-6)
+
+
+@needs_cv2
+def test_compressed_depth_32fc1_inverse_depth_quantisation():
+    """The plugin's 32FC1 coding (its defaults depth_quantization 100, depth_max 10 m), encoded here as its publisher
+    does: q = uint16(A / d + B), A = z0 (z0 + 1), B = 1 - A / depth_max; 0 for NaN and d >= depth_max."""
+    z0, dmax = 100.0, 10.0
+    A = np.float32(z0 * (z0 + 1.0))
+    B = np.float32(1.0 - A / dmax)
+    d = RNG.uniform(0.3, 9.5, size=(8, 10)).astype(np.float32)
+    d[1, 1], d[2, 2] = np.nan, 12.0
+    with np.errstate(invalid="ignore"):
+        q = np.where(d < dmax, A / d + B, 0).astype(np.uint16)
+    out = conv.compressed_depth_to_metres(_compressed("32FC1; compressedDepth png", _depth_header(A, B) + _png(q)))
+    ok = d < dmax
+    assert np.isnan(out[~ok]).all() and np.isfinite(out[ok]).all()
+    # one quantisation step of inverse depth is d² / A: the truncation's error bound
+    assert np.all(np.abs(out[ok] - d[ok]) <= d[ok] ** 2 / A + 1e-6)
+
+
+@needs_cv2
+@pytest.mark.parametrize("fmt, data, words", [
+    ("16UC1; compressedDepth rvl", _depth_header() + b"\x00" * 16, "rvl codec is not supported"),
+    ("rgb8; jpeg compressed bgr8", _depth_header() + b"\x00" * 16, "not a compressedDepth image"),
+    ("8UC3; compressedDepth png", _depth_header() + b"\x00" * 16, "depth must be 16UC1"),
+    ("16UC1; compressedDepth png", b"\x00" * 12, "no compressedDepth header"),
+    ("16UC1; compressedDepth png", _depth_header() + b"\x89PNG broken", "truncated or corrupt"),
+])
+def test_bad_compressed_depth_names_the_problem(fmt, data, words):
+    with pytest.raises(conv.InputError, match=words):
+        conv.compressed_depth_to_metres(_compressed(fmt, data))
+
+
+@needs_cv2
+def test_compressed_depth_rejects_8bit_png_and_bad_quantisation():
+    with pytest.raises(conv.InputError, match="not the 16-bit single-channel") as ei:
+        conv.compressed_depth_to_metres(_compressed("16UC1; compressedDepth png",
+                                                    _depth_header() + _png(np.zeros((4, 4), np.uint8))))
+    assert ei.value.reason == "bad_depth"
+    q = _png(np.full((4, 4), 500, np.uint16))
+    with pytest.raises(conv.InputError, match="quantisation parameters"):
+        conv.compressed_depth_to_metres(_compressed("32FC1; compressedDepth png", _depth_header(float("nan"), 1.0) + q))
+
+
+def test_transport_topics_follow_image_transport_naming():
+    assert conv.transport_topic("/camera/color/image_raw", "compressed") == "/camera/color/image_raw/compressed"
+    assert conv.transport_topic("/robot/depth/", "compressedDepth") == "/robot/depth/compressedDepth"
+    assert conv.transport_topic("/camera/image_raw", "raw") == "/camera/image_raw"

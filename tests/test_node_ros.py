@@ -6,6 +6,7 @@ own ROS domain; the test process publishes camera input and records the outputs 
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -253,14 +254,33 @@ def test_parameters_at_run_time(node, photo):
 
 
 def test_overlay_published_when_subscribed(node, photo):
+    """~/overlay (rgb8) and its image_transport sibling ~/overlay/compressed (jpeg, for a remote RViz): the same
+    picture with the frame's header."""
+    from sensor_msgs.msg import CompressedImage
+
     proc, client, _ = node
-    client.clear()
-    _send_and_wait(client, photo)
-    assert client.wait_for(lambda: client.count("overlay") > 0, 10.0)
-    img = client.messages("overlay")[-1]
-    assert img.encoding == "rgb8" and img.height == 2 * 256 and img.width == 4 * 256
-    arr = conv.image_to_rgb8(img)
-    assert arr.std() > 5  # renders, not a blank image
+    jpegs = []
+    sub = client.node.create_subscription(CompressedImage, "/interactvlm_contact/overlay/compressed", jpegs.append, 5)
+    try:
+        client.wait_for(lambda: sub.get_publisher_count() > 0, 5.0)
+        time.sleep(0.5)  # the node's side of the match
+        client.clear()
+        _send_and_wait(client, photo)
+        stamp = (_SEQ[0], 123456)
+        assert client.wait_for(lambda: client.count("overlay") > 0, 10.0)
+        img = client.messages("overlay")[-1]
+        assert img.encoding == "rgb8" and img.height == 2 * 256 and img.width == 4 * 256
+        arr = conv.image_to_rgb8(img)
+        assert arr.std() > 5  # renders, not a blank image
+        assert client.wait_for(lambda: any((j.header.stamp.sec, j.header.stamp.nanosec) == stamp for j in jpegs), 10.0)
+        jpeg = [j for j in jpegs if (j.header.stamp.sec, j.header.stamp.nanosec) == stamp][0]
+        raw = [m for m in client.messages("overlay") if (m.header.stamp.sec, m.header.stamp.nanosec) == stamp][0]
+        assert jpeg.format == "rgb8; jpeg compressed bgr8" and len(jpeg.data) < len(raw.data) / 5
+        decoded = conv.compressed_to_rgb8(jpeg)
+        assert decoded.shape == arr.shape
+        assert np.abs(decoded.astype(int) - conv.image_to_rgb8(raw).astype(int)).mean() < 3.0
+    finally:
+        client.node.destroy_subscription(sub)
 
 
 def test_diagnostics_counters_consistent(node):

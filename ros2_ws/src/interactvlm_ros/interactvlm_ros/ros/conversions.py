@@ -207,6 +207,123 @@ def mask_to_bool(msg, what: str = "object_mask Image") -> np.ndarray:
     return arr.reshape(arr.shape[0], arr.shape[1]) != 0
 
 
+# ------------------------------------------------------------------------ compressed transports
+#: image_transport's transports the node subscribes to: name -> topic suffix (``<base topic>/<suffix>``)
+IMAGE_TRANSPORTS = {"raw": "", "compressed": "compressed"}
+DEPTH_TRANSPORTS = {"raw": "", "compressedDepth": "compressedDepth"}
+#: compressed_depth_image_transport's ConfigHeader before the PNG: int32 format, float32 depthParam[2]
+_DEPTH_CONFIG = np.dtype([("format", "<i4"), ("quant_a", "<f4"), ("quant_b", "<f4")])
+
+
+def transport_topic(resolved_base: str, transport: str) -> str:
+    """Where image_transport publishes ``transport`` of a base topic (already resolved: remapped, namespaced):
+    ``/camera/color/image_raw`` + compressed -> ``/camera/color/image_raw/compressed``; raw -> the base itself."""
+    suffix = {**IMAGE_TRANSPORTS, **DEPTH_TRANSPORTS}[transport]
+    return f"{resolved_base.rstrip('/')}/{suffix}" if suffix else resolved_base
+
+
+def _imdecode(data: np.ndarray, fmt: str, what: str) -> np.ndarray:
+    """OpenCV-decode compressed image bytes (IMREAD_UNCHANGED: channel count and bit depth as encoded)."""
+    import cv2
+
+    if data.size == 0:
+        raise InputError(f"{what} (format '{fmt}') has no data; fix the publisher", "bad_compressed")
+    try:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. a header announcing more pixels than OpenCV's limit
+        raise InputError(f"{what} (format '{fmt}', {data.size} bytes) cannot be decoded: "
+                         f"{str(exc).strip().splitlines()[-1]}", "bad_compressed") from None
+    if arr is None or arr.size == 0:
+        raise InputError(f"{what} (format '{fmt}', {data.size} bytes) is not a readable jpeg/png image; "
+                         "the data is truncated or corrupt", "bad_compressed")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise InputError(f"{what} decodes to {arr.shape[1]}x{arr.shape[0]} pixels, more than the limit "
+                         f"{MAX_PIXELS}; the camera needs downscaling", "image_too_large")
+    return arr
+
+
+def encode_jpeg(bgr: np.ndarray, quality: int = 90) -> bytes:
+    """JPEG bytes of a BGR uint8 image (OpenCV), the data of a "<encoding>; jpeg compressed bgr8" CompressedImage."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise InputError(f"OpenCV could not jpeg-encode an image of shape {bgr.shape}", "bad_encoding")
+    return buf.tobytes()
+
+
+def compressed_to_rgb8(msg, what: str = "CompressedImage") -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage of image_transport's ``compressed`` plugin (jpeg or png; ``format``
+    "<encoding>; <jpeg|png> compressed <bgr8|rgb8|...>", or the older bare "jpeg" / "png") to uint8 RGB HxWx3.
+
+    As image_transport's own subscriber does: the decoded channels are BGR(A) unless the format says
+    "compressed rgb"; grey images are repeated into RGB; 16-bit images are scaled by 1/256. OpenCV decodes
+    (``cv2.imdecode``) — it is what the publishing plugin encodes with."""
+    fmt = str(msg.format)
+    if "compresseddepth" in fmt.lower():
+        raise InputError(f"{what}.format is '{fmt}', a compressed depth image on the colour image topic; remap "
+                         "'image' to the camera's colour topic", "bad_encoding")
+    arr = _imdecode(np.frombuffer(msg.data, dtype=np.uint8), fmt, what)
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise InputError(f"{what} (format '{fmt}') decodes to {arr.dtype} pixels; a camera image is 8 or 16 bit",
+                         "bad_encoding")
+    if arr.ndim == 2 or arr.shape[2] == 1:
+        return np.repeat(arr.reshape(arr.shape[0], arr.shape[1], 1), 3, axis=2)
+    rgb_order = "compressed rgb" in fmt
+    if arr.shape[2] in (3, 4):
+        return np.ascontiguousarray(arr[:, :, :3] if rgb_order else arr[:, :, 2::-1])
+    raise InputError(f"{what} (format '{fmt}') decodes to {arr.shape[2]} channels; publish a colour or grey image",
+                     "bad_encoding")
+
+
+def compressed_depth_to_metres(msg, what: str = "depth CompressedImage") -> np.ndarray:
+    """Decode a CompressedImage of image_transport's ``compressedDepth`` plugin (png) to float32 metres HxW.
+
+    ``format`` "16UC1; compressedDepth png" (also "16UC1; compressedDepth", and mono16): the PNG holds the
+    millimetres, 0 = no return -> NaN. "32FC1; compressedDepth png": the PNG holds quantised inverse depth q,
+    depth = quant_a / (q - quant_b) with the publisher's parameters from the 12-byte header before the PNG
+    (compressed_depth_image_transport's ConfigHeader), q = 0 (no return or beyond its depth_max) -> NaN.
+    The plugin's ``rvl`` format is refused with the fix (its run-length code has no Python decoder here)."""
+    fmt = str(msg.format)
+    enc, sep, rest = fmt.partition(";")
+    enc = enc.strip()
+    if sep and "compressedDepth" not in rest:
+        raise InputError(f"{what}.format is '{fmt}', not a compressedDepth image; remap 'depth' to the "
+                         "<depth topic>/compressedDepth publisher or set depth_transport:=raw", "bad_depth")
+    if "rvl" in rest.lower():
+        raise InputError(f"{what}.format is '{fmt}': the rvl codec is not supported; set the publisher's "
+                         "'<depth topic>.compressedDepth.format' parameter to png", "bad_depth")
+    if enc not in DEPTH_ENCODINGS:
+        raise InputError(f"{what}.format '{fmt}' names encoding '{enc}'; depth must be 16UC1 (mm) or 32FC1 (m)",
+                         "bad_depth")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size <= _DEPTH_CONFIG.itemsize:
+        raise InputError(f"{what} has {data.size} bytes: no compressedDepth header + png; fix the publisher",
+                         "bad_depth")
+    head = data[:_DEPTH_CONFIG.itemsize].view(_DEPTH_CONFIG)[0]
+    q = _imdecode(data[_DEPTH_CONFIG.itemsize:], fmt, what)
+    if q.dtype != np.uint16 or q.ndim != 2:
+        raise InputError(f"{what}: the png holds {q.dtype} x{1 if q.ndim == 2 else q.shape[2]} channels, not the "
+                         "16-bit single-channel image compressedDepth writes", "bad_depth")
+    invalid = q == 0
+    if enc == "32FC1":
+        a, b = float(head["quant_a"]), float(head["quant_b"])
+        if not (math.isfinite(a) and math.isfinite(b) and a > 0):
+            raise InputError(f"{what}: compressedDepth quantisation parameters ({a}, {b}) are not usable "
+                             "(finite, first > 0); the header is corrupt", "bad_depth")
+        with np.errstate(divide="ignore"):
+            out = np.float32(a) / (q.astype(np.float32) - np.float32(b))
+    else:
+        out = q.astype(np.float32) * 1e-3
+    out[invalid] = np.nan
+    if (out[~invalid] < 0).any() or not np.isfinite(out[~invalid]).all():
+        raise InputError(f"{what}: decoded depth has negative or infinite values; the quantisation header does not "
+                         "match the png", "bad_depth")
+    return out
+
+
 def numpy_to_image(arr: np.ndarray, encoding: str, header=None):
     """Build a sensor_msgs/Image (little-endian, no padding) from an array in ``encoding``'s layout."""
     from sensor_msgs.msg import Image

@@ -212,15 +212,19 @@ def die_with_parent() -> None:
         pass
 
 
-def start_node_process(domain_id: int, params: dict | None = None, log_path=None, params_file=None) -> subprocess.Popen:
-    """``interactvlm-contact-node`` as a subprocess (``python -m interactvlm_ros.ros.node``) with ``-p`` overrides;
-    stdout+stderr go to ``log_path`` (or are inherited). The child is terminated if this process dies."""
+def start_node_process(domain_id: int, params: dict | None = None, log_path=None, params_file=None,
+                       remaps: dict | None = None) -> subprocess.Popen:
+    """``interactvlm-contact-node`` as a subprocess (``python -m interactvlm_ros.ros.node``) with ``-p`` overrides and
+    ``-r`` topic remaps; stdout+stderr go to ``log_path`` (or are inherited). The child is terminated if this process
+    dies."""
     cmd = [sys.executable, "-m", "interactvlm_ros.ros.node", "--ros-args"]
     if params_file:
         cmd += ["--params-file", str(params_file)]
     for k, v in (params or {}).items():
         v = str(v).lower() if isinstance(v, bool) else v
         cmd += ["-p", f"{k}:={v}"]
+    for src, dst in (remaps or {}).items():
+        cmd += ["-r", f"{src}:={dst}"]
     out = open(log_path, "w") if log_path else None
     return subprocess.Popen(cmd, env=ros_env(domain_id), stdout=out, stderr=subprocess.STDOUT if out else None,
                             preexec_fn=die_with_parent)

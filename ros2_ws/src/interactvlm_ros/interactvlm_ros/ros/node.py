@@ -19,14 +19,16 @@ Perception of frame N+1 overlaps inference of frame N and the visuals of frame N
 onnxruntime and torch release the GIL), which is what makes 15 Hz possible on 2 cores.
 
 Topics (all remappable; ``~`` = the node's namespace/name):
-    sub  image (sensor_msgs/Image), camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m) and
+    sub  image (sensor_msgs/Image; image_transport:=compressed: CompressedImage on image/compressed),
+         camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m; depth_transport:=compressedDepth:
+         CompressedImage on depth/compressedDepth) and
          object_mask (Image mono8, nonzero = object; a segmentation node's) — both paired with each image by stamp
          (``ros/sync.py``) and used by the reconstruction,
          ~/object_label (std_msgs/String), ~/object_mesh (std_msgs/String, path; "" = library mesh)
     pub  ~/markers (MarkerArray), ~/human_contacts, ~/object_contacts (PointCloud2: x y z contact),
-         ~/overlay (Image rgb8), /diagnostics (DiagnosticArray),
-         ~/object_pose (PoseStamped), ~/human_grip_poses (PoseArray), ~/free_grasp_regions (PointCloud2)
-         — the last three only when the result carries a reconstruction.
+         ~/overlay (Image rgb8; ~/overlay/compressed: jpeg), /diagnostics (DiagnosticArray),
+         ~/object_pose (PoseStamped; also on /tf as object_frame_id with tf2_ros), ~/human_grip_poses (PoseArray),
+         ~/free_grasp_regions (PointCloud2) — the last three only when the result carries a reconstruction.
 
 Bad input never stops the node: it is logged in one line naming the field and the fix, counted in
 /diagnostics (bad_input/<reason>), the frame is skipped, and label/mesh state is kept.
@@ -48,7 +50,7 @@ from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
 from visualization_msgs.msg import MarkerArray
 
@@ -75,6 +77,10 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "perception_mode": ("video", "video (track person + hands between frames: faster) | photo (each frame independent)", True),
     "hand_model": ("lite", "mediapipe hand landmarker: lite (~3x faster) | full (a little more precise)", True),
     "image_qos": ("sensor_data", "QoS of image/depth/camera_info subscriptions: sensor_data (best effort) | reliable", True),
+    "image_transport": ("raw", "raw (sensor_msgs/Image on image) | compressed (CompressedImage on image/compressed: "
+                        "image_transport's jpeg/png plugin, e.g. a camera over Wi-Fi)", True),
+    "depth_transport": ("raw", "raw (Image on depth) | compressedDepth (CompressedImage on depth/compressedDepth: "
+                        "image_transport's png depth plugin)", True),
     "camera_info_wait": (1.0, "seconds the first image waits for the first CameraInfo when camera_info has a publisher "
                          "(0 = never; without it that frame uses default intrinsics)", True),
     "contact_threshold": (0.5, "vertices with contact >= this go into the point clouds and contact markers", False),
@@ -83,6 +89,9 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "overlay_tile": (256, "pixel size of one view in the overlay", False),
     "frame_id_override": ("", "frame_id for the outputs instead of the image's (e.g. when the camera driver's is wrong)", False),
     "reconstruct": (False, "fit human + object meshes in the camera frame (pose, grip, free grasp outputs)", True),
+    "publish_tf": (True, "with reconstruct: also broadcast the object pose on /tf as frame object_frame_id, child of the "
+                   "image's frame (needs tf2_ros: a ROS install; else a named fallback, ~/object_pose stays)", True),
+    "object_frame_id": ("interactvlm_object", "TF child frame of the object pose (publish_tf)", False),
     "reconstruct_cold_start": ("background", "background: a cold fit (seconds; first frame, lost track) runs beside the "
                                "contact estimation, which keeps publishing | inline: every output waits for it", True),
     "marker_max_faces": (2000, "faces per displayed mesh (decimated for RViz; 0 = full mesh)", False),
@@ -116,7 +125,25 @@ def image_qos(kind: str, depth: int = 1) -> QoSProfile:
     if kind == "reliable":
         return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.VOLATILE)
-    raise ValueError(f"parameter image_qos='{kind}': use sensor_data or reliable")
+    raise ConfigError(f"parameter image_qos='{kind}': use sensor_data or reliable")
+
+
+class ConfigError(ValueError):
+    """A start-up parameter the node cannot run with; ``main`` logs it in one line and exits 1."""
+
+
+def _transport(p: dict, name: str, choices: dict[str, str]) -> str:
+    """The validated value of the ``image_transport`` / ``depth_transport`` parameter."""
+    value = str(p[name])
+    if value not in choices:
+        raise ConfigError(f"parameter {name}='{value}': use {' or '.join(choices)}")
+    if value != "raw":
+        try:
+            import cv2  # noqa: F401  (decodes the compressed images)
+        except ImportError as exc:
+            raise ConfigError(f"parameter {name}={value} needs OpenCV ({exc}): pip install opencv-python-headless, "
+                              f"or {name}:=raw") from None
+    return value
 
 
 def _pose_from_matrix(T) -> Pose:
@@ -200,15 +227,34 @@ class ContactNode(Node):
         self._mask_max_dt = float(p["object_mask_max_dt"])
         self.add_on_set_parameters_callback(self._on_parameters)
 
-        qos = image_qos(str(p["image_qos"]))
+        try:  # bad start-up parameters: fail before anything is subscribed or loaded
+            qos = image_qos(str(p["image_qos"]))
+            self._image_transport = _transport(p, "image_transport", conv.IMAGE_TRANSPORTS)
+            self._depth_transport = _transport(p, "depth_transport", conv.DEPTH_TRANSPORTS)
+        except ConfigError:
+            self._unbridge_logging()
+            super().destroy_node()
+            raise
         if str(p["image_qos"]) == "sensor_data" and dds.profile_missing(os.environ):
             self.get_logger().info(
                 "image_qos sensor_data over Fast DDS without a profile: images > 512 KiB from another process go out "
                 "as UDP fragments and many are lost; export FASTDDS_DEFAULT_PROFILES_FILE=$(python -m "
                 "interactvlm_ros.ros.dds) in the camera driver's and this node's environment (docs/node.md)")
-        self.create_subscription(Image, "image", self._on_image, qos)
+        if self._image_transport == "compressed":  # image_transport's naming: <resolved base topic>/compressed
+            self._decode_image = conv.compressed_to_rgb8
+            self.create_subscription(CompressedImage, self._transport_topic("image", "compressed"), self._on_image,
+                                     qos)
+        else:
+            self._decode_image = conv.image_to_rgb8
+            self.create_subscription(Image, "image", self._on_image, qos)
         self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-        self.create_subscription(Image, "depth", self._on_depth, qos)
+        if self._depth_transport == "compressedDepth":
+            self._decode_depth = conv.compressed_depth_to_metres
+            self.create_subscription(CompressedImage, self._transport_topic("depth", "compressedDepth"), self._on_depth,
+                                     qos)
+        else:
+            self._decode_depth = lambda m: conv.depth_to_metres(m, allow_nonfinite=self._allow_nonfinite)
+            self.create_subscription(Image, "depth", self._on_depth, qos)
         self.create_subscription(Image, "object_mask", self._on_object_mask, qos)
         self.create_subscription(String, "~/object_label", self._on_label, 10)
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
@@ -216,6 +262,9 @@ class ContactNode(Node):
         self.pub_human = self.create_publisher(PointCloud2, "~/human_contacts", 5)
         self.pub_object = self.create_publisher(PointCloud2, "~/object_contacts", 5)
         self.pub_overlay = self.create_publisher(Image, "~/overlay", 2)
+        # image_transport's compressed sibling (jpeg), for an RViz on another machine: built only while subscribed
+        self.pub_overlay_jpeg = self.create_publisher(CompressedImage, conv.transport_topic(
+            self.resolve_topic_name("~/overlay"), "compressed"), 2)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_object_pose = self.create_publisher(PoseStamped, "~/object_pose", 5)
         self.pub_grips = self.create_publisher(PoseArray, "~/human_grip_poses", 5)
@@ -224,7 +273,8 @@ class ContactNode(Node):
 
         self.stats.info.update({
             "model": str(p["model"]), "backend_requested": str(p["backend"]), "device": str(p["device"]),
-            "image_qos": str(p["image_qos"]), "object_label": self._label, "object_mesh": self._mesh or "(library)",
+            "image_qos": str(p["image_qos"]), "image_transport": self._image_transport,
+            "depth_transport": self._depth_transport, "object_label": self._label, "object_mesh": self._mesh or "(library)",
             "image_conversion": conv.image_converter_name(),
         })
         if conv.image_converter_name() != "cv_bridge":
@@ -236,6 +286,8 @@ class ContactNode(Node):
         if cdr_problem is not None:
             self.stats.fallback(f"markers: rclpy message serialization ({cdr_problem})")
             self.get_logger().warning(f"fallback: markers serialized by rclpy (slower): {cdr_problem}")
+        self._object_frame = str(p["object_frame_id"])
+        self._tf = self._tf_broadcaster() if bool(p["reconstruct"]) and bool(p["publish_tf"]) else None
         self._params = p
         self.estimator = estimator
         self._slot = None
@@ -251,7 +303,7 @@ class ContactNode(Node):
         self._visuals.start()
 
     # ------------------------------------------------------------------------------ callbacks
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg) -> None:  # Image, or CompressedImage (image_transport:=compressed)
         self.stats.inc("received")
         with self._cv:
             if self._slot is not None:
@@ -274,13 +326,18 @@ class ContactNode(Node):
             self._K, self._K_size = K, (int(msg.width), int(msg.height))
         self._K_ready.set()
 
-    def _on_depth(self, msg: Image) -> None:
-        self._buffer(self._depths, msg, lambda m: conv.depth_to_metres(m, allow_nonfinite=self._allow_nonfinite))
+    def _transport_topic(self, base: str, transport: str) -> str:
+        """Where image_transport publishes ``transport`` of this node's (remapped, namespaced) ``base`` topic
+        (``image:=/camera/color/image_raw`` -> /camera/color/image_raw/compressed)."""
+        return conv.transport_topic(self.resolve_topic_name(base), transport)
+
+    def _on_depth(self, msg) -> None:
+        self._buffer(self._depths, msg, self._decode_depth)
 
     def _on_object_mask(self, msg: Image) -> None:
         self._buffer(self._masks, msg, conv.mask_to_bool)
 
-    def _buffer(self, buffer: sync.StampedBuffer, msg: Image, decode) -> None:
+    def _buffer(self, buffer: sync.StampedBuffer, msg, decode) -> None:
         """A stream paired with the images by stamp (depth, object mask): decoded into its buffer; a bad message is
         named, counted and skipped."""
         try:
@@ -355,6 +412,11 @@ class ContactNode(Node):
                     self._overlay_tile = value
             elif name == "frame_id_override":
                 self._frame_override = str(value)
+            elif name == "object_frame_id":
+                if not str(value).strip() or str(value).strip() != str(value) or any(ord(c) < 32 for c in str(value)):
+                    err = "object_frame_id must be a non-empty frame name without spaces around it"
+                else:
+                    self._object_frame = str(value)
             elif name == "marker_max_faces":
                 if not (isinstance(value, int) and value >= 0):
                     err = "marker_max_faces must be an integer >= 0"
@@ -512,7 +574,7 @@ class ContactNode(Node):
         """Decode + human perception of one frame; None when the frame is bad (logged and counted)."""
         t_start = time.monotonic()
         try:
-            rgb = conv.image_to_rgb8(msg)
+            rgb = self._decode_image(msg)
         except conv.InputError as exc:
             self._bad(exc)
             return None
@@ -604,7 +666,10 @@ class ContactNode(Node):
         if getattr(rec, "status", "ok") != "ok":
             return
         if getattr(rec, "object_pose", None) is not None:
-            self.pub_object_pose.publish(PoseStamped(header=header, pose=_pose_from_matrix(rec.object_pose)))
+            pose = _pose_from_matrix(rec.object_pose)
+            self.pub_object_pose.publish(PoseStamped(header=header, pose=pose))
+            if self._tf is not None:
+                self._send_object_tf(pose, header)
         grips = getattr(rec, "human_grip_poses", None)
         if grips is not None:  # contact patches: dicts with a 4x4 "pose" (recon.outputs.grip_poses)
             pa = PoseArray(header=header)
@@ -614,6 +679,31 @@ class ContactNode(Node):
         if free is not None:
             free = np.asarray(free, np.float32).reshape(-1, 3)
             self.pub_free.publish(conv.make_contact_cloud(free, np.zeros(len(free), np.float32), header))
+
+    def _tf_broadcaster(self):
+        """tf2_ros.TransformBroadcaster on this node, or None (a named fallback) where tf2_ros is not importable — the
+        pip install: tf2_ros / tf2_msgs are not on PyPI; a ROS install (the Docker image) has them."""
+        try:
+            from tf2_ros import TransformBroadcaster
+        except ImportError as exc:
+            msg = f"tf: the object pose is not broadcast on /tf (tf2_ros not importable: {exc}); use ~/object_pose"
+            self.stats.fallback(msg)
+            self.get_logger().warning(f"fallback: {msg}")
+            return None
+        self.stats.info["object_frame_id"] = self._object_frame
+        return TransformBroadcaster(self)
+
+    def _send_object_tf(self, pose: Pose, header: Header) -> None:
+        """The object pose as the transform image frame -> ``object_frame_id`` at the frame's stamp (a late cold fit's
+        older stamp included: TF buffers keep ~10 s)."""
+        from geometry_msgs.msg import TransformStamped
+
+        t = TransformStamped(header=header, child_frame_id=self._object_frame)
+        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (
+            pose.position.x, pose.position.y, pose.position.z)
+        t.transform.rotation = pose.orientation
+        self._tf.sendTransform(t)
+        self.stats.inc("reconstruction_tf_published")  # /diagnostics reconstruction/tf_published
 
     def _run_visuals(self) -> None:
         """Visuals thread: markers and overlay of the newest result (see the module docstring)."""
@@ -629,8 +719,14 @@ class ContactNode(Node):
                     build = self._markers.build_raw if self._markers_raw else self._markers.build
                     self.pub_markers.publish(build(result, header))
                     markers = True
-                if result.status == "ok" and self._publish_overlay and self.pub_overlay.get_subscription_count() > 0:
-                    self.pub_overlay.publish(conv.numpy_to_image(result.overlay(self._overlay_tile), "rgb8", header))
+                raw, jpeg = (p.get_subscription_count() > 0 for p in (self.pub_overlay, self.pub_overlay_jpeg))
+                if result.status == "ok" and self._publish_overlay and (raw or jpeg):
+                    image = result.overlay(self._overlay_tile)
+                    if raw:
+                        self.pub_overlay.publish(conv.numpy_to_image(image, "rgb8", header))
+                    if jpeg:
+                        self.pub_overlay_jpeg.publish(CompressedImage(header=header, format="rgb8; jpeg compressed bgr8",
+                                                                      data=conv.encode_jpeg(image[:, :, ::-1], 85)))
                     overlay = True
                 if markers or overlay:
                     # the timing first: a /diagnostics message that counts these markers also has their stage time
@@ -667,7 +763,12 @@ def main(args=None) -> int:
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
-    node = ContactNode()
+    try:
+        node = ContactNode()
+    except ConfigError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"{exc}; not started")
+        rclpy.try_shutdown()
+        return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0

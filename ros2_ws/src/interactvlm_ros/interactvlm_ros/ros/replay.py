@@ -1,10 +1,14 @@
 """``interactvlm-replay``: publish a video, an image folder or one image as a camera.
 
     interactvlm-replay SOURCE [--rate HZ] [--loop] [--frame-id F] [--max-frames N] [--encoding rgb8|bgr8]
-                       [--hfov DEG] [--qos sensor_data|reliable] [--ros-args ...]
+                       [--hfov DEG] [--qos sensor_data|reliable] [--transport raw|compressed]
+                       [--jpeg-quality Q] [--ros-args ...]
 
 Publishes ``image`` (sensor_msgs/Image) and ``camera_info`` (CameraInfo) with the same header (stamp =
-publish time, frame_id = --frame-id), remappable as usual. OpenCV reads videos (anything
+publish time, frame_id = --frame-id), remappable as usual. ``--transport compressed`` publishes
+sensor_msgs/CompressedImage on ``<image>/compressed`` instead, as image_transport's compressed plugin does
+(jpeg, format "<encoding>; jpeg compressed bgr8"): a camera over a thin link, for the node's
+``image_transport:=compressed``. OpenCV reads videos (anything
 cv2.VideoCapture opens) and images (png, jpg, jpeg, bmp, tif, tiff, webp; a folder is played in sorted
 name order; a single image is repeated). Default intrinsics (no calibration known): pinhole with a
 60° horizontal field of view, principal point at the image centre, fx = fy = width / (2 tan 30°),
@@ -81,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=("rgb8", "bgr8"), default="rgb8", help="Image encoding (default rgb8)")
     p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view of the default intrinsics, degrees")
     p.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data")
+    p.add_argument("--transport", choices=("raw", "compressed"), default="raw",
+                   help="raw: Image on image | compressed: jpeg CompressedImage on image/compressed (default raw)")
+    p.add_argument("--jpeg-quality", type=int, default=90, help="jpeg quality 1-100 of --transport compressed")
     p.add_argument("--wait-matching", type=int, default=0, metavar="N",
                    help="before the first frame, wait until the image topic has N matched subscriptions "
                         "(like `ros2 topic pub -w N`; 0 = start at once)")
@@ -104,7 +111,7 @@ def _wait_matching(node, pub, n: int, timeout: float) -> bool:
 def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.utilities import remove_ros_args
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
     from . import conversions as conv
     from .node import image_qos
@@ -114,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate <= 0:
         print("interactvlm-replay: --rate must be > 0", file=sys.stderr)
         return 2
+    if not 1 <= args.jpeg_quality <= 100:
+        print("interactvlm-replay: --jpeg-quality must be in 1..100", file=sys.stderr)
+        return 2
     try:
         src = FrameSource(args.source, loop=args.loop)
     except (FileNotFoundError, ValueError) as exc:
@@ -122,7 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv)
     node = rclpy.create_node("interactvlm_replay")
     qos = image_qos(args.qos, depth=5)
-    pub_img = node.create_publisher(Image, "image", qos)
+    if args.transport == "compressed":  # image_transport's naming: <resolved image topic>/compressed
+        pub_img = node.create_publisher(CompressedImage, conv.transport_topic(node.resolve_topic_name("image"),
+                                                                              "compressed"), qos)
+    else:
+        pub_img = node.create_publisher(Image, "image", qos)
     pub_info = node.create_publisher(CameraInfo, "camera_info", qos)
     log = node.get_logger()
     if args.wait_matching > 0 and not _wait_matching(node, pub_img, args.wait_matching, args.wait_timeout):
@@ -131,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
         return 3
-    log.info(f"replaying {src.kind} '{src.path}' at {args.rate} Hz as {args.encoding}, frame '{args.frame_id}'")
+    as_what = f"jpeg (quality {args.jpeg_quality})" if args.transport == "compressed" else args.encoding
+    log.info(f"replaying {src.kind} '{src.path}' at {args.rate} Hz as {as_what} on {pub_img.topic_name}, "
+             f"frame '{args.frame_id}'")
     period = 1.0 / args.rate
     sent = 0
     K, size = None, None
@@ -145,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             if size != (w, h):  # frames of a folder may differ in size
                 size, K = (w, h), conv.default_K(w, h, args.hfov)
             stamp = node.get_clock().now().to_msg()
-            arr = frame[:, :, ::-1] if args.encoding == "rgb8" else frame
-            img = conv.numpy_to_image(arr, args.encoding)
+            if args.transport == "compressed":
+                img = CompressedImage(format=f"{args.encoding}; jpeg compressed bgr8",
+                                      data=conv.encode_jpeg(frame, args.jpeg_quality))
+            else:
+                img = conv.numpy_to_image(frame[:, :, ::-1] if args.encoding == "rgb8" else frame, args.encoding)
             img.header.stamp = stamp
             img.header.frame_id = args.frame_id
             info = conv.make_camera_info(w, h, K, header=img.header)
