@@ -215,19 +215,28 @@ def test_run_time_fallbacks_reach_diagnostics_and_the_ros_log(node, photo):
     assert _alive(proc)
 
 
-def test_parameters_at_run_time(node, photo):
+def _param_setter(client):
+    """set_param(name, str | bool) -> SetParametersResult, over the node's set_parameters service."""
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
-    proc, client, _ = node
     cli = client.node.create_client(SetParameters, "/interactvlm_contact/set_parameters")
     assert cli.wait_for_service(timeout_sec=10.0)
 
     def set_param(name, value):
-        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        if isinstance(value, bool):
+            v = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+        else:
+            v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
         fut = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
         assert client.wait_for(fut.done, 15.0)
         return fut.result().results[0]
+    return set_param
+
+
+def test_parameters_at_run_time(node, photo):
+    proc, client, _ = node
+    set_param = _param_setter(client)
 
     r = set_param("object_label", "bad\x07label")  # (a NUL would be cut by the C layer)
     assert not r.successful and "control characters" in r.reason
@@ -250,6 +259,37 @@ def test_parameters_at_run_time(node, photo):
     assert client.wait_for(lambda: client.last_diagnostics().get("object_label") == "basketball", 10.0)
     client.pub_label.publish(String(data="ball"))
     assert client.wait_for(lambda: client.last_diagnostics().get("object_label") == "ball", 10.0)
+    assert _alive(proc)
+
+
+def test_pause_and_resume(node, photo):
+    """enabled:=false pauses the node (frames counted as paused, no output, /diagnostics OK "paused"); true resumes."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    proc, client, _ = node
+    set_param = _param_setter(client)
+    assert set_param("enabled", False).successful
+    try:
+        assert client.wait_for(lambda: client.last_diagnostics().get("state") == "paused", 10.0)
+        paused = _counter(client, "frames_paused")
+        processed = _counter(client, "frames_processed")
+        client.clear()
+        for i in range(3):
+            _SEQ[0] += 1
+            client.publish_image(photo, stamp=client.stamp(_SEQ[0], 0), frame_id="test_cam")
+            time.sleep(0.3)  # (the node keeps the newest image only: back-to-back frames would replace each other)
+        assert _wait_counter(client, "frames_paused", paused + 3) == paused + 3
+        time.sleep(1.0)
+        assert client.count("human_contacts") == 0 and _counter(client, "frames_processed") == processed
+        msgs = [m for _, m in list(client.received["diagnostics"])[-1:]]
+        assert msgs and msgs[0].status[0].level == DiagnosticStatus.OK  # asked for: not a problem
+        assert msgs[0].status[0].message == "paused (enabled:=false)"
+        assert not set_param("enabled", "yes").successful  # not a bool
+    finally:
+        assert set_param("enabled", True).successful
+    assert client.wait_for(lambda: client.last_diagnostics().get("state") == "running", 10.0)
+    out = _send_and_wait(client, photo)
+    assert set(out) == {"markers", "human_contacts", "object_contacts"}
     assert _alive(proc)
 
 

@@ -111,6 +111,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
     age = snap["last_error_age_s"]
     if state == "error":
         st.level, st.message = DiagnosticStatus.ERROR, f"error: {snap['last_error']}"
+    elif state == "paused":  # asked for (enabled:=false): not a problem
+        st.level, st.message = DiagnosticStatus.OK, "paused (enabled:=false)"
     elif state != "running":
         st.level, st.message = DiagnosticStatus.WARN, state
     elif age == age and age < 10.0:  # not NaN
@@ -119,7 +121,7 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
         st.level, st.message = DiagnosticStatus.OK, "running"
     kv = [("state", state)]
     c = snap["counters"]
-    for key in ("received", "processed", "dropped", "bad_input", "published"):
+    for key in ("received", "processed", "dropped", "bad_input", "published", "paused"):
         kv.append((f"frames_{key}", str(c.get(key, 0))))
     for key in ("hand_frame_search_ran", "hand_frame_search_skipped"):  # video-mode perception (reduced-rate search)
         if key in c:

@@ -83,6 +83,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
                         "image_transport's png depth plugin)", True),
     "camera_info_wait": (1.0, "seconds the first image waits for the first CameraInfo when camera_info has a publisher "
                          "(0 = never; without it that frame uses default intrinsics)", True),
+    "enabled": (True, "process images; false pauses the node (frames counted as frames_paused and dropped, no CPU "
+                "spent, outputs stop; the track restarts on resume), e.g. outside a handover", False),
     "contact_threshold": (0.5, "vertices with contact >= this go into the point clouds and contact markers", False),
     "max_rate_hz": (0.0, "upper limit of processed frames per second (0 = as fast as the model runs)", False),
     "publish_overlay": (True, "publish ~/overlay (views with contact painted); computed only while subscribed", False),
@@ -210,6 +212,8 @@ class ContactNode(Node):
                 self._mesh = str(p["object_mesh"])
             else:
                 self.get_logger().error(f"object_mesh '{p['object_mesh']}' does not exist; using the library mesh")
+        self._enabled = bool(p["enabled"])
+        self._resumed = False  # set on enabled: false -> true; the worker restarts the track before the next frame
         self._threshold = float(p["contact_threshold"])
         self._max_rate = float(p["max_rate_hz"])
         self._publish_overlay = bool(p["publish_overlay"])
@@ -305,6 +309,9 @@ class ContactNode(Node):
     # ------------------------------------------------------------------------------ callbacks
     def _on_image(self, msg) -> None:  # Image, or CompressedImage (image_transport:=compressed)
         self.stats.inc("received")
+        if not self._enabled:
+            self.stats.inc("paused")
+            return
         with self._cv:
             if self._slot is not None:
                 self.stats.inc("dropped")
@@ -384,6 +391,23 @@ class ContactNode(Node):
     def _on_mesh(self, msg: String) -> None:
         self._set_mesh(msg.data, "topic")
 
+    def _set_enabled(self, enabled: bool) -> None:
+        """``enabled`` at run time: pausing drops the frame waiting in the slot (frames already being processed finish);
+        resuming restarts the reconstruction's track (the scene moved on meanwhile) before the next frame."""
+        if enabled == self._enabled:
+            return
+        self._enabled = enabled
+        if not enabled:
+            with self._cv:
+                if self._slot is not None:
+                    self.stats.inc("paused")
+                self._slot = None
+        else:
+            self._resumed = True
+        if self.stats.state in ("running", "paused"):
+            self.stats.state = "running" if enabled else "paused"
+        self.get_logger().info("resumed (enabled:=true)" if enabled else "paused (enabled:=false): frames are dropped")
+
     def _on_parameters(self, params) -> SetParametersResult:
         for prm in params:
             name, value = prm.name, prm.value
@@ -403,6 +427,11 @@ class ContactNode(Node):
                     err = "max_rate_hz must be a float >= 0"
                 else:
                     self._max_rate = value
+            elif name == "enabled":
+                if not isinstance(value, bool):
+                    err = "enabled must be a bool"
+                else:
+                    self._set_enabled(value)
             elif name == "publish_overlay":
                 self._publish_overlay = bool(value)
             elif name == "overlay_tile":
@@ -463,7 +492,7 @@ class ContactNode(Node):
                     self.get_logger().warning(f"object '{label}' not prepared: {exc}")
             self.stats.info.update({"model": str(getattr(est, "model_name", "?")), "backend": str(getattr(est, "backend", "?"))})
             self._sync_fallbacks()
-            self.stats.state = "running"
+            self.stats.state = "running" if self._enabled else "paused"
             self.get_logger().info(
                 f"ready: model={self.stats.info['model']} backend={self.stats.info['backend']} "
                 f"label='{self._label}' (load {getattr(est, 'load_ms', float('nan')):.0f} ms)"
@@ -594,6 +623,14 @@ class ContactNode(Node):
     def _infer(self, msg: Image, t_recv: float, rgb, observation, t_start: float, t_decoded: float,
                t_observed: float) -> None:
         t_infer = time.monotonic()
+        if not self._enabled:  # paused while this frame was perceived: dropped like the frames after it
+            self.stats.inc("paused")
+            return
+        if self._resumed:
+            self._resumed = False
+            reset = getattr(self.estimator, "reset_tracking", None)
+            if reset is not None:
+                reset()
         h, w = rgb.shape[:2]
         if self._K_first_wait > 0:
             self._wait_first_camera_info()

@@ -1,0 +1,82 @@
+"""``enabled`` (run-time pause): a frame already perceived when the node is paused is dropped and counted, and the
+first frame after resuming restarts the reconstruction's track (the scene moved on while paused). The real
+ContactNode (rclpy, its own context) with an estimator double; the DDS path is in tests/test_node_ros.py
+(test_pause_and_resume)."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.context import Context  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from interactvlm_ros.ros.diagnostics import to_diagnostic_array  # noqa: E402
+from interactvlm_ros.ros.node import ContactNode  # noqa: E402
+
+
+class _Stop(Exception):
+    pass
+
+
+class EstimatorDouble:
+    reconstruct = False
+
+    def __init__(self):
+        self.resets, self.estimates = 0, 0
+
+    def reset_tracking(self):
+        self.resets += 1
+
+    def estimate(self, *args, **kwargs):
+        self.estimates += 1
+        raise _Stop  # the rest of the frame is not this test's business
+
+
+@pytest.fixture
+def node():
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    n = ContactNode(estimator=EstimatorDouble(), context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
+    yield n
+    n.destroy_node()
+    rclpy.try_shutdown(context=ctx)
+
+
+def _infer(node):
+    msg = types.SimpleNamespace(header=Header(frame_id="cam"))
+    node._infer(msg, 0.0, np.zeros((8, 8, 3), np.uint8), None, 0.0, 0.0, 0.0)
+
+
+def test_paused_frame_is_dropped_and_resume_restarts_the_track(node):
+    est = node.estimator
+    assert node.set_parameters([Parameter("enabled", value=False)])[0].successful
+    _infer(node)  # perceived before the pause, inferred after it
+    assert est.estimates == 0 and node.stats.snapshot()["counters"]["paused"] == 1
+    assert node.set_parameters([Parameter("enabled", value=True)])[0].successful
+    with pytest.raises(_Stop):
+        _infer(node)
+    assert est.resets == 1 and est.estimates == 1
+    with pytest.raises(_Stop):
+        _infer(node)
+    assert est.resets == 1  # only the first frame after resuming
+    # setting the same value again changes nothing
+    assert node.set_parameters([Parameter("enabled", value=True)])[0].successful
+    with pytest.raises(_Stop):
+        _infer(node)
+    assert est.resets == 1
+
+
+def test_pause_state_in_diagnostics(node):
+    node.stats.state = "running"
+    node.set_parameters([Parameter("enabled", value=False)])
+    st = to_diagnostic_array(node.stats.snapshot(), "n", "hw").status[0]
+    assert node.stats.state == "paused" and st.message == "paused (enabled:=false)" and st.level == st.OK
+    kv = {v.key: v.value for v in st.values}
+    assert kv["state"] == "paused" and kv["frames_paused"] == "0"
+    node.set_parameters([Parameter("enabled", value=True)])
+    assert node.stats.state == "running"
