@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "ros2_ws" / "src" / "interactvlm_ros"
 LAUNCH = REPO / "launch" / "contact.launch.py"
 LAUNCH_ARGS = {"image", "camera_info", "depth", "object_mask", "image_transport", "depth_transport", "object_label", "model",
-               "backend", "params_file"}
+               "backend", "reconstruct", "params_file", "rviz"}
 
 
 def test_launch_file_declares_the_arguments():
@@ -31,7 +31,7 @@ def test_launch_file_declares_the_arguments():
     assert all(isinstance(d, str) and desc for d, desc in args.values())
     src = LAUNCH.read_text()
     assert 'executable="interactvlm-contact-node"' in src and 'name="interactvlm_contact"' in src
-    assert "DeclareLaunchArgument(name" in src
+    assert "DeclareLaunchArgument(name" in src and "OpaqueFunction(function=contact_node)" in src
     # the package ships the file through the launch symlink
     assert (PKG / "launch").resolve() == LAUNCH.parent.resolve()
 
@@ -50,13 +50,35 @@ def test_launch_file_parses_with_launch_ros():
     assert LAUNCH_ARGS <= declared
 
 
-def test_launch_module_imports_without_launch():
+def _launch_module():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("contact_launch_noimport", LAUNCH)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # no launch import at module level
+    return mod
+
+
+def test_launch_module_imports_without_launch():
+    mod = _launch_module()
     assert LAUNCH_ARGS <= set(mod.ARGUMENTS)
+    # every parameter argument names a node parameter, every remap a node topic argument
+    from interactvlm_ros.ros.node import PARAMETERS
+
+    assert set(mod.PARAMETER_ARGUMENTS) <= set(PARAMETERS) and set(mod.REMAPS) <= set(mod.ARGUMENTS)
+
+
+def test_launch_parameter_arguments_override_the_params_file_only_when_given():
+    """Left empty (the default), a parameter argument keeps the params file's value: before, the launch defaults
+    (object_label ball, model default, backend auto) always went over a user's params file."""
+    over = _launch_module().parameter_overrides
+    defaults = {name: default for name, (default, _) in _launch_module().ARGUMENTS.items()}
+    assert over(defaults) == {}
+    assert over({**defaults, "object_label": "cup", "reconstruct": "True", "image_transport": "compressed"}) == {
+        "object_label": "cup", "reconstruct": True, "image_transport": "compressed"}
+    assert over({"object_label": "123", "reconstruct": "false"}) == {"object_label": "123", "reconstruct": False}
+    with pytest.raises(ValueError, match="reconstruct:=yes: use true or false"):
+        over({"reconstruct": "yes"})
 
 
 def test_config_matches_node_parameters():
