@@ -4,6 +4,7 @@
     python benchmarks/bench_recon.py --seeds $(seq 9000001 9000024) --frames 0   # held-out accuracy, cold fits
     python benchmarks/bench_recon.py --seeds $(seq 9000001 9000024) --frames 0 --landmarks mediapipe  # end to end
     python benchmarks/bench_recon.py --seeds 9000001 9000005 9000003 --frames 6 --motion 2 2  # tracking, moving camera
+    python benchmarks/bench_recon.py --frames 0 --landmarks mediapipe --lens -0.3 0.1 [--undistort]  # a distorting lens
 
 Seeds not in CASES take the generator's own interaction and category (a held-out draw). The last lines
 summarise the errors against the issue's targets (rotation is modulo the object's symmetries).
@@ -41,7 +42,16 @@ def main() -> None:
     ap.add_argument("--motion", type=float, nargs=2, default=(0.0, 0.0), metavar=("DEG", "CM"),
                     help="warm frames from a moving camera: frame k turned k*DEG about the scene's vertical axis and "
                          "moved k*CM sideways (default 0 0: the same frame repeated, a static scene)")
+    ap.add_argument("--lens", type=float, nargs="+", default=None, metavar="K",
+                    help="plumb_bob coefficients (k1 [k2 p1 p2 k3]) of a lens the scene is seen through: image, depth "
+                         "and masks are distorted as an image_raw would be, and fitted with the pinhole K (needs "
+                         "--landmarks mediapipe: GT landmarks are pinhole projections)")
+    ap.add_argument("--undistort", action="store_true",
+                    help="with --lens: undistort them again before perception and the fit (ros/rectify.py, the "
+                         "node's undistort:=true)")
     a = ap.parse_args()
+    if a.lens is not None and a.landmarks != "mediapipe":
+        ap.error("--lens needs --landmarks mediapipe (the GT landmarks are pinhole projections: no lens to see)")
     depth_modes = {"both": (True, False), "with": (True,), "without": (False,)}[a.depth]
     torch.set_num_threads(1)
     from interactvlm_ros.recon import Reconstructor, Tracker, observation_from_sample
@@ -56,6 +66,41 @@ def main() -> None:
         from interactvlm_ros.perception.human import HumanPerception
 
         perception = HumanPerception(static_image_mode=True)
+
+    lens_maps = {}
+    rectifier = None
+
+    def through_lens(sample):
+        """--lens: the sample as an image_raw of that lens shows it (each distorted pixel samples the pinhole render
+        where cv2.undistortPoints puts it); --undistort: rectified again as the node does. Otherwise unchanged."""
+        if a.lens is None:
+            return sample
+        import cv2
+
+        from interactvlm_ros.ros.rectify import Rectifier
+
+        nonlocal rectifier
+        rectifier = rectifier or Rectifier()
+        D = np.zeros(5)
+        D[:len(a.lens)] = a.lens
+        K = np.asarray(sample["K"], np.float64)
+        h, w = sample["image"].shape[:2]
+        key = (K.tobytes(), w, h)
+        if key not in lens_maps:
+            uv = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 1, 2).astype(np.float64)
+            und = cv2.undistortPoints(uv, K, D, P=K).reshape(h, w, 2).astype(np.float32)
+            lens_maps[key] = (und[..., 0], und[..., 1])
+        mx, my = lens_maps[key]
+        out = dict(sample)
+        for name, interp in (("image", cv2.INTER_LINEAR), ("depth", cv2.INTER_NEAREST),
+                             ("object_mask", cv2.INTER_NEAREST), ("person_mask", cv2.INTER_NEAREST)):
+            v = np.asarray(sample[name])
+            src = v.view(np.uint8) if v.dtype == bool else v
+            r = cv2.remap(src, mx, my, interp, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            if a.undistort:
+                r = rectifier.apply(r, K, "plumb_bob", D, nearest=interp == cv2.INTER_NEAREST)
+            out[name] = r.astype(bool) if v.dtype == bool else r
+        return out
 
     def observe(sample):
         """GT observation of a sample; with --landmarks mediapipe its landmarks, hands and mask from mediapipe on the
@@ -74,7 +119,7 @@ def main() -> None:
     rows = []
     for seed in a.seeds:
         inter, cat = CASES.get(seed, (None, None))
-        s = gen.sample(seed, inter, cat)
+        s = through_lens(gen.sample(seed, inter, cat))
         cat = str(s["object_category"])
         nv, nf = catalog.normalized_mesh(cat)
         sc = float(s["object_scale"])
@@ -97,8 +142,8 @@ def main() -> None:
             for k in range(1, a.frames + 1):
                 kw_k, obs_k = kw, obs
                 if any(a.motion):  # the same scene from the moved camera: its own image, depth, masks, landmarks, GT
-                    sw = gen.sample(seed, *CASES.get(seed, (None, None)),
-                                    camera_motion=(k * a.motion[0], k * a.motion[1] / 100))
+                    sw = through_lens(gen.sample(seed, *CASES.get(seed, (None, None)),
+                                                 camera_motion=(k * a.motion[0], k * a.motion[1] / 100)))
                     obs_k = observe(sw) or observation_from_sample(sw)
                     kw_k = dict(kw, K=sw["K"], depth=sw["depth"] if use_depth else None, object_mask=sw["object_mask"])
                 t = time.perf_counter()

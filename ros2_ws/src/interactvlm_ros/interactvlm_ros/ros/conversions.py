@@ -380,6 +380,12 @@ def camera_info_to_K(msg, image_size: tuple[int, int] | None = None) -> np.ndarr
     return K
 
 
+def camera_info_distortion(msg) -> tuple[str, np.ndarray]:
+    """(distortion_model, D as float64) of a CameraInfo (validated finite by :func:`camera_info_to_K`); '' and an
+    empty D for an uncalibrated camera."""
+    return str(msg.distortion_model), np.asarray(msg.d, dtype=np.float64).reshape(-1)
+
+
 def default_K(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:
     """Pinhole intrinsics for an uncalibrated image: 60° horizontal FoV, principal point at the centre,
     square pixels (fx = fy = width / (2 tan(hfov/2)))."""

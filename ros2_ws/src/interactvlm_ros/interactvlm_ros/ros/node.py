@@ -58,6 +58,7 @@ from . import cdr
 from . import conversions as conv
 from . import dds
 from . import logbridge
+from . import rectify
 from . import sync
 from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
@@ -81,6 +82,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
                         "image_transport's jpeg/png plugin, e.g. a camera over Wi-Fi)", True),
     "depth_transport": ("raw", "raw (Image on depth) | compressedDepth (CompressedImage on depth/compressedDepth: "
                         "image_transport's png depth plugin)", True),
+    "undistort": (False, "undistort each image (and its depth / object mask) with CameraInfo's distortion before use: "
+                  "for image_raw of a lens with distortion; leave false for rectified images (image_rect*)", False),
     "camera_info_wait": (1.0, "seconds the first image waits for the first CameraInfo when camera_info has a publisher "
                          "(0 = never; without it that frame uses default intrinsics)", True),
     "enabled": (True, "process images; false pauses the node (frames counted as frames_paused and dropped, no CPU "
@@ -223,6 +226,10 @@ class ContactNode(Node):
         self._markers = MarkerBuilder(max_faces=int(p["marker_max_faces"]), threshold=self._threshold)
         self._K = None
         self._K_size = None
+        self._dist = None  # (distortion model, D) of the last valid CameraInfo
+        self._undistort = bool(p["undistort"])
+        self._rectifier = rectify.Rectifier()
+        self._dist_noted = False  # the one log line about a distortion that is not undone
         self._K_ready = threading.Event()  # set by the first valid CameraInfo
         self._K_first_wait = float(p["camera_info_wait"])  # spent (0) once the first frame has been handled
         self._depths = sync.StampedBuffer(8)  # the newest depth images by stamp: each image takes its own
@@ -329,9 +336,15 @@ class ContactNode(Node):
         except conv.InputError as exc:
             self._bad(exc)
             return
+        dist = conv.camera_info_distortion(msg)
         with self._state_lock:
-            self._K, self._K_size = K, (int(msg.width), int(msg.height))
+            self._K, self._K_size, self._dist = K, (int(msg.width), int(msg.height)), dist
         self._K_ready.set()
+        if not self._undistort and not self._dist_noted and rectify.has_distortion(dist[1]):
+            self._dist_noted = True
+            self.get_logger().info(
+                f"camera_info has {dist[0]} distortion {np.round(dist[1], 4).tolist()}: images are used as a pinhole "
+                "camera with K (right for rectified images, image_rect*; for image_raw of that lens set undistort:=true)")
 
     def _transport_topic(self, base: str, transport: str) -> str:
         """Where image_transport publishes ``transport`` of this node's (remapped, namespaced) ``base`` topic
@@ -458,6 +471,8 @@ class ContactNode(Node):
                     self._depth_max_dt = value
                 else:
                     self._mask_max_dt = value
+            elif name == "undistort":
+                self._undistort = bool(value)
             elif name == "depth_allow_nonfinite":
                 self._allow_nonfinite = bool(value)
             if err:
@@ -570,6 +585,26 @@ class ContactNode(Node):
         self.stats.fallback(msg)
         self.get_logger().warning(f"fallback: {msg}")
 
+    def _rectified(self, arr: np.ndarray, nearest: bool = False) -> np.ndarray:
+        """``arr`` (the image, or its depth / mask) undistorted with the last CameraInfo's distortion when it is for
+        this size and has one (``ros/rectify.py``); unchanged otherwise. A distortion that cannot be undone is a
+        named fallback (the image is used as it is)."""
+        with self._state_lock:
+            K, K_size, dist = self._K, self._K_size, self._dist
+        h, w = arr.shape[:2]
+        if K is None or dist is None or K_size not in ((w, h), (0, 0)) or not rectify.has_distortion(dist[1]):
+            return arr
+        try:
+            out = self._rectifier.apply(arr, K, dist[0], dist[1], nearest=nearest)
+        except rectify.RectifyError as exc:
+            msg = f"undistort: {exc}: images used as they are"
+            if msg not in self.stats.fallbacks:
+                self.get_logger().warning(f"fallback: {msg}")
+                self.stats.fallback(msg)
+            return arr
+        self.stats.info["undistorted"] = f"{dist[0]} ({len(dist[1])} coefficients)"
+        return out
+
     def _paired(self, stream: str, header):
         """This image's item of a stream paired by stamp (``depth``: ``depth_max_dt``, waited for that long while in
         flight and the stream is live; ``object_mask``: ``object_mask_max_dt``, not waited for — a segmenter's mask
@@ -607,6 +642,10 @@ class ContactNode(Node):
         except conv.InputError as exc:
             self._bad(exc)
             return None
+        if self._undistort:
+            if self._K_first_wait > 0:  # the first frame's CameraInfo (its distortion) before perception sees it
+                self._wait_first_camera_info()
+            rgb = self._rectified(rgb)
         t_decoded = time.monotonic()
         observation = None
         observe = getattr(self.estimator, "observe", None)
@@ -648,6 +687,9 @@ class ContactNode(Node):
         if mask is not None and mask.shape != (h, w):
             self.stats.fallback(f"object_mask is {mask.shape[1]}x{mask.shape[0]} but images are {w}x{h}: mask ignored")
             mask = None
+        if self._undistort:  # registered to the image: resampled the same way (nearest: no blending across edges)
+            depth = None if depth is None else self._rectified(depth, nearest=True)
+            mask = None if mask is None else self._rectified(mask, nearest=True)
         kw = {"observation": observation} if observation is not None else {}
         if mask is not None:
             kw["object_mask"] = mask

@@ -1,0 +1,83 @@
+"""Undistorting camera images with their CameraInfo's distortion (the node's ``undistort`` parameter).
+
+The pipeline models the camera as a pinhole with intrinsics K: the reconstruction projects the fitted body and
+object with K and compares with the image's landmarks, silhouette and depth. An ``image_raw`` of a lens with
+distortion breaks that model near the image borders (a webcam's k1 ≈ -0.3 moves corner pixels by tens of pixels), so
+the node can resample each image — and the depth image and object mask registered to it — to the undistorted pinhole
+image *with the same K* (``cv2.initUndistortRectifyMap`` with K as the new camera matrix, maps cached per CameraInfo;
+``cv2.remap``: bilinear for colour, nearest for depth and masks so that no depth is blended across an edge). The 3-D
+camera frame does not change, so every output stays in the image's frame.
+
+Rectified images (``image_rect*`` from image_proc) must not be undistorted again: their CameraInfo still carries the
+raw camera's D. That is why it is a parameter (default off), as in ROS, where the topic name tells which one it is.
+Distortion models: ``plumb_bob`` and ``rational_polynomial`` (OpenCV's 4-14 coefficient model) and ``equidistant``
+(``cv2.fisheye``). OpenCV is what image_proc itself uses for this; nothing is written by hand but the cache.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+PINHOLE_MODELS = ("plumb_bob", "rational_polynomial")
+FISHEYE_MODELS = ("equidistant",)
+
+
+class RectifyError(ValueError):
+    """A distortion this module cannot undo (unknown model, wrong number of coefficients)."""
+
+
+def has_distortion(D) -> bool:
+    d = np.asarray(D, np.float64).reshape(-1)
+    return bool(d.size) and bool(np.any(d != 0.0))
+
+
+class Rectifier:
+    """Undistorts arrays [H, W(, C)] to the pinhole camera K; the remap tables are built once per (K, model, D,
+    size) and reused while the CameraInfo stays the same. Thread-safe (the node's perception thread rectifies the
+    image while its worker rectifies the previous frame's depth)."""
+
+    def __init__(self):
+        self._key = None
+        self._maps = None
+        self._lock = threading.Lock()
+
+    def _tables(self, K, model: str, D, size: tuple[int, int]):
+        K = np.asarray(K, np.float64).reshape(3, 3)
+        D = np.asarray(D, np.float64).reshape(-1)
+        key = (K.tobytes(), model, D.tobytes(), tuple(size))
+        with self._lock:
+            if key != self._key:
+                self._maps, self._key = self._build(K, model, D, size), key
+            return self._maps
+
+    @staticmethod
+    def _build(K: np.ndarray, model: str, D: np.ndarray, size: tuple[int, int]):
+        import cv2
+
+        if model in PINHOLE_MODELS:
+            if D.size not in (4, 5, 8, 12, 14):
+                raise RectifyError(f"distortion model {model} with {D.size} coefficients: OpenCV takes 4, 5, 8, 12 or 14")
+            return cv2.initUndistortRectifyMap(K, D, None, K, size, cv2.CV_16SC2)
+        if model in FISHEYE_MODELS:
+            if D.size < 4:
+                raise RectifyError(f"distortion model {model} with {D.size} coefficients: 4 needed")
+            return cv2.fisheye.initUndistortRectifyMap(K, D[:4], np.eye(3), K, size, cv2.CV_16SC2)
+        raise RectifyError(f"distortion model '{model}' is not supported (use "
+                           f"{', '.join(PINHOLE_MODELS + FISHEYE_MODELS)}, or rectify upstream with image_proc and keep "
+                           "undistort:=false)")
+
+    def apply(self, arr: np.ndarray, K, model: str, D, nearest: bool = False) -> np.ndarray:
+        """``arr`` resampled to the undistorted pinhole image with the same K. ``nearest``: depth / masks (no
+        blending across edges); bool arrays stay bool. Pixels that come from outside the image are 0 (colour, mask)
+        or NaN (float depth: no return)."""
+        import cv2
+
+        a = np.asarray(arr)
+        h, w = a.shape[:2]
+        m1, m2 = self._tables(K, model, D, (w, h))
+        src = a.view(np.uint8) if a.dtype == bool else a
+        border = float("nan") if np.issubdtype(a.dtype, np.floating) else 0
+        out = cv2.remap(src, m1, m2, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        return out.astype(bool) if a.dtype == bool else out

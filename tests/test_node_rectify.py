@@ -1,0 +1,169 @@
+"""``undistort``: images (and their registered depth / object mask) resampled to the pinhole camera K with the
+CameraInfo's distortion (ros/rectify.py), checked geometrically — dots drawn where OpenCV's *projectPoints* puts 3-D
+points through the distorting lens land, after rectification, where the pinhole projection puts them — and through the
+node's perception / inference hand-off (the real ContactNode, an estimator double that records what it is given)."""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.context import Context  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from interactvlm_ros.ros import conversions as conv  # noqa: E402
+from interactvlm_ros.ros.rectify import Rectifier, RectifyError, has_distortion  # noqa: E402
+
+W, H = 640, 480
+K = np.array([[420.0, 0.0, 322.0], [0.0, 418.0, 236.0], [0.0, 0.0, 1.0]])
+WEBCAM = ("plumb_bob", np.array([-0.32, 0.11, 0.0012, -0.0009, -0.015]))
+FISHEYE = ("equidistant", np.array([0.05, -0.01, 0.002, -0.0005]))
+
+
+def _points():
+    """3-D points spread over the field of view (corners included), 1.5-3 m away."""
+    u, v = np.meshgrid(np.linspace(40, W - 40, 9), np.linspace(40, H - 40, 7))
+    z = np.linspace(1.5, 3.0, u.size)
+    x = (u.reshape(-1) - K[0, 2]) / K[0, 0] * z
+    y = (v.reshape(-1) - K[1, 2]) / K[1, 1] * z
+    return np.stack([x, y, z], 1)
+
+
+def _project(X, model, D):
+    if model == "equidistant":
+        pts, _ = cv2.fisheye.projectPoints(X.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K, D)
+    else:
+        pts, _ = cv2.projectPoints(X, np.zeros(3), np.zeros(3), K, D)
+    return pts.reshape(-1, 2)
+
+
+def _dots(centres):
+    img = np.zeros((H, W, 3), np.uint8)
+    for x, y in centres:
+        cv2.circle(img, (int(round(x * 16)), int(round(y * 16))), 3 * 16, (255, 255, 255), -1, cv2.LINE_AA, shift=4)
+    return img
+
+
+def _centroids(img):
+    n, _, stats, cents = cv2.connectedComponentsWithStats((img[:, :, 0] > 60).astype(np.uint8))
+    return cents[1:][stats[1:, cv2.CC_STAT_AREA] > 10]
+
+
+@pytest.mark.parametrize("model, D", [WEBCAM, FISHEYE], ids=["plumb_bob", "equidistant"])
+def test_dots_through_the_lens_land_on_the_pinhole_projection(model, D):
+    X = _points()
+    distorted = _project(X, model, D)
+    pinhole = _project(X, "plumb_bob", np.zeros(5))
+    assert np.abs(distorted - pinhole).max() > 5.0  # the lens moves the outer dots visibly
+    inside = np.all((distorted > 8) & (distorted < [W - 8, H - 8]), axis=1)
+    out = Rectifier().apply(_dots(distorted[inside]), K, model, D)
+    found = _centroids(out)
+    # every pinhole position has a dot within half a pixel after rectification
+    d = np.linalg.norm(found[None] - pinhole[inside][:, None], axis=2).min(1)
+    assert len(found) == inside.sum() and d.max() < 0.5, d.max()
+
+
+def test_depth_and_masks_nearest_no_blending_and_outside_is_no_return():
+    r = Rectifier()
+    depth = np.where(np.arange(W)[None, :] < W // 2, 1.0, 3.0).astype(np.float32) * np.ones((H, 1), np.float32)
+    out = r.apply(depth, K, *WEBCAM, nearest=True)
+    vals = set(np.unique(out[np.isfinite(out)]).tolist())
+    assert vals == {1.0, 3.0}  # no 2.0 from blending across the edge
+    # pincushion (k1 > 0): the rectified corners come from outside the image: no return (NaN), not 0 m
+    pin = r.apply(depth, K, "plumb_bob", [0.3, 0.0, 0.0, 0.0, 0.0], nearest=True)
+    assert np.isnan(pin[0, 0]) and np.isnan(pin[H - 1, W - 1]) and pin[H // 2, W // 4] == 1.0
+    mask = np.zeros((H, W), bool)
+    mask[200:280, 300:340] = True
+    m = r.apply(mask, K, *WEBCAM, nearest=True)
+    assert m.dtype == bool and 0.9 < m.sum() / mask.sum() < 1.1
+
+
+def test_unsupported_distortions_are_named():
+    with pytest.raises(RectifyError, match="'weird' is not supported"):
+        Rectifier().apply(np.zeros((H, W), np.uint8), K, "weird", [0.1])
+    with pytest.raises(RectifyError, match="3 coefficients"):
+        Rectifier().apply(np.zeros((H, W), np.uint8), K, "plumb_bob", [0.1, 0.0, 0.0])
+    assert not has_distortion([0, 0, 0, 0, 0]) and not has_distortion([]) and has_distortion([0, 0.01])
+
+
+# ---------------------------------------------------------------------------------------------- the node's hand-off
+class EstimatorDouble:
+    reconstruct = True
+
+    def __init__(self):
+        self.observed, self.depths = [], []
+
+    def observe(self, rgb):
+        self.observed.append(rgb)
+        return None
+
+    def estimate(self, rgb, label, depth=None, **kw):
+        self.depths.append(depth)
+        raise StopIteration  # the rest of the frame is not this test's business
+
+
+@pytest.fixture
+def make_node():
+    made = []
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=98)
+
+    def make(undistort):
+        from interactvlm_ros.ros.node import ContactNode
+
+        n = ContactNode(estimator=EstimatorDouble(), context=ctx,
+                        parameter_overrides=[Parameter("undistort", value=undistort),
+                                             Parameter("camera_info_wait", value=0.0)])
+        made.append(n)
+        return n
+    yield make
+    for n in made:
+        n.destroy_node()
+    rclpy.try_shutdown(context=ctx)
+
+
+def _camera_info(model, D):
+    info = conv.make_camera_info(W, H, K)
+    info.distortion_model, info.d = model, [float(v) for v in D]
+    return info
+
+
+def test_node_undistorts_the_image_and_its_depth(make_node):
+    node = make_node(undistort=True)
+    node._on_camera_info(_camera_info(*WEBCAM))
+    X = _points()
+    img = _dots(_project(X, *WEBCAM))
+    msg = conv.numpy_to_image(img, "rgb8", Header(frame_id="cam"))
+    msg.header.stamp.sec = 5
+    item = node._perceive(msg, 0.0)
+    expected = Rectifier().apply(img, K, *WEBCAM)
+    np.testing.assert_array_equal(node.estimator.observed[0], expected)
+    assert node.stats.info["undistorted"] == "plumb_bob (5 coefficients)"
+    depth = np.where(np.arange(W)[None, :] < 200, 1.0, 2.5).astype(np.float32) * np.ones((H, 1), np.float32)
+    node._depths.put(5 * 10**9, depth)  # paired with the image by stamp
+    with pytest.raises(StopIteration):
+        node._infer(*item)
+    (d,) = node.estimator.depths
+    np.testing.assert_array_equal(d, Rectifier().apply(depth, K, *WEBCAM, nearest=True))
+    assert not np.array_equal(d, depth) and set(np.unique(d).tolist()) == {1.0, 2.5}
+
+
+def test_node_leaves_images_alone_when_off_and_says_so_once(make_node, monkeypatch):
+    node = make_node(undistort=False)
+    lines = []
+    monkeypatch.setattr(node, "get_logger", lambda: types.SimpleNamespace(info=lines.append, warning=lines.append))
+    for _ in range(2):
+        node._on_camera_info(_camera_info(*WEBCAM))
+    img = _dots(_project(_points(), *WEBCAM))
+    node._perceive(conv.numpy_to_image(img, "rgb8", Header(frame_id="cam")), 0.0)
+    np.testing.assert_array_equal(node.estimator.observed[0], img)
+    assert len([ln for ln in lines if "undistort:=true" in ln]) == 1  # the hint, once
+    # switched on at run time: the next frame is undistorted
+    assert node.set_parameters([Parameter("undistort", value=True)])[0].successful
+    node._perceive(conv.numpy_to_image(img, "rgb8", Header(frame_id="cam")), 0.0)
+    assert not np.array_equal(node.estimator.observed[1], img)
