@@ -96,14 +96,15 @@ class EstimatorDouble:
     reconstruct = True
 
     def __init__(self):
-        self.observed, self.depths = [], []
+        self.observed, self.depths, self.Ks = [], [], []
 
     def observe(self, rgb):
         self.observed.append(rgb)
         return None
 
-    def estimate(self, rgb, label, depth=None, **kw):
+    def estimate(self, rgb, label, depth=None, K=None, **kw):
         self.depths.append(depth)
+        self.Ks.append(K)
         raise StopIteration  # the rest of the frame is not this test's business
 
 
@@ -127,9 +128,15 @@ def make_node():
     rclpy.try_shutdown(context=ctx)
 
 
+P_RECT = np.array([[380.0, 0.0, 318.0], [0.0, 380.0, 241.0], [0.0, 0.0, 1.0]])  # image_proc's rectified camera
+
+
 def _camera_info(model, D):
     info = conv.make_camera_info(W, H, K)
     info.distortion_model, info.d = model, [float(v) for v in D]
+    P = np.zeros((3, 4))
+    P[:, :3] = P_RECT
+    info.p = P.reshape(-1).tolist()
     return info
 
 
@@ -151,6 +158,7 @@ def test_node_undistorts_the_image_and_its_depth(make_node):
     (d,) = node.estimator.depths
     np.testing.assert_array_equal(d, Rectifier().apply(depth, K, *WEBCAM, nearest=True))
     assert not np.array_equal(d, depth) and set(np.unique(d).tolist()) == {1.0, 2.5}
+    np.testing.assert_array_equal(node.estimator.Ks[0], K)  # undistorted to K itself
 
 
 def test_node_leaves_images_alone_when_off_and_says_so_once(make_node, monkeypatch):
@@ -163,7 +171,16 @@ def test_node_leaves_images_alone_when_off_and_says_so_once(make_node, monkeypat
     node._perceive(conv.numpy_to_image(img, "rgb8", Header(frame_id="cam")), 0.0)
     np.testing.assert_array_equal(node.estimator.observed[0], img)
     assert len([ln for ln in lines if "undistort:=true" in ln]) == 1  # the hint, once
+    # taken as a rectified image (image_rect*): fitted with P's camera, as image_geometry projects rectified images
+    with pytest.raises(StopIteration):
+        node._infer(*node._perceive(conv.numpy_to_image(img, "rgb8", Header(frame_id="cam")), 0.0))
+    np.testing.assert_array_equal(node.estimator.Ks[-1], P_RECT)
+    node._on_camera_info(_camera_info("plumb_bob", np.zeros(5)))  # no distortion: K (P is K's twin then)
+    with pytest.raises(StopIteration):
+        node._infer(*node._perceive(conv.numpy_to_image(img, "rgb8", Header(frame_id="cam")), 0.0))
+    np.testing.assert_array_equal(node.estimator.Ks[-1], K)
+    node._on_camera_info(_camera_info(*WEBCAM))
     # switched on at run time: the next frame is undistorted
     assert node.set_parameters([Parameter("undistort", value=True)])[0].successful
     node._perceive(conv.numpy_to_image(img, "rgb8", Header(frame_id="cam")), 0.0)
-    assert not np.array_equal(node.estimator.observed[1], img)
+    assert not np.array_equal(node.estimator.observed[-1], img)

@@ -380,6 +380,17 @@ def camera_info_to_K(msg, image_size: tuple[int, int] | None = None) -> np.ndarr
     return K
 
 
+def camera_info_rectified_K(msg) -> np.ndarray | None:
+    """Intrinsics of the *rectified* image (image_proc's image_rect*): the left 3x3 of CameraInfo.p, or None when P is
+    unset (zeros) or not a camera (fx, fy <= 0). image_geometry projects rectified images with P, not K; they differ
+    when the camera has distortion (the rectified image is resampled to a new camera matrix)."""
+    p = np.asarray(msg.p, dtype=np.float64).reshape(-1)
+    if p.size != 12 or not np.all(np.isfinite(p)):
+        return None
+    P = p.reshape(3, 4)[:, :3].copy()
+    return P if P[0, 0] > 0 and P[1, 1] > 0 else None
+
+
 def camera_info_distortion(msg) -> tuple[str, np.ndarray]:
     """(distortion_model, D as float64) of a CameraInfo (validated finite by :func:`camera_info_to_K`); '' and an
     empty D for an uncalibrated camera."""

@@ -227,6 +227,7 @@ class ContactNode(Node):
         self._K = None
         self._K_size = None
         self._dist = None  # (distortion model, D) of the last valid CameraInfo
+        self._K_rect = None  # its P[:3, :3]: the camera of a rectified image (image_rect*)
         self._undistort = bool(p["undistort"])
         self._rectifier = rectify.Rectifier()
         self._dist_noted = False  # the one log line about a distortion that is not undone
@@ -336,15 +337,16 @@ class ContactNode(Node):
         except conv.InputError as exc:
             self._bad(exc)
             return
-        dist = conv.camera_info_distortion(msg)
+        dist, K_rect = conv.camera_info_distortion(msg), conv.camera_info_rectified_K(msg)
         with self._state_lock:
-            self._K, self._K_size, self._dist = K, (int(msg.width), int(msg.height)), dist
+            self._K, self._K_size, self._dist, self._K_rect = K, (int(msg.width), int(msg.height)), dist, K_rect
         self._K_ready.set()
         if not self._undistort and not self._dist_noted and rectify.has_distortion(dist[1]):
             self._dist_noted = True
             self.get_logger().info(
-                f"camera_info has {dist[0]} distortion {np.round(dist[1], 4).tolist()}: images are used as a pinhole "
-                "camera with K (right for rectified images, image_rect*; for image_raw of that lens set undistort:=true)")
+                f"camera_info has {dist[0]} distortion {np.round(dist[1], 4).tolist()}: images are taken as rectified "
+                f"(image_rect*), with the intrinsics of P{'' if K_rect is not None else ' (unset: K)'}; for image_raw "
+                "of that lens set undistort:=true")
 
     def _transport_topic(self, base: str, transport: str) -> str:
         """Where image_transport publishes ``transport`` of this node's (remapped, namespaced) ``base`` topic
@@ -675,6 +677,9 @@ class ContactNode(Node):
             self._wait_first_camera_info()
         with self._state_lock:
             label, mesh, K, K_size = self._label, self._mesh, self._K, self._K_size
+            if (not self._undistort and self._K_rect is not None and self._dist is not None
+                    and rectify.has_distortion(self._dist[1])):
+                K = self._K_rect  # a rectified image of a distorting camera: its camera is P (image_geometry)
         fit = bool(getattr(self.estimator, "reconstruct", False))  # depth and object mask serve the fit only
         depth = self._paired("depth", msg.header) if fit else None
         mask = self._paired("object_mask", msg.header) if fit else None
