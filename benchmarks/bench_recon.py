@@ -47,7 +47,7 @@ def main() -> None:
                          "and masks are distorted as an image_raw would be, and fitted with the pinhole K (needs "
                          "--landmarks mediapipe: GT landmarks are pinhole projections)")
     ap.add_argument("--undistort", action="store_true",
-                    help="with --lens: undistort them again before perception and the fit (ros/rectify.py, the "
+                    help="with --lens: undistort them again before perception and the fit (interactvlm_ros/lens.py, the "
                          "node's undistort:=true)")
     a = ap.parse_args()
     if a.lens is not None and a.landmarks != "mediapipe":
@@ -77,7 +77,7 @@ def main() -> None:
             return sample
         import cv2
 
-        from interactvlm_ros.ros.rectify import Rectifier
+        from interactvlm_ros.lens import Rectifier
 
         nonlocal rectifier
         rectifier = rectifier or Rectifier()

@@ -25,6 +25,10 @@ def add_arguments(p) -> None:
     p.add_argument("--depth", default=None, help="depth registered to the image: .npy (m) or 16-bit .png (mm)")
     p.add_argument("--depth-scale", type=float, default=None, help="metres per depth unit (default: png 0.001, npy 1)")
     p.add_argument("--K", default=None, help="intrinsics fx,fy,cx,cy (default: fx=fy=1.2·max(W,H), centre)")
+    p.add_argument("--D", default=None, help="lens distortion --D=k1,k2,p1,p2[,k3,...] (CameraInfo.d; needs --K): the image, "
+                   "depth and mask are undistorted to the pinhole K first (overlay.png shows the undistorted image)")
+    p.add_argument("--distortion-model", default="plumb_bob", choices=("plumb_bob", "rational_polynomial", "equidistant"),
+                   help="model of --D (CameraInfo.distortion_model; default plumb_bob)")
     p.add_argument("--contacts", choices=("auto", "pipeline", "hands"), default="auto",
                    help="where contacts come from (auto: pipeline if it can be built, else the hands heuristic)")
     p.add_argument("--model", default="default", help="localizer for --contacts pipeline")
@@ -71,6 +75,24 @@ def run(args) -> int:
             print(f"error: cannot read --object-mask {args.object_mask}", file=sys.stderr)
             return 2
         mask = m > 127
+    extra = {}
+    if args.D:
+        from interactvlm_ros.lens import Rectifier, RectifyError, parse_distortion
+
+        if K is None:
+            print("error: --D needs --K (a distortion is relative to the camera's intrinsics)", file=sys.stderr)
+            return 2
+        try:
+            D, rect = parse_distortion(args.D), Rectifier()
+            image = rect.apply(image, K, args.distortion_model, D)
+            depth = None if depth is None else rect.apply(depth, K, args.distortion_model, D, nearest=True)
+            mask = None if mask is None else rect.apply(mask, K, args.distortion_model, D, nearest=True)
+        except RectifyError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        extra["undistorted"] = {"model": args.distortion_model, "D": D.tolist()}
+        log.info("undistorted image%s with %s D=%s", "/depth/mask" if depth is not None or mask is not None else "",
+                 args.distortion_model, D.tolist())
 
     rc = Reconstructor()
     fallbacks: list[str] = []
@@ -118,7 +140,7 @@ def run(args) -> int:
         obs = HumanPerception().observe(image)
         rec = rc.fit(image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
                      object_mask=mask, object_size=size, object_label=args.object)
-    files = save_outputs(rec, image, args.out, fallbacks=list(dict.fromkeys(fallbacks + rc.fallbacks)))
+    files = save_outputs(rec, image, args.out, fallbacks=list(dict.fromkeys(fallbacks + rc.fallbacks)), extra=extra)
     print(f"status: {rec.status} {rec.message}")
     for k, v in files.items():
         print(f"  {k}: {v}")

@@ -187,9 +187,11 @@ def overlay(image: np.ndarray, K: np.ndarray, meshes: list[tuple[np.ndarray, np.
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[str] | None = None) -> dict[str, str]:
+def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[str] | None = None,
+                 extra: dict | None = None) -> dict[str, str]:
     """Write human.ply, object.ply, scene.glb, result.json and overlay.png. Returns {name: path}.
-    ``fallbacks``: the named fallbacks taken on the way (default intrinsics, ...), listed in result.json."""
+    ``fallbacks``: the named fallbacks taken on the way (default intrinsics, ...), listed in result.json; ``extra``:
+    more result.json entries (e.g. the undistortion applied to the input)."""
     import cv2
     import trimesh
 
@@ -221,6 +223,7 @@ def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[st
     p = out / "result.json"
     info = rec.to_json()
     info["fallbacks"] = list(fallbacks or [])
+    info.update(extra or {})
     p.write_text(json.dumps(info, indent=1))
     files["result"] = str(p)
     return files

@@ -58,8 +58,8 @@ from . import cdr
 from . import conversions as conv
 from . import dds
 from . import logbridge
-from . import rectify
 from . import sync
+from .. import lens
 from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
 
@@ -229,7 +229,7 @@ class ContactNode(Node):
         self._dist = None  # (distortion model, D) of the last valid CameraInfo
         self._K_rect = None  # its P[:3, :3]: the camera of a rectified image (image_rect*)
         self._undistort = bool(p["undistort"])
-        self._rectifier = rectify.Rectifier()
+        self._rectifier = lens.Rectifier()
         self._dist_noted = False  # the one log line about a distortion that is not undone
         self._K_ready = threading.Event()  # set by the first valid CameraInfo
         self._K_first_wait = float(p["camera_info_wait"])  # spent (0) once the first frame has been handled
@@ -341,7 +341,7 @@ class ContactNode(Node):
         with self._state_lock:
             self._K, self._K_size, self._dist, self._K_rect = K, (int(msg.width), int(msg.height)), dist, K_rect
         self._K_ready.set()
-        if not self._undistort and not self._dist_noted and rectify.has_distortion(dist[1]):
+        if not self._undistort and not self._dist_noted and lens.has_distortion(dist[1]):
             self._dist_noted = True
             self.get_logger().info(
                 f"camera_info has {dist[0]} distortion {np.round(dist[1], 4).tolist()}: images are taken as rectified "
@@ -589,16 +589,16 @@ class ContactNode(Node):
 
     def _rectified(self, arr: np.ndarray, nearest: bool = False) -> np.ndarray:
         """``arr`` (the image, or its depth / mask) undistorted with the last CameraInfo's distortion when it is for
-        this size and has one (``ros/rectify.py``); unchanged otherwise. A distortion that cannot be undone is a
+        this size and has one (``interactvlm_ros/lens.py``); unchanged otherwise. A distortion that cannot be undone is a
         named fallback (the image is used as it is)."""
         with self._state_lock:
             K, K_size, dist = self._K, self._K_size, self._dist
         h, w = arr.shape[:2]
-        if K is None or dist is None or K_size not in ((w, h), (0, 0)) or not rectify.has_distortion(dist[1]):
+        if K is None or dist is None or K_size not in ((w, h), (0, 0)) or not lens.has_distortion(dist[1]):
             return arr
         try:
             out = self._rectifier.apply(arr, K, dist[0], dist[1], nearest=nearest)
-        except rectify.RectifyError as exc:
+        except lens.RectifyError as exc:
             msg = f"undistort: {exc}: images used as they are"
             if msg not in self.stats.fallbacks:
                 self.get_logger().warning(f"fallback: {msg}")
@@ -678,7 +678,7 @@ class ContactNode(Node):
         with self._state_lock:
             label, mesh, K, K_size = self._label, self._mesh, self._K, self._K_size
             if (not self._undistort and self._K_rect is not None and self._dist is not None
-                    and rectify.has_distortion(self._dist[1])):
+                    and lens.has_distortion(self._dist[1])):
                 K = self._K_rect  # a rectified image of a distorting camera: its camera is P (image_geometry)
         fit = bool(getattr(self.estimator, "reconstruct", False))  # depth and object mask serve the fit only
         depth = self._paired("depth", msg.header) if fit else None

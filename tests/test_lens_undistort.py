@@ -1,5 +1,5 @@
 """``undistort``: images (and their registered depth / object mask) resampled to the pinhole camera K with the
-CameraInfo's distortion (ros/rectify.py), checked geometrically — dots drawn where OpenCV's *projectPoints* puts 3-D
+CameraInfo's distortion (interactvlm_ros/lens.py), checked geometrically — dots drawn where OpenCV's *projectPoints* puts 3-D
 points through the distorting lens land, after rectification, where the pinhole projection puts them — and through the
 node's perception / inference hand-off (the real ContactNode, an estimator double that records what it is given)."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from interactvlm_ros.ros import conversions as conv  # noqa: E402
-from interactvlm_ros.ros.rectify import Rectifier, RectifyError, has_distortion  # noqa: E402
+from interactvlm_ros.lens import Rectifier, RectifyError, has_distortion  # noqa: E402
 
 W, H = 640, 480
 K = np.array([[420.0, 0.0, 322.0], [0.0, 418.0, 236.0], [0.0, 0.0, 1.0]])
@@ -184,3 +184,32 @@ def test_node_leaves_images_alone_when_off_and_says_so_once(make_node, monkeypat
     assert node.set_parameters([Parameter("undistort", value=True)])[0].successful
     node._perceive(conv.numpy_to_image(img, "rgb8", Header(frame_id="cam")), 0.0)
     assert not np.array_equal(node.estimator.observed[-1], img)
+
+
+# ------------------------------------------------------------------------------------- the reconstruct CLI's --D
+def test_reconstruct_cli_undistorts_with_D(test_data, tmp_path, capsys):
+    pytest.importorskip("anny")
+    pytest.importorskip("mediapipe")
+    import json
+
+    from interactvlm_ros.cli.main import main
+
+    photo = str(test_data / "person_catching_ball.png")
+    base = ["reconstruct", photo, "--object", "ball", "--contacts", "hands"]
+    assert main([*base, "--D=-0.2,0.05,0,0", "--out", str(tmp_path / "noK")]) == 2
+    assert "--D needs --K" in capsys.readouterr().err
+    assert main([*base, "--K", "600,600,319.5,239.5", "--D=-0.2,x", "--out", str(tmp_path / "bad")]) == 2
+    assert "expected comma-separated numbers" in capsys.readouterr().err
+    out = tmp_path / "ok"
+    rc = main([*base, "--K", "600,600,319.5,239.5", "--D=-0.2,0.05,0,0", "--out", str(out)])
+    res = json.loads((out / "result.json").read_text())
+    assert rc == 0 and res["status"] == "ok", res["message"]
+    assert res["undistorted"] == {"model": "plumb_bob", "D": [-0.2, 0.05, 0.0, 0.0]}
+    np.testing.assert_allclose(np.array(res["K"]), [[600, 0, 319.5], [0, 600, 239.5], [0, 0, 1]])
+    # the overlay is drawn on the undistorted photo: away from the fitted meshes it equals the rectified image
+    img = cv2.cvtColor(cv2.imread(photo), cv2.COLOR_BGR2RGB)
+    rect = Rectifier().apply(img, np.array([[600, 0, 319.5], [0, 600, 239.5], [0, 0, 1.0]]), "plumb_bob",
+                             np.array([-0.2, 0.05, 0, 0]))
+    ov = cv2.cvtColor(cv2.imread(str(out / "overlay.png")), cv2.COLOR_BGR2RGB)
+    same = np.all(ov == rect, axis=2)
+    assert same.mean() > 0.5 and not np.all(img == rect)

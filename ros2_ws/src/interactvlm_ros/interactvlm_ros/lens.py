@@ -1,4 +1,5 @@
-"""Undistorting camera images with their CameraInfo's distortion (the node's ``undistort`` parameter).
+"""Lens distortion: undistorting camera images to the pinhole camera the pipeline assumes (the node's ``undistort``
+parameter, the ``reconstruct`` CLI's ``--D``). Core: imports nothing from ROS.
 
 The pipeline models the camera as a pinhole with intrinsics K: the reconstruction projects the fitted body and
 object with K and compares with the image's landmarks, silhouette and depth. An ``image_raw`` of a lens with
@@ -25,6 +26,18 @@ FISHEYE_MODELS = ("equidistant",)
 
 class RectifyError(ValueError):
     """A distortion this module cannot undo (unknown model, wrong number of coefficients)."""
+
+
+def parse_distortion(text: str) -> np.ndarray:
+    """``"k1,k2,p1,p2[,k3,...]"`` (CameraInfo.d's order) → D (CLI ``--D``)."""
+    try:
+        D = np.array([float(x) for x in str(text).split(",")], np.float64)
+    except ValueError:
+        raise RectifyError(f"--D {text!r}: expected comma-separated numbers k1,k2,p1,p2[,k3,...] (CameraInfo.d's order)"
+                           ) from None
+    if not np.all(np.isfinite(D)):
+        raise RectifyError(f"--D {text!r}: the coefficients must be finite")
+    return D
 
 
 def has_distortion(D) -> bool:
