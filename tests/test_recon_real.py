@@ -78,3 +78,15 @@ def test_hands_heuristic_takes_the_object_library_by_label(test_data, tmp_path, 
     assert len(fit.vertices) == len(lib.vertices)
     radius = lambda v: float(np.linalg.norm(v - v.mean(0), axis=1).max())  # noqa: E731 - rotation-invariant size
     assert abs(radius(fit.vertices) - radius(lib.vertices)) < 1e-3 * radius(lib.vertices)  # rigid, metric
+
+
+def test_bad_intrinsics_or_depth_file_is_one_error_line(test_data, tmp_path, capsys):
+    """A malformed --K or a missing --depth file: exit 2 with the problem and the fix, no traceback, nothing written."""
+    from interactvlm_ros.cli.main import main
+
+    base = ["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "ball", "--out", str(tmp_path / "o")]
+    assert main([*base, "--K", "600,600"]) == 2
+    assert "expected four comma-separated numbers fx,fy,cx,cy" in capsys.readouterr().err
+    assert main([*base, "--depth", str(tmp_path / "missing.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -64,8 +64,14 @@ def run(args) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    K = parse_K(args.K) if args.K else None
-    depth = load_depth(args.depth, args.depth_scale) if args.depth else None
+    from interactvlm_ros.recon.camera import DepthError, IntrinsicsError
+
+    try:
+        K = parse_K(args.K) if args.K else None
+        depth = load_depth(args.depth, args.depth_scale) if args.depth else None
+    except (IntrinsicsError, DepthError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     mask = None
     if args.object_mask:
         import cv2
