@@ -357,9 +357,14 @@ class ContactEstimator:
             self._track_key = None
 
     def prepare(self, object_label: str, object_mesh: str | None = None) -> None:
-        """Build (and cache) the object's assets now, e.g. when the node's label changes."""
+        """Build (and cache) the object's assets now — and, when the localizer has a ``prepare`` (the default model),
+        what it computes on first use: the label's text embedding, the render embeddings — e.g. at start-up or when
+        the node's label changes, so that the next frame does not pay seconds for them."""
         with self._lock:
-            self._object_state(object_label, object_mesh)
+            state = self._object_state(object_label, object_mesh)
+            warm = getattr(self.localizer, "prepare", None)
+            if warm is not None:
+                warm(object_label, self.human_assets, state.assets if state is not None else None)
 
     # ------------------------------------------------------------------------------- per frame
     def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None,

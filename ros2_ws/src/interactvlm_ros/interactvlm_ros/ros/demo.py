@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     from .listener import ContactClient, die_with_parent, stop_process
 
     printer = None if args.quiet else (lambda line: print(line, flush=True))
-    client = ContactClient(domain_id=args.domain_id, printer=printer)
+    # --quiet: the markers are counted as received bytes — deserializing ~24k points per MarkerArray in Python at 10 Hz
+    # takes a core from the node on a 2-core machine (measured: the first cold fit then took > 30 s instead of 18 s)
+    client = ContactClient(domain_id=args.domain_id, printer=printer, raw=("markers",) if args.quiet else ())
     node_cmd = [sys.executable, "-m", "interactvlm_ros.ros.node", "--ros-args",
                 "-p", f"model:={args.model}", "-p", f"backend:={args.backend}", "-p", f"object_label:={args.label}",
                 "-p", f"image_qos:={args.qos}"]

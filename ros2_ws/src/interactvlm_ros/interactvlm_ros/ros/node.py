@@ -99,6 +99,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "object_frame_id": ("interactvlm_object", "TF child frame of the object pose (publish_tf)", False),
     "reconstruct_cold_start": ("background", "background: a cold fit (seconds; first frame, lost track) runs beside the "
                                "contact estimation, which keeps publishing | inline: every output waits for it", True),
+    "cold_start_max_rate_hz": (2.0, "while a background cold fit runs, frames are processed at most this often (0 = no "
+                               "limit): on a 2-core CPU the contact stream at full rate starves the fit of CPU", False),
     "marker_max_faces": (2000, "faces per displayed mesh (decimated for RViz; 0 = full mesh)", False),
     "depth_max_dt": (0.05, "seconds between an image's stamp and its depth's for the pair (nearest stamp; the frame "
                      "waits that long for a depth still in flight); none that close: fitted without depth", False),
@@ -219,6 +221,7 @@ class ContactNode(Node):
         self._resumed = False  # set on enabled: false -> true; the worker restarts the track before the next frame
         self._threshold = float(p["contact_threshold"])
         self._max_rate = float(p["max_rate_hz"])
+        self._cold_rate = float(p["cold_start_max_rate_hz"])
         self._publish_overlay = bool(p["publish_overlay"])
         self._overlay_tile = int(p["overlay_tile"])
         self._frame_override = str(p["frame_id_override"])
@@ -437,11 +440,13 @@ class ContactNode(Node):
                 else:
                     self._threshold = value
                     self._markers.threshold = value
-            elif name == "max_rate_hz":
+            elif name in ("max_rate_hz", "cold_start_max_rate_hz"):
                 if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
-                    err = "max_rate_hz must be a float >= 0"
-                else:
+                    err = f"{name} must be a float >= 0"
+                elif name == "max_rate_hz":
                     self._max_rate = value
+                else:
+                    self._cold_rate = value
             elif name == "enabled":
                 if not isinstance(value, bool):
                     err = "enabled must be a bool"
@@ -540,8 +545,9 @@ class ContactNode(Node):
                     return
                 if self._slot is None:
                     continue
-            if self._max_rate > 0:
-                wait = self._last_start + 1.0 / self._max_rate - time.monotonic()
+            rate = self._rate_limit()
+            if rate > 0:
+                wait = self._last_start + 1.0 / rate - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)  # newer frames replace the slotted one meanwhile
             with self._cv:
@@ -559,6 +565,16 @@ class ContactNode(Node):
                 continue
             if self._obs_slot.put(item):
                 self.stats.inc("dropped")
+
+    def _rate_limit(self) -> float:
+        """Frames per second the perception thread may start now (0 = no limit): ``max_rate_hz``, and while the
+        estimator's tracker runs a background cold fit at most ``cold_start_max_rate_hz`` (the frames of that time
+        report ``reconstruction/cold_start_pending``)."""
+        rate = self._max_rate
+        tracker = getattr(self.estimator, "tracker", None)
+        if self._cold_rate > 0 and tracker is not None and tracker.cold_running:
+            rate = min(rate, self._cold_rate) if rate > 0 else self._cold_rate
+        return rate
 
     def _sync_fallbacks(self) -> None:
         """Fallbacks the estimator and its parts took so far (at load and while running: an unknown label, default

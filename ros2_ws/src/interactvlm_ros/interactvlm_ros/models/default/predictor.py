@@ -353,6 +353,17 @@ class DefaultLocalizer:
             out = self.net(*(t[k] for k in FRAME_INPUTS))
         return tuple(o.float().cpu().numpy() for o in out)
 
+    def prepare(self, object_label: str, human_assets: Any, object_assets: Any = None) -> None:
+        """Compute now what ``predict`` caches on first use — the label's text embedding (loads MiniLM: seconds) and
+        the render embeddings / vertex keys of these assets — so that the first frame does not pay for them."""
+        with self._lock:
+            self.label_feature(object_label)
+            if human_assets is not None:
+                self.render_embeddings(human_assets, "human")
+            if object_assets is not None:
+                self.render_embeddings(object_assets, "object")
+                self.object_vertex_keys(object_assets)
+
     def predict(self, image_rgb: np.ndarray, object_label: str, human_assets: Any, object_assets: Any = None,
                 observation: Any = None) -> LocalizerOutput:
         """Localizer protocol. ``observation``: a ``HumanObservation`` (computed here when None).
