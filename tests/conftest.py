@@ -6,6 +6,7 @@ missing in CI (CI always has it beside the clone) and skip on a developer machin
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -42,3 +43,35 @@ def conformance_dir(shared_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def test_data() -> Path:
     return TEST_DATA
+
+
+@contextlib.contextmanager
+def node_under_test(domain: int, params: dict, log: Path, outputs=None, remaps=None, wait_image_subscriber=True,
+                    load_timeout: float = 240.0):
+    """The contact node as a subprocess on its own ROS domain (localhost only) and a ContactClient beside it:
+    yields (process, client) once the node reports ``running``; stops both afterwards and checks the exit code."""
+    from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process
+
+    mp = pytest.MonkeyPatch()
+    for k, v in (("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"), ("ROS_LOCALHOST_ONLY", "1"),
+                 ("ROS_DOMAIN_ID", str(domain))):
+        mp.setenv(k, v)
+    proc = start_node_process(domain, params, log, remaps=remaps)
+    client = ContactClient(domain_id=domain, **({"outputs": outputs} if outputs else {}))
+    try:
+        d = client.wait_state("running", load_timeout)
+        assert d.get("state") == "running", f"node did not start: {d} / {log.read_text()[-3000:]}"
+        if wait_image_subscriber:
+            assert client.wait_subscribers(10.0)
+        yield proc, client
+    finally:
+        client.close()
+        code = stop_process(proc)
+        mp.undo()
+        assert code in (0, -2, 130), f"node exit code {code}: {log.read_text()[-2000:]}"
+
+
+@pytest.fixture(scope="session")
+def contact_node():
+    """:func:`node_under_test` for the modules that test the node over Fast DDS (their module-scoped fixtures)."""
+    return node_under_test

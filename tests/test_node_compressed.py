@@ -17,7 +17,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
 from interactvlm_ros.ros import conversions as conv  # noqa: E402
-from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process  # noqa: E402
 
 DOMAIN = 94
 FRAME = "cam_color_optical_frame"
@@ -26,33 +25,20 @@ DEPTH = "/cam/aligned_depth_to_color/image_raw"
 
 
 @pytest.fixture(scope="module")
-def compressed_node(tmp_path_factory, test_data):
-    mp = pytest.MonkeyPatch()
-    for k, v in (("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"), ("ROS_LOCALHOST_ONLY", "1"),
-                 ("ROS_DOMAIN_ID", str(DOMAIN))):
-        mp.setenv(k, v)
+def compressed_node(contact_node, tmp_path_factory, test_data):
     log = tmp_path_factory.mktemp("compressed_node") / "node.log"
-    proc = start_node_process(DOMAIN, {"object_label": "ball", "image_qos": "reliable", "model": "default",
-                                       "reconstruct": True, "image_transport": "compressed",
-                                       "depth_transport": "compressedDepth"},
-                              log, remaps={"image": IMAGE, "depth": DEPTH})
-    client = ContactClient(domain_id=DOMAIN, outputs=("human_contacts",))
-    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {"image": client.node.create_publisher(CompressedImage, f"{IMAGE}/compressed", qos),
-            "depth": client.node.create_publisher(CompressedImage, f"{DEPTH}/compressedDepth", qos)}
-    try:
-        d = client.wait_state("running", 240.0)
-        assert d.get("state") == "running", f"node did not start: {d} / {log.read_text()[-3000:]}"
+    params = {"object_label": "ball", "image_qos": "reliable", "model": "default", "reconstruct": True,
+              "image_transport": "compressed", "depth_transport": "compressedDepth"}
+    with contact_node(DOMAIN, params, log, outputs=("human_contacts",), remaps={"image": IMAGE, "depth": DEPTH},
+                      wait_image_subscriber=False) as (proc, client):  # (the raw image topic is not subscribed)
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        pubs = {"image": client.node.create_publisher(CompressedImage, f"{IMAGE}/compressed", qos),
+                "depth": client.node.create_publisher(CompressedImage, f"{DEPTH}/compressedDepth", qos)}
         # the node subscribed to <remapped base>/compressed and /compressedDepth
         assert client.wait_for(lambda: all(p.get_subscription_count() >= 1 for p in pubs.values()), 10.0), \
             {k: p.get_subscription_count() for k, p in pubs.items()}
         bgr = cv2.imread(str(test_data / "person_catching_ball.png"), cv2.IMREAD_COLOR)
         yield proc, client, log, pubs, bgr
-    finally:
-        client.close()
-        code = stop_process(proc)
-        mp.undo()
-        assert code in (0, -2, 130), f"node exit code {code}: {log.read_text()[-2000:]}"
 
 
 def _counter(client, key):

@@ -15,7 +15,6 @@ pytest.importorskip("anny")
 from sensor_msgs.msg import Image  # noqa: E402
 
 from interactvlm_ros.ros import conversions as conv  # noqa: E402
-from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process  # noqa: E402
 
 DOMAIN = 89
 FRAME = "camera_color_optical_frame"
@@ -23,26 +22,12 @@ RECON = ("object_pose", "human_grip_poses", "free_grasp_regions")
 
 
 @pytest.fixture(scope="module")
-def recon_node(tmp_path_factory, test_data):
-    mp = pytest.MonkeyPatch()
-    for k, v in (("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"), ("ROS_LOCALHOST_ONLY", "1"),
-                 ("ROS_DOMAIN_ID", str(DOMAIN))):
-        mp.setenv(k, v)
+def recon_node(contact_node, tmp_path_factory, test_data):
     log = tmp_path_factory.mktemp("recon_node") / "node.log"
-    proc = start_node_process(DOMAIN, {"object_label": "ball", "image_qos": "reliable", "model": "default",
-                                       "reconstruct": True}, log)
-    client = ContactClient(domain_id=DOMAIN, outputs=("human_contacts",) + RECON)
-    try:
-        d = client.wait_state("running", 240.0)
-        assert d.get("state") == "running", f"node did not start: {d} / {log.read_text()[-3000:]}"
-        assert client.wait_subscribers(10.0)
+    params = {"object_label": "ball", "image_qos": "reliable", "model": "default", "reconstruct": True}
+    with contact_node(DOMAIN, params, log, outputs=("human_contacts",) + RECON) as (proc, client):
         bgr = cv2.imread(str(test_data / "person_catching_ball.png"), cv2.IMREAD_COLOR)
         yield proc, client, log, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        client.close()
-        code = stop_process(proc)
-        mp.undo()
-        assert code in (0, -2, 130), f"node exit code {code}: {log.read_text()[-2000:]}"
 
 
 def _frame(client, rgb, sec, timeout, info_delay=0.0):

@@ -18,21 +18,10 @@ from std_msgs.msg import String  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
 from interactvlm_ros.ros import conversions as conv  # noqa: E402
-from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process  # noqa: E402
 from interactvlm_ros.ros.markers import NAMESPACES, check_marker_array  # noqa: E402
 
 DOMAIN = 87
 LOAD_TIMEOUT = 240.0
-
-
-@pytest.fixture(scope="module")
-def ros_env():
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    mp.setenv("ROS_LOCALHOST_ONLY", "1")
-    mp.setenv("ROS_DOMAIN_ID", str(DOMAIN))
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +32,11 @@ def photo(test_data):
 
 
 @pytest.fixture(scope="module")
-def node(ros_env, tmp_path_factory, photo):
+def node(contact_node, tmp_path_factory, photo):
     log = tmp_path_factory.mktemp("node") / "node.log"
-    proc = start_node_process(DOMAIN, {"object_label": "ball", "image_qos": "reliable", "model": "default"}, log)
-    client = ContactClient(domain_id=DOMAIN)
-    try:
-        d = client.wait_state("running", LOAD_TIMEOUT)
-        assert d.get("state") == "running", f"node did not start: {d} / {log.read_text()[-3000:]}"
-        assert client.wait_subscribers(10.0)
+    params = {"object_label": "ball", "image_qos": "reliable", "model": "default"}
+    with contact_node(DOMAIN, params, log, load_timeout=LOAD_TIMEOUT) as (proc, client):
         yield proc, client, log
-    finally:
-        client.close()
-        code = stop_process(proc)
-        assert code in (0, -2, 130), f"node exit code {code}: {log.read_text()[-2000:]}"
 
 
 _SEQ = [1000]

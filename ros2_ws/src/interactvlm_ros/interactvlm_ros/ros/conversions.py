@@ -149,17 +149,21 @@ def image_to_rgb8(msg, what: str = "Image") -> np.ndarray:
     mono16/16UC1 are scaled by 1/256; 32FC1 is rejected (a depth image on the colour topic).
     """
     arr, enc = image_to_numpy(msg, what)
-    order = ENCODINGS[enc][2]
     if enc == "32FC1":
         raise InputError(
             f"{what}.encoding is 32FC1 (a depth/float image) on the colour image topic; remap 'image' to a camera "
             "image (rgb8/bgr8/mono8 ...) and 'depth' to the depth topic",
             "bad_encoding",
         )
+    return _rgb8(arr, ENCODINGS[enc][2])
+
+
+def _rgb8(arr: np.ndarray, order: str) -> np.ndarray:
+    """8/16-bit pixels in channel ``order`` (mono, rgb, bgr, rgba, bgra) -> uint8 RGB HxWx3 (16 bit: 1/256)."""
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
     if order == "mono":
-        return np.repeat(arr[:, :, None], 3, axis=2)
+        return np.repeat(arr.reshape(arr.shape[0], arr.shape[1], 1), 3, axis=2)
     if order == "rgb":
         return arr
     if order == "bgr":
@@ -168,7 +172,14 @@ def image_to_rgb8(msg, what: str = "Image") -> np.ndarray:
         return np.ascontiguousarray(arr[:, :, :3])
     if order == "bgra":
         return np.ascontiguousarray(arr[:, :, 2::-1])
-    raise InputError(f"{what}.encoding {enc}: no RGB conversion", "bad_encoding")  # pragma: no cover
+    raise ValueError(f"channel order {order!r}")  # pragma: no cover (callers pass one of the five)
+
+
+def _millimetres_to_metres(mm: np.ndarray) -> np.ndarray:
+    """uint16 millimetres -> float32 metres, 0 (no return) -> NaN."""
+    out = mm.astype(np.float32) * 1e-3
+    out[mm == 0] = np.nan
+    return out
 
 
 def depth_to_metres(msg, allow_nonfinite: bool = False, what: str = "depth Image") -> np.ndarray:
@@ -182,9 +193,7 @@ def depth_to_metres(msg, allow_nonfinite: bool = False, what: str = "depth Image
     if enc not in DEPTH_ENCODINGS:
         raise InputError(f"{what}.encoding is {enc}; depth must be 16UC1 (mm) or 32FC1 (m)", "bad_depth")
     if arr.dtype == np.uint16:
-        out = arr.astype(np.float32) * 1e-3
-        out[arr == 0] = np.nan
-        return out
+        return _millimetres_to_metres(arr)
     out = arr.astype(np.float32, copy=False)
     bad = ~np.isfinite(out)
     if bad.any() and not allow_nonfinite:
@@ -264,18 +273,15 @@ def compressed_to_rgb8(msg, what: str = "CompressedImage") -> np.ndarray:
         raise InputError(f"{what}.format is '{fmt}', a compressed depth image on the colour image topic; remap "
                          "'image' to the camera's colour topic", "bad_encoding")
     arr = _imdecode(np.frombuffer(msg.data, dtype=np.uint8), fmt, what)
-    if arr.dtype == np.uint16:
-        arr = (arr >> 8).astype(np.uint8)
-    elif arr.dtype != np.uint8:
+    if arr.dtype not in (np.uint8, np.uint16):
         raise InputError(f"{what} (format '{fmt}') decodes to {arr.dtype} pixels; a camera image is 8 or 16 bit",
                          "bad_encoding")
-    if arr.ndim == 2 or arr.shape[2] == 1:
-        return np.repeat(arr.reshape(arr.shape[0], arr.shape[1], 1), 3, axis=2)
-    rgb_order = "compressed rgb" in fmt
-    if arr.shape[2] in (3, 4):
-        return np.ascontiguousarray(arr[:, :, :3] if rgb_order else arr[:, :, 2::-1])
-    raise InputError(f"{what} (format '{fmt}') decodes to {arr.shape[2]} channels; publish a colour or grey image",
-                     "bad_encoding")
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if channels not in (1, 3, 4):
+        raise InputError(f"{what} (format '{fmt}') decodes to {channels} channels; publish a colour or grey image",
+                         "bad_encoding")
+    rgb = "compressed rgb" in fmt  # else OpenCV's BGR(A), as image_transport's subscriber assumes
+    return _rgb8(arr, {1: "mono", 3: "rgb" if rgb else "bgr", 4: "rgba" if rgb else "bgra"}[channels])
 
 
 def compressed_depth_to_metres(msg, what: str = "depth CompressedImage") -> np.ndarray:
@@ -307,16 +313,15 @@ def compressed_depth_to_metres(msg, what: str = "depth CompressedImage") -> np.n
     if q.dtype != np.uint16 or q.ndim != 2:
         raise InputError(f"{what}: the png holds {q.dtype} x{1 if q.ndim == 2 else q.shape[2]} channels, not the "
                          "16-bit single-channel image compressedDepth writes", "bad_depth")
+    if enc != "32FC1":
+        return _millimetres_to_metres(q)
+    a, b = float(head["quant_a"]), float(head["quant_b"])
+    if not (math.isfinite(a) and math.isfinite(b) and a > 0):
+        raise InputError(f"{what}: compressedDepth quantisation parameters ({a}, {b}) are not usable "
+                         "(finite, first > 0); the header is corrupt", "bad_depth")
     invalid = q == 0
-    if enc == "32FC1":
-        a, b = float(head["quant_a"]), float(head["quant_b"])
-        if not (math.isfinite(a) and math.isfinite(b) and a > 0):
-            raise InputError(f"{what}: compressedDepth quantisation parameters ({a}, {b}) are not usable "
-                             "(finite, first > 0); the header is corrupt", "bad_depth")
-        with np.errstate(divide="ignore"):
-            out = np.float32(a) / (q.astype(np.float32) - np.float32(b))
-    else:
-        out = q.astype(np.float32) * 1e-3
+    with np.errstate(divide="ignore"):
+        out = np.float32(a) / (q.astype(np.float32) - np.float32(b))
     out[invalid] = np.nan
     if (out[~invalid] < 0).any() or not np.isfinite(out[~invalid]).all():
         raise InputError(f"{what}: decoded depth has negative or infinite values; the quantisation header does not "

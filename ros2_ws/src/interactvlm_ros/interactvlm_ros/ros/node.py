@@ -111,6 +111,11 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
 }
 
 
+#: run-time float parameters that must be finite and >= 0 -> the node attribute that holds them
+_NONNEGATIVE_FLOATS = {"max_rate_hz": "_max_rate", "cold_start_max_rate_hz": "_cold_rate",
+                       "depth_max_dt": "_depth_max_dt", "object_mask_max_dt": "_mask_max_dt"}
+
+
 def _descriptor(name: str, default, description: str, read_only: bool) -> ParameterDescriptor:
     d = ParameterDescriptor(name=name, description=description, read_only=read_only)
     if name == "contact_threshold":
@@ -440,13 +445,11 @@ class ContactNode(Node):
                 else:
                     self._threshold = value
                     self._markers.threshold = value
-            elif name in ("max_rate_hz", "cold_start_max_rate_hz"):
+            elif name in _NONNEGATIVE_FLOATS:
                 if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
                     err = f"{name} must be a float >= 0"
-                elif name == "max_rate_hz":
-                    self._max_rate = value
                 else:
-                    self._cold_rate = value
+                    setattr(self, _NONNEGATIVE_FLOATS[name], value)
             elif name == "enabled":
                 if not isinstance(value, bool):
                     err = "enabled must be a bool"
@@ -471,13 +474,6 @@ class ContactNode(Node):
                     err = "marker_max_faces must be an integer >= 0"
                 else:
                     self._markers.max_faces = value
-            elif name in ("depth_max_dt", "object_mask_max_dt"):
-                if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
-                    err = f"{name} must be a float >= 0"
-                elif name == "depth_max_dt":
-                    self._depth_max_dt = value
-                else:
-                    self._mask_max_dt = value
             elif name == "undistort":
                 self._undistort = bool(value)
             elif name == "depth_allow_nonfinite":
