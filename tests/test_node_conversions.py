@@ -191,6 +191,29 @@ def test_contact_cloud_layout_and_roundtrip():
         conv.make_contact_cloud(pts, c[:3])
 
 
+def test_contact_cloud_part_field():
+    """The human cloud's uint8 ``part`` (offset 16, point_step 20); ids outside 0..254 read as PART_UNKNOWN."""
+    pts = RNG.normal(size=(5, 3)).astype(np.float32)
+    c = RNG.uniform(size=5).astype(np.float32)
+    msg = conv.make_contact_cloud(pts, c, part=np.array([10, 11, -1, 0, 300]))
+    assert [(f.name, f.offset, f.datatype) for f in msg.fields][-1] == ("part", 16, 2)  # PointField.UINT8
+    assert (msg.point_step, msg.row_step, len(msg.data)) == (20, 100, 100)
+    back = conv.cloud_to_numpy(msg)
+    assert back["part"].dtype == np.uint8
+    np.testing.assert_array_equal(back["part"], [10, 11, conv.PART_UNKNOWN, 0, conv.PART_UNKNOWN])
+    np.testing.assert_array_equal(np.stack([back["x"], back["y"], back["z"]], 1), pts)
+    np.testing.assert_array_equal(back["contact"], c)
+    # the bytes as any PointCloud2 reader sees them: a structured dtype from fields/offsets/point_step
+    dt = np.dtype({"names": [f.name for f in msg.fields], "formats": ["<f4"] * 4 + ["u1"],
+                   "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    rec = np.frombuffer(bytes(msg.data), dt)
+    np.testing.assert_array_equal(rec["part"], back["part"])
+    np.testing.assert_array_equal(rec["z"], pts[:, 2])
+    assert conv.make_contact_cloud(np.zeros((0, 3)), np.zeros(0), part=np.zeros(0)).point_step == 20
+    with pytest.raises(ValueError, match="part"):
+        conv.make_contact_cloud(pts, c, part=np.zeros(3))
+
+
 def test_converter_is_named():
     assert conv.image_converter_name() in ("cv_bridge", "numpy")
 
@@ -320,3 +343,14 @@ def test_transport_topics_follow_image_transport_naming():
     assert conv.transport_topic("/camera/color/image_raw", "compressed") == "/camera/color/image_raw/compressed"
     assert conv.transport_topic("/robot/depth/", "compressedDepth") == "/robot/depth/compressedDepth"
     assert conv.transport_topic("/camera/image_raw", "raw") == "/camera/image_raw"
+
+
+def test_listener_line_names_the_body_parts_of_the_human_cloud():
+    from interactvlm_ros.bodies.parts import PART_ID
+    from interactvlm_ros.ros.listener import describe
+
+    part = np.array([PART_ID["right_hand"]] * 3 + [PART_ID["left_hand"]] * 2 + [PART_ID["right_forearm"]])
+    human = conv.make_contact_cloud(np.zeros((6, 3)), np.full(6, 0.9), part=part)
+    assert describe("human_contacts", human).endswith("6 points, contact max 0.90 on right_hand, left_hand, right_forearm")
+    obj = conv.make_contact_cloud(np.zeros((2, 3)), np.full(2, 0.7))
+    assert describe("object_contacts", obj).endswith("2 points, contact max 0.70")

@@ -105,6 +105,46 @@ def test_reconstruction_vertices_used():
     assert np.all(c >= 0.5)
 
 
+def test_contact_points_carry_body_parts():
+    from interactvlm_ros.bodies.parts import PART_ID, PART_NAMES
+
+    res = _result()
+    res.part_ids = (np.arange(len(res.human_contact)) % 18).astype(np.int64)
+    res.part_names = list(PART_NAMES)
+    pts, c, part = mk.contact_points(res, "human", 0.5, with_parts=True)
+    sel = np.nonzero(res.human_contact >= 0.5)[0]
+    np.testing.assert_array_equal(part, res.part_ids[sel])
+    np.testing.assert_allclose(pts, mk.camera_vertices(res, "human")[sel])
+    # a body model naming its parts in another order (or one the vocabulary lacks): ids of the shared vocabulary
+    res.part_ids = (np.arange(len(res.human_contact)) % 3).astype(np.int64)
+    res.part_names = ["right_hand", "tail", "head"]
+    part = mk.contact_points(res, "human", 0.5, with_parts=True)[2]
+    np.testing.assert_array_equal(part, np.array([PART_ID["right_hand"], -1, PART_ID["head"]])[res.part_ids[sel]])
+    # no part ids (or the object side): -1 per point, the same points
+    res.part_ids = None
+    assert np.all(mk.contact_points(res, "human", 0.5, with_parts=True)[2] == -1)
+    opts, oc, opart = mk.contact_points(res, "object", 0.5, with_parts=True)
+    assert len(opart) == len(opts) == int((res.object_contact >= 0.5).sum()) and np.all(opart == -1)
+
+
+def test_part_summary_highest_first():
+    res = _result()
+    n = len(res.human_contact)
+    res.part_ids = np.zeros(n, np.int64)
+    res.part_ids[: n // 2] = 2
+    res.part_names = ["head", "neck", "left_hand"]
+    res.human_contact = np.zeros(n, np.float32)
+    res.human_contact[0], res.human_contact[-1] = 0.9, 0.3
+    summary = res.part_summary()
+    assert list(summary) == ["left_hand", "head"]  # 'neck' has no vertex
+    assert summary["left_hand"] == {"max": pytest.approx(0.9), "mean": pytest.approx(0.9 / (n // 2)), "vertices": n // 2}
+    from interactvlm_ros.ros.node import _parts_in_contact
+
+    assert _parts_in_contact(res, 0.5) == "left_hand 0.90"
+    assert _parts_in_contact(res, 0.2) == "left_hand 0.90, head 0.30"
+    assert _parts_in_contact(res, 0.95) == "none"
+
+
 def test_checker_catches_invalid_markers():
     arr = mk.MarkerBuilder(max_faces=0).build(_result(subdiv=1), _header())
     m = next(x for x in arr.markers if x.ns == "human/mesh")

@@ -98,3 +98,13 @@ def test_frames_are_throttled_while_a_background_cold_fit_runs(node):
     node.set_parameters([Parameter("cold_start_max_rate_hz", value=0.0)])
     assert node._rate_limit() == 0.0  # 0 = no limit
     assert not node.set_parameters([Parameter("cold_start_max_rate_hz", value=-1.0)])[0].successful
+
+
+def test_part_names_parameter_is_the_part_vocabulary_and_read_only(node):
+    """What the ``part`` field of ~/human_contacts indexes, readable by any parameter client, not settable."""
+    from interactvlm_ros.bodies.parts import PART_NAMES
+
+    assert list(node.get_parameter("part_names").value) == PART_NAMES
+    result = node.set_parameters([Parameter("part_names", value=["x"])])[0]
+    assert not result.successful
+    assert list(node.get_parameter("part_names").value) == PART_NAMES

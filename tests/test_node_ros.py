@@ -17,6 +17,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
+from interactvlm_ros.bodies.parts import PART_NAMES  # noqa: E402
 from interactvlm_ros.ros import conversions as conv  # noqa: E402
 from interactvlm_ros.ros.markers import NAMESPACES, check_marker_array  # noqa: E402
 
@@ -83,14 +84,20 @@ def test_real_photo_end_to_end(node, photo):
     for kind in ("human_contacts", "object_contacts"):
         cloud = out[kind]
         assert cloud.header.frame_id == "camera_color_optical_frame"
-        assert [f.name for f in cloud.fields] == ["x", "y", "z", "contact"]
+        assert [f.name for f in cloud.fields] == ["x", "y", "z", "contact"] + ["part"] * (kind == "human_contacts")
         c = conv.cloud_to_numpy(cloud)
         assert np.all((c["contact"] >= 0.5) & (c["contact"] <= 1.0))  # threshold 0.5 by default
         assert np.all(np.isfinite(c["x"]))
+    # which body part each contact point is on: catching a ball, the strongest contact is on a hand
+    human = conv.cloud_to_numpy(out["human_contacts"])
+    assert human["part"].max() < len(PART_NAMES)
+    assert PART_NAMES[int(human["part"][np.argmax(human["contact"])])] in ("left_hand", "right_hand")
     # contact spheres: the display mesh's contact vertices (a subset of the full-resolution cloud)
     assert len(by_ns["human/contacts"].points) <= out["human_contacts"].width
     assert _wait_counter(client, "frames_processed", 1) >= 1
     assert client.last_diagnostics()["model"] == "default"
+    parts = client.last_diagnostics()["contact_parts"]  # 'right_hand 0.99, left_hand 0.97, ...'
+    assert parts.split(" ", 1)[0] in ("left_hand", "right_hand"), parts
     # the markers came from the visuals thread, which reports itself in /diagnostics
     assert _wait_counter(client, "markers/published", 1) >= 1
     assert float(client.last_diagnostics()["stage_ms/visuals"]) > 0

@@ -95,6 +95,20 @@ class ContactResult:
         ids = np.unique(self.part_ids[self.human_contact >= threshold])
         return [self.part_names[int(i)] for i in ids if 0 <= int(i) < len(self.part_names)]
 
+    def part_summary(self) -> dict[str, dict]:
+        """{part: {"max", "mean", "vertices"}} of the human contact per body part, highest maximum first ({} without
+        human contact or part ids)."""
+        if self.human_contact is None or self.part_ids is None or not self.part_names:
+            return {}
+        c = np.asarray(self.human_contact, np.float64)
+        ids = np.asarray(self.part_ids)
+        out = {}
+        for i, name in enumerate(self.part_names):
+            sel = ids == i
+            if sel.any():
+                out[name] = {"max": float(c[sel].max()), "mean": float(c[sel].mean()), "vertices": int(sel.sum())}
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]["max"]))
+
     def overlay(self, tile: int = 256) -> np.ndarray:
         """uint8 RGB image: row 1 = human views, row 2 = object views (when present), each render
         blended with the contact colour (255, 38, 25) with weight 0.6 * probability.

@@ -39,18 +39,6 @@ def _ply(path: Path, vertices, faces, contact) -> None:
     mesh.export(str(path))
 
 
-def part_summary(contact, part_ids, part_names) -> dict:
-    """{part: {max, mean, vertices}} sorted by max contact (highest first)."""
-    out = {}
-    if contact is None or part_ids is None or not part_names:
-        return out
-    for i, name in enumerate(part_names):
-        sel = np.asarray(part_ids) == i
-        if sel.any():
-            out[name] = {"max": float(contact[sel].max()), "mean": float(contact[sel].mean()), "vertices": int(sel.sum())}
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]["max"]))
-
-
 def run(args) -> int:
     import cv2
 
@@ -97,7 +85,7 @@ def run(args) -> int:
         "model": res.model,
         "backend": res.backend,
         "timings_ms": {k: round(float(v), 3) for k, v in res.timings.items()},
-        "human_parts": part_summary(res.human_contact, res.part_ids, res.part_names),
+        "human_parts": res.part_summary(),
         "contact_parts": res.contact_parts(0.5) if res.ok else [],
         "fallbacks": est.all_fallbacks(),
     }

@@ -449,12 +449,17 @@ def validate_label(label, what: str = "object_label") -> str:
 
 # ------------------------------------------------------------------------------------ PointCloud2
 CONTACT_FIELDS = ("x", "y", "z", "contact")
+#: ``part`` value of a point whose body part is not known (a body model without part labels)
+PART_UNKNOWN = 255
+_POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}  # PointField datatypes
 
 
-def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None):
+def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None, part: np.ndarray | None = None):
     """PointCloud2 with float32 fields x, y, z, contact (point_step 16, dense, little-endian).
 
     points [N,3] (metres, in header.frame_id), contact [N] in [0,1]. N may be 0 (no contact).
+    part [N] | None: body-part ids (``bodies.parts.PART_NAMES`` index, ``PART_UNKNOWN`` = unknown); given, the
+    cloud gains a uint8 field ``part`` at offset 16 (point_step 20, 3 bytes of padding).
     """
     from sensor_msgs.msg import PointCloud2, PointField
 
@@ -462,31 +467,40 @@ def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None):
     c = np.asarray(contact, dtype=np.float32).reshape(-1)
     if len(pts) != len(c):
         raise ValueError(f"points ({len(pts)}) and contact ({len(c)}) differ in length")
-    data = np.empty((len(pts), 4), dtype="<f4")
-    data[:, :3] = pts
-    data[:, 3] = c
+    step = 16 if part is None else 20
+    data = np.zeros((len(pts), step), dtype=np.uint8)
+    data[:, :16] = np.concatenate([pts, c[:, None]], 1).astype("<f4").view(np.uint8).reshape(len(pts), 16)
+    fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate(CONTACT_FIELDS)]
+    if part is not None:
+        ids = np.asarray(part).reshape(-1)
+        if len(ids) != len(pts):
+            raise ValueError(f"points ({len(pts)}) and part ({len(ids)}) differ in length")
+        data[:, 16] = np.where((ids >= 0) & (ids < PART_UNKNOWN), ids, PART_UNKNOWN).astype(np.uint8)
+        fields.append(PointField(name="part", offset=16, datatype=PointField.UINT8, count=1))
     msg = PointCloud2()
     if header is not None:
         msg.header = header
     msg.height = 1
     msg.width = len(pts)
-    msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate(CONTACT_FIELDS)]
+    msg.fields = fields
     msg.is_bigendian = False
-    msg.point_step = 16
-    msg.row_step = 16 * len(pts)
+    msg.point_step = step
+    msg.row_step = step * len(pts)
     msg.is_dense = True
     msg.data = data.tobytes()
     return msg
 
 
 def cloud_to_numpy(msg) -> dict[str, np.ndarray]:
-    """Read float32 fields of a PointCloud2 into {name: [N]} (any field order / point_step)."""
+    """Read the scalar fields of a PointCloud2 into {name: [N]} (any field order / point_step): float32 fields as
+    float32, the other PointField types as their own numpy type (``part``: uint8)."""
     n = int(msg.width) * int(msg.height)
     raw = np.frombuffer(msg.data, dtype=np.uint8, count=n * int(msg.point_step)).reshape(n, int(msg.point_step))
     out = {}
     for f in msg.fields:
-        if f.datatype != 7:  # FLOAT32
+        code = _POINTFIELD_DTYPES.get(int(f.datatype))
+        if code is None:
             continue
-        dt = np.dtype(">f4" if msg.is_bigendian else "<f4")
-        out[f.name] = np.ascontiguousarray(raw[:, f.offset:f.offset + 4]).view(dt).reshape(-1).astype(np.float32)
+        dt = np.dtype((">" if msg.is_bigendian else "<") + code)
+        out[f.name] = np.ascontiguousarray(raw[:, f.offset:f.offset + dt.itemsize]).view(dt).reshape(-1).astype(dt.newbyteorder("="))
     return out

@@ -70,6 +70,11 @@ class NodeStats:
         with self._lock:
             self._stage(name, ms)
 
+    def set_info(self, key: str, value: str) -> None:
+        """An ``info`` entry (a key/value of every /diagnostics message) set from any thread."""
+        with self._lock:
+            self.info[key] = value
+
     def fallback(self, text: str) -> None:
         with self._lock:
             if text not in self.fallbacks:

@@ -25,6 +25,7 @@ from std_msgs.msg import String
 from visualization_msgs.msg import MarkerArray
 
 from . import conversions as conv
+from ..bodies.parts import PART_NAMES
 from .diagnostics import diagnostic_values
 
 OUTPUTS = {
@@ -53,8 +54,13 @@ def describe(kind: str, msg) -> str:
         parts = [f"{m.ns}:{len(m.points)}pts" for m in msg.markers[1:]]
         size = f"{len(msg.markers)} markers (DELETEALL + {', '.join(parts) or 'nothing'})"
     elif isinstance(msg, PointCloud2):
-        c = conv.cloud_to_numpy(msg).get("contact", np.zeros(0))
+        fields = conv.cloud_to_numpy(msg)
+        c = fields.get("contact", np.zeros(0))
         size = f"{msg.width * msg.height} points" + (f", contact max {c.max():.2f}" if c.size else "")
+        if c.size and "part" in fields:  # the human cloud: the body parts of its points, most points first
+            ids, n = np.unique(fields["part"], return_counts=True)
+            names = [PART_NAMES[i] if i < len(PART_NAMES) else "unknown" for i in ids[np.argsort(-n, kind="stable")]]
+            size += f" on {', '.join(names[:3])}" + (f" (+{len(names) - 3})" if len(names) > 3 else "")
     elif isinstance(msg, Image):
         size = f"{msg.width}x{msg.height} {msg.encoding}"
     elif isinstance(msg, PoseStamped):

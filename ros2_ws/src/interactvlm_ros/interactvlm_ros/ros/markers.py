@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..bodies.parts import PART_ID, PART_NAMES
 from .cdr import MarkerSpec, encode_marker_array, to_message
 
 LOG = logging.getLogger("interactvlm_ros.ros.markers")
@@ -213,14 +214,28 @@ def camera_vertices(result, side: str) -> np.ndarray | None:
     return canonical_to_camera(verts, OBJECT_OFFSET, OBJECT_SIZE)
 
 
-def contact_points(result, side: str, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(points [K,3] in the camera frame, contact [K]) of vertices with contact >= threshold."""
+def contact_points(result, side: str, threshold: float, with_parts: bool = False):
+    """(points [K,3] in the camera frame, contact [K]) of vertices with contact >= threshold. ``with_parts``: also
+    their body-part ids [K] int64, an index into ``bodies.parts.PART_NAMES`` (``result.part_ids``, mapped by name
+    when the result names its parts otherwise; -1 where the result has no part ids, and on the object side)."""
     contact = getattr(result, f"{side}_contact", None) if result is not None else None
     cam = camera_vertices(result, side) if result is not None else None
     if contact is None or cam is None or len(cam) != len(contact):
-        return np.zeros((0, 3), np.float32), np.zeros(0, np.float32)
+        empty = (np.zeros((0, 3), np.float32), np.zeros(0, np.float32))
+        return (*empty, np.zeros(0, np.int64)) if with_parts else empty
     sel = np.nonzero(np.asarray(contact) >= threshold)[0]
-    return cam[sel].astype(np.float32), np.asarray(contact, np.float32)[sel]
+    out = (cam[sel].astype(np.float32), np.asarray(contact, np.float32)[sel])
+    if not with_parts:
+        return out
+    ids = getattr(result, "part_ids", None) if side == "human" else None
+    if ids is None or len(ids) != len(contact):
+        return (*out, np.full(len(sel), -1, np.int64))
+    parts = np.asarray(ids, np.int64)[sel]
+    names = list(getattr(result, "part_names", None) or PART_NAMES)
+    if names != PART_NAMES:  # the shared vocabulary's index
+        lut = np.array([PART_ID.get(str(n), -1) for n in names] + [-1], np.int64)
+        parts = lut[np.where((parts >= 0) & (parts < len(names)), parts, len(names))]
+    return (*out, parts)
 
 
 def check_marker_array(arr) -> list[str]:

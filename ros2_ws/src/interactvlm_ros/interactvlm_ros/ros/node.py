@@ -25,7 +25,8 @@ Topics (all remappable; ``~`` = the node's namespace/name):
          object_mask (Image mono8, nonzero = object; a segmentation node's) — both paired with each image by stamp
          (``ros/sync.py``) and used by the reconstruction,
          ~/object_label (std_msgs/String), ~/object_mesh (std_msgs/String, path; "" = library mesh)
-    pub  ~/markers (MarkerArray), ~/human_contacts, ~/object_contacts (PointCloud2: x y z contact),
+    pub  ~/markers (MarkerArray), ~/human_contacts (PointCloud2: x y z contact part), ~/object_contacts
+         (PointCloud2: x y z contact),
          ~/overlay (Image rgb8; ~/overlay/compressed: jpeg), /diagnostics (DiagnosticArray),
          ~/object_pose (PoseStamped; also on /tf as object_frame_id with tf2_ros), ~/human_grip_poses (PoseArray),
          ~/free_grasp_regions (PointCloud2) — the last three only when the result carries a reconstruction.
@@ -60,6 +61,7 @@ from . import dds
 from . import logbridge
 from . import sync
 from .. import lens
+from ..bodies.parts import PART_NAMES
 from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
 
@@ -169,6 +171,13 @@ def _pose_from_matrix(T) -> Pose:
     return p
 
 
+def _parts_in_contact(result, threshold: float, top: int = 4) -> str:
+    """/diagnostics ``contact_parts`` of one result: 'right_hand 0.98, left_hand 0.95' (each body part's highest
+    contact, the parts at or above ``threshold``, highest first, at most ``top``); 'none' when no part is."""
+    parts = [f"{name} {v['max']:.2f}" for name, v in result.part_summary().items() if v["max"] >= threshold]
+    return ", ".join(parts[:top]) or "none"
+
+
 class _NewestSlot:
     """One-element hand-off between threads: ``put`` replaces what is waiting (returns True then, for the drop
     counters), ``take`` waits for an item (None on timeout or once ``stop()`` returns True)."""
@@ -207,6 +216,10 @@ class ContactNode(Node):
         for name, (default, desc, ro) in PARAMETERS.items():
             self.declare_parameter(name, default, _descriptor(name, default, desc, ro))
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        # what the ``part`` field of ~/human_contacts indexes (read-only; the vocabulary every body model maps to)
+        self.declare_parameter("part_names", list(PART_NAMES), ParameterDescriptor(
+            name="part_names", read_only=True,
+            description="body-part names; the 'part' field of ~/human_contacts is an index into this list (255 = unknown)"))
         self.stats = NodeStats()
         self._state_lock = threading.Lock()
         self.fatal: str | None = None
@@ -731,9 +744,11 @@ class ContactNode(Node):
         t0 = time.monotonic()
         thr = self._threshold
         # what planners use, now; the visuals (markers, overlay) go to the visuals thread
-        for side, pub in (("human", self.pub_human), ("object", self.pub_object)):
-            pts, c = contact_points(result, side, thr)
-            pub.publish(conv.make_contact_cloud(pts, c, header))
+        pts, c, part = contact_points(result, "human", thr, with_parts=True)
+        self.pub_human.publish(conv.make_contact_cloud(pts, c, header, part=part))
+        pts, c = contact_points(result, "object", thr)
+        self.pub_object.publish(conv.make_contact_cloud(pts, c, header))
+        self.stats.set_info("contact_parts", _parts_in_contact(result, thr))
         if self._visual_slot.put((result, header)):
             self.stats.inc("markers_skipped")
         self._publish_reconstruction(result.reconstruction, header)
