@@ -263,6 +263,40 @@ def test_node_console_script_params_file_and_bad_model_exits_clearly(tmp_path):
     assert "Traceback" not in out
 
 
+def _run_node_with_params_file(tmp_path, text):
+    from interactvlm_ros.ros.listener import ros_env
+
+    f = tmp_path / "params.yaml"
+    f.write_text(text)
+    exe = shutil.which("interactvlm-contact-node")
+    cmd = [exe] if exe else [sys.executable, "-m", "interactvlm_ros.ros.node"]
+    cmd += ["--ros-args", "--params-file", str(f), "-p", "model:=/nonexistent/model_dir"]
+    r = subprocess.run(cmd, env=ros_env(90), capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_params_file_integers_for_float_parameters_are_taken(tmp_path):
+    """`max_rate_hz: 5` in a params file (YAML reads an integer) used to stop the node with rclpy's type traceback;
+    it starts (and then stops at the missing model, which proves the parameters went through)."""
+    pytest.importorskip("rclpy")
+    rc, out = _run_node_with_params_file(tmp_path, "interactvlm_contact:\n  ros__parameters:\n    max_rate_hz: 5\n"
+                                         "    contact_threshold: 1\n    overlay_tile: 300.0\n    depth_max_dt: 0\n")
+    assert rc == 1 and "model could not be loaded" in out, out
+    assert "Traceback" not in out and "must be" not in out
+
+
+@pytest.mark.parametrize("line, named", [("enabled: 1", "parameter enabled must be a boolean like true"),
+                                         ("max_rate_hz: -2.0", "parameter max_rate_hz must be a number in [0, 1000]"),
+                                         ("object_label: 123", "parameter object_label must be a string like 'ball'")])
+def test_params_file_wrong_type_or_range_is_one_fatal_line(tmp_path, line, named):
+    pytest.importorskip("rclpy")
+    rc, out = _run_node_with_params_file(tmp_path, f"interactvlm_contact:\n  ros__parameters:\n    {line}\n")
+    assert rc == 1, out
+    fatal = [ln for ln in out.splitlines() if "FATAL" in ln]
+    assert len(fatal) == 1 and named in fatal[0] and fatal[0].endswith("not started"), out
+    assert "Traceback" not in out and "loading model" not in out
+
+
 def test_replay_wait_matching_gives_up_with_a_clear_error(test_data):
     pytest.importorskip("rclpy")
     pytest.importorskip("cv2")

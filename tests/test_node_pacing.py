@@ -108,3 +108,39 @@ def test_part_names_parameter_is_the_part_vocabulary_and_read_only(node):
     result = node.set_parameters([Parameter("part_names", value=["x"])])[0]
     assert not result.successful
     assert list(node.get_parameter("part_names").value) == PART_NAMES
+
+
+def test_numeric_parameters_take_either_number_type_and_refuse_the_rest(node):
+    """`ros2 param set /interactvlm_contact max_rate_hz 5` sends an integer: taken as 5.0; out of range, a
+    boolean or a string: refused with the rule, the value in force kept."""
+    assert node.set_parameters([Parameter("max_rate_hz", value=5)])[0].successful and node._max_rate == 5.0
+    assert node.set_parameters([Parameter("overlay_tile", value=128.0)])[0].successful
+    assert node._overlay_tile == 128 and isinstance(node._overlay_tile, int)
+    assert node.set_parameters([Parameter("contact_threshold", value=1)])[0].successful and node._threshold == 1.0
+    assert node._markers.threshold == 1.0
+    for name, value in [("max_rate_hz", "fast"), ("max_rate_hz", True), ("contact_threshold", 2),
+                        ("overlay_tile", 100.5), ("marker_max_faces", -1)]:
+        r = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not r.successful and name in r.reason, (name, value, r.reason)
+    assert (node._max_rate, node._threshold, node._overlay_tile) == (5.0, 1.0, 128)
+
+
+def test_start_up_numbers_are_coerced_or_refused():
+    from interactvlm_ros.ros.node import ConfigError
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    try:
+        n = ContactNode(estimator=EstimatorDouble(), context=ctx, parameter_overrides=[
+            Parameter("contact_threshold", value=1), Parameter("camera_info_wait", value=0),
+            Parameter("marker_max_faces", value=500.0)])
+        assert (n._threshold, n._K_first_wait, n._markers.max_faces) == (1.0, 0.0, 500)
+        assert isinstance(n._K_first_wait, float) and isinstance(n._markers.max_faces, int)
+        n.destroy_node()
+        for prm, msg in [(Parameter("depth_max_dt", value=-1), r"depth_max_dt must be a number in \[0, 1000\]"),
+                         (Parameter("contact_threshold", value=False), "contact_threshold must be a number"),
+                         (Parameter("reconstruct", value="yes"), "reconstruct must be a boolean like false")]:
+            with pytest.raises(ConfigError, match=msg):
+                ContactNode(estimator=EstimatorDouble(), context=ctx, parameter_overrides=[prm])
+    finally:
+        rclpy.try_shutdown(context=ctx)

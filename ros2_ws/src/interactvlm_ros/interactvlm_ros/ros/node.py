@@ -48,7 +48,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -113,18 +113,68 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
 }
 
 
-#: run-time float parameters that must be finite and >= 0 -> the node attribute that holds them
-_NONNEGATIVE_FLOATS = {"max_rate_hz": "_max_rate", "cold_start_max_rate_hz": "_cold_rate",
-                       "depth_max_dt": "_depth_max_dt", "object_mask_max_dt": "_mask_max_dt"}
+#: numeric parameters -> (type, lowest, highest): one rule for start-up values and run-time changes. An integer is
+#: taken for a float parameter (a params file's ``max_rate_hz: 5``, ``-p contact_threshold:=1``: rclpy alone refuses
+#: them with a traceback) and an integral float for an integer one; booleans and strings are refused.
+_NUMERIC: dict[str, tuple[type, float, float]] = {
+    "contact_threshold": (float, 0.0, 1.0), "max_rate_hz": (float, 0.0, 1000.0),
+    "cold_start_max_rate_hz": (float, 0.0, 1000.0), "depth_max_dt": (float, 0.0, 1000.0),
+    "object_mask_max_dt": (float, 0.0, 1000.0), "camera_info_wait": (float, 0.0, 1000.0),
+    "diagnostics_period": (float, 0.0, 1000.0), "overlay_tile": (int, 16, 2048), "marker_max_faces": (int, 0, 2 ** 31 - 1),
+}
+#: run-time numeric parameters held as one node attribute each
+_NUMERIC_ATTRS = {"max_rate_hz": "_max_rate", "cold_start_max_rate_hz": "_cold_rate",
+                  "depth_max_dt": "_depth_max_dt", "object_mask_max_dt": "_mask_max_dt", "overlay_tile": "_overlay_tile"}
+
+
+def _number(name: str, value):
+    """(``value`` as parameter ``name``'s type, None) when it satisfies ``_NUMERIC[name]``, else (None, the reason)."""
+    kind, lo, hi = _NUMERIC[name]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (kind is float or float(value).is_integer())
+    if ok and lo <= kind(value) <= hi:
+        return kind(value), None
+    return None, f"{_rule(name)}, got {value!r}"
+
+
+def _rule(name: str) -> str:
+    kind, lo, hi = _NUMERIC[name]
+    return f"{name} must be {'an integer' if kind is int else 'a number'} in [{lo:g}, {hi:g}]"
 
 
 def _descriptor(name: str, default, description: str, read_only: bool) -> ParameterDescriptor:
     d = ParameterDescriptor(name=name, description=description, read_only=read_only)
-    if name == "contact_threshold":
-        d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1.0, step=0.0)]
-    elif name in ("max_rate_hz", "diagnostics_period", "camera_info_wait", "depth_max_dt", "object_mask_max_dt"):
-        d.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=1000.0, step=0.0)]
+    if name in _NUMERIC:  # any numeric type gets through to _number (ranges shown by `ros2 param describe`)
+        kind, lo, hi = _NUMERIC[name]
+        d.dynamic_typing = True
+        if kind is float:
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+        else:
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
     return d
+
+
+def _declare(node: Node) -> dict:
+    """Declare ``PARAMETERS`` on ``node`` → {name: value} (numbers as their parameter's type). A value the node
+    cannot run with raises ConfigError naming the parameter and what it takes (rclpy's own type and range errors
+    included), so that ``main`` logs one line instead of a traceback."""
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    p = {}
+    for name, (default, desc, ro) in PARAMETERS.items():
+        try:
+            p[name] = node.declare_parameter(name, default, _descriptor(name, default, desc, ro)).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            if name in _NUMERIC:
+                raise ConfigError(f"parameter {_rule(name)} ({exc})") from None
+            like = str(default).lower() if isinstance(default, bool) else repr(default)
+            kind = {bool: "boolean", str: "string"}.get(type(default), type(default).__name__)
+            raise ConfigError(f"parameter {name} must be a {kind} like {like} ({exc})") from None
+        if name in _NUMERIC:
+            p[name], err = _number(name, p[name])
+            if err:
+                raise ConfigError(f"parameter {err}")
+    return p
 
 
 def image_qos(kind: str, depth: int = 1) -> QoSProfile:
@@ -213,9 +263,12 @@ class ContactNode(Node):
     def __init__(self, estimator=None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self._unbridge_logging = logbridge.bridge(self.get_logger())  # the core's Python logging -> this node's ROS log
-        for name, (default, desc, ro) in PARAMETERS.items():
-            self.declare_parameter(name, default, _descriptor(name, default, desc, ro))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        try:
+            p = _declare(self)
+        except ConfigError:
+            self._unbridge_logging()
+            super().destroy_node()
+            raise
         # what the ``part`` field of ~/human_contacts indexes (read-only; the vocabulary every body model maps to)
         self.declare_parameter("part_names", list(PART_NAMES), ParameterDescriptor(
             name="part_names", read_only=True,
@@ -452,17 +505,15 @@ class ContactNode(Node):
                 err = self._set_label(value, "parameter")
             elif name == "object_mesh":
                 err = self._set_mesh(value, "parameter")
-            elif name == "contact_threshold":
-                if not (isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0):
-                    err = "contact_threshold must be a float in [0, 1]"
-                else:
+            elif name in _NUMERIC:
+                value, err = _number(name, value)
+                if err is None and name == "contact_threshold":
                     self._threshold = value
                     self._markers.threshold = value
-            elif name in _NONNEGATIVE_FLOATS:
-                if not (isinstance(value, float) and math.isfinite(value) and value >= 0):
-                    err = f"{name} must be a float >= 0"
-                else:
-                    setattr(self, _NONNEGATIVE_FLOATS[name], value)
+                elif err is None and name == "marker_max_faces":
+                    self._markers.max_faces = value
+                elif err is None and name in _NUMERIC_ATTRS:
+                    setattr(self, _NUMERIC_ATTRS[name], value)
             elif name == "enabled":
                 if not isinstance(value, bool):
                     err = "enabled must be a bool"
@@ -470,11 +521,6 @@ class ContactNode(Node):
                     self._set_enabled(value)
             elif name == "publish_overlay":
                 self._publish_overlay = bool(value)
-            elif name == "overlay_tile":
-                if not (isinstance(value, int) and 16 <= value <= 2048):
-                    err = "overlay_tile must be an integer in [16, 2048]"
-                else:
-                    self._overlay_tile = value
             elif name == "frame_id_override":
                 self._frame_override = str(value)
             elif name == "object_frame_id":
@@ -482,11 +528,6 @@ class ContactNode(Node):
                     err = "object_frame_id must be a non-empty frame name without spaces around it"
                 else:
                     self._object_frame = str(value)
-            elif name == "marker_max_faces":
-                if not (isinstance(value, int) and value >= 0):
-                    err = "marker_max_faces must be an integer >= 0"
-                else:
-                    self._markers.max_faces = value
             elif name == "undistort":
                 self._undistort = bool(value)
             elif name == "depth_allow_nonfinite":
