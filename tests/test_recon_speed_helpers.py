@@ -1,5 +1,6 @@
 """Warm-start speed helpers of the reconstruction (recon.geometry caches, object-fit nearest neighbours)."""
 import numpy as np
+import pytest
 import torch
 
 from interactvlm_ros.assets import vertex_normals as ref_normals
@@ -59,18 +60,44 @@ def test_object_frame_cache_invalidates_on_changed_contact_or_mesh():
 
     v, f, c = _cup_like()
     e1 = object_frame_cache(v, f, c)
-    assert object_frame_cache(v.copy(), f.copy(), c.copy()) is e1  # same values: reused
+    e1b = object_frame_cache(v.copy(), f.copy(), c.copy())  # same values: reused
+    assert e1b["patches"] is e1["patches"] and e1b["normals"] is e1["normals"]
     c2 = c.copy()
     c2[:] = 0
     c2[v[:, 1] > 0.03] = 0.9  # another contact region
     e2 = object_frame_cache(v, f, c2)
-    assert e2 is not e1
+    assert e2["patches"] is not e1["patches"] and e2["normals"] is e1["normals"]  # same mesh: its normals kept
     assert [set(p) for p in e2["patches"]] == [set(p) for p in contact_patches(v, c2, 0.3)]
     e3 = object_frame_cache(v * 1.5, f, c2)  # changed mesh
-    assert e3 is not e2
+    assert e3["normals"] is not e2["normals"]
     np.testing.assert_allclose(e3["normals"], vertex_normals(v * 1.5, f), atol=1e-6)
-    assert object_frame_cache(v, f, c2, thr=0.95) is not e2  # changed threshold
+    assert object_frame_cache(v, f, c2, thr=0.95)["patches"] is not e2["patches"]  # changed threshold
     assert object_frame_cache(v, f, None)["patches"] is None
+
+
+def test_object_surface_survives_a_new_contact_every_frame():
+    """A live camera gives the tracked object a new contact array every frame. The mesh's surface index (trimesh
+    R-tree, ~50 ms to build for a ball) must stay: it was evicted by the second new contact and rebuilt each frame."""
+    from interactvlm_ros.recon.metrics import contact_distance
+    from interactvlm_ros.recon.outputs import free_grasp_points, grip_poses, object_surface
+
+    v, f, c = _cup_like()
+    surface = object_surface(v, f)
+    tree = surface.triangles_tree
+    rng = np.random.default_rng(1)
+    hv = v[:50] * 1.1
+    hc = np.ones(50)
+    for k in range(4):  # the node's per-frame calls, in its order, each frame with its own contact
+        ck = np.clip(c + 0.05 * rng.random(len(c)), 0, 1).astype(np.float32)
+        contact_distance(v, f, hv, hc, object_pose=np.eye(4))
+        grip_poses(v, f, ck, hv, hc, object_frame=(v, np.eye(4)))
+        free_grasp_points(v, f, hv, hc, object_frame=(v, np.eye(4)))
+    assert object_surface(v.copy(), f.copy()) is surface and surface.triangles_tree is tree
+    # the distance through the cached surface = a fresh mesh's
+    P = np.eye(4)
+    P[:3, 3] = [0.3, -0.1, 1.2]
+    d_cached = contact_distance(v, f, hv + P[:3, 3], hc, object_pose=P)
+    assert d_cached == pytest.approx(contact_distance(v + P[:3, 3], f, hv + P[:3, 3], hc), abs=1e-9)
 
 
 def test_cached_outputs_match_camera_frame_computation():

@@ -18,7 +18,7 @@ def contact_distance(obj_vertices, obj_faces, human_vertices, human_contact, thr
 
     ``object_pose`` [4,4] (camera ← object): then ``obj_vertices`` are in the object frame and the human
     points are moved into it, so a tracked object reuses its surface index (trimesh's closest point on
-    triangles, an R-tree over the faces) from ``outputs.object_frame_cache`` instead of rebuilding it every frame.
+    triangles, an R-tree over the faces) from ``outputs.object_surface`` instead of rebuilding it every frame.
     ``max_points``: average over an evenly strided subset of at most this many contact vertices (trimesh
     queries point by point, ~0.1 ms each: the per-frame figure of the node; benchmarks use all)."""
     import trimesh
@@ -30,17 +30,15 @@ def contact_distance(obj_vertices, obj_faces, human_vertices, human_contact, thr
     pts = hv[sel]
     if max_points is not None and len(pts) > max_points:
         pts = pts[np.linspace(0, len(pts) - 1, max_points).astype(np.int64)]
-    entry = {}
     if object_pose is not None:
-        from interactvlm_ros.recon.outputs import object_frame_cache
+        from interactvlm_ros.recon.outputs import object_surface
 
         P = np.asarray(object_pose, np.float64)
         pts = (pts - P[:3, 3]) @ P[:3, :3]  # camera → object frame (rotation only: the pose is rigid)
-        entry = object_frame_cache(obj_vertices, obj_faces, None)
-    if "surface" not in entry:
-        entry["surface"] = trimesh.Trimesh(np.asarray(obj_vertices, np.float64), np.asarray(obj_faces, np.int64),
-                                           process=False)
-    _, d, _ = entry["surface"].nearest.on_surface(pts)
+        surface = object_surface(obj_vertices, obj_faces)
+    else:
+        surface = trimesh.Trimesh(np.asarray(obj_vertices, np.float64), np.asarray(obj_faces, np.int64), process=False)
+    _, d, _ = surface.nearest.on_surface(pts)
     return float(np.mean(d))
 
 

@@ -31,27 +31,54 @@ def contact_patches(vertices: np.ndarray, prob: np.ndarray, thr: float = 0.3, li
     return sorted(patches, key=len, reverse=True)
 
 
-_OBJECT_CACHE: list = []  # [(vertices copy, faces copy, contact copy | None, thr, entry dict)], most recent first
+_MESH_CACHE: list = []  # [(vertices copy, faces copy, entry)], most recently used first
+
+
+def _mesh_entry(vertices: np.ndarray, faces: np.ndarray) -> dict:
+    """The per-mesh entry (compared by value): ``{"normals", "surface" (None until ``object_surface``), "patches":
+    [(contact copy, thr, patches)] most recent first}``. A hit moves it to the front; 4 meshes are kept."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64)
+    for i, (cv, cf, entry) in enumerate(_MESH_CACHE):
+        if cv.shape == v.shape and cf.shape == f.shape and np.array_equal(cv, v) and np.array_equal(cf, f):
+            if i:
+                _MESH_CACHE.insert(0, _MESH_CACHE.pop(i))
+            return entry
+    entry = {"normals": vertex_normals(v, f).astype(np.float64), "surface": None, "patches": []}
+    _MESH_CACHE.insert(0, (v.copy(), f.copy(), entry))
+    del _MESH_CACHE[4:]
+    return entry
 
 
 def object_frame_cache(vertices: np.ndarray, faces: np.ndarray, contact: np.ndarray | None, thr: float = 0.3) -> dict:
     """Per-object work that does not change when the object moves rigidly (tracking): vertex normals and
     contact patches in the object's own frame, ``{"normals": [M,3] float64, "patches": list | None}``
-    (patches None without contact; ``metrics.contact_distance`` adds the mesh's trimesh as "surface"). Reused while the same mesh (vertices, faces) and contact array are
-    passed again (compared by value); a changed mesh, contact or threshold recomputes it."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64)
-    c = None if contact is None else np.asarray(contact)
-    for cv, cf, cc, ct, entry in _OBJECT_CACHE:
-        if ct == thr and cv.shape == v.shape and cf.shape == f.shape and (cc is None) == (c is None) \
-                and (c is None or (cc.shape == c.shape and np.array_equal(cc, c))) \
-                and np.array_equal(cv, v) and np.array_equal(cf, f):
-            return entry
-    entry = {"normals": vertex_normals(v, f).astype(np.float64),
-             "patches": None if c is None else contact_patches(v, c, thr)}
-    _OBJECT_CACHE.insert(0, (v.copy(), f.copy(), None if c is None else c.copy(), thr, entry))
-    del _OBJECT_CACHE[2:]
-    return entry
+    (patches None without contact). The normals are kept per mesh (vertices, faces, compared by value), the patches
+    per mesh for the last two (contact, thr): a new contact array every frame — a live camera — recomputes only
+    the patches. (Before, one list of (mesh, contact) entries held 2: the contact-less entry, whose R-tree costs
+    ~50 ms, was pushed out by the second new contact and rebuilt every frame.)"""
+    entry = _mesh_entry(vertices, faces)
+    if contact is None:
+        return {"normals": entry["normals"], "patches": None}
+    c = np.asarray(contact)
+    for cc, ct, patches in entry["patches"]:
+        if ct == thr and cc.shape == c.shape and np.array_equal(cc, c):
+            return {"normals": entry["normals"], "patches": patches}
+    patches = contact_patches(np.asarray(vertices, np.float64), c, thr)
+    entry["patches"].insert(0, (c.copy(), thr, patches))
+    del entry["patches"][2:]
+    return {"normals": entry["normals"], "patches": patches}
+
+
+def object_surface(vertices: np.ndarray, faces: np.ndarray):
+    """The mesh as a ``trimesh.Trimesh`` whose closest-point queries reuse one R-tree over its faces while the same
+    mesh (by value) is passed again — the object in its own frame, while it is tracked."""
+    entry = _mesh_entry(vertices, faces)
+    if entry["surface"] is None:
+        import trimesh
+
+        entry["surface"] = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), process=False)
+    return entry["surface"]
 
 
 def patch_pose(centre: np.ndarray, normal: np.ndarray) -> np.ndarray:
