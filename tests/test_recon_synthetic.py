@@ -102,6 +102,12 @@ def test_tracker_warm_start_and_reset(recon, scenes):
     assert r1.metrics["warm_start"] is False and r2.metrics["warm_start"] is True
     assert r2.metrics["body_iterations"] < r1.metrics["body_iterations"]
     assert vertex_error(r2.human_vertices_cam, s["human_vertices_cam"]) <= 0.05
+    # no object mask: the region is guessed, its silhouette and centroid weights are 0 — and those terms are not
+    # computed at all (the node's usual case; ~10-25 % of a warm object fit on the real photo)
+    r_est = recon.fit(s["image"], obs, s["human_contact"], **{**kw, "object_mask": None}, init=r2)
+    assert r_est.metrics["object_mask"].startswith("estimated") and "object_loss_contact" in r_est.metrics
+    assert "object_loss_mask" not in r_est.metrics and "object_loss_centroid" not in r_est.metrics
+    assert "object_loss_mask" in r2.metrics and "object_loss_centroid" in r2.metrics
     # a frame whose landmarks jumped (another person) → the warm fit degrades → reset to a cold fit
     obs2 = observation_from_sample(s)
     obs2.keypoints_2d = obs2.keypoints_2d.copy()

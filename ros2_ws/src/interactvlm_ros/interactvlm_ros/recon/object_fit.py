@@ -408,7 +408,8 @@ class ObjectFitter:
             out = {}
             z = S[:, 2].clamp_min(0.05)
             uv = torch.stack([Kt[0, 0] * S[:, 0] / z + Kt[0, 2], Kt[1, 1] * S[:, 1] / z + Kt[1, 2]], -1)
-            if mask_t is not None:
+            # (a guessed mask — the Reconstructor's estimate without an object mask — zeroes both weights: not computed)
+            if mask_t is not None and cfg.w_mask > 0:
                 if self.silhouette == "nvdiffrast":
                     Vc = ov_t @ R.T + t
                     a = soft_silhouette_nvdiffrast(self._dr, self._glctx, Vc, of_t, Kt, H, W)
@@ -423,6 +424,7 @@ class ObjectFitter:
                     nn_c = _nn(mask_np, uv.detach())
                     cover = (mask_t - uv[nn_c]).norm(dim=-1)
                     out["mask"] = (outside.mean() + cover.mean()) / diag
+            if mask_t is not None and cfg.w_centroid > 0:
                 out["centroid"] = (uv.mean(0) - mask_t.mean(0)).norm() / diag
             if obj_contact is None:  # only where the human touches: human contact → object surface
                 # trimmed: the nearer half of the human contact vertices (a grasp touches with part of the
