@@ -59,6 +59,12 @@ def test_geometry_units():
     rv = np.array([[0.3, -0.2, 0.9], [0, 0, 0], [1e-7, 0, 0]])
     R = rotvec_to_matrix(torch.tensor(rv)).numpy()
     assert np.allclose(R, Rotation.from_rotvec(rv).as_matrix(), atol=1e-6)
+    # differentiable at 0: dR/drv is the cross-product basis there (R ≈ I + [rv]x)
+    J = torch.autograd.functional.jacobian(rotvec_to_matrix, torch.zeros(3, dtype=torch.float64)).numpy()
+    basis = np.zeros((3, 3, 3))
+    for k, (i, j) in enumerate([(2, 1), (0, 2), (1, 0)]):  # rv_x: R[2,1] = +x, R[1,2] = -x; ...
+        basis[i, j, k], basis[j, i, k] = 1.0, -1.0
+    np.testing.assert_array_equal(J, basis)
     Rt = torch.tensor(R[0])
     assert torch.allclose(sixd_to_matrix(matrix_to_sixd(Rt)), Rt, atol=1e-6)
     rng = np.random.default_rng(0)

@@ -11,26 +11,26 @@ import numpy as np
 import torch
 
 
+def _skew(v: torch.Tensor) -> torch.Tensor:
+    """[...,3] → the cross-product matrices [...,3,3], built by one stack (in-place writes of the 6 entries made the
+    graph several times slower to run and differentiate)."""
+    x, y, z = v.unbind(-1)
+    o = torch.zeros_like(x)
+    return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(v.shape[:-1] + (3, 3))
+
+
 def rotvec_to_matrix(rv: torch.Tensor) -> torch.Tensor:
     """Rodrigues, differentiable at 0. rv [...,3] → R [...,3,3] (column-vector convention)."""
     theta2 = (rv * rv).sum(-1, keepdim=True)
     theta = torch.sqrt(theta2 + 1e-12)
-    k = rv / theta
-    K = torch.zeros(rv.shape[:-1] + (3, 3), dtype=rv.dtype, device=rv.device)
-    K[..., 0, 1], K[..., 0, 2] = -k[..., 2], k[..., 1]
-    K[..., 1, 0], K[..., 1, 2] = k[..., 2], -k[..., 0]
-    K[..., 2, 0], K[..., 2, 1] = -k[..., 1], k[..., 0]
+    K = _skew(rv / theta)
     s = torch.sin(theta)[..., None]
     c = torch.cos(theta)[..., None]
     eye = torch.eye(3, dtype=rv.dtype, device=rv.device).expand(K.shape)
     R = eye + s * K + (1 - c) * (K @ K)
     # small angles: first-order form (avoids 0/0 in k)
     small = (theta2[..., 0] < 1e-10)[..., None, None]
-    Kr = torch.zeros_like(K)
-    Kr[..., 0, 1], Kr[..., 0, 2] = -rv[..., 2], rv[..., 1]
-    Kr[..., 1, 0], Kr[..., 1, 2] = rv[..., 2], -rv[..., 0]
-    Kr[..., 2, 0], Kr[..., 2, 1] = -rv[..., 1], rv[..., 0]
-    return torch.where(small, eye + Kr, R)
+    return torch.where(small, eye + _skew(rv), R)
 
 
 def sixd_to_matrix(d6: torch.Tensor) -> torch.Tensor:
