@@ -133,8 +133,11 @@ def test_start_up_numbers_are_coerced_or_refused():
     try:
         n = ContactNode(estimator=EstimatorDouble(), context=ctx, parameter_overrides=[
             Parameter("contact_threshold", value=1), Parameter("camera_info_wait", value=0),
-            Parameter("marker_max_faces", value=500.0)])
+            Parameter("marker_max_faces", value=500.0), Parameter("part_names", value=["x", "y"])])
         assert (n._threshold, n._K_first_wait, n._markers.max_faces) == (1.0, 0.0, 500)
+        from interactvlm_ros.bodies.parts import PART_NAMES
+
+        assert list(n.get_parameter("part_names").value) == PART_NAMES  # an override cannot rename the parts
         assert isinstance(n._K_first_wait, float) and isinstance(n._markers.max_faces, int)
         n.destroy_node()
         for prm, msg in [(Parameter("depth_max_dt", value=-1), r"depth_max_dt must be a number in \[0, 1000\]"),

@@ -272,7 +272,8 @@ class ContactNode(Node):
         # what the ``part`` field of ~/human_contacts indexes (read-only; the vocabulary every body model maps to)
         self.declare_parameter("part_names", list(PART_NAMES), ParameterDescriptor(
             name="part_names", read_only=True,
-            description="body-part names; the 'part' field of ~/human_contacts is an index into this list (255 = unknown)"))
+            description="body-part names; the 'part' field of ~/human_contacts is an index into this list (255 = unknown)"),
+            ignore_override=True)  # not a setting: a params file cannot rename the parts
         self.stats = NodeStats()
         self._state_lock = threading.Lock()
         self.fatal: str | None = None
