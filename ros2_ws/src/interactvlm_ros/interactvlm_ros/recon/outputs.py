@@ -56,7 +56,7 @@ def object_frame_cache(vertices: np.ndarray, faces: np.ndarray, contact: np.ndar
     (patches None without contact). The normals are kept per mesh (vertices, faces, compared by value), the patches
     per mesh for the last two (contact, thr): a new contact array every frame — a live camera — recomputes only
     the patches. (Before, one list of (mesh, contact) entries held 2: the contact-less entry, whose R-tree costs
-    ~50 ms, was pushed out by the second new contact and rebuilt every frame.)"""
+    ~50 ms, was pushed out by the second new contact and rebuilt every other frame.)"""
     entry = _mesh_entry(vertices, faces)
     if contact is None:
         return {"normals": entry["normals"], "patches": None}
