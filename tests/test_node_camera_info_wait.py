@@ -32,6 +32,7 @@ def _node(publishers: int, wait: float = 0.5):
         stats=NodeStats(), logger=LoggerDouble())
     node.get_logger = lambda: node.logger
     node.wait = types.MethodType(ContactNode._wait_first_camera_info, node)
+    node._fallback = types.MethodType(ContactNode._fallback, node)
     return node
 
 

@@ -100,13 +100,17 @@ class ContactResult:
         human contact or part ids)."""
         if self.human_contact is None or self.part_ids is None or not self.part_names:
             return {}
-        c = np.asarray(self.human_contact, np.float64)
-        ids = np.asarray(self.part_ids)
-        out = {}
-        for i, name in enumerate(self.part_names):
-            sel = ids == i
-            if sel.any():
-                out[name] = {"max": float(c[sel].max()), "mean": float(c[sel].mean()), "vertices": int(sel.sum())}
+        n = len(self.part_names)
+        ids = np.asarray(self.part_ids, np.int64)
+        ok = (ids >= 0) & (ids < n)
+        ids, c = ids[ok], np.asarray(self.human_contact, np.float64)[ok]
+        # one pass over the vertices (the node calls this every frame), not one mask per part
+        count = np.bincount(ids, minlength=n)
+        total = np.bincount(ids, weights=c, minlength=n)
+        best = np.full(n, -np.inf)
+        np.maximum.at(best, ids, c)
+        out = {self.part_names[i]: {"max": float(best[i]), "mean": float(total[i] / count[i]), "vertices": int(count[i])}
+               for i in np.nonzero(count)[0]}
         return dict(sorted(out.items(), key=lambda kv: -kv[1]["max"]))
 
     def overlay(self, tile: int = 256) -> np.ndarray:

@@ -263,8 +263,11 @@ class ContactNode(Node):
     def __init__(self, estimator=None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self._unbridge_logging = logbridge.bridge(self.get_logger())  # the core's Python logging -> this node's ROS log
-        try:
+        try:  # bad start-up parameters: fail before anything is subscribed or loaded
             p = _declare(self)
+            qos = image_qos(str(p["image_qos"]))
+            self._image_transport = _transport(p, "image_transport", conv.IMAGE_TRANSPORTS)
+            self._depth_transport = _transport(p, "depth_transport", conv.DEPTH_TRANSPORTS)
         except ConfigError:
             self._unbridge_logging()
             super().destroy_node()
@@ -314,14 +317,6 @@ class ContactNode(Node):
         self._mask_max_dt = float(p["object_mask_max_dt"])
         self.add_on_set_parameters_callback(self._on_parameters)
 
-        try:  # bad start-up parameters: fail before anything is subscribed or loaded
-            qos = image_qos(str(p["image_qos"]))
-            self._image_transport = _transport(p, "image_transport", conv.IMAGE_TRANSPORTS)
-            self._depth_transport = _transport(p, "depth_transport", conv.DEPTH_TRANSPORTS)
-        except ConfigError:
-            self._unbridge_logging()
-            super().destroy_node()
-            raise
         if str(p["image_qos"]) == "sensor_data" and dds.profile_missing(os.environ):
             self.get_logger().info(
                 "image_qos sensor_data over Fast DDS without a profile: images > 512 KiB from another process go out "
@@ -350,8 +345,7 @@ class ContactNode(Node):
         self.pub_object = self.create_publisher(PointCloud2, "~/object_contacts", 5)
         self.pub_overlay = self.create_publisher(Image, "~/overlay", 2)
         # image_transport's compressed sibling (jpeg), for an RViz on another machine: built only while subscribed
-        self.pub_overlay_jpeg = self.create_publisher(CompressedImage, conv.transport_topic(
-            self.resolve_topic_name("~/overlay"), "compressed"), 2)
+        self.pub_overlay_jpeg = self.create_publisher(CompressedImage, self._transport_topic("~/overlay", "compressed"), 2)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.pub_object_pose = self.create_publisher(PoseStamped, "~/object_pose", 5)
         self.pub_grips = self.create_publisher(PoseArray, "~/human_grip_poses", 5)
@@ -649,10 +643,15 @@ class ContactNode(Node):
         if self._K_ready.wait(timeout):
             self.get_logger().debug(f"first image waited {1e3 * (time.monotonic() - t0):.0f} ms for {topic}")
             return
-        msg = (f"no CameraInfo on {topic} within camera_info_wait={timeout:g} s of the first image although it has "
-               "a publisher: default intrinsics until one arrives")
-        self.stats.fallback(msg)
-        self.get_logger().warning(f"fallback: {msg}")
+        self._fallback(f"no CameraInfo on {topic} within camera_info_wait={timeout:g} s of the first image although "
+                       "it has a publisher: default intrinsics until one arrives")
+
+    def _fallback(self, msg: str, detail: str = "") -> None:
+        """A named fallback: listed in /diagnostics (``fallback/<i>``) and logged once as ``fallback: msg detail``
+        (frames that take it again are not logged again)."""
+        if msg not in self.stats.fallbacks:
+            self.get_logger().warning(f"fallback: {msg}{detail}")
+            self.stats.fallback(msg)
 
     def _rectified(self, arr: np.ndarray, nearest: bool = False) -> np.ndarray:
         """``arr`` (the image, or its depth / mask) undistorted with the last CameraInfo's distortion when it is for
@@ -666,12 +665,9 @@ class ContactNode(Node):
         try:
             out = self._rectifier.apply(arr, K, dist[0], dist[1], nearest=nearest)
         except lens.RectifyError as exc:
-            msg = f"undistort: {exc}: images used as they are"
-            if msg not in self.stats.fallbacks:
-                self.get_logger().warning(f"fallback: {msg}")
-                self.stats.fallback(msg)
+            self._fallback(f"undistort: {exc}: images used as they are")
             return arr
-        self.stats.info["undistorted"] = f"{dist[0]} ({len(dist[1])} coefficients)"
+        self.stats.set_info("undistorted", f"{dist[0]} ({len(dist[1])} coefficients)")
         return out
 
     def _paired(self, stream: str, header):
@@ -689,10 +685,9 @@ class ContactNode(Node):
             return None
         if value is None:
             self.stats.inc(f"{stream}_unmatched")
-            fb = f"{stream}: none within {stream}_max_dt={tol:g} s of an image's stamp: such frames {without}"
-            if fb not in self.stats.fallbacks:  # logged once (per tolerance), counted every frame
-                self.get_logger().warning(f"fallback: {fb} (this one: nearest {offset / 1e9:+.3f} s)")
-                self.stats.fallback(fb)
+            # logged once (per tolerance), counted every frame
+            self._fallback(f"{stream}: none within {stream}_max_dt={tol:g} s of an image's stamp: such frames {without}",
+                           f" (this one: nearest {offset / 1e9:+.3f} s)")
             return None
         self.stats.inc(f"{stream}_matched")
         return value
@@ -839,9 +834,8 @@ class ContactNode(Node):
         try:
             from tf2_ros import TransformBroadcaster
         except ImportError as exc:
-            msg = f"tf: the object pose is not broadcast on /tf (tf2_ros not importable: {exc}); use ~/object_pose"
-            self.stats.fallback(msg)
-            self.get_logger().warning(f"fallback: {msg}")
+            self._fallback(f"tf: the object pose is not broadcast on /tf (tf2_ros not importable: {exc}); use "
+                           "~/object_pose")
             return None
         self.stats.info["object_frame_id"] = self._object_frame
         return TransformBroadcaster(self)
