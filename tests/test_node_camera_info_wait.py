@@ -76,3 +76,78 @@ def test_no_wait_without_a_publisher_or_when_a_camera_info_is_already_there(publ
     node.wait()
     assert time.monotonic() - t0 < 0.5
     assert _fallbacks(node) == [] and node.logger.lines == []
+
+
+# ------------------------------------------------------------------ an uncalibrated camera (CameraInfo.k[0] == 0)
+def _info_node(wait: float = 5.0):
+    """A double with what ``_on_camera_info`` touches (state, lock, the bad-input log throttle)."""
+    from interactvlm_ros import lens
+
+    node = _node(publishers=1, wait=wait)
+    node.__dict__.update(_state_lock=threading.Lock(), _K=None, _K_size=None, _dist=None, _K_rect=None,
+                         _undistort=False, _dist_noted=False, _bad_log={}, _bad_log_lock=threading.Lock(),
+                         _rectifier=lens.Rectifier())
+    for name in ("_on_camera_info", "_on_uncalibrated", "_bad"):
+        setattr(node, name, types.MethodType(getattr(ContactNode, name), node))
+    return node
+
+
+def test_an_uncalibrated_camera_is_a_named_fallback_not_bad_input_and_the_first_frame_does_not_wait():
+    """camera_info_manager publishes zeros until a calibration is loaded (usb_cam, v4l2_camera without a calibration
+    file); CameraInfo's own comment: K[0] == 0 means uncalibrated. At 30 Hz that used to be 30 'skipped
+    (bad_camera_info)' warnings a second, and the first image waited camera_info_wait for a calibration that never
+    comes."""
+    from interactvlm_ros.ros import conversions as conv
+
+    node = _info_node(wait=5.0)
+    zeros = conv.make_camera_info(640, 480)
+    zeros.k, zeros.p, zeros.d = [0.0] * 9, [0.0] * 12, []
+    for _ in range(30):
+        node._on_camera_info(zeros)
+    snap = node.stats.snapshot()
+    assert snap["counters"]["camera_info_uncalibrated"] == 30 and not snap["bad_input"]
+    (fb,) = _fallbacks(node)  # listed once, logged once
+    assert "uncalibrated" in fb and "/cam/camera_info" in fb and "default intrinsics" in fb
+    assert node.logger.lines == [("warning", f"fallback: {fb}")]
+    assert node._K is None
+    t0 = time.monotonic()
+    node.wait()  # the first frame: no 5 s wait, no "no CameraInfo within" fallback
+    assert time.monotonic() - t0 < 0.5 and _fallbacks(node) == [fb]
+    # calibrated later (camera_calibration's set_camera_info): its K is used from then on
+    node._on_camera_info(conv.make_camera_info(640, 480))
+    assert node._K is not None and node._K[0, 0] > 0 and node._K_size == (640, 480)
+
+
+def test_a_camera_info_with_a_negative_focal_length_stays_bad_input():
+    from interactvlm_ros.ros import conversions as conv
+
+    node = _info_node()
+    info = conv.make_camera_info(640, 480)
+    info.k = [-500.0] + list(info.k[1:])
+    node._on_camera_info(info)
+    assert node.stats.snapshot()["bad_input"] == {"bad_camera_info": 1} and not node._K_ready.is_set()
+    assert not conv.camera_info_uncalibrated(info)
+
+
+def test_repeated_bad_input_is_counted_every_time_and_logged_once_per_period(monkeypatch):
+    """A broken stream at camera rate: every message counted in /diagnostics, one log line per reason per
+    BAD_INPUT_LOG_PERIOD_S, and the next line says how many were not logged; reasons do not hold each other back."""
+    from interactvlm_ros.ros import conversions as conv
+    from interactvlm_ros.ros import node as node_module
+
+    clock = [100.0]
+    monkeypatch.setattr(node_module.time, "monotonic", lambda: clock[0])
+    node = _info_node()
+    for _ in range(30):
+        node._bad(conv.InputError("encoding 'yuv9' is not supported", "bad_encoding"))
+        clock[0] += 0.033
+    node._bad(conv.InputError("step 5 < width * 3", "bad_step"))
+    lines = [t for _, t in node.logger.lines]
+    assert lines == ["skipped (bad_encoding): encoding 'yuv9' is not supported", "skipped (bad_step): step 5 < width * 3"]
+    assert node.stats.snapshot()["bad_input"] == {"bad_encoding": 30, "bad_step": 1}
+    clock[0] = 100.0 + node_module.BAD_INPUT_LOG_PERIOD_S
+    node._bad(conv.InputError("encoding 'yuv9' is not supported", "bad_encoding"))
+    assert node.logger.lines[-1] == ("warning", "skipped (bad_encoding): encoding 'yuv9' is not supported (29 more since "
+                                                "the last such line, counted in /diagnostics bad_input/bad_encoding)")
+    node._bad(conv.InputError("encoding 'yuv9' is not supported", "bad_encoding"))
+    assert len(node.logger.lines) == 3  # the period starts again

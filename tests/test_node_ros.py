@@ -146,6 +146,41 @@ def test_bad_image_skipped_then_good_frame_processed(node, photo, reason):
     assert len(lines[-1]) < 400  # one clear line, no traceback
 
 
+def test_repeated_bad_frames_are_all_counted_and_logged_once(node, photo):
+    """A camera sending a broken stream: each frame counted in /diagnostics, at most one log line per reason per
+    BAD_INPUT_LOG_PERIOD_S (the first was logged by test_bad_image_skipped_then_good_frame_processed or is this one)."""
+    proc, client, log = node
+
+    def lines():
+        return sum("skipped (bad_step)" in ln for ln in log.read_text().splitlines())
+
+    before, logged = _counter(client, "bad_input/bad_step"), lines()
+    for _ in range(5):
+        client.publish_raw(_bad_image(**BAD_IMAGES["bad_step"]))
+        time.sleep(0.3)  # each one taken by the perception thread (a newer frame would replace it in the slot)
+    assert _wait_counter(client, "bad_input/bad_step", before + 5) == before + 5
+    assert lines() - logged <= 1
+    assert set(_send_and_wait(client, photo)) == {"markers", "human_contacts", "object_contacts"} and _alive(proc)
+
+
+def test_uncalibrated_camera_info_is_a_named_fallback(node, photo):
+    """CameraInfo with k[0] == 0 (camera_info_manager before a calibration is loaded): not bad input, one fallback
+    line, counted as camera_info/uncalibrated; the next calibrated CameraInfo (sent with each frame) is used again."""
+    proc, client, log = node
+    zeros = conv.make_camera_info(photo.shape[1], photo.shape[0])
+    zeros.k, zeros.p = [0.0] * 9, [0.0] * 12
+    b_info, seen = _counter(client, "bad_input/bad_camera_info"), _counter(client, "camera_info/uncalibrated")
+    for _ in range(4):
+        client.pub_info.publish(zeros)
+        time.sleep(0.1)
+    assert _wait_counter(client, "camera_info/uncalibrated", seen + 1) > seen
+    assert _counter(client, "bad_input/bad_camera_info") == b_info
+    fallbacks = [v for k, v in client.last_diagnostics().items() if k.startswith("fallback/")]
+    assert any("uncalibrated" in v and "default intrinsics" in v for v in fallbacks), fallbacks
+    assert sum("uncalibrated" in ln for ln in log.read_text().splitlines()) == 1
+    assert set(_send_and_wait(client, photo)) == {"markers", "human_contacts", "object_contacts"} and _alive(proc)
+
+
 def test_nan_camera_info_and_depth(node, photo):
     proc, client, log = node
     info = conv.make_camera_info(640, 480)

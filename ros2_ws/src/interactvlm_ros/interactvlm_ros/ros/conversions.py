@@ -353,6 +353,15 @@ def numpy_to_image(arr: np.ndarray, encoding: str, header=None):
 
 
 # ------------------------------------------------------------------------------------ camera info
+def camera_info_uncalibrated(msg) -> bool:
+    """True for the CameraInfo of an uncalibrated camera: sensor_msgs/CameraInfo's own convention ("clients may assume
+    that K[0] == 0.0 indicates an uncalibrated camera"; camera_info_manager publishes zeros before a calibration is
+    loaded, e.g. usb_cam and v4l2_camera without a calibration file). Not bad input: the images are fine, only their
+    intrinsics are unknown."""
+    k = np.asarray(msg.k, dtype=np.float64).reshape(-1)
+    return k.size == 9 and k[0] == 0.0
+
+
 def camera_info_to_K(msg, image_size: tuple[int, int] | None = None) -> np.ndarray:
     """3x3 intrinsics (float64) from CameraInfo.k, validated (finite, fx, fy > 0, cx, cy finite).
 
@@ -373,7 +382,7 @@ def camera_info_to_K(msg, image_size: tuple[int, int] | None = None) -> np.ndarr
     K = k.reshape(3, 3)
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise InputError(
-            f"CameraInfo.k has fx={K[0, 0]}, fy={K[1, 1]}; both must be > 0 (uncalibrated camera?)",
+            f"CameraInfo.k has fx={K[0, 0]}, fy={K[1, 1]}; both must be > 0 (k[0] == 0 marks an uncalibrated camera)",
             "bad_camera_info",
         )
     if image_size is not None and msg.width and msg.height:

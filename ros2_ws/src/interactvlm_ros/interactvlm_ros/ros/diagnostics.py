@@ -137,6 +137,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
         for key in ("matched", "unmatched"):
             if f"{stream}_{key}" in c:
                 kv.append((f"{stream}/{key}", str(c[f"{stream}_{key}"])))
+    if "camera_info_uncalibrated" in c:  # CameraInfo messages of an uncalibrated camera (k[0] == 0): default intrinsics
+        kv.append(("camera_info/uncalibrated", str(c["camera_info_uncalibrated"])))
     for key in ("published", "skipped"):  # visuals thread: markers/overlay built, results replaced before
         kv.append((f"markers/{key}", str(c.get(f"markers_{key}", 0))))
     for reason, n in sorted(snap["bad_input"].items()):

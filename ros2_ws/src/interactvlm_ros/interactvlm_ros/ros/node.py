@@ -66,6 +66,8 @@ from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
 
 NODE_NAME = "interactvlm_contact"
+#: seconds between two log lines of the same bad-input reason (every bad message is still counted in /diagnostics)
+BAD_INPUT_LOG_PERIOD_S = 5.0
 
 # name -> (default, description, read_only)
 PARAMETERS: dict[str, tuple[object, str, bool]] = {
@@ -309,12 +311,14 @@ class ContactNode(Node):
         self._undistort = bool(p["undistort"])
         self._rectifier = lens.Rectifier()
         self._dist_noted = False  # the one log line about a distortion that is not undone
-        self._K_ready = threading.Event()  # set by the first valid CameraInfo
+        self._K_ready = threading.Event()  # set by the first valid CameraInfo (or an uncalibrated camera's)
         self._K_first_wait = float(p["camera_info_wait"])  # spent (0) once the first frame has been handled
         self._depths = sync.StampedBuffer(8)  # the newest depth images by stamp: each image takes its own
         self._depth_max_dt = float(p["depth_max_dt"])
         self._masks = sync.StampedBuffer(8)  # the newest object masks (a segmentation node's) by stamp
         self._mask_max_dt = float(p["object_mask_max_dt"])
+        self._bad_log: dict[str, tuple[float, int]] = {}  # reason -> (time of its last log line, lines held back since)
+        self._bad_log_lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_parameters)
 
         if str(p["image_qos"]) == "sensor_data" and dds.profile_missing(os.environ):
@@ -396,11 +400,25 @@ class ContactNode(Node):
             self._cv.notify()
 
     def _bad(self, exc: Exception, reason: str | None = None) -> None:
+        """Bad input: counted in /diagnostics (``bad_input/<reason>``, every time) and logged in one line — the first of
+        each reason at once, then at most one line per reason every ``BAD_INPUT_LOG_PERIOD_S`` saying how many were not
+        logged (a camera sending a broken stream at 30 Hz must not bury the rest of the log)."""
         reason = reason or getattr(exc, "reason", "bad_input")
         self.stats.bad(reason, str(exc))
-        self.get_logger().warning(f"skipped ({reason}): {exc}")
+        now = time.monotonic()
+        with self._bad_log_lock:
+            last, held = self._bad_log.get(reason, (-math.inf, 0))
+            if now - last < BAD_INPUT_LOG_PERIOD_S:
+                self._bad_log[reason] = (last, held + 1)
+                return
+            self._bad_log[reason] = (now, 0)
+        more = f" ({held} more since the last such line, counted in /diagnostics bad_input/{reason})" if held else ""
+        self.get_logger().warning(f"skipped ({reason}): {exc}{more}")
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        if conv.camera_info_uncalibrated(msg):
+            self._on_uncalibrated(msg)
+            return
         try:
             K = conv.camera_info_to_K(msg)
         except conv.InputError as exc:
@@ -416,6 +434,18 @@ class ContactNode(Node):
                 f"camera_info has {dist[0]} distortion {np.round(dist[1], 4).tolist()}: images are taken as rectified "
                 f"(image_rect*), with the intrinsics of P{'' if K_rect is not None else ' (unset: K)'}; for image_raw "
                 "of that lens set undistort:=true")
+
+    def _on_uncalibrated(self, msg: CameraInfo) -> None:
+        """CameraInfo of an uncalibrated camera (k[0] == 0): the images are used with default intrinsics (a named
+        fallback, logged once; /diagnostics ``camera_info_uncalibrated`` counts the messages), and the first image
+        does not wait for a calibration that will not come."""
+        with self._state_lock:
+            self._K = self._K_size = self._dist = self._K_rect = None
+        self.stats.inc("camera_info_uncalibrated")
+        self._K_ready.set()
+        self._fallback(f"camera_info: {self._info_sub.topic_name} is of an uncalibrated camera (k[0] == 0): default "
+                       "intrinsics as without a camera_info, no undistortion; calibrate it (camera_calibration) for "
+                       "metric object poses")
 
     def _transport_topic(self, base: str, transport: str) -> str:
         """Where image_transport publishes ``transport`` of this node's (remapped, namespaced) ``base`` topic
