@@ -181,6 +181,23 @@ def test_uncalibrated_camera_info_is_a_named_fallback(node, photo):
     assert set(_send_and_wait(client, photo)) == {"markers", "human_contacts", "object_contacts"} and _alive(proc)
 
 
+def test_camera_info_of_another_size_is_a_logged_fallback(node, photo):
+    """A CameraInfo for another resolution (a driver whose info and image settings differ): its K is not used for
+    these images — a named fallback in /diagnostics and one log line; so is the numpy image decoder without
+    cv_bridge (the pip install)."""
+    proc, client, log = node
+    client.pub_info.publish(conv.make_camera_info(320, 240))
+    time.sleep(0.3)
+    _SEQ[0] += 1
+    client.publish_image(photo, stamp=client.stamp(_SEQ[0], 0), frame_id="test_cam", camera_info=False)
+    text = f"camera_info is 320x240 but images are {photo.shape[1]}x{photo.shape[0]}: intrinsics ignored"
+    assert client.wait_for(lambda: text in client.last_diagnostics().values(), 20.0), client.last_diagnostics()
+    assert sum(f"fallback: {text}" in ln for ln in log.read_text().splitlines()) == 1
+    if conv.image_converter_name() != "cv_bridge":
+        assert "fallback: image conversion: numpy decoder (cv_bridge not importable)" in log.read_text()
+    assert set(_send_and_wait(client, photo)) == {"markers", "human_contacts", "object_contacts"} and _alive(proc)
+
+
 def test_nan_camera_info_and_depth(node, photo):
     proc, client, log = node
     info = conv.make_camera_info(640, 480)

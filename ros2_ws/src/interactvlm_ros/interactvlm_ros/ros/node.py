@@ -363,7 +363,7 @@ class ContactNode(Node):
             "image_conversion": conv.image_converter_name(),
         })
         if conv.image_converter_name() != "cv_bridge":
-            self.stats.fallback("image conversion: numpy decoder (cv_bridge not importable)")
+            self._fallback("image conversion: numpy decoder (cv_bridge not importable)")
         # markers go out as CDR bytes written from numpy when that encoder matches rclpy's (ros/cdr.py)
         cdr_problem = cdr.self_check()
         self._markers_raw = cdr_problem is None
@@ -776,13 +776,13 @@ class ContactNode(Node):
         depth = self._paired("depth", msg.header) if fit else None
         mask = self._paired("object_mask", msg.header) if fit else None
         if K is not None and K_size not in ((w, h), (0, 0)):
-            self.stats.fallback(f"camera_info is {K_size[0]}x{K_size[1]} but images are {w}x{h}: intrinsics ignored")
+            self._fallback(f"camera_info is {K_size[0]}x{K_size[1]} but images are {w}x{h}: intrinsics ignored")
             K = None
         if depth is not None and depth.shape != (h, w):
-            self.stats.fallback(f"depth is {depth.shape[1]}x{depth.shape[0]} but images are {w}x{h}: depth ignored")
+            self._fallback(f"depth is {depth.shape[1]}x{depth.shape[0]} but images are {w}x{h}: depth ignored")
             depth = None
         if mask is not None and mask.shape != (h, w):
-            self.stats.fallback(f"object_mask is {mask.shape[1]}x{mask.shape[0]} but images are {w}x{h}: mask ignored")
+            self._fallback(f"object_mask is {mask.shape[1]}x{mask.shape[0]} but images are {w}x{h}: mask ignored")
             mask = None
         if self._undistort:  # registered to the image: resampled the same way (nearest: no blending across edges)
             depth = None if depth is None else self._rectified(depth, nearest=True)
