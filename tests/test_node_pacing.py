@@ -147,3 +147,41 @@ def test_start_up_numbers_are_coerced_or_refused():
                 ContactNode(estimator=EstimatorDouble(), context=ctx, parameter_overrides=[prm])
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_diagnostics_warn_when_images_stop_coming(monkeypatch):
+    """image_timeout: /diagnostics goes WARN 'no image on <topic> …' when the camera stopped (or never came), OK again
+    with the next image, and stays OK while paused; 0 = never warn."""
+    from interactvlm_ros.ros import diagnostics
+
+    clock = [50.0]
+    monkeypatch.setattr(diagnostics.time, "monotonic", lambda: clock[0])
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    n = ContactNode(estimator=EstimatorDouble(), context=ctx,
+                    parameter_overrides=[Parameter("camera_info_wait", value=0.0), Parameter("image_timeout", value=2)])
+    OK, WARN = (bytes([v]) for v in (0, 1))  # DiagnosticStatus levels as rclpy holds them
+    try:
+        n._stop = True  # the frame threads: this test is about the executor callback and /diagnostics
+        n.stats.state = "running"
+
+        def status():
+            st = n._diagnostics().status[0]
+            return st.level, st.message, {v.key: v.value for v in st.values}["image_age_s"]
+
+        assert status() == (OK, "running", "0.0")
+        clock[0] += 2.5
+        assert status() == (WARN, "no image received on /image yet", "2.5")
+        n._on_image(object())  # the executor's callback: counted, put into the frame slot
+        assert status() == (OK, "running", "0.0") and n.stats.snapshot()["counters"]["received"] == 1
+        clock[0] += 3.0
+        assert status()[:2] == (WARN, "no image on /image for 3.0 s")
+        assert n.set_parameters([Parameter("enabled", value=False)])[0].successful
+        assert status()[:2] == (OK, "paused (enabled:=false)")  # asked for: not a camera problem
+        assert n.set_parameters([Parameter("enabled", value=True)])[0].successful
+        assert n.set_parameters([Parameter("image_timeout", value=0.0)])[0].successful
+        assert status()[:2] == (OK, "running")
+        assert not n.set_parameters([Parameter("image_timeout", value=-1.0)])[0].successful
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

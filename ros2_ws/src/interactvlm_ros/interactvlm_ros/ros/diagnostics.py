@@ -33,10 +33,18 @@ class NodeStats:
         self.state = "starting"
         self.info: dict[str, str] = {}
         self.fallbacks: list[str] = []
+        self.created = time.monotonic()
+        self.last_image_time = 0.0  # time.monotonic() of the last image received (0: none yet)
 
     def inc(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.counters[key] += n
+
+    def image_received(self) -> None:
+        """An image arrived (counter ``received``; its time for ``image_age_s``)."""
+        with self._lock:
+            self.counters["received"] += 1
+            self.last_image_time = time.monotonic()
 
     def inc_all(self, keys) -> None:
         """Count several keys at once: a snapshot (a /diagnostics message) sees all of them or none."""
@@ -101,12 +109,16 @@ class NodeStats:
                 "last_error_age_s": (now - self.last_error_time) if self.last_error_time else float("nan"),
                 "info": dict(self.info),
                 "fallbacks": list(self.fallbacks),
+                # seconds since the last image (since the stats were created while none came)
+                "image_age_s": now - (self.last_image_time or self.created),
             }
 
 
-def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
-    """DiagnosticArray with one DiagnosticStatus ``name``: OK when running, WARN after a bad input in the
-    last 10 s or while loading, ERROR when the model failed to load."""
+def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None, image_timeout: float = 0.0,
+                        image_topic: str = "image"):
+    """DiagnosticArray with one DiagnosticStatus ``name``: OK when running (or paused), WARN while loading, when no
+    image came on ``image_topic`` for more than ``image_timeout`` s (0 = never; a camera that stopped or was never
+    connected) or after a bad input in the last 10 s, ERROR when the model failed to load."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
     st = DiagnosticStatus()
@@ -120,6 +132,10 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
         st.level, st.message = DiagnosticStatus.OK, "paused (enabled:=false)"
     elif state != "running":
         st.level, st.message = DiagnosticStatus.WARN, state
+    elif image_timeout > 0 and snap["image_age_s"] > image_timeout:
+        st.level = DiagnosticStatus.WARN
+        st.message = (f"no image on {image_topic} for {snap['image_age_s']:.1f} s" if snap["counters"].get("received")
+                      else f"no image received on {image_topic} yet")
     elif age == age and age < 10.0:  # not NaN
         st.level, st.message = DiagnosticStatus.WARN, f"bad input: {snap['last_error']}"
     else:
@@ -146,6 +162,7 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None):
     for status, n in sorted(snap["status"].items()):
         kv.append((f"result/{status}", str(n)))
     kv += [
+        ("image_age_s", f"{snap['image_age_s']:.1f}"),
         ("latency_ms_p50", f"{snap['latency_ms_p50']:.1f}"),
         ("latency_ms_p95", f"{snap['latency_ms_p95']:.1f}"),
         ("latency_ms_max", f"{snap['latency_ms_max']:.1f}"),

@@ -112,6 +112,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
                            "not waited for); none that close: the mask is estimated near the contact", False),
     "depth_allow_nonfinite": (False, "accept NaN/inf pixels in 32FC1 depth (REP 118 sensors) instead of rejecting the frame", False),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
+    "image_timeout": (5.0, "seconds without an image after which /diagnostics warns 'no image on <topic> for N s' "
+                      "(a camera that stopped or was never connected; not while paused); 0 = never", False),
 }
 
 
@@ -122,11 +124,12 @@ _NUMERIC: dict[str, tuple[type, float, float]] = {
     "contact_threshold": (float, 0.0, 1.0), "max_rate_hz": (float, 0.0, 1000.0),
     "cold_start_max_rate_hz": (float, 0.0, 1000.0), "depth_max_dt": (float, 0.0, 1000.0),
     "object_mask_max_dt": (float, 0.0, 1000.0), "camera_info_wait": (float, 0.0, 1000.0),
-    "diagnostics_period": (float, 0.0, 1000.0), "overlay_tile": (int, 16, 2048), "marker_max_faces": (int, 0, 2 ** 31 - 1),
+    "diagnostics_period": (float, 0.0, 1000.0), "image_timeout": (float, 0.0, 1e6), "overlay_tile": (int, 16, 2048), "marker_max_faces": (int, 0, 2 ** 31 - 1),
 }
 #: run-time numeric parameters held as one node attribute each
 _NUMERIC_ATTRS = {"max_rate_hz": "_max_rate", "cold_start_max_rate_hz": "_cold_rate",
-                  "depth_max_dt": "_depth_max_dt", "object_mask_max_dt": "_mask_max_dt", "overlay_tile": "_overlay_tile"}
+                  "depth_max_dt": "_depth_max_dt", "object_mask_max_dt": "_mask_max_dt", "overlay_tile": "_overlay_tile",
+                  "image_timeout": "_image_timeout"}
 
 
 def _number(name: str, value):
@@ -317,6 +320,7 @@ class ContactNode(Node):
         self._depth_max_dt = float(p["depth_max_dt"])
         self._masks = sync.StampedBuffer(8)  # the newest object masks (a segmentation node's) by stamp
         self._mask_max_dt = float(p["object_mask_max_dt"])
+        self._image_timeout = float(p["image_timeout"])
         self._bad_log: dict[str, tuple[float, int]] = {}  # reason -> (time of its last log line, lines held back since)
         self._bad_log_lock = threading.Lock()
         self.add_on_set_parameters_callback(self._on_parameters)
@@ -328,11 +332,11 @@ class ContactNode(Node):
                 "interactvlm_ros.ros.dds) in the camera driver's and this node's environment (docs/node.md)")
         if self._image_transport == "compressed":  # image_transport's naming: <resolved base topic>/compressed
             self._decode_image = conv.compressed_to_rgb8
-            self.create_subscription(CompressedImage, self._transport_topic("image", "compressed"), self._on_image,
-                                     qos)
+            self._image_sub = self.create_subscription(CompressedImage, self._transport_topic("image", "compressed"),
+                                                       self._on_image, qos)
         else:
             self._decode_image = conv.image_to_rgb8
-            self.create_subscription(Image, "image", self._on_image, qos)
+            self._image_sub = self.create_subscription(Image, "image", self._on_image, qos)
         self._info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         if self._depth_transport == "compressedDepth":
             self._decode_depth = conv.compressed_depth_to_metres
@@ -389,7 +393,7 @@ class ContactNode(Node):
 
     # ------------------------------------------------------------------------------ callbacks
     def _on_image(self, msg) -> None:  # Image, or CompressedImage (image_transport:=compressed)
-        self.stats.inc("received")
+        self.stats.image_received()
         if not self._enabled:
             self.stats.inc("paused")
             return
@@ -914,10 +918,14 @@ class ContactNode(Node):
                 self.stats.bad("internal_error", f"visuals: {type(exc).__name__}: {exc}")
                 self.get_logger().error(f"visuals failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
+    def _diagnostics(self):
+        """This moment's DiagnosticArray (``diagnostics.to_diagnostic_array``)."""
+        return to_diagnostic_array(self.stats.snapshot(), f"{self.get_name()}: contact", self.get_fully_qualified_name(),
+                                   self.get_clock().now().to_msg(), image_timeout=self._image_timeout,
+                                   image_topic=self._image_sub.topic_name)
+
     def _publish_diagnostics(self) -> None:
-        snap = self.stats.snapshot()
-        self.pub_diag.publish(to_diagnostic_array(snap, f"{self.get_name()}: contact", self.get_fully_qualified_name(),
-                                                  self.get_clock().now().to_msg()))
+        self.pub_diag.publish(self._diagnostics())
 
     def destroy_node(self):
         self._stop = True
