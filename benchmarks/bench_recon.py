@@ -5,6 +5,7 @@
     python benchmarks/bench_recon.py --seeds $(seq 9000001 9000024) --frames 0 --landmarks mediapipe  # end to end
     python benchmarks/bench_recon.py --seeds 9000001 9000005 9000003 --frames 6 --motion 2 2  # tracking, moving camera
     python benchmarks/bench_recon.py --frames 0 --landmarks mediapipe --lens -0.3 0.1 [--undistort]  # a distorting lens
+    python benchmarks/bench_recon.py --seeds $(seq 9000001 9000012) --frames 0 --object-input box  # a detector's box
 
 Seeds not in CASES take the generator's own interaction and category (a held-out draw). The last lines
 summarise the errors against the issue's targets (rotation is modulo the object's symmetries).
@@ -46,6 +47,13 @@ def main() -> None:
                     help="plumb_bob coefficients (k1 [k2 p1 p2 k3]) of a lens the scene is seen through: image, depth "
                          "and masks are distorted as an image_raw would be, and fitted with the pinhole K (needs "
                          "--landmarks mediapipe: GT landmarks are pinhole projections)")
+    ap.add_argument("--object-input", choices=("mask", "box", "estimated"), default="mask",
+                    help="what the fit gets of the object's image region: mask (the GT object mask, a segmenter's), "
+                         "box (its bounding box, a detector's: Reconstructor.fit object_box) or estimated (nothing: "
+                         "the region is guessed near the contact, the node without an object_mask)")
+    ap.add_argument("--background-depth", type=float, default=None, metavar="M",
+                    help="fill the depth image's empty background (the generator renders none) with a wall M metres "
+                         "behind the person's median depth, as a real depth camera sees a room")
     ap.add_argument("--undistort", action="store_true",
                     help="with --lens: undistort them again before perception and the fit (interactvlm_ros/lens.py, the "
                          "node's undistort:=true)")
@@ -102,6 +110,14 @@ def main() -> None:
             out[name] = r.astype(bool) if v.dtype == bool else r
         return out
 
+    def with_background(sample):
+        """--background-depth: the sample's depth with its empty pixels at the wall's distance."""
+        if a.background_depth is None:
+            return sample
+        d = np.asarray(sample["depth"], np.float32).copy()
+        d[~(d > 0)] = float(np.median(d[np.asarray(sample["person_mask"], bool) & (d > 0)])) + a.background_depth
+        return {**sample, "depth": d}
+
     def observe(sample):
         """GT observation of a sample; with --landmarks mediapipe its landmarks, hands and mask from mediapipe on the
         render (None when mediapipe finds no person)."""
@@ -113,13 +129,23 @@ def main() -> None:
             obs.keypoints_2d, obs.keypoints_3d = mp_obs.keypoints_2d, mp_obs.keypoints_3d
             obs.hands_2d, obs.mask = mp_obs.hands_2d, mp_obs.mask
         return obs
+    def object_input(sample) -> dict:
+        """Reconstructor.fit's object_mask / object_box for a sample (--object-input)."""
+        m = np.asarray(sample["object_mask"], bool)
+        if a.object_input == "mask":
+            return {"object_mask": m}
+        if a.object_input == "box" and m.any():
+            ys, xs = np.nonzero(m)
+            return {"object_mask": None, "object_box": (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)}
+        return {"object_mask": None}
+
     over = {k: float(v) for k, v in (item.split("=", 1) for item in a.body_config)}
     rc = Reconstructor(BodyFitConfig(iters_warm=a.body_warm, **over), ObjectFitConfig(iters_warm=a.object_warm, **{
         k: float(v) for k, v in (item.split("=", 1) for item in a.object_config)}))
     rows = []
     for seed in a.seeds:
         inter, cat = CASES.get(seed, (None, None))
-        s = through_lens(gen.sample(seed, inter, cat))
+        s = with_background(through_lens(gen.sample(seed, inter, cat)))
         cat = str(s["object_category"])
         nv, nf = catalog.normalized_mesh(cat)
         sc = float(s["object_scale"])
@@ -133,7 +159,7 @@ def main() -> None:
         gt_contact = contact_distance(nv @ P[:3, :3].T + P[:3, 3], nf, s["human_vertices_cam"], s["human_contact"])
         for use_depth in depth_modes:
             kw = dict(object_contact=s["object_contact"], object_mesh=(nv * sc, nf), K=s["K"],
-                      depth=s["depth"] if use_depth else None, object_mask=s["object_mask"])
+                      depth=s["depth"] if use_depth else None, **object_input(s))
             tr = Tracker(rc)
             t = time.perf_counter()
             r = tr.update(s["image"], obs, s["human_contact"], **kw)
@@ -142,10 +168,10 @@ def main() -> None:
             for k in range(1, a.frames + 1):
                 kw_k, obs_k = kw, obs
                 if any(a.motion):  # the same scene from the moved camera: its own image, depth, masks, landmarks, GT
-                    sw = through_lens(gen.sample(seed, *CASES.get(seed, (None, None)),
-                                                 camera_motion=(k * a.motion[0], k * a.motion[1] / 100)))
+                    sw = with_background(through_lens(gen.sample(seed, *CASES.get(seed, (None, None)),
+                                                                 camera_motion=(k * a.motion[0], k * a.motion[1] / 100))))
                     obs_k = observe(sw) or observation_from_sample(sw)
-                    kw_k = dict(kw, K=sw["K"], depth=sw["depth"] if use_depth else None, object_mask=sw["object_mask"])
+                    kw_k = dict(kw, K=sw["K"], depth=sw["depth"] if use_depth else None, **object_input(sw))
                 t = time.perf_counter()
                 rw = tr.update(sw["image"], obs_k, sw["human_contact"], **kw_k)
                 warm.append(1e3 * (time.perf_counter() - t))

@@ -2,8 +2,8 @@
 
     ros2 launch interactvlm_ros contact.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info object_label:=cup [reconstruct:=true]
-    # arguments: image camera_info depth object_mask (topic remaps), object_label model backend image_transport
-    #            depth_transport reconstruct (parameters), params_file rviz
+    # arguments: image camera_info depth object_mask object_detections (topic remaps), object_label model backend
+    #            image_transport depth_transport reconstruct (parameters), params_file rviz
 
 Parameters come from ``params_file`` (default: the installed config/contact.yaml). A parameter argument given on the
 command line overrides the file's value; one left empty (the default) keeps it — so a params file of your own is not
@@ -19,6 +19,8 @@ ARGUMENTS = {
               "depth image registered to the colour image (16UC1 mm or 32FC1 m; optional)"),
     "object_mask": ("/interactvlm/object_mask", "object mask from a segmentation node (mono8, nonzero = object, "
                     "the image's size and stamp; optional)"),
+    "object_detections": ("/interactvlm/object_detections", "a detector's boxes (vision_msgs/Detection2DArray, the "
+                          "image's stamp; optional: the object's box when there is no mask)"),
     "object_label": ("", "object the person interacts with ('' = the params file's; config/contact.yaml: ball)"),
     "model": ("", "'default' (embedded model) or a model path ('' = the params file's)"),
     "backend": ("", "auto | tensorrt | onnxruntime | torch ('' = the params file's)"),
@@ -31,7 +33,7 @@ ARGUMENTS = {
     "rviz": ("false", "also start RViz with share/interactvlm_ros/rviz/contact.rviz"),
 }
 #: topic names of the node remapped by the arguments of the same name
-REMAPS = ("image", "camera_info", "depth", "object_mask")
+REMAPS = ("image", "camera_info", "depth", "object_mask", "object_detections")
 #: arguments that override the node parameter of the same name when not empty
 PARAMETER_ARGUMENTS = ("object_label", "model", "backend", "image_transport", "depth_transport", "reconstruct")
 BOOL_PARAMETERS = ("reconstruct",)

@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "ros2_ws" / "src" / "interactvlm_ros"
 LAUNCH = REPO / "launch" / "contact.launch.py"
-LAUNCH_ARGS = {"image", "camera_info", "depth", "object_mask", "image_transport", "depth_transport", "object_label", "model",
+LAUNCH_ARGS = {"image", "camera_info", "depth", "object_mask", "object_detections", "image_transport", "depth_transport", "object_label", "model",
                "backend", "reconstruct", "params_file", "rviz"}
 
 

@@ -354,3 +354,41 @@ def test_listener_line_names_the_body_parts_of_the_human_cloud():
     assert describe("human_contacts", human).endswith("6 points, contact max 0.90 on right_hand, left_hand, right_forearm")
     obj = conv.make_contact_cloud(np.zeros((2, 3)), np.full(2, 0.7))
     assert describe("object_contacts", obj).endswith("2 points, contact max 0.70")
+
+
+def _detection(cls, score, cx, cy, sx, sy, v4=True):
+    """vision_msgs/Detection2D as the installed message has it (>= 4: center.position, results[].hypothesis; 3.x:
+    center.x, results[].id) — the attributes detections_to_boxes reads, nothing else."""
+    centre = SimpleNamespace(position=SimpleNamespace(x=cx, y=cy), theta=0.0) if v4 else SimpleNamespace(x=cx, y=cy, theta=0.0)
+    res = SimpleNamespace(hypothesis=SimpleNamespace(class_id=cls, score=score)) if v4 else SimpleNamespace(id=cls, score=score)
+    return SimpleNamespace(bbox=SimpleNamespace(center=centre, size_x=sx, size_y=sy), results=[res])
+
+
+@pytest.mark.parametrize("v4", [True, False])
+def test_detections_to_boxes_both_vision_msgs_layouts(v4):
+    msg = SimpleNamespace(detections=[_detection("person", 0.9, 100, 200, 80, 300, v4),
+                                      _detection("cup", 0.7, 320.5, 240, 40, 60, v4)])
+    boxes = conv.detections_to_boxes(msg)
+    assert boxes == [("person", 0.9, (60.0, 50.0, 140.0, 350.0)), ("cup", 0.7, (300.5, 210.0, 340.5, 270.0))]
+    two = _detection("cup", 0.2, 10, 10, 4, 4, v4)
+    two.results.append(SimpleNamespace(hypothesis=SimpleNamespace(class_id="mug", score=0.6)) if v4
+                       else SimpleNamespace(id="mug", score=0.6))
+    assert conv.detections_to_boxes(SimpleNamespace(detections=[two]))[0][:2] == ("mug", 0.6)  # best hypothesis
+    assert conv.detections_to_boxes(SimpleNamespace(detections=[])) == []
+    with pytest.raises(conv.InputError, match="detection 0") as ei:
+        conv.detections_to_boxes(SimpleNamespace(detections=[_detection("cup", 0.5, math.nan, 1, 2, 2, v4)]))
+    assert ei.value.reason == "bad_detections"
+    with pytest.raises(conv.InputError, match="sizes >= 0"):
+        conv.detections_to_boxes(SimpleNamespace(detections=[_detection("cup", 0.5, 1, 1, -2, 2, v4)]))
+
+
+def test_choose_box_by_label_synonym_or_class_id():
+    boxes = [("person", 0.95, (0, 0, 9, 9)), ("mug", 0.5, (1, 1, 5, 5)), ("Cup", 0.8, (2, 2, 6, 6)),
+             ("41", 0.9, (3, 3, 7, 7))]
+    assert conv.choose_box(boxes, "cup") == ((2, 2, 6, 6), "")  # 'Cup' and 'mug' name it; the higher score wins
+    assert conv.choose_box(boxes, "mug") == ((2, 2, 6, 6), "")  # same library category
+    assert conv.choose_box(boxes, "cup", class_id="41") == ((3, 3, 7, 7), "")  # COCO's numeric id
+    box, why = conv.choose_box(boxes, "ball")
+    assert box is None and "'ball'" in why and "'mug'" in why and "object_detection_class" in why
+    box, why = conv.choose_box(boxes, "cup", class_id="47")
+    assert box is None and "'47'" in why

@@ -185,3 +185,65 @@ def test_diagnostics_warn_when_images_stop_coming(monkeypatch):
     finally:
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+class FitDouble(EstimatorDouble):
+    """An estimator that reconstructs: records what each frame's estimate got (object_mask / object_box)."""
+    reconstruct = True
+
+    def __init__(self):
+        super().__init__()
+        self.kwargs = []
+
+    def estimate(self, *args, **kwargs):
+        self.kwargs.append(kwargs)
+        raise _Stop
+
+
+def test_a_detectors_box_paired_by_stamp_goes_to_the_fit(monkeypatch):
+    """object_detections (vision_msgs/Detection2DArray; a duck-typed message here — vision_msgs is not on PyPI):
+    the detections with the image's stamp are paired, the object's box goes to the estimator as object_box; no
+    detection of its class → counted and a named fallback; a paired object_mask wins over a box."""
+    from builtin_interfaces.msg import Time
+
+    from interactvlm_ros.ros import node as node_module
+    from test_node_conversions import _detection  # (pytest puts tests/ on sys.path)
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    est = FitDouble()
+    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
+    try:
+        n._stop = True  # frames are handed to _infer by the test
+
+        def frame(sec):
+            msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=sec)))
+            with pytest.raises(_Stop):
+                n._infer(msg, 0.0, np.zeros((480, 640, 3), np.uint8), None, 0.0, 0.0, 0.0)
+            return est.kwargs[-1]
+
+        def detections(sec, *dets):
+            n._on_detections(types.SimpleNamespace(header=Header(stamp=Time(sec=sec)), detections=list(dets)))
+
+        detections(5, _detection("person", 0.9, 320, 240, 200, 400), _detection("sports ball", 0.8, 400, 100, 50, 50))
+        assert frame(5)["object_box"] == (375.0, 75.0, 425.0, 125.0)  # label 'ball' (the default)
+        assert "object_box" not in frame(9)  # nothing within object_detections_max_dt: estimated
+        assert n.stats.snapshot()["counters"]["object_detections_unmatched"] == 1
+        detections(12, _detection("person", 0.9, 320, 240, 200, 400))
+        assert "object_box" not in frame(12)
+        snap = n.stats.snapshot()
+        assert snap["counters"]["object_detections_no_class"] == 1
+        assert any("none of class 'ball'" in fb for fb in snap["fallbacks"]), snap["fallbacks"]
+        assert n.set_parameters([Parameter("object_detection_class", value="person")])[0].successful
+        assert frame(12)["object_box"] == (220.0, 40.0, 420.0, 440.0)
+        # a segmenter's mask for the same frame says more: no box then
+        mask = np.zeros((480, 640), np.uint8)
+        mask[100:200, 100:200] = 255
+        n._on_object_mask(node_module.conv.numpy_to_image(mask, "mono8", Header(stamp=Time(sec=12))))
+        kw = frame(12)
+        assert "object_box" not in kw and kw["object_mask"].sum() == 100 * 100
+        detections(20, _detection("cup", 0.5, float("nan"), 1, 2, 2))  # a broken message: named, counted, skipped
+        assert n.stats.snapshot()["bad_input"]["bad_detections"] == 1
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

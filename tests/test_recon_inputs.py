@@ -168,3 +168,26 @@ def test_bad_inputs_give_status(recon):
     assert r.status == "bad_input" and "Anny" in r.message
     r = recon.fit(img, _obs(), hc, np.zeros(3), mesh)
     assert r.status == "bad_input" and "object_contact" in r.message
+
+
+def test_object_box_region_and_its_bad_inputs(recon):
+    """A detector's box (x0, y0, x1, y1; x1/y1 exclusive, clipped to the image): a wrong one is named, one off the
+    image is 'object_not_visible' — no poses either way."""
+    from interactvlm_ros.recon.reconstructor import box_region
+
+    m = box_region((10.2, 5, 20, 15.5), 32, 48)
+    ys, xs = np.nonzero(m)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (10, 19, 5, 15) and m.sum() == 10 * 11
+    assert box_region((-30, -30, 5, 5), 32, 48).sum() == 25  # clipped
+    assert box_region((100, 100, 200, 200), 32, 48) is None and box_region((0, 0, 3, 3), 32, 48) is None
+    for bad, word in (((1, 2, 3), "four finite"), ((0, 0, np.nan, 5), "four finite"), ((5, 5, 2, 9), "x1 <= x0"),
+                      ("a,b,c,d", "not numeric")):
+        with pytest.raises(ValueError, match=word):
+            box_region(bad, 32, 48)
+    img = np.zeros((64, 64, 3), np.uint8)
+    hc = np.zeros(recon.body_fitter.poser.N)
+    mesh = (np.random.default_rng(0).normal(size=(10, 3)) * 0.1, np.array([[0, 1, 2], [2, 3, 4]]))
+    r = recon.fit(img, _obs(), hc, None, mesh, object_box=(200, 200, 300, 300))
+    assert r.status == "object_not_visible" and "box" in r.message and r.object_pose is None
+    r = recon.fit(img, _obs(), hc, None, mesh, object_box=(9, 9, 1, 1))
+    assert r.status == "bad_input" and "object_box" in r.message and r.object_pose is None

@@ -90,3 +90,18 @@ def test_bad_intrinsics_or_depth_file_is_one_error_line(test_data, tmp_path, cap
     assert main([*base, "--depth", str(tmp_path / "missing.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_object_box_reaches_the_fit_and_a_bad_one_is_one_error_line(test_data, tmp_path, capsys):
+    """``--object-box x0,y0,x1,y1`` (a detector's box around the ball in the photo) goes to the fit — result.json names
+    it as the object's region; a malformed one is exit 2 with the fix, nothing written."""
+    from interactvlm_ros.cli.main import main
+
+    base = ["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "ball", "--contacts", "hands"]
+    assert main([*base, "--object-box", "121,95,180", "--out", str(tmp_path / "bad")]) == 2
+    assert "expected four numbers x0,y0,x1,y1" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    out = tmp_path / "box"
+    assert main([*base, "--object-box", "121,95,180,153", "--out", str(out)]) == 0
+    res = json.loads((out / "result.json").read_text())
+    assert res["status"] == "ok" and res["metrics"]["object_mask"].startswith("box [121, 95, 180, 153]")
+    assert "object_loss_box" in res["metrics"] and res["metrics"]["penetration_m"] <= 0.01

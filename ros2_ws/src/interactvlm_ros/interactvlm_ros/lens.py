@@ -94,3 +94,15 @@ class Rectifier:
         out = cv2.remap(src, m1, m2, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=border)
         return out.astype(bool) if a.dtype == bool else out
+
+
+def undistorted_box(box, shape: tuple[int, int], undistort) -> list[float]:
+    """A box (x0, y0, x1, y1) of the distorted image → the box around its pixels after ``undistort`` (a function of
+    a uint8 mask, e.g. ``lambda m: rectifier.apply(m, K, model, D, nearest=True)``). The box unchanged when none of
+    its pixels is left in the image (the fit then says the object is not visible)."""
+    H, W = shape
+    x0, y0, x1, y1 = (float(v) for v in box)
+    m = np.zeros((H, W), np.uint8)
+    m[max(0, int(np.floor(y0))):max(0, int(np.ceil(y1))), max(0, int(np.floor(x0))):max(0, int(np.ceil(x1)))] = 1
+    ys, xs = np.nonzero(undistort(m))
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)] if len(xs) else [x0, y0, x1, y1]

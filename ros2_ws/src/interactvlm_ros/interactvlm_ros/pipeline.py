@@ -386,17 +386,19 @@ class ContactEstimator:
 
     # ------------------------------------------------------------------------------- per frame
     def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None,
-                 observation=None, frame_tag=None, object_mask=None) -> ContactResult:
+                 observation=None, frame_tag=None, object_mask=None, object_box=None) -> ContactResult:
         """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message.
 
         ``observation``: this image's human perception from :meth:`observe` (then perception is not run
         again; its time is reported as ``timings['perception']``). ``object_mask``: [H,W] bool (nonzero = object)
         for the reconstruction's silhouette term, e.g. from a segmentation node (None: estimated near the contact;
-        an empty mask: ``object_not_visible``). ``frame_tag``: anything naming this frame (the
-        node: its header), returned with its reconstruction when a background cold fit of it finishes later
-        (``ContactResult.late_reconstruction``)."""
+        an empty mask: ``object_not_visible``). ``object_box``: (x0, y0, x1, y1) pixels, a detector's box around the
+        object, for the reconstruction when there is no ``object_mask`` (``Reconstructor.fit``). ``frame_tag``:
+        anything naming this frame (the node: its header), returned with its reconstruction when a background cold fit
+        of it finishes later (``ContactResult.late_reconstruction``)."""
         with self._lock:
-            res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation, frame_tag, object_mask)
+            res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation, frame_tag, object_mask,
+                                 object_box)
             if self.tracker is not None:  # any frame (with a person or not) hands over a finished background fit
                 res.late_reconstruction = self.tracker.take_completed()
             return res
@@ -431,7 +433,7 @@ class ContactEstimator:
                              backend=self.backend, **kw)
 
     def _estimate(self, image, label, mesh_path, depth, K, observation=None, frame_tag=None,
-                  object_mask=None) -> ContactResult:
+                  object_mask=None, object_box=None) -> ContactResult:
         t_start = time.perf_counter()
         timings: dict[str, float] = {}
         err = _check_image(image)
@@ -548,10 +550,11 @@ class ContactEstimator:
                         self.tracker.reset()
                         self._track_key = key
                     res.reconstruction = self.tracker.update(image, observation, res, depth=depth, K=K,
-                                                             object_mask=object_mask, tag=frame_tag)
+                                                             object_mask=object_mask, object_box=object_box,
+                                                             tag=frame_tag)
                 else:
                     res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K,
-                                                                object_mask=object_mask)
+                                                                object_mask=object_mask, object_box=object_box)
             except Exception as exc:  # reconstruction failing must not lose the contact result
                 if self.tracker is not None:
                     self.tracker.reset()

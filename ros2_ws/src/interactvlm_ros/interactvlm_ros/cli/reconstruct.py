@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--object-mesh", default=None, help="object mesh file (metric unless --object-size)")
     p.add_argument("--object-size", type=float, default=None, help="longest side of the object in metres")
     p.add_argument("--object-mask", default=None, help="binary mask image of the object (optional)")
+    p.add_argument("--object-box", default=None, metavar="X0,Y0,X1,Y1",
+                   help="a detector's box around the object in pixels (optional; used when there is no --object-mask): "
+                        "its region selects the depth points and bounds where the object may project")
     p.add_argument("--depth", default=None, help="depth registered to the image: .npy (m) or 16-bit .png (mm)")
     p.add_argument("--depth-scale", type=float, default=None, help="metres per depth unit (default: png 0.001, npy 1)")
     p.add_argument("--K", default=None, help="intrinsics fx,fy,cx,cy (default: fx=fy=1.2·max(W,H), centre)")
@@ -81,9 +84,18 @@ def run(args) -> int:
             print(f"error: cannot read --object-mask {args.object_mask}", file=sys.stderr)
             return 2
         mask = m > 127
+    box = None
+    if args.object_box:
+        try:
+            box = [float(v) for v in args.object_box.split(",")]
+            if len(box) != 4:
+                raise ValueError
+        except ValueError:
+            print(f"error: --object-box {args.object_box!r}: expected four numbers x0,y0,x1,y1 (pixels)", file=sys.stderr)
+            return 2
     extra = {}
     if args.D:
-        from interactvlm_ros.lens import Rectifier, RectifyError, parse_distortion
+        from interactvlm_ros.lens import Rectifier, RectifyError, parse_distortion, undistorted_box
 
         if K is None:
             print("error: --D needs --K (a distortion is relative to the camera's intrinsics)", file=sys.stderr)
@@ -93,6 +105,9 @@ def run(args) -> int:
             image = rect.apply(image, K, args.distortion_model, D)
             depth = None if depth is None else rect.apply(depth, K, args.distortion_model, D, nearest=True)
             mask = None if mask is None else rect.apply(mask, K, args.distortion_model, D, nearest=True)
+            if box is not None:  # the box's pixels, undistorted like the image: the box around them
+                box = undistorted_box(box, image.shape[:2], lambda m: rect.apply(m, K, args.distortion_model, D,
+                                                                                nearest=True))
         except RectifyError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -126,7 +141,8 @@ def run(args) -> int:
             from interactvlm_ros.perception.human import HumanPerception
 
             obs = HumanPerception().observe(image)
-        rec = rc.fit(image, obs, contact_result, depth=depth, K=K, object_mask=mask, object_size=args.object_size)
+        rec = rc.fit(image, obs, contact_result, depth=depth, K=K, object_mask=mask, object_size=args.object_size,
+                     object_box=box)
     else:
         if args.object_mesh:
             mesh, size = args.object_mesh, args.object_size
@@ -145,7 +161,7 @@ def run(args) -> int:
 
         obs = HumanPerception().observe(image)
         rec = rc.fit(image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
-                     object_mask=mask, object_size=size, object_label=args.object)
+                     object_mask=mask, object_size=size, object_label=args.object, object_box=box)
     files = save_outputs(rec, image, args.out, fallbacks=list(dict.fromkeys(fallbacks + rc.fallbacks)), extra=extra)
     print(f"status: {rec.status} {rec.message}")
     for k, v in files.items():

@@ -28,6 +28,11 @@ Pipeline (``ObjectFitter.fit``):
      from the silhouette) and costs O(P + Q) per iteration instead of O(F·H·W);
    - *centroid*: projected sample centroid vs the mask centroid, both as (x, y) (official used the
      α-weighted (row, col) vs the bbox centre);
+   - *box* (new; a detector's box instead of a mask, ``box=(x0, y0, x1, y1)``): projected samples outside
+     box ∪ person pay their distance-transform value (the silhouette loss's outside part), and each box side the
+     projection falls short of pays the shortfall (the box of the *visible* object lies within the projection's,
+     whatever occludes it): the box's size sets the distance without depth. No coverage, no centroid: a box is
+     not a silhouette;
    - *contact*: for every object contact vertex the distance to the *nearest* human contact vertex and
      vice versa, probability-weighted (the official term averaged **all pairwise** distances, whose
      minimum pulls the two contact centroids together instead of making the patches touch — changed);
@@ -72,6 +77,11 @@ class ObjectFitConfig:
     depth_points: int = 300
     w_mask: float = 5.0  # official weight
     w_centroid: float = 1.0
+    # a detector's box: samples projected outside box ∪ person + the box sides the projection falls short of. Without
+    # depth the box is what places the object besides the contact (measured on 8 held-out scenes, no depth: object
+    # error mean 6.7 -> 5.3 cm at 5, 3.4 cm at 50); with depth the depth terms place it and 50 broke a sat-on stool
+    w_box: float = 50.0
+    w_box_depth: float = 5.0
     w_contact: float = 10.0
     w_depth: float = 20.0
     w_pen: float = 8000.0
@@ -334,11 +344,13 @@ class ObjectFitter:
     def fit(self, obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.ndarray | None,
             human_vertices: np.ndarray, human_faces: np.ndarray, human_contact: np.ndarray, K: np.ndarray,
             image_size: tuple[int, int], object_mask: np.ndarray | None = None, person_mask: np.ndarray | None = None,
-            depth: np.ndarray | None = None, init_pose=None, iters: int | None = None
+            depth: np.ndarray | None = None, init_pose=None, iters: int | None = None, box=None
             ) -> ObjectFitResult:
         """Object pose in the camera frame. ``init_pose``: None (cold: contact + ICP hypotheses, + depth ICP), a
         4x4 warm start, or a sequence of 4x4 warm candidates (each scored by the full loss; the lowest is refined;
-        ``metrics["warm_start_index"]``)."""
+        ``metrics["warm_start_index"]``). ``box`` (x0, y0, x1, y1) px: a detector's box; ``object_mask`` is then its
+        region (the box minus the person, ``Reconstructor``), used for the box term (``w_box``) and the depth
+        points, not as a silhouette."""
         cfg = self.cfg
         t_start = time.perf_counter()
         H, W = image_size
@@ -392,10 +404,11 @@ class ObjectFitter:
             if len(obs_pts) < 10:
                 obs_pts = None
         metrics["depth_points"] = 0 if obs_pts is None else int(len(obs_pts))
-        # the depth stage (depth ICP hypotheses, strong depth + free-space terms) runs with a given mask
-        # only; a guessed mask (w_mask = 0, see Reconstructor) keeps the legacy weak depth term
-        depth_stage = obs_pts is not None and cfg.w_mask > 0
+        # the depth stage (depth ICP hypotheses, strong depth + free-space terms) runs with a given mask or a
+        # detector's box; a guessed region (w_mask = 0 and no box, see Reconstructor) keeps the legacy weak depth term
+        depth_stage = obs_pts is not None and (cfg.w_mask > 0 or box is not None)
         metrics["depth_stage"] = bool(depth_stage)
+        w_box = (cfg.w_box_depth if depth_stage else cfg.w_box) if box is not None else 0.0
 
         # human vertices that can interact with the object (penetration term)
         radius = float(np.linalg.norm(ov - ov.mean(0), axis=1).max())
@@ -426,6 +439,14 @@ class ObjectFitter:
                     out["mask"] = (outside.mean() + cover.mean()) / diag
             if mask_t is not None and cfg.w_centroid > 0:
                 out["centroid"] = (uv.mean(0) - mask_t.mean(0)).norm() / diag
+            if w_box > 0 and dt_t is not None:  # dt_t: distances to object_mask ∪ person = box ∪ person
+                g = torch.stack([uv[:, 0] / (W - 1) * 2 - 1, uv[:, 1] / (H - 1) * 2 - 1], -1)
+                outside_box = torch.nn.functional.grid_sample(dt_t[None, None], g[None, None], align_corners=True,
+                                                              padding_mode="border")[0, 0, 0].mean()
+                lo, hi = uv.min(0).values, uv.max(0).values
+                short = (torch.relu(lo[0] - box[0]) + torch.relu(lo[1] - box[1]) + torch.relu(box[2] - 1 - hi[0])
+                         + torch.relu(box[3] - 1 - hi[1]))
+                out["box"] = (outside_box + short / 4) / diag
             if obj_contact is None:  # only where the human touches: human contact → object surface
                 # trimmed: the nearer half of the human contact vertices (a grasp touches with part of the
                 # hand; the back of the hand must not drag the object into it)
@@ -502,7 +523,8 @@ class ObjectFitter:
             return out
 
         def total(terms):
-            w = {"mask": cfg.w_mask, "centroid": cfg.w_centroid, "contact": cfg.w_contact_depth if depth_stage else cfg.w_contact,
+            w = {"mask": cfg.w_mask, "centroid": cfg.w_centroid, "box": w_box,
+                 "contact": cfg.w_contact_depth if depth_stage else cfg.w_contact,
                  "depth": cfg.w_depth_obs if depth_stage else cfg.w_depth, "free": cfg.w_free,
                  "pen": cfg.w_pen_depth if depth_stage else cfg.w_pen}
             return sum(w[k] * v for k, v in terms.items())

@@ -188,7 +188,8 @@ class Reconstructor:
     # ---------------------------------------------------------------------------------------------
     def fit(self, image: np.ndarray, observation: Any, human_contact: Any = None, object_contact=None,
             object_mesh=None, depth=None, K=None, init: ReconInit | Reconstruction | None = None,
-            object_mask=None, object_size: float | None = None, object_label: str | None = None) -> Reconstruction:
+            object_mask=None, object_size: float | None = None, object_label: str | None = None,
+            object_box=None) -> Reconstruction:
         """One frame.
 
         image uint8 [H,W,3]; observation: ``HumanObservation`` (keypoints_2d [33,3] px, keypoints_3d [33,3] | None,
@@ -197,6 +198,9 @@ class Reconstructor:
         path | (vertices, faces) | mesh — metric unless ``object_size`` (longest side, m) is given;
         depth [H,W] metres (0/NaN invalid) | None; K [3,3] | None (default intrinsics, logged);
         object_mask [H,W] bool | None (None: estimated near the contact, heuristic, depth term only);
+        object_box (x0, y0, x1, y1) pixels | None: a detector's box around the object, used when there is no
+        ``object_mask`` — its region (minus the person) selects the depth points and the object may not project
+        outside box ∪ person (``ObjectFitConfig.w_box``); a box is not a silhouette, so no mask/centroid terms;
         init: previous ``Reconstruction`` / ``ReconInit`` for a warm start."""
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
@@ -248,6 +252,15 @@ class Reconstructor:
                 return Reconstruction("bad_input", f"object_mask is {object_mask.shape}, the image is {(H, W)}", K=K)
             if object_mask.sum() < 10:
                 return Reconstruction("object_not_visible", "the object mask is empty (object not in view)", K=K)
+        box = None
+        if object_box is not None and object_mask is None:  # a mask, when both are given, says more
+            try:
+                box = box_region(object_box, H, W)
+            except ValueError as exc:
+                return Reconstruction("bad_input", str(exc), K=K)
+            if box is None:
+                return Reconstruction("object_not_visible", f"the object box {list(object_box)} covers < 10 pixels "
+                                      f"of the {W}x{H} image", K=K)
         # ---- contacts / mesh
         poser = self.body_fitter.poser
         if human_contact is None:
@@ -297,7 +310,15 @@ class Reconstructor:
         # ---- object mask estimate (heuristic) when none is given
         w_mask_saved = None
         mask_for_fit = object_mask
-        if object_mask is None:
+        if box is not None:
+            mask_for_fit = box & ~person_mask if person_mask is not None and (box & ~person_mask).sum() >= 10 else box
+            w_mask_saved = self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid
+            self.object_fitter.cfg.w_mask = 0.0  # a box is not a silhouette: the box term instead
+            self.object_fitter.cfg.w_centroid = 0.0
+            ys, xs = np.nonzero(box)
+            box_px = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)  # clipped to the image
+            metrics["object_mask"] = f"box {list(box_px)} (box term, depth points)"
+        elif object_mask is None:
             est = self._estimate_object_mask(hv, hc, ov, K, H, W, person_mask)
             if est is None:
                 return Reconstruction("object_not_visible", "the contact region projects outside the image",
@@ -319,7 +340,7 @@ class Reconstructor:
         t = time.perf_counter()
         try:
             obj = self.object_fitter.fit(ov, of, oc, hv, body.faces, hc, K, (H, W), mask_for_fit, person_mask, depth,
-                                         init_pose=warm)
+                                         init_pose=warm, box=None if box is None else box_px)
         finally:
             if w_mask_saved is not None:
                 self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid = w_mask_saved
@@ -373,6 +394,28 @@ class Reconstructor:
         if person_mask is not None:
             m &= ~person_mask
         return m if m.sum() >= 10 else None
+
+
+def box_region(box, H: int, W: int) -> np.ndarray | None:
+    """bool [H,W] of a box (x0, y0, x1, y1) in pixels (x1, y1 exclusive, as a detector's corners; clipped to the
+    image), or None when it covers fewer than 10 image pixels. ValueError naming the problem for a box that is not
+    four finite numbers with x0 < x1, y0 < y1."""
+    try:
+        b = np.asarray(box, np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"object_box {box!r} is not numeric ({exc}); give x0,y0,x1,y1 in pixels") from None
+    if b.size != 4 or not np.isfinite(b).all():
+        raise ValueError(f"object_box must be four finite numbers x0,y0,x1,y1 (pixels), got {box!r}")
+    x0, y0, x1, y1 = b
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(f"object_box {b.tolist()} has x1 <= x0 or y1 <= y0; give the corners x0,y0,x1,y1")
+    c0, r0 = int(np.clip(np.floor(x0), 0, W)), int(np.clip(np.floor(y0), 0, H))
+    c1, r1 = int(np.clip(np.ceil(x1), 0, W)), int(np.clip(np.ceil(y1), 0, H))
+    if (c1 - c0) * (r1 - r0) < 10:
+        return None
+    m = np.zeros((H, W), bool)
+    m[r0:r1, c0:c1] = True
+    return m
 
 
 class Tracker:

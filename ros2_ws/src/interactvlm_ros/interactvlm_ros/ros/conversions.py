@@ -438,6 +438,51 @@ def make_camera_info(width: int, height: int, K: np.ndarray | None = None, heade
 
 
 # ---------------------------------------------------------------------------------------- labels
+def detections_to_boxes(msg, what: str = "object_detections") -> list[tuple[str, float, tuple[float, ...]]]:
+    """vision_msgs/Detection2DArray → [(class_id, score, (x0, y0, x1, y1) pixels)], one per detection, with its
+    best-scoring hypothesis ('' and 0.0 without one). The box is ``bbox.center`` ± ``size``/2 (vision_msgs ≥ 4:
+    ``center.position.x``; 3.x: ``center.x``; ``theta`` ignored: detectors give axis-aligned boxes). A non-finite
+    or negative box raises InputError ``bad_detections``."""
+    out = []
+    for i, det in enumerate(getattr(msg, "detections", None) or []):
+        hyps = []
+        for res in getattr(det, "results", None) or []:
+            hyp = getattr(res, "hypothesis", res)  # vision_msgs >= 4: results[].hypothesis.{class_id, score}; 3.x: .id
+            hyps.append((str(getattr(hyp, "class_id", getattr(hyp, "id", ""))), float(getattr(hyp, "score", 0.0))))
+        best = max(hyps, key=lambda h: h[1]) if hyps else ("", 0.0)
+        c = det.bbox.center
+        p = getattr(c, "position", c)
+        cx, cy, sx, sy = float(p.x), float(p.y), float(det.bbox.size_x), float(det.bbox.size_y)
+        if not all(math.isfinite(v) for v in (cx, cy, sx, sy)) or sx < 0 or sy < 0:
+            raise InputError(f"{what}: detection {i} has bbox centre ({cx}, {cy}) size ({sx}, {sy}); expected "
+                             "finite pixels and sizes >= 0", "bad_detections")
+        out.append((best[0], best[1], (cx - sx / 2, cy - sy / 2, cx + sx / 2, cy + sy / 2)))
+    return out
+
+
+def choose_box(boxes, label: str, class_id: str = "") -> tuple[tuple[float, float, float, float] | None, str]:
+    """The box of the object among ``detections_to_boxes``: the highest-scoring detection whose class is
+    ``class_id`` when given (a detector with numeric ids: '41' is COCO's cup), else whose class names the label —
+    equal ignoring case, or the same object-library category ('mug' for 'cup', 'sports ball' for 'ball').
+    → (box, '') or (None, why: the classes seen)."""
+    from ..objects import library
+
+    want = class_id.strip().lower()
+    lib = library()
+    target = None if want else lib.resolve(label)
+    best = None
+    for cls, score, box in boxes:
+        c = cls.strip().lower()
+        ok = c == want if want else (c == label.strip().lower() or (target is not None and lib.resolve(c) == target))
+        if ok and (best is None or score > best[0]):
+            best = (score, box)
+    if best is not None:
+        return best[1], ""
+    seen = sorted({c for c, _, _ in boxes})
+    return None, (f"no detection of class '{want or label}' (classes: {', '.join(repr(c) for c in seen) or 'none'}"
+                  f"{'' if want else '; a detector with numeric ids needs object_detection_class'})")
+
+
 def validate_label(label, what: str = "object_label") -> str:
     """Stripped object label; rejects non-strings, empty, over-long and control characters."""
     if not isinstance(label, str):

@@ -149,8 +149,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None, ima
             kv.append((f"perception/{key}", str(c[key])))
     for key in sorted(k for k in c if k.startswith("reconstruction_")):  # <status>, warm, resets (reconstruct:=true)
         kv.append((f"reconstruction/{key[len('reconstruction_'):]}", str(c[key])))
-    for stream in ("depth", "object_mask"):  # paired with the image by stamp (<stream>_max_dt), once they stream
-        for key in ("matched", "unmatched"):
+    for stream in ("depth", "object_mask", "object_detections"):  # paired with the image by stamp (<stream>_max_dt)
+        for key in ("matched", "unmatched", "no_class"):  # (no_class: detections, none of the object's class)
             if f"{stream}_{key}" in c:
                 kv.append((f"{stream}/{key}", str(c[f"{stream}_{key}"])))
     if "camera_info_uncalibrated" in c:  # CameraInfo messages of an uncalibrated camera (k[0] == 0): default intrinsics

@@ -22,8 +22,9 @@ Topics (all remappable; ``~`` = the node's namespace/name):
     sub  image (sensor_msgs/Image; image_transport:=compressed: CompressedImage on image/compressed),
          camera_info (CameraInfo), depth (Image 16UC1 mm | 32FC1 m; depth_transport:=compressedDepth:
          CompressedImage on depth/compressedDepth) and
-         object_mask (Image mono8, nonzero = object; a segmentation node's) — both paired with each image by stamp
-         (``ros/sync.py``) and used by the reconstruction,
+         object_mask (Image mono8, nonzero = object; a segmentation node's), object_detections
+         (vision_msgs/Detection2DArray, a detector's boxes; where vision_msgs is importable) — all paired with each
+         image by stamp (``ros/sync.py``) and used by the reconstruction,
          ~/object_label (std_msgs/String), ~/object_mesh (std_msgs/String, path; "" = library mesh)
     pub  ~/markers (MarkerArray), ~/human_contacts (PointCloud2: x y z contact part), ~/object_contacts
          (PointCloud2: x y z contact),
@@ -64,6 +65,12 @@ from .. import lens
 from ..bodies.parts import PART_NAMES
 from .diagnostics import NodeStats, to_diagnostic_array
 from .markers import MarkerBuilder, contact_points
+
+try:  # a detector's boxes on object_detections (vision_msgs: a ROS install has it; it is not on PyPI)
+    from vision_msgs.msg import Detection2DArray
+    VISION_MSGS_MISSING = ""
+except ImportError as _exc:
+    Detection2DArray, VISION_MSGS_MISSING = None, str(_exc)
 
 NODE_NAME = "interactvlm_contact"
 #: seconds between two log lines of the same bad-input reason (every bad message is still counted in /diagnostics)
@@ -110,6 +117,11 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
                      "waits that long for a depth still in flight); none that close: fitted without depth", False),
     "object_mask_max_dt": (0.2, "seconds between an image's stamp and its object mask's for the pair (nearest stamp, "
                            "not waited for); none that close: the mask is estimated near the contact", False),
+    "object_detections_max_dt": (0.2, "seconds between an image's stamp and its object_detections' for the pair "
+                                 "(nearest stamp, not waited for); none that close: the region is estimated", False),
+    "object_detection_class": ("", "class id of the object in object_detections ('' = a detection whose class names "
+                               "object_label, synonyms included; a detector with numeric ids: e.g. '41' for COCO's cup)",
+                               False),
     "depth_allow_nonfinite": (False, "accept NaN/inf pixels in 32FC1 depth (REP 118 sensors) instead of rejecting the frame", False),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages", True),
     "image_timeout": (5.0, "seconds without an image after which /diagnostics warns 'no image on <topic> for N s' "
@@ -123,12 +135,15 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
 _NUMERIC: dict[str, tuple[type, float, float]] = {
     "contact_threshold": (float, 0.0, 1.0), "max_rate_hz": (float, 0.0, 1000.0),
     "cold_start_max_rate_hz": (float, 0.0, 1000.0), "depth_max_dt": (float, 0.0, 1000.0),
-    "object_mask_max_dt": (float, 0.0, 1000.0), "camera_info_wait": (float, 0.0, 1000.0),
-    "diagnostics_period": (float, 0.0, 1000.0), "image_timeout": (float, 0.0, 1e6), "overlay_tile": (int, 16, 2048), "marker_max_faces": (int, 0, 2 ** 31 - 1),
+    "object_mask_max_dt": (float, 0.0, 1000.0), "object_detections_max_dt": (float, 0.0, 1000.0),
+    "camera_info_wait": (float, 0.0, 1000.0),
+    "diagnostics_period": (float, 0.0, 1000.0), "image_timeout": (float, 0.0, 1e6), "overlay_tile": (int, 16, 2048),
+    "marker_max_faces": (int, 0, 2 ** 31 - 1),
 }
 #: run-time numeric parameters held as one node attribute each
 _NUMERIC_ATTRS = {"max_rate_hz": "_max_rate", "cold_start_max_rate_hz": "_cold_rate",
                   "depth_max_dt": "_depth_max_dt", "object_mask_max_dt": "_mask_max_dt", "overlay_tile": "_overlay_tile",
+                  "object_detections_max_dt": "_det_max_dt",
                   "image_timeout": "_image_timeout"}
 
 
@@ -320,6 +335,9 @@ class ContactNode(Node):
         self._depth_max_dt = float(p["depth_max_dt"])
         self._masks = sync.StampedBuffer(8)  # the newest object masks (a segmentation node's) by stamp
         self._mask_max_dt = float(p["object_mask_max_dt"])
+        self._detections = sync.StampedBuffer(8)  # the newest detector boxes (vision_msgs/Detection2DArray) by stamp
+        self._det_max_dt = float(p["object_detections_max_dt"])
+        self._det_class = str(p["object_detection_class"])
         self._image_timeout = float(p["image_timeout"])
         self._bad_log: dict[str, tuple[float, int]] = {}  # reason -> (time of its last log line, lines held back since)
         self._bad_log_lock = threading.Lock()
@@ -346,6 +364,11 @@ class ContactNode(Node):
             self._decode_depth = lambda m: conv.depth_to_metres(m, allow_nonfinite=self._allow_nonfinite)
             self.create_subscription(Image, "depth", self._on_depth, qos)
         self.create_subscription(Image, "object_mask", self._on_object_mask, qos)
+        if Detection2DArray is not None:
+            self.create_subscription(Detection2DArray, "object_detections", self._on_detections, qos)
+            self.stats.info["object_detections"] = "vision_msgs/Detection2DArray"
+        else:
+            self.stats.info["object_detections"] = "off (vision_msgs not importable)"
         self.create_subscription(String, "~/object_label", self._on_label, 10)
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 5)
@@ -377,6 +400,10 @@ class ContactNode(Node):
             self.get_logger().warning(f"fallback: markers serialized by rclpy (slower): {cdr_problem}")
         self._object_frame = str(p["object_frame_id"])
         self._tf = self._tf_broadcaster() if bool(p["reconstruct"]) and bool(p["publish_tf"]) else None
+        if bool(p["reconstruct"]) and Detection2DArray is None:
+            self._fallback(f"object_detections: no detector boxes (vision_msgs not importable: {VISION_MSGS_MISSING}; a "
+                           "ROS install has ros-<distro>-vision-msgs): the object region comes from object_mask or is "
+                           "estimated")
         self._params = p
         self.estimator = estimator
         self._slot = None
@@ -461,6 +488,27 @@ class ContactNode(Node):
 
     def _on_object_mask(self, msg: Image) -> None:
         self._buffer(self._masks, msg, conv.mask_to_bool)
+
+    def _on_detections(self, msg) -> None:  # vision_msgs/Detection2DArray
+        self._buffer(self._detections, msg, conv.detections_to_boxes)
+
+    def _object_box(self, header, label: str, shape: tuple[int, int]):
+        """This frame's detector box of the object (x0, y0, x1, y1), or None: the detections paired by stamp
+        (``object_detections_max_dt``), the one of ``object_detection_class`` / the label (``conv.choose_box``),
+        undistorted like the image with ``undistort``. No detection of that class: counted
+        (``object_detections/no_class``) and a named fallback."""
+        dets = self._paired("object_detections", header)
+        if dets is None:
+            return None
+        box, why = conv.choose_box(dets, label, self._det_class)
+        if box is None:
+            self.stats.inc("object_detections_no_class")
+            self._fallback(f"object_detections: none of class '{self._det_class or label}' in a frame's detections: "
+                           "such frames have their object region estimated", f" (this one: {why})")
+            return None
+        if self._undistort:
+            box = lens.undistorted_box(box, shape, lambda m: self._rectified(m, nearest=True))
+        return box
 
     def _buffer(self, buffer: sync.StampedBuffer, msg, decode) -> None:
         """A stream paired with the images by stamp (depth, object mask): decoded into its buffer; a bad message is
@@ -552,6 +600,8 @@ class ContactNode(Node):
                 self._publish_overlay = bool(value)
             elif name == "frame_id_override":
                 self._frame_override = str(value)
+            elif name == "object_detection_class":
+                self._det_class = str(value)
             elif name == "object_frame_id":
                 if not str(value).strip() or str(value).strip() != str(value) or any(ord(c) < 32 for c in str(value)):
                     err = "object_frame_id must be a non-empty frame name without spaces around it"
@@ -713,6 +763,7 @@ class ContactNode(Node):
         buffer, tol, wait, without = {
             "depth": (self._depths, self._depth_max_dt, self._depth_max_dt, "fitted without depth"),
             "object_mask": (self._masks, self._mask_max_dt, 0.0, "their object mask estimated near the contact"),
+            "object_detections": (self._detections, self._det_max_dt, 0.0, "their object region estimated"),
         }[stream]
         value, offset = buffer.nearest(sync.stamp_ns(header), int(round(tol * 1e9)), wait_s=wait)
         if offset is None:  # the stream has sent nothing
@@ -794,6 +845,10 @@ class ContactNode(Node):
         kw = {"observation": observation} if observation is not None else {}
         if mask is not None:
             kw["object_mask"] = mask
+        elif fit:  # a detector's box when there is no mask (a mask says more)
+            box = self._object_box(msg.header, label, (h, w))
+            if box is not None:
+                kw["object_box"] = box
         header = self._out_header(msg.header)
         result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K, frame_tag=header, **kw)
         self._sync_fallbacks()
