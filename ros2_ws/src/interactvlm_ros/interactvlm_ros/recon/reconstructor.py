@@ -327,7 +327,7 @@ class Reconstructor:
             w_mask_saved = self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid
             self.object_fitter.cfg.w_mask = 0.0  # a guessed region only selects depth points
             self.object_fitter.cfg.w_centroid = 0.0
-            metrics["object_mask"] = "estimated (disk around the contact minus the person; depth points only)"
+            metrics["object_mask"] = "estimated (disk around the contact minus the person; its depth points near the contact)"
         else:
             metrics["object_mask"] = "given"
         warm = None
