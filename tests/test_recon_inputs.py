@@ -173,7 +173,11 @@ def test_bad_inputs_give_status(recon):
 def test_object_box_region_and_its_bad_inputs(recon):
     """A detector's box (x0, y0, x1, y1; x1/y1 exclusive, clipped to the image): a wrong one is named, one off the
     image is 'object_not_visible' — no poses either way."""
-    from interactvlm_ros.recon.reconstructor import box_region
+    from interactvlm_ros.recon.reconstructor import box_mask, box_pixels
+
+    def box_region(box, H, W):
+        px = box_pixels(box, H, W)
+        return None if px is None else box_mask(px, H, W)
 
     m = box_region((10.2, 5, 20, 15.5), 32, 48)
     ys, xs = np.nonzero(m)

@@ -349,13 +349,14 @@ class ObjectFitter:
     def fit(self, obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.ndarray | None,
             human_vertices: np.ndarray, human_faces: np.ndarray, human_contact: np.ndarray, K: np.ndarray,
             image_size: tuple[int, int], object_mask: np.ndarray | None = None, person_mask: np.ndarray | None = None,
-            depth: np.ndarray | None = None, init_pose=None, iters: int | None = None, box=None
-            ) -> ObjectFitResult:
+            depth: np.ndarray | None = None, init_pose=None, iters: int | None = None, box=None,
+            guessed: bool = False) -> ObjectFitResult:
         """Object pose in the camera frame. ``init_pose``: None (cold: contact + ICP hypotheses, + depth ICP), a
         4x4 warm start, or a sequence of 4x4 warm candidates (each scored by the full loss; the lowest is refined;
-        ``metrics["warm_start_index"]``). ``box`` (x0, y0, x1, y1) px: a detector's box; ``object_mask`` is then its
-        region (the box minus the person, ``Reconstructor``), used for the box term (``w_box``) and the depth
-        points, not as a silhouette."""
+        ``metrics["warm_start_index"]``). What ``object_mask`` is: the object's silhouette (default); with ``box``
+        (x0, y0, x1, y1) px a detector's box region (the box minus the person, ``Reconstructor``), used for the box
+        term (``w_box``) and the depth points; with ``guessed`` a region guessed near the contact, used for its depth
+        points near the contact only. Only a silhouette gets the mask and centroid terms."""
         cfg = self.cfg
         t_start = time.perf_counter()
         H, W = image_size
@@ -410,21 +411,22 @@ class ObjectFitter:
                 obs_pts = None
         # human vertices that can interact with the object (penetration term), and the guessed region's depth points
         radius = float(np.linalg.norm(ov - ov.mean(0), axis=1).max())
-        # a guessed region (the Reconstructor's disk around the contact: w_mask = 0 and no box) holds as much room
-        # as object: only its depth points within the object's diameter + guess_depth_near of the human contact
-        # centroid count (the object touches the person there), and with >= 10 of them the depth stage runs
-        guessed = region is not None and cfg.w_mask == 0 and box is None
-        if guessed and obs_pts is not None:
-            if cfg.guess_depth_near >= 0:
-                c0 = (hv[hc_idx] * hp[:, None]).sum(0) / hp.sum()
-                near = np.linalg.norm(obs_pts - c0, axis=1) <= 2.0 * radius + cfg.guess_depth_near
-                obs_pts = obs_pts[near] if near.sum() >= 10 else None
+        ch = (hv[hc_idx] * hp[:, None]).sum(0) / hp.sum()  # the human contact centroid
+        # a guessed region (the Reconstructor's disk around the contact) holds as much room as object: only its depth
+        # points within the object's diameter + guess_depth_near of the human contact centroid count (the object
+        # touches the person there), and with >= 10 of them the depth stage runs
+        guessed = guessed and box is None
+        if guessed and obs_pts is not None and cfg.guess_depth_near >= 0:
+            near = np.linalg.norm(obs_pts - ch, axis=1) <= 2.0 * radius + cfg.guess_depth_near
+            obs_pts = obs_pts[near] if near.sum() >= 10 else None
         metrics["depth_points"] = 0 if obs_pts is None else int(len(obs_pts))
         # the depth stage (depth ICP hypotheses, strong depth + free-space terms) runs with a given mask, a detector's
         # box, or a guessed region's depth points near the contact (guess_depth_near < 0: the legacy weak term)
         depth_stage = obs_pts is not None and (not guessed or cfg.guess_depth_near >= 0)
         metrics["depth_stage"] = bool(depth_stage)
         w_box = (cfg.w_box_depth if depth_stage else cfg.w_box) if box is not None else 0.0
+        silhouette = box is None and not guessed  # object_mask is the object's silhouette: mask + centroid terms
+        w_mask, w_centroid = (cfg.w_mask, cfg.w_centroid) if silhouette else (0.0, 0.0)
 
         def loss_terms(R, t, torch_mode=True):
             """All loss terms for one pose (torch tensors R [3,3], t [3])."""
@@ -434,8 +436,8 @@ class ObjectFitter:
             out = {}
             z = S[:, 2].clamp_min(0.05)
             uv = torch.stack([Kt[0, 0] * S[:, 0] / z + Kt[0, 2], Kt[1, 1] * S[:, 1] / z + Kt[1, 2]], -1)
-            # (a guessed mask — the Reconstructor's estimate without an object mask — zeroes both weights: not computed)
-            if mask_t is not None and cfg.w_mask > 0:
+            # (a box or a guessed region zeroes both weights: not computed)
+            if mask_t is not None and w_mask > 0:
                 if self.silhouette == "nvdiffrast":
                     Vc = ov_t @ R.T + t
                     a = soft_silhouette_nvdiffrast(self._dr, self._glctx, Vc, of_t, Kt, H, W)
@@ -450,7 +452,7 @@ class ObjectFitter:
                     nn_c = _nn(mask_np, uv.detach())
                     cover = (mask_t - uv[nn_c]).norm(dim=-1)
                     out["mask"] = (outside.mean() + cover.mean()) / diag
-            if mask_t is not None and cfg.w_centroid > 0:
+            if mask_t is not None and w_centroid > 0:
                 out["centroid"] = (uv.mean(0) - mask_t.mean(0)).norm() / diag
             if w_box > 0 and dt_t is not None:  # dt_t: distances to object_mask ∪ person = box ∪ person
                 g = torch.stack([uv[:, 0] / (W - 1) * 2 - 1, uv[:, 1] / (H - 1) * 2 - 1], -1)
@@ -536,7 +538,7 @@ class ObjectFitter:
             return out
 
         def total(terms):
-            w = {"mask": cfg.w_mask, "centroid": cfg.w_centroid, "box": w_box,
+            w = {"mask": w_mask, "centroid": w_centroid, "box": w_box,
                  "contact": cfg.w_contact_depth if depth_stage else cfg.w_contact,
                  "depth": cfg.w_depth_obs if depth_stage else cfg.w_depth, "free": cfg.w_free,
                  "pen": cfg.w_pen_depth if depth_stage else cfg.w_pen}
@@ -579,7 +581,6 @@ class ObjectFitter:
             depth_t = torch.tensor(dz, device=dev)
 
         # ---------------- initialisation
-        ch = (hv[hc_idx] * hp[:, None]).sum(0) / hp.sum()
         from scipy.spatial import cKDTree
 
         hnear_t = hnear_n_t = hnear64 = None

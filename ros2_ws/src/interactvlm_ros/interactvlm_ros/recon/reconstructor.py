@@ -252,13 +252,13 @@ class Reconstructor:
                 return Reconstruction("bad_input", f"object_mask is {object_mask.shape}, the image is {(H, W)}", K=K)
             if object_mask.sum() < 10:
                 return Reconstruction("object_not_visible", "the object mask is empty (object not in view)", K=K)
-        box = None
+        box_px = None
         if object_box is not None and object_mask is None:  # a mask, when both are given, says more
             try:
-                box = box_region(object_box, H, W)
+                box_px = box_pixels(object_box, H, W)
             except ValueError as exc:
                 return Reconstruction("bad_input", str(exc), K=K)
-            if box is None:
+            if box_px is None:
                 return Reconstruction("object_not_visible", f"the object box {list(object_box)} covers < 10 pixels "
                                       f"of the {W}x{H} image", K=K)
         # ---- contacts / mesh
@@ -307,26 +307,18 @@ class Reconstructor:
             return Reconstruction("diverged", f"body fit diverged (2-D error {body.metrics.get('reproj_rel', float('nan')):.3f} "
                                   f"of the person's size > {self.max_reproj_rel})", K=K, metrics=metrics, timings=timings)
 
-        # ---- object mask estimate (heuristic) when none is given
-        w_mask_saved = None
+        # ---- the object's region: the given mask (a silhouette), a detector's box, or estimated near the contact
         mask_for_fit = object_mask
-        if box is not None:
-            mask_for_fit = box & ~person_mask if person_mask is not None and (box & ~person_mask).sum() >= 10 else box
-            w_mask_saved = self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid
-            self.object_fitter.cfg.w_mask = 0.0  # a box is not a silhouette: the box term instead
-            self.object_fitter.cfg.w_centroid = 0.0
-            ys, xs = np.nonzero(box)
-            box_px = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)  # clipped to the image
+        if box_px is not None:  # a box is not a silhouette: the box term instead (ObjectFitter, box=)
+            mask_for_fit = box_mask(box_px, H, W)
+            if person_mask is not None and (mask_for_fit & ~person_mask).sum() >= 10:
+                mask_for_fit &= ~person_mask
             metrics["object_mask"] = f"box {list(box_px)} (box term, depth points)"
-        elif object_mask is None:
-            est = self._estimate_object_mask(hv, hc, ov, K, H, W, person_mask)
-            if est is None:
+        elif object_mask is None:  # a guessed region only selects depth points (ObjectFitter, guessed=True)
+            mask_for_fit = self._estimate_object_mask(hv, hc, ov, K, H, W, person_mask)
+            if mask_for_fit is None:
                 return Reconstruction("object_not_visible", "the contact region projects outside the image",
                                       K=K, metrics=metrics, timings=timings)
-            mask_for_fit = est
-            w_mask_saved = self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid
-            self.object_fitter.cfg.w_mask = 0.0  # a guessed region only selects depth points
-            self.object_fitter.cfg.w_centroid = 0.0
             metrics["object_mask"] = "estimated (disk around the contact minus the person; its depth points near the contact)"
         else:
             metrics["object_mask"] = "given"
@@ -338,12 +330,8 @@ class Reconstructor:
                 # (a chair the person gets up from stays); the object fit refines the one of lower loss
                 warm.insert(0, carry_with_body(init.object_pose, init.human_vertices, hv, hc))
         t = time.perf_counter()
-        try:
-            obj = self.object_fitter.fit(ov, of, oc, hv, body.faces, hc, K, (H, W), mask_for_fit, person_mask, depth,
-                                         init_pose=warm, box=None if box is None else box_px)
-        finally:
-            if w_mask_saved is not None:
-                self.object_fitter.cfg.w_mask, self.object_fitter.cfg.w_centroid = w_mask_saved
+        obj = self.object_fitter.fit(ov, of, oc, hv, body.faces, hc, K, (H, W), mask_for_fit, person_mask, depth,
+                                     init_pose=warm, box=box_px, guessed=object_mask is None and box_px is None)
         timings["object"] = 1e3 * (time.perf_counter() - t)
         metrics.update({f"object_{k}": v for k, v in obj.metrics.items()})
         if warm is not None and len(warm) == 2:
@@ -396,10 +384,10 @@ class Reconstructor:
         return m if m.sum() >= 10 else None
 
 
-def box_region(box, H: int, W: int) -> np.ndarray | None:
-    """bool [H,W] of a box (x0, y0, x1, y1) in pixels (x1, y1 exclusive, as a detector's corners; clipped to the
-    image), or None when it covers fewer than 10 image pixels. ValueError naming the problem for a box that is not
-    four finite numbers with x0 < x1, y0 < y1."""
+def box_pixels(box, H: int, W: int) -> tuple[int, int, int, int] | None:
+    """A box (x0, y0, x1, y1) in pixels (x1, y1 exclusive, as a detector's corners) → its whole-pixel corners clipped
+    to the image, or None when it covers fewer than 10 image pixels. ValueError naming the problem for a box that is
+    not four finite numbers with x0 < x1, y0 < y1."""
     try:
         b = np.asarray(box, np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
@@ -411,8 +399,12 @@ def box_region(box, H: int, W: int) -> np.ndarray | None:
         raise ValueError(f"object_box {b.tolist()} has x1 <= x0 or y1 <= y0; give the corners x0,y0,x1,y1")
     c0, r0 = int(np.clip(np.floor(x0), 0, W)), int(np.clip(np.floor(y0), 0, H))
     c1, r1 = int(np.clip(np.ceil(x1), 0, W)), int(np.clip(np.ceil(y1), 0, H))
-    if (c1 - c0) * (r1 - r0) < 10:
-        return None
+    return (c0, r0, c1, r1) if (c1 - c0) * (r1 - r0) >= 10 else None
+
+
+def box_mask(box_px: tuple[int, int, int, int], H: int, W: int) -> np.ndarray:
+    """bool [H,W], True inside the whole-pixel box ``box_pixels`` gave."""
+    c0, r0, c1, r1 = box_px
     m = np.zeros((H, W), bool)
     m[r0:r1, c0:c1] = True
     return m
