@@ -270,3 +270,24 @@ def test_cold_fit_freezes_the_shape_after_pheno_until():
     ref = poser.full_vertices(half.state.phenotype, half.state.rotvecs) @ (half.state.R @ ANNY_TO_BODY).T + half.state.t
     np.testing.assert_allclose(half.vertices, ref, atol=1e-5)
     assert half.metrics["reproj_px"] <= 1.1 * whole.metrics["reproj_px"] + 0.5, (half.metrics, whole.metrics)
+
+
+def test_full_vertices_of_a_kept_shape_equal_annys_skinning():
+    """From the second call for a phenotype (a tracked person keeps the shape) all N vertices come from a
+    FixedShapeSkinning of the whole mesh instead of Anny's 104-bone skinning: the same vertices."""
+    from interactvlm_ros.recon.body_fit import DT, get_poser
+
+    poser = get_poser()
+    rng = np.random.default_rng(3)
+    ph = rng.uniform(0.2, 0.8, 6)
+    lazy = poser._rest_entry(ph)[4]
+    for k in range(3):
+        rv = rng.normal(scale=0.5, size=(16, 3))
+        v = poser.full_vertices(ph, rv)
+        assert ("full" in lazy) == (k > 0)
+        c, rp, rest = poser.rest_cache(ph)
+        with torch.no_grad():
+            T, _ = poser.model.get_bone_transforms(poser.deltas(torch.as_tensor(rv, dtype=DT)), rp)
+            ref = poser.model.get_skinned_vertices(rest, T)[0].numpy()
+        np.testing.assert_allclose(v, ref, atol=1e-9)
+        assert np.abs(ref).max() > 0.1

@@ -73,6 +73,12 @@ class ObjectFitConfig:
     icp_normal_weight: float = 0.05  # λ in the 6-D ICP features (m per unit normal)
     surface_samples: int = 1200  # 400 left ~7 cm between samples on a chair: depth points matched the wrong part
     surface_samples_warm: int = 400  # warm starts use the first 400 of them (speed)
+    # warm starts: the loss's nearest-neighbour associations (mask pixel -> sample, the contact pairs, depth point ->
+    # sample, the penetration terms' body vertex <-> sample neighbours: k-d tree queries, most of an evaluation's
+    # cost) are kept while no surface sample has moved more than this (m) since they were found, as ICP keeps its
+    # correspondences for a step; the distances themselves are recomputed at every evaluation. 0: found again at
+    # every evaluation (cold fits always are)
+    reassoc_warm_m: float = 0.005
     mask_samples: int = 300
     depth_points: int = 300
     w_mask: float = 5.0  # official weight
@@ -428,11 +434,23 @@ class ObjectFitter:
         silhouette = box is None and not guessed  # object_mask is the object's silhouette: mask + centroid terms
         w_mask, w_centroid = (cfg.w_mask, cfg.w_centroid) if silhouette else (0.0, 0.0)
 
+        assoc: dict = {}  # the nearest-neighbour associations and the samples [P,3] they were found at
+        reassoc = cfg.reassoc_warm_m if init_pose is not None else 0.0
+        counts = {"loss_evaluations": 0, "associations": 0}
+
         def loss_terms(R, t, torch_mode=True):
             """All loss terms for one pose (torch tensors R [3,3], t [3])."""
             S = samp_t @ R.T + t
             Sn = samp_n_t @ R.T
             R_np, t_np = R.detach().cpu().numpy().astype(np.float64), t.detach().cpu().numpy().astype(np.float64)
+            S_np = S.detach().cpu().numpy()
+            # associations found at this evaluation (new) or kept from an earlier one (warm: cfg.reassoc_warm_m)
+            if not assoc or reassoc <= 0 or np.abs(S_np - assoc["S"]).max() > reassoc:
+                assoc.clear()
+                assoc["S"] = S_np
+            new = len(assoc) == 1
+            counts["loss_evaluations"] += 1
+            counts["associations"] += int(new)
             out = {}
             z = S[:, 2].clamp_min(0.05)
             uv = torch.stack([Kt[0, 0] * S[:, 0] / z + Kt[0, 2], Kt[1, 1] * S[:, 1] / z + Kt[1, 2]], -1)
@@ -449,7 +467,9 @@ class ObjectFitter:
                                                               padding_mode="border")[0, 0, 0]
                     # nearest projected sample per mask pixel: argmin without grad, then a differentiable
                     # gather (same value and gradient as cdist(...).min(1), without cdist's backward)
-                    nn_c = _nn(mask_np, uv.detach())
+                    if new:
+                        assoc["mask"] = _nn(mask_np, uv.detach())
+                    nn_c = assoc["mask"]
                     cover = (mask_t - uv[nn_c]).norm(dim=-1)
                     out["mask"] = (outside.mean() + cover.mean()) / diag
             if mask_t is not None and w_centroid > 0:
@@ -465,26 +485,31 @@ class ObjectFitter:
             if obj_contact is None:  # only where the human touches: human contact → object surface
                 # trimmed: the nearer half of the human contact vertices (a grasp touches with part of the
                 # hand; the back of the hand must not drag the object into it)
-                nn_h = _nn(hc_np, S.detach())
+                if new:
+                    assoc["contact"] = _nn(hc_np, S.detach())
+                nn_h = assoc["contact"]
                 c_all = (hc_t - S[nn_h]).norm(dim=-1) * hp_t / hp_t.mean()
                 k = max(1, len(c_all) // 2)
                 out["contact"] = torch.topk(c_all, k, largest=False).values.mean()
             else:
                 Oc = ov_oc_t @ R.T + t
                 # nearest pairs both ways (k-d trees, no grad), distances differentiable
-                Oc_np = Oc.detach().cpu().numpy()
-                nn_o = torch.as_tensor(hc_tree.query(Oc_np)[1], device=dev)
-                nn_h = _nn(hc_np, Oc_np)
+                if new:
+                    Oc_np = Oc.detach().cpu().numpy()
+                    assoc["contact"] = (torch.as_tensor(hc_tree.query(Oc_np)[1], device=dev), _nn(hc_np, Oc_np))
+                nn_o, nn_h = assoc["contact"]
                 c1 = ((Oc - hc_t[nn_o]).norm(dim=-1) * op_t).sum() / op_t.sum()
                 c2 = ((Oc[nn_h] - hc_t).norm(dim=-1) * hp_t).sum() / hp_t.sum()
                 out["contact"] = 0.5 * (c1 + c2)
             if obs_t is not None:
-                with torch.no_grad():  # only camera-facing samples can be seen by the depth camera
-                    front = torch.nonzero((Sn * S).sum(-1) <= 0)[:, 0]
-                if len(front):  # nearest camera-facing sample (all samples when none faces the camera)
-                    nn = front[_nn(obs_np, S.detach()[front])]
-                else:
-                    nn = _nn(obs_np, S.detach())
+                if new:
+                    with torch.no_grad():  # only camera-facing samples can be seen by the depth camera
+                        front = torch.nonzero((Sn * S).sum(-1) <= 0)[:, 0]
+                    if len(front):  # nearest camera-facing sample (all samples when none faces the camera)
+                        assoc["depth"] = front[_nn(obs_np, S.detach()[front])]
+                    else:
+                        assoc["depth"] = _nn(obs_np, S.detach())
+                nn = assoc["depth"]
                 res = ((obs_t - S[nn]) * Sn[nn]).sum(-1)
                 if depth_stage:
                     c = cfg.depth_scale
@@ -507,18 +532,27 @@ class ObjectFitter:
             # frame) are skipped — exactly the same terms (the box is tighter than the samples' bounding sphere for
             # flat and long objects; k-d trees on the rest: a [400×4000] cdist + argmin was the slowest step)
             if hnear_t is not None:
-                S_np = S.detach().cpu().numpy()
-                q = (hnear64 - t_np) @ R_np  # body vertices in the object frame
-                sel = np.nonzero(((q - np.clip(q, samp_lo, samp_hi)) ** 2).sum(1) < 0.05 ** 2)[0]
+                if new:
+                    q = (hnear64 - t_np) @ R_np  # body vertices in the object frame
+                    sel = np.nonzero(((q - np.clip(q, samp_lo, samp_hi)) ** 2).sum(1) < 0.05 ** 2)[0]
+                    pen = {"sel": sel}
+                    if len(sel):
+                        # object samples behind the tangent plane of their nearest body vertex (within 5 cm of it; a
+                        # bounded search: the samples farther from the body, most of a large object, end early)
+                        d_b, i_b = cKDTree(hnear64[sel]).query(S_np, distance_upper_bound=0.05 + 1e-4)
+                        close = np.nonzero(np.isfinite(d_b))[0]
+                        pen["close"] = (torch.as_tensor(close, device=dev), torch.as_tensor(sel[i_b[close]], device=dev))
+                        # body vertices inside the object: inside only when behind the tangent planes of all 4
+                        # nearest samples (with one, a sole above a thin board's top took an edge sample's sideways
+                        # plane and counted as 5 cm inside: the ground-truth skateboard pose scored 30x the fitted one)
+                        pen["nn2"] = torch.as_tensor(cKDTree(S_np).query(hnear64[sel], k=4)[1], device=dev)  # [n,4]
+                    assoc["pen"] = pen
+                pen = assoc["pen"]
+                sel = pen["sel"]
                 pen1 = pen2 = S.sum() * 0.0
                 if len(sel):
-                    # object samples behind the tangent plane of their nearest body vertex (within 5 cm of it; a
-                    # bounded search: the samples farther from the body, most of a large object, end early)
-                    d_b, i_b = cKDTree(hnear64[sel]).query(S_np, distance_upper_bound=0.05 + 1e-4)
-                    close = np.nonzero(np.isfinite(d_b))[0]
-                    if len(close):
-                        c_t = torch.as_tensor(close, device=dev)
-                        nn = torch.as_tensor(sel[i_b[close]], device=dev)
+                    c_t, nn = pen["close"]
+                    if len(c_t):
                         Sc = S[c_t]
                         with torch.no_grad():
                             dh = (Sc - hnear_t[nn]).norm(dim=-1)
@@ -526,11 +560,8 @@ class ObjectFitter:
                         pen1 = (torch.relu(-sd - cfg.pen_margin) * (dh < 0.05)).pow(2).sum() / 20.0  # ~ a 20-sample patch
                     # body vertices inside the object
                     hsel_t = hnear_t[torch.as_tensor(sel, device=dev)]
+                    nn2 = pen["nn2"]
                     with torch.no_grad():
-                        # inside only when behind the tangent planes of all 4 nearest samples: with one,
-                        # a sole above a thin board's top took an edge sample's sideways plane and counted
-                        # as 5 cm inside (the ground-truth skateboard pose scored 30x the fitted one)
-                        nn2 = torch.as_tensor(cKDTree(S_np).query(hnear64[sel], k=4)[1], device=dev)  # [n,4]
                         d2 = (hsel_t - S[nn2[:, 0]]).norm(dim=-1)
                     sd2 = ((hsel_t[:, None] - S[nn2]) * Sn[nn2]).sum(-1).amax(1)
                     pen2 = (torch.relu(-sd2 - cfg.pen_margin) * (d2 < 0.05)).pow(2).sum() / 20.0
@@ -587,6 +618,7 @@ class ObjectFitter:
 
         def set_near(centre):
             nonlocal hnear_t, hnear_n_t, hnear64
+            assoc.clear()  # the penetration terms' body vertices change
             near = np.nonzero(np.linalg.norm(hv - centre, axis=1) < radius + 0.25)[0]
             if len(near) > 4000:
                 near = near[np.random.default_rng(0).choice(len(near), 4000, replace=False)]
@@ -679,7 +711,7 @@ class ObjectFitter:
         pose = np.eye(4)
         pose[:3, :3], pose[:3, 3] = R, t
         verts = ov @ R.T + t
-        metrics.update({"iterations": it_total, "loss": best_L, **{f"loss_{k}": v for k, v in last_terms.items()},
+        metrics.update({"iterations": it_total, "loss": best_L, **counts, **{f"loss_{k}": v for k, v in last_terms.items()},
                         "fit_ms": 1e3 * (time.perf_counter() - t_start)})
         return ObjectFitResult(pose, verts.astype(np.float32), metrics)
 
