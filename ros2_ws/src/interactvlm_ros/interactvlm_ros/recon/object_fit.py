@@ -445,10 +445,10 @@ class ObjectFitter:
             R_np, t_np = R.detach().cpu().numpy().astype(np.float64), t.detach().cpu().numpy().astype(np.float64)
             S_np = S.detach().cpu().numpy()
             # associations found at this evaluation (new) or kept from an earlier one (warm: cfg.reassoc_warm_m)
-            if not assoc or reassoc <= 0 or np.abs(S_np - assoc["S"]).max() > reassoc:
+            new = not assoc or reassoc <= 0 or np.abs(S_np - assoc["S"]).max() > reassoc
+            if new:
                 assoc.clear()
                 assoc["S"] = S_np
-            new = len(assoc) == 1
             counts["loss_evaluations"] += 1
             counts["associations"] += int(new)
             out = {}
@@ -541,7 +541,8 @@ class ObjectFitter:
                         # bounded search: the samples farther from the body, most of a large object, end early)
                         d_b, i_b = cKDTree(hnear64[sel]).query(S_np, distance_upper_bound=0.05 + 1e-4)
                         close = np.nonzero(np.isfinite(d_b))[0]
-                        pen["close"] = (torch.as_tensor(close, device=dev), torch.as_tensor(sel[i_b[close]], device=dev))
+                        pen["close"] = (torch.as_tensor(close, device=dev),
+                                        torch.as_tensor(sel[i_b[close]], device=dev))
                         # body vertices inside the object: inside only when behind the tangent planes of all 4
                         # nearest samples (with one, a sole above a thin board's top took an edge sample's sideways
                         # plane and counted as 5 cm inside: the ground-truth skateboard pose scored 30x the fitted one)
@@ -711,7 +712,8 @@ class ObjectFitter:
         pose = np.eye(4)
         pose[:3, :3], pose[:3, 3] = R, t
         verts = ov @ R.T + t
-        metrics.update({"iterations": it_total, "loss": best_L, **counts, **{f"loss_{k}": v for k, v in last_terms.items()},
+        metrics.update({"iterations": it_total, "loss": best_L, **counts,
+                        **{f"loss_{k}": v for k, v in last_terms.items()},
                         "fit_ms": 1e3 * (time.perf_counter() - t_start)})
         return ObjectFitResult(pose, verts.astype(np.float32), metrics)
 
