@@ -142,9 +142,16 @@ def _info(k, width=640, height=480, d=(0.0,) * 5):
 
 
 def test_camera_info_validation():
+    # one default K in the package: replay publishes the K the node and the CLI use without CameraInfo
+    from interactvlm_ros.recon.camera import default_intrinsics
+
     K = conv.default_K(640, 480)
-    assert K[0, 0] == pytest.approx(640 / (2 * math.tan(math.radians(30))))
+    np.testing.assert_array_equal(K, default_intrinsics(480, 640))
+    assert K[0, 0] == K[1, 1] == pytest.approx(1.2 * 640)
     assert (K[0, 2], K[1, 2]) == (319.5, 239.5)
+    K60 = conv.default_K(640, 480, hfov_deg=60.0)  # replay --hfov 60
+    assert K60[0, 0] == K60[1, 1] == pytest.approx(640 / (2 * math.tan(math.radians(30))))
+    assert (K60[0, 2], K60[1, 2]) == (319.5, 239.5)
     np.testing.assert_allclose(conv.camera_info_to_K(_info(K.reshape(-1))), K)
     for bad in (np.nan, np.inf):
         k = K.reshape(-1).copy()

@@ -411,9 +411,16 @@ def camera_info_distortion(msg) -> tuple[str, np.ndarray]:
     return str(msg.distortion_model), np.asarray(msg.d, dtype=np.float64).reshape(-1)
 
 
-def default_K(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:
-    """Pinhole intrinsics for an uncalibrated image: 60° horizontal FoV, principal point at the centre,
-    square pixels (fx = fy = width / (2 tan(hfov/2)))."""
+def default_K(width: int, height: int, hfov_deg: float | None = None) -> np.ndarray:
+    """Pinhole intrinsics for an uncalibrated image, principal point at the centre ((W−1)/2, (H−1)/2), square
+    pixels. ``hfov_deg`` None: the package's one default (``recon.camera.default_intrinsics``, fx = fy =
+    1.2·max(W, H), ≈ 45° horizontally on 4:3), the K the node and the CLI use when no CameraInfo is given — so a
+    replayed image and the same image through ``interactvlm reconstruct`` are placed alike. A number: that horizontal
+    field of view (fx = fy = width / (2 tan(hfov/2)))."""
+    if hfov_deg is None:
+        from interactvlm_ros.recon.camera import default_intrinsics
+
+        return default_intrinsics(height, width)
     f = width / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
     return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 

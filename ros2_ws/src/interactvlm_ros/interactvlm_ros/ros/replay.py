@@ -10,9 +10,10 @@ sensor_msgs/CompressedImage on ``<image>/compressed`` instead, as image_transpor
 (jpeg, format "<encoding>; jpeg compressed bgr8"): a camera over a thin link, for the node's
 ``image_transport:=compressed``. OpenCV reads videos (anything
 cv2.VideoCapture opens) and images (png, jpg, jpeg, bmp, tif, tiff, webp; a folder is played in sorted
-name order; a single image is repeated). Default intrinsics (no calibration known): pinhole with a
-60° horizontal field of view, principal point at the image centre, fx = fy = width / (2 tan 30°),
-zero distortion (``conversions.default_K``); ``--hfov`` changes the field of view.
+name order; a single image is repeated). Default intrinsics (no calibration known): the package's default,
+the one the node and ``interactvlm reconstruct`` use without CameraInfo (``recon.camera.default_intrinsics``:
+pinhole, fx = fy = 1.2·max(W, H), ≈ 45° horizontal field of view on 4:3, principal point at the image centre,
+zero distortion); ``--hfov DEG`` publishes that horizontal field of view instead.
 """
 from __future__ import annotations
 
@@ -83,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-id", default="camera_optical_frame", help="header.frame_id (default camera_optical_frame)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = no limit)")
     p.add_argument("--encoding", choices=("rgb8", "bgr8"), default="rgb8", help="Image encoding (default rgb8)")
-    p.add_argument("--hfov", type=float, default=60.0, help="horizontal field of view of the default intrinsics, degrees")
+    p.add_argument("--hfov", type=float, default=None,
+                   help="horizontal field of view of the published intrinsics, degrees (default: the package's default "
+                        "intrinsics, fx = fy = 1.2·max(W, H), as the node and the CLI use without CameraInfo)")
     p.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data")
     p.add_argument("--transport", choices=("raw", "compressed"), default="raw",
                    help="raw: Image on image | compressed: jpeg CompressedImage on image/compressed (default raw)")
