@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -310,3 +311,43 @@ def test_replay_wait_matching_gives_up_with_a_clear_error(test_data):
     assert r.returncode == 3, out
     assert "0 of 1 subscription(s) matched '/image' within 1 s" in out
     assert "replaying" not in out
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_replay_stops_cleanly_on_a_signal(test_data, sig):
+    """Ctrl-C (the demo's and launch's stop) and SIGTERM end the replay with exit code 0 and its closing count, which
+    still reaches /rosout: rclpy's own SIGINT handler shut the context down first ("publisher's context is invalid")."""
+    import signal
+    import time
+
+    pytest.importorskip("rclpy")
+    pytest.importorskip("cv2")
+    from interactvlm_ros.ros.listener import ros_env
+
+    env = ros_env(91)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    proc = subprocess.Popen([sys.executable, "-m", "interactvlm_ros.ros.replay", str(test_data / "person_catching_ball.png"),
+                             "--rate", "20"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        t = time.monotonic()
+        while time.monotonic() - t < 60:  # wait for the start line, then let it publish a while
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "replaying" in line:
+                break
+        assert any("replaying" in x for x in lines), "".join(lines)
+        time.sleep(1.0)
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = "".join(lines) + out
+    assert proc.returncode == 0, out
+    m = re.search(r"published (\d+) frames", out)
+    assert m and int(m.group(1)) >= 1, out
+    assert "context is invalid" not in out and "Traceback" not in out, out

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -149,6 +151,10 @@ def test_camera_info_validation():
     np.testing.assert_array_equal(K, default_intrinsics(480, 640))
     assert K[0, 0] == K[1, 1] == pytest.approx(1.2 * 640)
     assert (K[0, 2], K[1, 2]) == (319.5, 239.5)
+    # and the replay tool stays light: the default K does not pull the fitting code (torch) in with it
+    probe = ("import sys; from interactvlm_ros.ros import conversions as c, replay; c.make_camera_info(640, 480); "
+             "print(sorted(m for m in ('torch', 'interactvlm_ros.recon.reconstructor') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     K60 = conv.default_K(640, 480, hfov_deg=60.0)  # replay --hfov 60
     assert K60[0, 0] == K60[1, 1] == pytest.approx(640 / (2 * math.tan(math.radians(30))))
     assert (K60[0, 2], K60[1, 2]) == (319.5, 239.5)

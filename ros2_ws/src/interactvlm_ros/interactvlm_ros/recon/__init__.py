@@ -2,11 +2,21 @@
 
 ``Reconstructor().fit(image, observation, human_contact, object_contact, object_mesh, depth=None, K=None,
 init=None)`` → ``Reconstruction``; ``Tracker`` adds per-frame warm starts with resets.
-See docs/reconstruction.md. Imports nothing from ROS; Anny is loaded on first use.
+See docs/reconstruction.md. Imports nothing from ROS; Anny is loaded on first use. The fitting classes (and torch
+with them) are imported on first access, so ``recon.camera`` (intrinsics, depth checks) stays light for tools that
+only need it (``interactvlm-replay``'s default CameraInfo).
 """
 from interactvlm_ros.recon.camera import default_intrinsics, load_depth, parse_K, validate_K, validate_depth
-from interactvlm_ros.recon.reconstructor import (STATUSES, Reconstruction, ReconInit, Reconstructor, Tracker,
-                                                 object_size_for)
+
+_FROM_RECONSTRUCTOR = ("STATUSES", "Reconstruction", "ReconInit", "Reconstructor", "Tracker", "object_size_for")
+
+
+def __getattr__(name: str):
+    if name in _FROM_RECONSTRUCTOR:
+        from interactvlm_ros.recon import reconstructor
+
+        return getattr(reconstructor, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Reconstructor", "Reconstruction", "ReconInit", "Tracker", "STATUSES", "default_intrinsics",
            "load_depth", "parse_K", "validate_K", "validate_depth", "object_size_for", "observation_from_sample"]

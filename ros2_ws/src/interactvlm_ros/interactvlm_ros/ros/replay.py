@@ -18,6 +18,7 @@ zero distortion); ``--hfov DEG`` publishes that horizontal field of view instead
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -132,7 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"interactvlm-replay: {exc}", file=sys.stderr)
         return 2
-    rclpy.init(args=argv)
+    # Ctrl-C / SIGINT is a KeyboardInterrupt handled below, not rclpy's handler: that one shuts the context down
+    # first, so the closing "published N frames" line failed to reach /rosout ("publisher's context is invalid")
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+
+    def _terminate(signum, frame):  # SIGTERM (ros2 launch escalates to it) ends as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     node = rclpy.create_node("interactvlm_replay")
     qos = image_qos(args.qos, depth=5)
     if args.transport == "compressed":  # image_transport's naming: <resolved image topic>/compressed
@@ -142,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         pub_img = node.create_publisher(Image, "image", qos)
     pub_info = node.create_publisher(CameraInfo, "camera_info", qos)
     log = node.get_logger()
-    if args.wait_matching > 0 and not _wait_matching(node, pub_img, args.wait_matching, args.wait_timeout):
+    try:
+        matched = args.wait_matching <= 0 or _wait_matching(node, pub_img, args.wait_matching, args.wait_timeout)
+    except KeyboardInterrupt:
+        log.info("interrupted before the first frame: published 0 frames")
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 0
+    if not matched:
         log.error(f"no frame published: {pub_img.get_subscription_count()} of {args.wait_matching} "
                   f"subscription(s) matched '{pub_img.topic_name}' within {args.wait_timeout:g} s")
         node.destroy_node()
