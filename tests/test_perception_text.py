@@ -41,3 +41,18 @@ def test_bad_labels():
         normalize_label(3)
     assert normalize_label("Tennis_Racket") == "tennis racket"
     assert cosine_similarity(np.array([1.0, 0]), np.array([0.0, 2])) == pytest.approx(0.0)
+
+
+def test_loading_prints_no_progress_bar_and_restores_the_setting(capfd):
+    """The node's log gets one 'loaded MiniLM' line, not a tqdm 'Loading weights: 100%|███|' bar; the caller's
+    transformers progress-bar setting is left as it was."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    enc = TextEncoder()
+    capfd.readouterr()
+    enc.encode(["cup"])  # loads on first use
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err and "%|" not in out + err
+    assert hf_logging.is_progress_bar_enabled()
+    assert enc.load_ms > 0

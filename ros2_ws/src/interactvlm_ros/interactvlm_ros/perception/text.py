@@ -87,10 +87,18 @@ class TextEncoder:
             return
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         t0 = time.perf_counter()
-        self._tok = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        self._model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True, dtype=torch.float32)
+        # no "Loading weights: 100%|███|" bar in a node's log (the line below says what was loaded); restored after
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self._tok = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+            self._model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True, dtype=torch.float32)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         self._model.eval()
         self.load_ms = (time.perf_counter() - t0) * 1e3
         log.info("TextEncoder: loaded MiniLM from %s in %.0f ms", self.model_dir, self.load_ms)
