@@ -6,6 +6,7 @@ u right / v down, pixel centres at integer coordinates (``u = fx·x/z + cx``).
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,14 @@ class DepthError(ValueError):
     """Unusable depth image (status ``bad_depth``)."""
 
 
-def default_intrinsics(height: int, width: int) -> np.ndarray:
+def default_intrinsics(height: int, width: int, hfov_deg: float | None = None) -> np.ndarray:
     """K [3,3] used when the caller has no CameraInfo: fx = fy = 1.2·max(W, H), principal point at the
-    image centre ((W−1)/2, (H−1)/2). Documented in docs/reconstruction.md; a metric result needs the real K."""
-    f = DEFAULT_FOCAL_FACTOR * float(max(width, height))
+    image centre ((W−1)/2, (H−1)/2). Documented in docs/reconstruction.md; a metric result needs the real K.
+    ``hfov_deg``: that horizontal field of view instead (fx = fy = W / (2 tan(hfov/2)); ``interactvlm-replay --hfov``)."""
+    if hfov_deg is None:
+        f = DEFAULT_FOCAL_FACTOR * float(max(width, height))
+    else:
+        f = width / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
     return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 

@@ -417,12 +417,9 @@ def default_K(width: int, height: int, hfov_deg: float | None = None) -> np.ndar
     1.2·max(W, H), ≈ 45° horizontally on 4:3), the K the node and the CLI use when no CameraInfo is given — so a
     replayed image and the same image through ``interactvlm reconstruct`` are placed alike. A number: that horizontal
     field of view (fx = fy = width / (2 tan(hfov/2)))."""
-    if hfov_deg is None:
-        from interactvlm_ros.recon.camera import default_intrinsics
+    from interactvlm_ros.recon.camera import default_intrinsics
 
-        return default_intrinsics(height, width)
-    f = width / (2.0 * math.tan(math.radians(hfov_deg) / 2.0))
-    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+    return default_intrinsics(height, width, hfov_deg)
 
 
 def make_camera_info(width: int, height: int, K: np.ndarray | None = None, header=None):

@@ -152,27 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         pub_img = node.create_publisher(Image, "image", qos)
     pub_info = node.create_publisher(CameraInfo, "camera_info", qos)
     log = node.get_logger()
-    try:
-        matched = args.wait_matching <= 0 or _wait_matching(node, pub_img, args.wait_matching, args.wait_timeout)
-    except KeyboardInterrupt:
-        log.info("interrupted before the first frame: published 0 frames")
-        node.destroy_node()
-        rclpy.try_shutdown()
-        return 0
-    if not matched:
-        log.error(f"no frame published: {pub_img.get_subscription_count()} of {args.wait_matching} "
-                  f"subscription(s) matched '{pub_img.topic_name}' within {args.wait_timeout:g} s")
-        node.destroy_node()
-        rclpy.try_shutdown()
-        return 3
     as_what = f"jpeg (quality {args.jpeg_quality})" if args.transport == "compressed" else args.encoding
-    log.info(f"replaying {src.kind} '{src.path}' at {args.rate} Hz as {as_what} on {pub_img.topic_name}, "
-             f"frame '{args.frame_id}'")
     period = 1.0 / args.rate
     sent = 0
     K, size = None, None
-    t_next = time.monotonic()
-    try:
+    try:  # one teardown for every way out: done, --max-frames, no subscriber in time (3), Ctrl-C / SIGTERM
+        if args.wait_matching > 0 and not _wait_matching(node, pub_img, args.wait_matching, args.wait_timeout):
+            log.error(f"no frame published: {pub_img.get_subscription_count()} of {args.wait_matching} "
+                      f"subscription(s) matched '{pub_img.topic_name}' within {args.wait_timeout:g} s")
+            return 3
+        log.info(f"replaying {src.kind} '{src.path}' at {args.rate} Hz as {as_what} on {pub_img.topic_name}, "
+                 f"frame '{args.frame_id}'")
+        t_next = time.monotonic()
         while rclpy.ok():
             frame = src.next()
             if frame is None:
