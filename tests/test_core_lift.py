@@ -111,6 +111,31 @@ def test_lifting_rules_on_a_tiny_map():
     np.testing.assert_allclose(o[0], (p0 + 0.5) / 2, atol=1e-6)
 
 
+def test_paint_draws_per_vertex_values_on_the_views():
+    """CompactMaps.paint (per-vertex values -> views, what the overlay shows): each foreground pixel is the
+    barycentric interpolation over its triangle, background 0; an id outside [0, N) zeroes its pixel."""
+    ids = np.full((2, 2, 2, 3), -1, np.int64)
+    bary = np.full((2, 2, 2, 3), -1.0, np.float32)
+    ids[0, 0, 0], bary[0, 0, 0] = (0, 1, 2), (0.5, 0.25, 0.25)
+    ids[0, 1, 1], bary[0, 1, 1] = (1, 2, 3), (0.0, 0.5, 0.5)
+    ids[1, 1, 0], bary[1, 1, 0] = (0, 0, 2), (0.5, 0.25, 0.25)  # repeated id: its weights add up
+    values = np.array([1.0, 0.2, 0.0, 0.6], np.float32)
+    painted = CompactMaps.from_dense(ids, bary).paint(values)
+    assert painted.shape == (2, 2, 2) and painted.dtype == np.float32
+    expected = np.zeros((2, 2, 2), np.float32)
+    expected[0, 0, 0] = 0.5 * 1.0 + 0.25 * 0.2
+    expected[0, 1, 1] = 0.5 * 0.0 + 0.5 * 0.6
+    expected[1, 1, 0] = 0.75 * 1.0
+    np.testing.assert_allclose(painted, expected, atol=1e-7)
+    ids[1, 0, 1], bary[1, 0, 1] = (0, 1, 9), (0.2, 0.3, 0.5)  # vertex 9 of a 4-vertex mesh
+    painted = CompactMaps.from_dense(ids, bary).paint(values)
+    assert painted[1, 0, 1] == 0
+    np.testing.assert_allclose(painted[0], expected[0], atol=1e-7)
+    # a constant paints every foreground pixel with it (barycentrics sum to 1): the silhouette
+    maps = CompactMaps.from_dense(ids[:1], bary[:1])
+    np.testing.assert_allclose(maps.paint(np.ones(4)), (ids[:1] >= 0).any(-1).astype(np.float32), atol=1e-7)
+
+
 def test_fill_unseen_follows_the_mesh_not_the_air():
     """A U-shaped strip: vertex 5 (unseen) is 1 cm from visible vertex 0 through the air but 4 edges away from
     it along the mesh; along the mesh its nearest visible vertex is 4 — the fill must not jump the gap

@@ -174,3 +174,20 @@ def test_estimate_cli_through_the_pipeline(tmp_path, test_data):
                  "--out", str(out3)]) == 0
     fb = json.loads((out3 / "contacts.json").read_text())["fallbacks"]
     assert any("stand-in mesh" in f for f in fb) and any("unlike every trained category" in f for f in fb), fb
+
+
+def test_estimate_cli_on_a_person_operating_a_camera(tmp_path, test_data):
+    """A real photo no model was tuned on (scikit-image's CC0 cameraman, tests/data/SOURCES.md): a man with his hands on a
+    camera on a tripod. Label 'camera' (a library mesh) -> the highest-contact part is a hand, confidently."""
+    from interactvlm_ros.cli.main import main
+
+    out = tmp_path / "camera"
+    assert main(["estimate", str(test_data / "cameraman_operating_camera.png"), "--object", "camera",
+                 "--out", str(out)]) == 0
+    info = json.loads((out / "contacts.json").read_text())
+    assert info["status"] == "ok" and info["label_known"] is True and info["object_source"] == "library:camera"
+    top, stats = next(iter(info["human_parts"].items()))  # sorted by max contact
+    assert "hand" in top and stats["max"] >= 0.5, info["human_parts"]
+    assert not any(p in info["human_parts"] and info["human_parts"][p]["max"] >= 0.5
+                   for p in ("left_foot", "right_foot", "head"))
+

@@ -40,6 +40,35 @@ def test_official_tiny_checkpoint_matches_official_contact(conformance_dir):
     assert res.overlay().shape == (256, 4 * 256, 3)
 
 
+def _check_overlay_paints_the_published_contact(res):
+    """The overlay shows the per-vertex contact the result publishes (the default model's human contact comes from its
+    vertex head, not from its masks): each render pixel blended toward (255, 38, 25) by 0.6 x the contact interpolated
+    over its triangle; ``source="masks"`` still draws the raw masks; a result without maps falls back to the masks."""
+    import dataclasses
+
+    size = res.human_view_maps.size[0]
+    assert res.human_renders.shape[1] == size and res.object_view_maps.size == res.object_renders.shape[1:3]
+    ov = res.overlay(tile=size).astype(np.float64)
+    for row, (renders, maps, contact) in enumerate(((res.human_renders, res.human_view_maps, res.human_contact),
+                                                    (res.object_renders, res.object_view_maps, res.object_contact))):
+        painted = maps.paint(contact)
+        for v in range(len(renders)):
+            w = 0.6 * np.clip(painted[v], 0, 1)[..., None]
+            expected = renders[v] * (1 - w) + np.array([255.0, 38.0, 25.0]) * w
+            np.testing.assert_allclose(ov[row * size:(row + 1) * size, v * size:(v + 1) * size], expected, atol=1.0)
+    hot = res.human_view_maps.paint(res.human_contact) > 0.5
+    assert hot.any()  # the contact the estimate reports is visible in the picture
+    tri = res.human_view_maps.dense_vertex_ids()[hot]  # [P,3] the triangles of the red pixels
+    ids = tri[np.arange(len(tri)), res.human_contact[tri].argmax(1)]  # each one's most-contact vertex
+    assert set(np.unique(res.part_ids[ids])) <= {res.part_names.index(p) for p in res.contact_parts(0.5)}
+    masks = res.overlay(tile=size, source="masks")
+    assert not np.array_equal(masks, ov.astype(np.uint8))
+    no_maps = dataclasses.replace(res, human_view_maps=None, object_view_maps=None)
+    np.testing.assert_array_equal(no_maps.overlay(tile=size), masks)
+    with pytest.raises(ValueError, match="overlay source"):
+        res.overlay(source="logits")
+
+
 def test_default_model_on_real_photo(est, test_data):
     res = est.estimate(_rgb(test_data / "person_catching_ball.png"), "ball")
     assert res.status == "ok", res.message
@@ -57,6 +86,7 @@ def test_default_model_on_real_photo(est, test_data):
         assert k in res.timings and res.timings[k] >= 0
     ov = res.overlay(tile=64)
     assert ov.shape == (128, 4 * 64, 3) and ov.dtype == np.uint8
+    _check_overlay_paints_the_published_contact(res)
     # the default model fills the vertices no view sees (about a quarter of Anny's at 512²) from visible ones
     # (mesh components with no visible vertex at all, e.g. Anny's eyeballs, keep 0)
     unseen = est.human_lifter.views_per_vertex() == 0

@@ -45,6 +45,26 @@ def test_real_photo_ball(test_data, tmp_path):
     assert 30 < np.median(uv[:, 0]) < 200
 
 
+def test_real_photo_operating_a_camera(test_data, tmp_path):
+    """The cameraman photo with the model's own contact (not the hands heuristic): converges, no penetration beyond
+    1 cm, the fitted camera touches the predicted contact, and the overlay is saved for a person to look at."""
+    from interactvlm_ros.cli.main import main
+
+    out = tmp_path / "camera"
+    rc = main(["reconstruct", str(test_data / "cameraman_operating_camera.png"), "--object", "camera",
+               "--out", str(out)])
+    res = json.loads((out / "result.json").read_text())
+    assert rc == 0 and res["status"] == "ok", res["message"]
+    m = res["metrics"]
+    assert m["object_human_contact_vertices"] > 0 and m["penetration_m"] <= 0.01 and m["contact_distance_m"] <= 0.02
+    import trimesh
+
+    h = trimesh.load(out / "human.ply", process=False)
+    o = trimesh.load(out / "object.ply", process=False)
+    assert np.isfinite(h.vertices).all() and np.isfinite(o.vertices).all()
+    assert (out / "overlay.png").stat().st_size > 0
+
+
 def test_no_person_photo(test_data, tmp_path):
     from interactvlm_ros.cli.main import main
 

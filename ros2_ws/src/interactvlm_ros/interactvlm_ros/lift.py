@@ -108,6 +108,17 @@ class CompactMaps:
             out[v, self.pix[a:b]] = values[a:b]
         return out.reshape((self.num_views, H, W) + values.shape[1:])
 
+    def paint(self, values: np.ndarray) -> np.ndarray:
+        """Per-vertex ``values [N]`` drawn on the views: float32 ``[V,H,W]``, each foreground pixel the barycentric
+        interpolation ``Σ bary·values[vid]`` over its triangle, background (and pixels naming a vertex outside
+        ``[0, N)``) 0. The inverse direction of lifting: it shows on the renders what a per-vertex result says."""
+        values = np.asarray(values, np.float32).reshape(-1)
+        vid, bary = self.vid, self.bary
+        if len(vid) and (vid.min() < 0 or vid.max() >= len(values)):  # rare: maps of another mesh / partial ids
+            ok = ((vid >= 0) & (vid < len(values))).all(1, keepdims=True)
+            vid, bary = np.where(ok, vid, 0), np.where(ok, bary, 0.0).astype(np.float32)
+        return self.scatter_dense(np.einsum("ij,ij->i", values[vid], bary), 0.0, np.float32)
+
     def dense_vertex_ids(self) -> np.ndarray:
         """int64 [V,H,W,3], −1 background."""
         return self.scatter_dense(self.vid, -1, np.int64)

@@ -54,7 +54,9 @@ class ContactResult:
 
     human_contact [Nh] / object_contact [No]: per-vertex contact probability in [0, 1] (None when the
     model does not predict that side or the frame was not processed). human_masks / object_masks:
-    per-view contact probabilities [V,h,w]. timings: milliseconds per stage. reconstruction: this frame's
+    per-view contact probabilities [V,h,w] (the localizer's masks). human_view_maps / object_view_maps: the renders'
+    pixel→triangle maps (``lift.CompactMaps``, shared with the static assets) the overlay paints the per-vertex contact
+    through. timings: milliseconds per stage. reconstruction: this frame's
     ``recon.Reconstruction`` (``reconstruct=True``); late_reconstruction: ``(frame_tag, Reconstruction)`` of an earlier
     frame whose background cold fit finished since the previous frame (``reconstruct_cold_start="background"``).
     """
@@ -73,6 +75,8 @@ class ContactResult:
     object_masks: np.ndarray | None = None
     human_renders: np.ndarray | None = None
     object_renders: np.ndarray | None = None
+    human_view_maps: Any = None
+    object_view_maps: Any = None
     object_label: str = ""
     label_known: bool = False
     object_source: str = ""
@@ -113,16 +117,28 @@ class ContactResult:
                for i in np.nonzero(count)[0]}
         return dict(sorted(out.items(), key=lambda kv: -kv[1]["max"]))
 
-    def overlay(self, tile: int = 256) -> np.ndarray:
-        """uint8 RGB image: row 1 = human views, row 2 = object views (when present), each render
-        blended with the contact colour (255, 38, 25) with weight 0.6 * probability.
+    def overlay(self, tile: int = 256, source: str = "contact") -> np.ndarray:
+        """uint8 RGB image: row 1 = human views, row 2 = object views (when present), each render blended with the
+        contact colour (255, 38, 25) with weight 0.6 * probability.
 
+        ``source="contact"`` (default) paints the per-vertex contact this result publishes (``human_contact`` /
+        ``object_contact``, interpolated over each render's triangles through its pixel→triangle maps), so the picture
+        agrees with the markers, clouds and ``contacts.json`` — also for models whose per-vertex contact does not come
+        from their masks (the default model's vertex heads). A side without per-vertex contact or maps falls back to
+        its masks. ``source="masks"`` draws the localizer's raw per-view masks (the official demo's picture).
         Views without a render are drawn on white. Returns an [rows*tile, V*tile, 3] image.
         """
         import cv2
 
+        if source not in ("contact", "masks"):
+            raise ValueError(f"overlay source {source!r}: use 'contact' or 'masks'")
         rows = []
-        for masks, renders in ((self.human_masks, self.human_renders), (self.object_masks, self.object_renders)):
+        for masks, renders, contact, maps in (
+                (self.human_masks, self.human_renders, self.human_contact, self.human_view_maps),
+                (self.object_masks, self.object_renders, self.object_contact, self.object_view_maps)):
+            if source == "contact" and contact is not None and maps is not None and \
+                    (renders is None or tuple(renders.shape[1:3]) == tuple(maps.size)):
+                masks = maps.paint(contact)
             if masks is None:
                 continue
             tiles = []
@@ -533,6 +549,8 @@ class ContactEstimator:
             object_masks=_sigmoid(object_logits) if object_logits is not None else None,
             human_renders=getattr(self.human_assets, "renders", None),
             object_renders=getattr(obj.assets, "renders", None) if obj is not None else None,
+            human_view_maps=getattr(self.human_assets, "compact", None),
+            object_view_maps=getattr(obj.assets, "compact", None) if obj is not None else None,
             label_known=bool(extras.get("label_known", obj.known if obj is not None else False)),
             object_source=obj.source if obj is not None else "",
             text=getattr(out, "text", None),
