@@ -288,7 +288,10 @@ def test_params_file_integers_for_float_parameters_are_taken(tmp_path):
 
 @pytest.mark.parametrize("line, named", [("enabled: 1", "parameter enabled must be a boolean like true"),
                                          ("max_rate_hz: -2.0", "parameter max_rate_hz must be a number in [0, 1000]"),
-                                         ("object_label: 123", "parameter object_label must be a string like 'ball'")])
+                                         ("object_label: 123", "parameter object_label must be a string like 'ball'"),
+                                         ("object_label: '  '", "parameter object_label is empty"),
+                                         ("object_mesh: /no/such/mesh.obj",
+                                          "parameter object_mesh: mesh file '/no/such/mesh.obj' not found")])
 def test_params_file_wrong_type_or_range_is_one_fatal_line(tmp_path, line, named):
     pytest.importorskip("rclpy")
     rc, out = _run_node_with_params_file(tmp_path, f"interactvlm_contact:\n  ros__parameters:\n    {line}\n")

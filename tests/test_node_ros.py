@@ -274,14 +274,18 @@ def _param_setter(client):
     return set_param
 
 
-def test_parameters_at_run_time(node, photo):
+def test_parameters_at_run_time(node, photo, tmp_path):
     proc, client, _ = node
     set_param = _param_setter(client)
 
     r = set_param("object_label", "bad\x07label")  # (a NUL would be cut by the C layer)
     assert not r.successful and "control characters" in r.reason
     r = set_param("object_mesh", "/no/such/mesh.obj")
-    assert not r.successful and "does not exist" in r.reason
+    assert not r.successful and "'/no/such/mesh.obj' not found" in r.reason
+    junk = tmp_path / "junk.obj"
+    junk.write_text("this is not a mesh\n")
+    r = set_param("object_mesh", str(junk))  # refused when given, not failing every frame afterwards
+    assert not r.successful and "junk.obj" in r.reason and "triangle" in r.reason, r.reason
     r = set_param("model", "/elsewhere")
     assert not r.successful  # read-only: restart to change the model
     r = set_param("frame_id_override", "override_frame")

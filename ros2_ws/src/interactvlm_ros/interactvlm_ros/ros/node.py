@@ -43,7 +43,7 @@ import sys
 import threading
 import time
 import traceback
-from pathlib import Path
+import unicodedata
 
 import numpy as np
 import rclpy
@@ -230,6 +230,24 @@ def _transport(p: dict, name: str, choices: dict[str, str]) -> str:
     return value
 
 
+def _mesh_problem(path: str, what: str) -> str | None:
+    """Why ``path`` cannot be the object mesh (None when it can; '' = the library mesh of object_label). The file is read
+    once here (``objects.load_mesh``: exists, a mesh format, triangles, finite), so a missing or unreadable mesh is
+    refused when it is given — at start-up (the node does not start) or at run time (the mesh in force stays) — instead
+    of failing every frame afterwards."""
+    if not path:
+        return None
+    if any(unicodedata.category(c)[0] == "C" for c in path):
+        return f"{what} contains control characters; send a plain path"
+    from ..objects import MeshError, load_mesh
+
+    try:
+        load_mesh(path)
+    except MeshError as exc:
+        return f"{what}: {exc}; or '' for the library mesh of object_label"
+    return None
+
+
 def _pose_from_matrix(T) -> Pose:
     from scipy.spatial.transform import Rotation
 
@@ -288,6 +306,14 @@ class ContactNode(Node):
             qos = image_qos(str(p["image_qos"]))
             self._image_transport = _transport(p, "image_transport", conv.IMAGE_TRANSPORTS)
             self._depth_transport = _transport(p, "depth_transport", conv.DEPTH_TRANSPORTS)
+            try:  # the object a user configured: a typo must not run on the wrong object
+                self._label = conv.validate_label(p["object_label"], "parameter object_label")
+            except conv.InputError as exc:
+                raise ConfigError(str(exc)) from None
+            self._mesh = str(p["object_mesh"]).strip()
+            err = _mesh_problem(self._mesh, "parameter object_mesh")
+            if err:
+                raise ConfigError(err)
         except ConfigError:
             self._unbridge_logging()
             super().destroy_node()
@@ -300,18 +326,7 @@ class ContactNode(Node):
         self.stats = NodeStats()
         self._state_lock = threading.Lock()
         self.fatal: str | None = None
-        # validated run-time state
-        try:
-            self._label = conv.validate_label(p["object_label"])
-        except conv.InputError as exc:
-            self.get_logger().error(f"{exc}; using 'object'")
-            self._label = "object"
-        self._mesh = ""
-        if p["object_mesh"]:
-            if Path(p["object_mesh"]).is_file():
-                self._mesh = str(p["object_mesh"])
-            else:
-                self.get_logger().error(f"object_mesh '{p['object_mesh']}' does not exist; using the library mesh")
+        # validated run-time state (object_label, object_mesh: above)
         self._enabled = bool(p["enabled"])
         self._resumed = False  # set on enabled: false -> true; the worker restarts the track before the next frame
         self._threshold = float(p["contact_threshold"])
@@ -536,15 +551,10 @@ class ContactNode(Node):
 
     def _set_mesh(self, value, source: str) -> str | None:
         path = str(value).strip()
-        if path and not Path(path).is_file():
-            exc = conv.InputError(f"object_mesh '{path}' ({source}) does not exist; give an existing mesh file "
-                                  "or '' for the library mesh", "bad_mesh")
-            self._bad(exc)
-            return str(exc)
-        if any(ord(c) < 32 for c in path):
-            exc = conv.InputError(f"object_mesh ({source}) contains control characters", "bad_mesh")
-            self._bad(exc)
-            return str(exc)
+        err = _mesh_problem(path, f"object_mesh ({source})")
+        if err:  # refused: the mesh in force stays
+            self._bad(conv.InputError(err, "bad_mesh"))
+            return err
         with self._state_lock:
             self._mesh = path
         self.stats.info["object_mesh"] = path or "(library)"
