@@ -1,9 +1,9 @@
 """Launch the interactvlm_contact node (and optionally RViz).
 
     ros2 launch interactvlm_ros contact.launch.py image:=/camera/color/image_raw \
-        camera_info:=/camera/color/camera_info object_label:=cup [reconstruct:=true]
+        camera_info:=/camera/color/camera_info object_label:=cup [reconstruct:=true] [lifecycle:=true]
     # arguments: image camera_info depth object_mask object_detections (topic remaps), object_label model backend
-    #            image_transport depth_transport reconstruct (parameters), params_file rviz
+    #            image_transport depth_transport reconstruct (parameters), params_file rviz lifecycle autostart
 
 Parameters come from ``params_file`` (default: the installed config/contact.yaml). A parameter argument given on the
 command line overrides the file's value; one left empty (the default) keeps it — so a params file of your own is not
@@ -31,12 +31,32 @@ ARGUMENTS = {
                     "grasp regions, /tf) ('' = the params file's; config/contact.yaml: false)"),
     "params_file": ("", "parameter YAML (default: share/interactvlm_ros/config/contact.yaml)"),
     "rviz": ("false", "also start RViz with share/interactvlm_ros/rviz/contact.rviz"),
+    "lifecycle": ("false", "true: the managed node interactvlm-contact-lifecycle-node (configure loads the model, "
+                  "activate starts processing) instead of the plain one"),
+    "autostart": ("true", "with lifecycle:=true: this launch configures and then activates the node; false leaves it "
+                  "unconfigured for a lifecycle manager (nav2's, or ros2 lifecycle set)"),
 }
 #: topic names of the node remapped by the arguments of the same name
 REMAPS = ("image", "camera_info", "depth", "object_mask", "object_detections")
 #: arguments that override the node parameter of the same name when not empty
 PARAMETER_ARGUMENTS = ("object_label", "model", "backend", "image_transport", "depth_transport", "reconstruct")
 BOOL_PARAMETERS = ("reconstruct",)
+EXECUTABLES = {False: "interactvlm-contact-node", True: "interactvlm-contact-lifecycle-node"}
+
+
+def _bool_argument(name: str, value) -> bool:
+    value = str(value).strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f"launch argument {name}:={value}: use true or false (or leave it out)")
+    return value == "true"
+
+
+def node_kind(values: dict) -> tuple[str, bool, bool]:
+    """(executable, managed, autostart) from the ``lifecycle`` and ``autostart`` arguments (true/false, anything else
+    raises naming the argument; left out: the plain node)."""
+    managed = _bool_argument("lifecycle", values.get("lifecycle", ARGUMENTS["lifecycle"][0]))
+    autostart = _bool_argument("autostart", values.get("autostart", ARGUMENTS["autostart"][0]))
+    return EXECUTABLES[managed], managed, managed and autostart
 
 
 def parameter_overrides(values: dict) -> dict:
@@ -49,9 +69,7 @@ def parameter_overrides(values: dict) -> dict:
         if not value:
             continue
         if name in BOOL_PARAMETERS:
-            if value.lower() not in ("true", "false"):
-                raise ValueError(f"launch argument {name}:={value}: use true or false (or leave it out)")
-            out[name] = value.lower() == "true"
+            out[name] = _bool_argument(name, value)
         else:
             out[name] = value
     return out
@@ -59,12 +77,16 @@ def parameter_overrides(values: dict) -> dict:
 
 def generate_launch_description():
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
     from launch.conditions import IfCondition
+    from launch.events import matches_action
     from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-    from launch_ros.actions import Node
+    from launch_ros.actions import LifecycleNode, Node
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
     from launch_ros.parameter_descriptions import ParameterValue
     from launch_ros.substitutions import FindPackageShare
+    from lifecycle_msgs.msg import Transition
 
     share = FindPackageShare("interactvlm_ros")
     defaults = dict(ARGUMENTS)
@@ -77,15 +99,24 @@ def generate_launch_description():
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
         overrides = {k: v if isinstance(v, bool) else ParameterValue(v, value_type=str)  # str: no YAML re-typing
                      for k, v in parameter_overrides(values).items()}
-        return [Node(
-            package="interactvlm_ros",
-            executable="interactvlm-contact-node",
-            name="interactvlm_contact",
-            output="screen",
-            emulate_tty=True,
-            parameters=[values["params_file"], overrides],
-            remappings=[(name, values[name]) for name in REMAPS],
-        )]
+        executable, managed, autostart = node_kind(values)
+        common = dict(package="interactvlm_ros", executable=executable, name="interactvlm_contact", output="screen",
+                      emulate_tty=True, parameters=[values["params_file"], overrides],
+                      remappings=[(name, values[name]) for name in REMAPS])
+        if not managed:
+            return [Node(**common)]
+        node = LifecycleNode(namespace="", **common)
+
+        def transition(tid):
+            return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=tid))
+
+        if not autostart:
+            return [node]
+        # configure now, activate once configuring has reached inactive (not after a later deactivate)
+        activate = RegisterEventHandler(OnStateTransition(
+            target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+            entities=[transition(Transition.TRANSITION_ACTIVATE)]))
+        return [node, activate, transition(Transition.TRANSITION_CONFIGURE)]
 
     rviz = Node(
         package="rviz2",

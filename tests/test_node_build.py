@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "ros2_ws" / "src" / "interactvlm_ros"
 LAUNCH = REPO / "launch" / "contact.launch.py"
 LAUNCH_ARGS = {"image", "camera_info", "depth", "object_mask", "object_detections", "image_transport", "depth_transport", "object_label", "model",
-               "backend", "reconstruct", "params_file", "rviz"}
+               "backend", "reconstruct", "params_file", "rviz", "lifecycle", "autostart"}
 
 
 def test_launch_file_declares_the_arguments():
@@ -31,7 +31,7 @@ def test_launch_file_declares_the_arguments():
     assert LAUNCH_ARGS <= set(args)
     assert all(isinstance(d, str) and desc for d, desc in args.values())
     src = LAUNCH.read_text()
-    assert 'executable="interactvlm-contact-node"' in src and 'name="interactvlm_contact"' in src
+    assert 'executable=executable' in src and 'name="interactvlm_contact"' in src
     assert "DeclareLaunchArgument(name" in src and "OpaqueFunction(function=contact_node)" in src
     # the package ships the file through the launch symlink
     assert (PKG / "launch").resolve() == LAUNCH.parent.resolve()
@@ -80,6 +80,24 @@ def test_launch_parameter_arguments_override_the_params_file_only_when_given():
     assert over({"object_label": "123", "reconstruct": "false"}) == {"object_label": "123", "reconstruct": False}
     with pytest.raises(ValueError, match="reconstruct:=yes: use true or false"):
         over({"reconstruct": "yes"})
+
+
+def test_launch_lifecycle_arguments_choose_the_node():
+    """lifecycle:=true starts the managed node (an installed console script), configured and activated by the launch
+    unless autostart:=false (a lifecycle manager's job then)."""
+    mod = _launch_module()
+    defaults = {name: default for name, (default, _) in mod.ARGUMENTS.items()}
+    assert mod.node_kind(defaults) == ("interactvlm-contact-node", False, False)
+    assert mod.node_kind({**defaults, "lifecycle": "true"}) == ("interactvlm-contact-lifecycle-node", True, True)
+    assert mod.node_kind({**defaults, "lifecycle": "True", "autostart": "false"}) == (
+        "interactvlm-contact-lifecycle-node", True, False)
+    assert mod.node_kind({**defaults, "autostart": "false"})[1:] == (False, False)
+    with pytest.raises(ValueError, match="lifecycle:=managed: use true or false"):
+        mod.node_kind({**defaults, "lifecycle": "managed"})
+    # both executables are console scripts of the package (installed into lib/interactvlm_ros by colcon)
+    setup = (PKG / "setup.py").read_text()
+    for exe in mod.EXECUTABLES.values():
+        assert f'"{exe} = interactvlm_ros.ros.node:' in setup, exe
 
 
 def test_config_matches_node_parameters():
@@ -137,7 +155,7 @@ def test_colcon_build(tmp_path):
               "package.xml"):
         assert (share / f).is_file(), f
     lib = tmp_path / "install" / "interactvlm_ros" / "lib" / "interactvlm_ros"
-    for exe in ("interactvlm-contact-node", "interactvlm-replay"):
+    for exe in ("interactvlm-contact-node", "interactvlm-contact-lifecycle-node", "interactvlm-replay"):
         assert os.access(lib / exe, os.X_OK), exe
 
 

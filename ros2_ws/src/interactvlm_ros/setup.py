@@ -39,6 +39,7 @@ EXTRAS = {
         "ros-visualization-msgs",
         "ros-shape-msgs",
         "ros-diagnostic-msgs",
+        "ros-lifecycle-msgs",  # the lifecycle node's services (also a dependency of ros-rclpy)
     ],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})
@@ -75,6 +76,7 @@ setup(
         "console_scripts": [
             "interactvlm = interactvlm_ros.cli.main:main",
             "interactvlm-contact-node = interactvlm_ros.ros.node:main",
+            "interactvlm-contact-lifecycle-node = interactvlm_ros.ros.node:lifecycle_main",
             "interactvlm-replay = interactvlm_ros.ros.replay:main",
         ],
     },

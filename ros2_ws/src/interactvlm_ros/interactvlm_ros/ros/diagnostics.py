@@ -130,6 +130,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None, ima
         st.level, st.message = DiagnosticStatus.ERROR, f"error: {snap['last_error']}"
     elif state == "paused":  # asked for (enabled:=false): not a problem
         st.level, st.message = DiagnosticStatus.OK, "paused (enabled:=false)"
+    elif state == "inactive":  # a lifecycle node configured, not activated (asked for by its manager)
+        st.level, st.message = DiagnosticStatus.OK, "inactive (lifecycle: configured, not active)"
     elif state != "running":
         st.level, st.message = DiagnosticStatus.WARN, state
     elif image_timeout > 0 and snap["image_age_s"] > image_timeout:
@@ -144,6 +146,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None, ima
     c = snap["counters"]
     for key in ("received", "processed", "dropped", "bad_input", "published", "paused"):
         kv.append((f"frames_{key}", str(c.get(key, 0))))
+    if "inactive" in c:  # a lifecycle node's frames while not active
+        kv.append(("frames_inactive", str(c["inactive"])))
     for key in ("hand_frame_search_ran", "hand_frame_search_skipped"):  # video-mode perception (reduced-rate search)
         if key in c:
             kv.append((f"perception/{key}", str(c[key])))

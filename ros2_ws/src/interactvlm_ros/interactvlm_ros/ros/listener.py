@@ -219,11 +219,13 @@ def die_with_parent() -> None:
 
 
 def start_node_process(domain_id: int, params: dict | None = None, log_path=None, params_file=None,
-                       remaps: dict | None = None) -> subprocess.Popen:
-    """``interactvlm-contact-node`` as a subprocess (``python -m interactvlm_ros.ros.node``) with ``-p`` overrides and
-    ``-r`` topic remaps; stdout+stderr go to ``log_path`` (or are inherited). The child is terminated if this process
-    dies."""
-    cmd = [sys.executable, "-m", "interactvlm_ros.ros.node", "--ros-args"]
+                       remaps: dict | None = None, lifecycle: bool = False) -> subprocess.Popen:
+    """``interactvlm-contact-node`` (``lifecycle``: ``interactvlm-contact-lifecycle-node``) as a subprocess of this
+    Python with ``-p`` overrides and ``-r`` topic remaps; stdout+stderr go to ``log_path`` (or are inherited). The child
+    is terminated if this process dies."""
+    cmd = ([sys.executable, "-c", "import sys; from interactvlm_ros.ros.node import lifecycle_main; "
+            "sys.exit(lifecycle_main())"] if lifecycle else [sys.executable, "-m", "interactvlm_ros.ros.node"])
+    cmd.append("--ros-args")
     if params_file:
         cmd += ["--params-file", str(params_file)]
     for k, v in (params or {}).items():

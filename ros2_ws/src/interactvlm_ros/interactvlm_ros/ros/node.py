@@ -34,6 +34,10 @@ Topics (all remappable; ``~`` = the node's namespace/name):
 
 Bad input never stops the node: it is logged in one line naming the field and the fix, counted in
 /diagnostics (bad_input/<reason>), the frame is skipped, and label/mesh state is kept.
+
+Two node classes share all of this (``_ContactNodeBase``): ``ContactNode`` (``interactvlm-contact-node``) starts at once;
+``ContactLifecycleNode`` (``interactvlm-contact-lifecycle-node``) is a managed node whose ``configure`` loads the model,
+``activate`` / ``deactivate`` gate the processing and ``cleanup`` lets everything go (docs/node.md).
 """
 from __future__ import annotations
 
@@ -50,6 +54,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -183,7 +188,10 @@ def _declare(node: Node) -> dict:
     p = {}
     for name, (default, desc, ro) in PARAMETERS.items():
         try:
-            p[name] = node.declare_parameter(name, default, _descriptor(name, default, desc, ro)).value
+            if node.has_parameter(name):  # a lifecycle node configured again: the values in force
+                p[name] = node.get_parameter(name).value
+            else:
+                p[name] = node.declare_parameter(name, default, _descriptor(name, default, desc, ro)).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
             if name in _NUMERIC:
                 raise ConfigError(f"parameter {_rule(name)} ({exc})") from None
@@ -294,13 +302,20 @@ class _NewestSlot:
             self._cv.notify_all()
 
 
-class ContactNode(Node):
-    """The contact node. ``estimator``: an already-built ContactEstimator (otherwise built from the
-    parameters on the worker thread)."""
+class _ContactNodeBase:
+    """What the contact node does, on top of an rclpy ``Node`` (:class:`ContactNode`) or ``LifecycleNode``
+    (:class:`ContactLifecycleNode`): ``_setup`` = parameters, subscriptions, publishers, timers and threads;
+    ``_load_model`` = the estimator and the object's assets; ``_teardown`` = all of it gone again."""
 
-    def __init__(self, estimator=None, **kwargs):
-        super().__init__(NODE_NAME, **kwargs)
+    _active = True  # frames are processed (a lifecycle node: only while active)
+
+    def _setup(self, estimator=None, start: bool = True) -> None:
+        """Everything the node runs with. ``estimator``: an already-built ContactEstimator (otherwise built from the
+        parameters: on the worker thread when ``start``, by ``_load_model`` otherwise). ``start``: start the worker and
+        visuals threads now. Raises ConfigError (nothing left behind) on start-up parameters it cannot run with."""
         self._unbridge_logging = logbridge.bridge(self.get_logger())  # the core's Python logging -> this node's ROS log
+        self._torn_down = False
+        entities_before = self._entities()
         try:  # bad start-up parameters: fail before anything is subscribed or loaded
             p = _declare(self)
             qos = image_qos(str(p["image_qos"]))
@@ -316,13 +331,14 @@ class ContactNode(Node):
                 raise ConfigError(err)
         except ConfigError:
             self._unbridge_logging()
-            super().destroy_node()
             raise
         # what the ``part`` field of ~/human_contacts indexes (read-only; the vocabulary every body model maps to)
-        self.declare_parameter("part_names", list(PART_NAMES), ParameterDescriptor(
-            name="part_names", read_only=True,
-            description="body-part names; the 'part' field of ~/human_contacts is an index into this list (255 = unknown)"),
-            ignore_override=True)  # not a setting: a params file cannot rename the parts
+        if not self.has_parameter("part_names"):  # a lifecycle node configured again keeps its parameters
+            self.declare_parameter("part_names", list(PART_NAMES), ParameterDescriptor(
+                name="part_names", read_only=True,
+                description="body-part names; the 'part' field of ~/human_contacts is an index into this list "
+                            "(255 = unknown)"),
+                ignore_override=True)  # not a setting: a params file cannot rename the parts
         self.stats = NodeStats()
         self._state_lock = threading.Lock()
         self.fatal: str | None = None
@@ -420,7 +436,9 @@ class ContactNode(Node):
                            "ROS install has ros-<distro>-vision-msgs): the object region comes from object_mask or is "
                            "estimated")
         self._params = p
+        self._given_estimator = estimator
         self.estimator = estimator
+        self._loaded = False
         self._slot = None
         self._cv = threading.Condition()
         self._stop = False
@@ -429,13 +447,26 @@ class ContactNode(Node):
         self._obs_slot = _NewestSlot()  # perceived frame -> worker
         self._perception = threading.Thread(target=self._run_perception, name="interactvlm_perception", daemon=True)
         self._worker = threading.Thread(target=self._run_worker, name="interactvlm_worker", daemon=True)
-        self._worker.start()
         self._visuals = threading.Thread(target=self._run_visuals, name="interactvlm_visuals", daemon=True)
+        self._own_entities = {k: v - entities_before[k] for k, v in self._entities().items()}
+        if start:
+            self._start_threads()
+
+    def _entities(self) -> dict[str, set]:
+        return {"subscriptions": set(self.subscriptions), "publishers": set(self.publishers),
+                "timers": set(self.timers)}
+
+    def _start_threads(self) -> None:
+        """The worker (it loads the model first unless ``_load_model`` did, then starts perception) and visuals."""
+        self._worker.start()
         self._visuals.start()
 
     # ------------------------------------------------------------------------------ callbacks
     def _on_image(self, msg) -> None:  # Image, or CompressedImage (image_transport:=compressed)
         self.stats.image_received()
+        if not self._active:  # a lifecycle node that is configured but not active
+            self.stats.inc("inactive")
+            return
         if not self._enabled:
             self.stats.inc("paused")
             return
@@ -637,7 +668,9 @@ class ContactNode(Node):
             reconstruct_cold_start=str(p["reconstruct_cold_start"]),
         )
 
-    def _run_worker(self) -> None:
+    def _load_model(self) -> bool:
+        """Build the estimator (unless one was given) and prepare the object's assets; False (``fatal`` set, logged
+        FATAL, diagnostics state ``error``) when the model cannot be loaded."""
         try:
             if self.estimator is None:
                 self.stats.state = "loading model"
@@ -653,7 +686,7 @@ class ContactNode(Node):
                     self.get_logger().warning(f"object '{label}' not prepared: {exc}")
             self.stats.info.update({"model": str(getattr(est, "model_name", "?")), "backend": str(getattr(est, "backend", "?"))})
             self._sync_fallbacks()
-            self.stats.state = "running" if self._enabled else "paused"
+            self.stats.state = ("running" if self._enabled else "paused") if self._active else "inactive"
             self.get_logger().info(
                 f"ready: model={self.stats.info['model']} backend={self.stats.info['backend']} "
                 f"label='{self._label}' (load {getattr(est, 'load_ms', float('nan')):.0f} ms)"
@@ -663,6 +696,12 @@ class ContactNode(Node):
             self.stats.state = "error"
             self.stats.last_error = self.fatal
             self.get_logger().fatal(self.fatal)
+            return False
+        self._loaded = True
+        return True
+
+    def _run_worker(self) -> None:
+        if not self._loaded and not self._load_model():
             return
         self._perception.start()
         while not self._stop:
@@ -821,6 +860,9 @@ class ContactNode(Node):
     def _infer(self, msg: Image, t_recv: float, rgb, observation, t_start: float, t_decoded: float,
                t_observed: float) -> None:
         t_infer = time.monotonic()
+        if not self._active:  # deactivated while this frame was perceived
+            self.stats.inc("inactive")
+            return
         if not self._enabled:  # paused while this frame was perceived: dropped like the frames after it
             self.stats.inc("paused")
             return
@@ -992,7 +1034,12 @@ class ContactNode(Node):
     def _publish_diagnostics(self) -> None:
         self.pub_diag.publish(self._diagnostics())
 
-    def destroy_node(self):
+    def _teardown(self) -> None:
+        """Stop the threads, cancel a background cold fit, destroy this node's own subscriptions, publishers and
+        timers, and let go of an estimator the node built (a given one is kept). A second call does nothing."""
+        if self._torn_down:
+            return
+        self._torn_down = True
         self._stop = True
         close = getattr(self.estimator, "close", None)
         if close is not None:  # a background cold fit is cancelled at its next iteration (no fit outlives the node)
@@ -1004,8 +1051,124 @@ class ContactNode(Node):
         for t in (self._worker, self._perception, self._visuals):
             if t.is_alive():
                 t.join(timeout=5.0)
+        self.remove_on_set_parameters_callback(self._on_parameters)
+        for sub in self._own_entities["subscriptions"]:
+            self.destroy_subscription(sub)
+        for pub in self._own_entities["publishers"]:
+            self.destroy_publisher(pub)
+        for timer in self._own_entities["timers"]:
+            self.destroy_timer(timer)
+        self._tf = None
+        self.estimator = self._given_estimator
+        self._loaded = False
         self._unbridge_logging()
+
+
+class ContactNode(_ContactNodeBase, Node):
+    """The contact node: starts at once (the model loads on its worker thread; diagnostics say ``loading model``).
+    ``estimator``: an already-built ContactEstimator (otherwise built from the parameters)."""
+
+    def __init__(self, estimator=None, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._setup(estimator)
+        except ConfigError:
+            super().destroy_node()
+            raise
+
+    def destroy_node(self):
+        self._teardown()
         return super().destroy_node()
+
+
+class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
+    """The contact node as a managed (lifecycle) node, for a lifecycle manager (nav2's, or ``ros2 lifecycle set``):
+
+    * ``configure``: the parameters are read and checked, the model and the object's assets are loaded (seconds; the
+      transition returns when they are), topics are created; a bad parameter or a model that cannot be loaded → the
+      transition fails with one log line naming it, and the node stays unconfigured;
+    * ``activate``: images are processed and the outputs published; ``deactivate``: images are dropped (counted as
+      ``frames_inactive``; /diagnostics keeps going, state ``inactive``), the reconstruction's track restarts on the
+      next activation;
+    * ``cleanup`` / ``shutdown``: threads stopped, topics destroyed, the model let go (a given ``estimator`` is kept).
+    """
+
+    def __init__(self, estimator=None, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self._configured = False
+        self._estimator_arg = estimator
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        try:
+            self._setup(self._estimator_arg, start=False)
+        except ConfigError as exc:
+            self.get_logger().error(f"{exc}; not configured")
+            return TransitionCallbackReturn.FAILURE
+        self._configured = True
+        if not self._load_model():
+            self._teardown()
+            self._configured = False
+            self.fatal = None  # a manager may fix the cause and configure again
+            return TransitionCallbackReturn.FAILURE
+        self._start_threads()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._resumed = True  # the scene moved on while inactive: the reconstruction starts a new track
+        self._active = True
+        self.stats.state = "running" if self._enabled else "paused"
+        self.get_logger().info("activated: processing images")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        with self._cv:
+            if self._slot is not None:
+                self.stats.inc("inactive")
+            self._slot = None
+        self.stats.state = "inactive"
+        self.get_logger().info("deactivated: images are dropped")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        self._active = False
+        if self._configured:
+            self._configured = False
+            self._teardown()
+
+    def destroy_node(self):
+        self._release()
+        return super().destroy_node()
+
+
+def lifecycle_main(args=None) -> int:
+    """Console script ``interactvlm-contact-lifecycle-node``: :class:`ContactLifecycleNode`, unconfigured until a
+    lifecycle manager (or ``ros2 lifecycle set /interactvlm_contact configure``, then ``activate``) moves it on.
+    Ctrl-C / SIGTERM: the node is shut down (threads stopped, model let go), exit code 0."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = ContactLifecycleNode()
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.try_shutdown()
+    return 0
 
 
 def main(args=None) -> int:
