@@ -247,3 +247,21 @@ def test_a_detectors_box_paired_by_stamp_goes_to_the_fit(monkeypatch):
     finally:
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_reset_tracking_request_restarts_the_track_before_the_next_frame(node):
+    """``~/reset_tracking`` (std_srvs/Trigger): with reconstruct the next frame restarts the track (once); without it the
+    request is refused with the reason."""
+    from std_srvs.srv import Trigger
+
+    est = node.estimator
+    r = node._on_reset_tracking(Trigger.Request(), Trigger.Response())
+    assert not r.success and "reconstruct is false" in r.message
+    node._params["reconstruct"] = True
+    r = node._on_reset_tracking(Trigger.Request(), Trigger.Response())
+    assert r.success and est.resets == 0  # applied by the worker, before its next frame
+    for _ in range(2):
+        with pytest.raises(_Stop):
+            _infer(node)
+    assert est.resets == 1 and node.stats.snapshot()["counters"]["reconstruction_reset_requests"] == 1
+

@@ -175,3 +175,26 @@ def test_object_mask_topic_is_used_by_the_fit(recon_node):
     assert client.wait_for(lambda: counter("object_mask/matched") == matched + 2, 10.0), client.last_diagnostics()
     assert counter("reconstruction/object_not_visible") == hidden + 1
     assert proc.poll() is None
+
+
+def test_reset_tracking_service_starts_a_new_track(recon_node):
+    """``~/reset_tracking`` (std_srvs/Trigger, e.g. a planner after a handover): answered with success, and the next
+    frame's fit is cold again (background: its frames report cold_start_pending) instead of warm-starting."""
+    from std_srvs.srv import Trigger
+
+    proc, client, log, rgb = recon_node
+    cli = client.node.create_client(Trigger, "/interactvlm_contact/reset_tracking")
+    assert cli.wait_for_service(timeout_sec=10.0)
+    for sec in range(8200, 8250):  # tracked first (a cold fit of an earlier test ends first)
+        if set(_frame(client, rgb, sec, 60.0)) == set(RECON):
+            break
+    pending = int(client.last_diagnostics().get("reconstruction/cold_start_pending", 0))
+    fut = cli.call_async(Trigger.Request())
+    assert client.wait_for(fut.done, 10.0)
+    assert fut.result().success and "new track" in fut.result().message
+    assert _frame(client, rgb, 8300, 60.0) == {}  # cold again: no poses for this frame while its fit runs
+    assert client.wait_for(
+        lambda: int(client.last_diagnostics().get("reconstruction/cold_start_pending", 0)) > pending, 10.0)
+    assert client.wait_for(lambda: client.last_diagnostics().get("reconstruction/reset_requests") == "1", 10.0)
+    assert "reset_tracking: the next frame starts a new track" in log.read_text()
+    assert proc.poll() is None

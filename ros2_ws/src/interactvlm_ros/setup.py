@@ -40,6 +40,7 @@ EXTRAS = {
         "ros-shape-msgs",
         "ros-diagnostic-msgs",
         "ros-lifecycle-msgs",  # the lifecycle node's services (also a dependency of ros-rclpy)
+        "ros-std-srvs",  # ~/reset_tracking (std_srvs/Trigger)
     ],
 }
 EXTRAS["all"] = sorted({dep for deps in EXTRAS.values() for dep in deps})

@@ -77,6 +77,12 @@ try:  # a detector's boxes on object_detections (vision_msgs: a ROS install has 
 except ImportError as _exc:
     Detection2DArray, VISION_MSGS_MISSING = None, str(_exc)
 
+try:  # ~/reset_tracking (std_srvs: a ROS install has it; pip: ros-std-srvs)
+    from std_srvs.srv import Trigger
+    STD_SRVS_MISSING = ""
+except ImportError as _exc:
+    Trigger, STD_SRVS_MISSING = None, str(_exc)
+
 NODE_NAME = "interactvlm_contact"
 #: seconds between two log lines of the same bad-input reason (every bad message is still counted in /diagnostics)
 BAD_INPUT_LOG_PERIOD_S = 5.0
@@ -395,6 +401,9 @@ class _ContactNodeBase:
             self._decode_depth = lambda m: conv.depth_to_metres(m, allow_nonfinite=self._allow_nonfinite)
             self.create_subscription(Image, "depth", self._on_depth, qos)
         self.create_subscription(Image, "object_mask", self._on_object_mask, qos)
+        if Trigger is None:
+            self._fallback(f"no ~/reset_tracking service (std_srvs not importable: {STD_SRVS_MISSING}; pip install "
+                           "ros-std-srvs, a ROS install has it)")
         if Detection2DArray is not None:
             self.create_subscription(Detection2DArray, "object_detections", self._on_detections, qos)
             self.stats.info["object_detections"] = "vision_msgs/Detection2DArray"
@@ -402,6 +411,9 @@ class _ContactNodeBase:
             self.stats.info["object_detections"] = "off (vision_msgs not importable)"
         self.create_subscription(String, "~/object_label", self._on_label, 10)
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
+        self._reset_srv = None
+        if Trigger is not None:
+            self._reset_srv = self.create_service(Trigger, "~/reset_tracking", self._on_reset_tracking)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 5)
         self.pub_human = self.create_publisher(PointCloud2, "~/human_contacts", 5)
         self.pub_object = self.create_publisher(PointCloud2, "~/object_contacts", 5)
@@ -597,6 +609,18 @@ class _ContactNodeBase:
 
     def _on_mesh(self, msg: String) -> None:
         self._set_mesh(msg.data, "topic")
+
+    def _on_reset_tracking(self, request, response):
+        """``~/reset_tracking`` (std_srvs/Trigger), e.g. from a planner after a handover: the next frame's reconstruction
+        is a cold fit (a new track) instead of warm-starting from the previous object pose."""
+        if not bool(self._params["reconstruct"]):
+            response.success, response.message = False, "reconstruct is false: there is no track to reset"
+            return response
+        self._resumed = True  # read by the worker before its next frame (as after a resume)
+        self.stats.inc("reconstruction_reset_requests")
+        self.get_logger().info("reset_tracking: the next frame starts a new track (cold fit)")
+        response.success, response.message = True, "the next frame's reconstruction starts a new track (cold fit)"
+        return response
 
     def _set_enabled(self, enabled: bool) -> None:
         """``enabled`` at run time: pausing drops the frame waiting in the slot (frames already being processed finish);
@@ -1052,6 +1076,8 @@ class _ContactNodeBase:
             if t.is_alive():
                 t.join(timeout=5.0)
         self.remove_on_set_parameters_callback(self._on_parameters)
+        if self._reset_srv is not None:
+            self.destroy_service(self._reset_srv)
         for sub in self._own_entities["subscriptions"]:
             self.destroy_subscription(sub)
         for pub in self._own_entities["publishers"]:
