@@ -139,6 +139,7 @@ def test_a_configuration_that_cannot_load_fails_the_transition(tmp_path):
         assert lc.state() == "unconfigured" and proc.poll() is None
         text = log.read_text()
         assert text.count("model could not be loaded") == 1 and "/nonexistent/model_dir" in text, text
+        assert "configure failed: the node stays unconfigured" in text and "FATAL" not in text, text
         assert State.PRIMARY_STATE_UNCONFIGURED == 1
     finally:
         client.close()

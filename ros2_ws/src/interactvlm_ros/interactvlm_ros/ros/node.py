@@ -314,6 +314,7 @@ class _ContactNodeBase:
     ``_load_model`` = the estimator and the object's assets; ``_teardown`` = all of it gone again."""
 
     _active = True  # frames are processed (a lifecycle node: only while active)
+    _load_failure = "fatal"  # how a model that cannot be loaded is logged (the plain node then exits with code 1)
 
     def _setup(self, estimator=None, start: bool = True) -> None:
         """Everything the node runs with. ``estimator``: an already-built ContactEstimator (otherwise built from the
@@ -719,7 +720,10 @@ class _ContactNodeBase:
             self.fatal = f"model could not be loaded: {exc}"
             self.stats.state = "error"
             self.stats.last_error = self.fatal
-            self.get_logger().fatal(self.fatal)
+            if self._load_failure == "fatal":
+                self.get_logger().fatal(self.fatal)
+            else:
+                self.get_logger().error(f"{self.fatal}; {self._load_failure}")
             return False
         self._loaded = True
         return True
@@ -1118,6 +1122,8 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
       next activation;
     * ``cleanup`` / ``shutdown``: threads stopped, topics destroyed, the model let go (a given ``estimator`` is kept).
     """
+
+    _load_failure = "configure failed: the node stays unconfigured"
 
     def __init__(self, estimator=None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
