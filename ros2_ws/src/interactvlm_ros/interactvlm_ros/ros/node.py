@@ -1127,6 +1127,7 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
 
     def __init__(self, estimator=None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        self.fatal = None  # stays None: a model that cannot be loaded fails ``configure`` instead of ending the process
         self._configured = False
         self._estimator_arg = estimator
 
@@ -1182,38 +1183,11 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
         return super().destroy_node()
 
 
-def lifecycle_main(args=None) -> int:
-    """Console script ``interactvlm-contact-lifecycle-node``: :class:`ContactLifecycleNode`, unconfigured until a
-    lifecycle manager (or ``ros2 lifecycle set /interactvlm_contact configure``, then ``activate``) moves it on.
-    Ctrl-C / SIGTERM: the node is shut down (threads stopped, model let go), exit code 0."""
+def _spin(node) -> int:
+    """Spin ``node`` until Ctrl-C / SIGTERM (exit code 0) or until the plain node's model fails to load (``fatal``: one
+    last /diagnostics message with the error, exit code 1); then destroy it and shut rclpy down."""
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    rclpy.init(args=args if args is not None else sys.argv)
-    node = ContactLifecycleNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.try_shutdown()
-    return 0
-
-
-def main(args=None) -> int:
-    """Console script ``interactvlm-contact-node`` (takes ``--ros-args --params-file FILE -p name:=value``)."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-
-    rclpy.init(args=args if args is not None else sys.argv)
-    try:
-        node = ContactNode()
-    except ConfigError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"{exc}; not started")
-        rclpy.try_shutdown()
-        return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     code = 0
@@ -1230,6 +1204,27 @@ def main(args=None) -> int:
         if rclpy.ok():
             rclpy.try_shutdown()
     return code
+
+
+def lifecycle_main(args=None) -> int:
+    """Console script ``interactvlm-contact-lifecycle-node``: :class:`ContactLifecycleNode`, unconfigured until a
+    lifecycle manager (or ``ros2 lifecycle set /interactvlm_contact configure``, then ``activate``) moves it on; a
+    failed configure leaves it running, unconfigured. Ctrl-C / SIGTERM: shut down (threads stopped, model let go),
+    exit code 0."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    return _spin(ContactLifecycleNode())
+
+
+def main(args=None) -> int:
+    """Console script ``interactvlm-contact-node`` (takes ``--ros-args --params-file FILE -p name:=value``)."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = ContactNode()
+    except ConfigError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"{exc}; not started")
+        rclpy.try_shutdown()
+        return 1
+    return _spin(node)
 
 
 if __name__ == "__main__":  # pragma: no cover
