@@ -265,3 +265,40 @@ def test_reset_tracking_request_restarts_the_track_before_the_next_frame(node):
             _infer(node)
     assert est.resets == 1 and node.stats.snapshot()["counters"]["reconstruction_reset_requests"] == 1
 
+
+
+def test_lifecycle_node_in_process_configure_fails_on_a_bad_parameter_and_succeeds_once_it_is_fixed():
+    """A lifecycle node whose start-up label is blank: configure fails (nothing created), the label is set while the node
+    is unconfigured (as a manager would), configure succeeds with it; deactivate drops a frame in flight; cleanup
+    removes the topics and the reset service, and a second cleanup path (destroy_node) is harmless."""
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    from interactvlm_ros.ros.node import ContactLifecycleNode
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=95)
+    est = EstimatorDouble()
+    n = ContactLifecycleNode(estimator=est, context=ctx, parameter_overrides=[
+        Parameter("object_label", value="  "), Parameter("camera_info_wait", value=0.0)])
+    try:
+        assert n.trigger_configure() == R.FAILURE
+        assert not list(n.subscriptions) and not n._configured
+        assert n.set_parameters([Parameter("object_label", value="cup")])[0].successful
+        assert n.trigger_configure() == R.SUCCESS
+        assert n._label == "cup" and n.stats.state == "inactive" and n.estimator is est
+        assert any(s.topic_name == "/image" for s in n.subscriptions)
+        assert n.trigger_activate() == R.SUCCESS and n._active and n.stats.state == "running"
+        with pytest.raises(_Stop):
+            _infer(n)
+        assert est.resets == 1  # activation starts a new track
+        assert n.trigger_deactivate() == R.SUCCESS
+        _infer(n)  # perceived while active, inferred after the deactivation: dropped and counted
+        assert est.estimates == 1 and n.stats.snapshot()["counters"]["inactive"] == 1
+        assert n.trigger_cleanup() == R.SUCCESS
+        assert not list(n.subscriptions) and not any(s.srv_name.endswith("reset_tracking") for s in n.services)
+        assert not any(p.topic_name.endswith(("/human_contacts", "/diagnostics")) for p in n.publishers)
+        assert not list(n.timers)
+        assert n.estimator is est  # a given estimator is kept for the next configure
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
