@@ -302,3 +302,28 @@ def test_lifecycle_node_in_process_configure_fails_on_a_bad_parameter_and_succee
     finally:
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_lifecycle_node_error_in_a_transition_releases_everything(monkeypatch):
+    """A transition callback that raises (rclpy: ERROR -> on_error): the node releases what it holds and ends up
+    unconfigured, from where it can be configured again."""
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    from interactvlm_ros.ros.node import ContactLifecycleNode
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=95)
+    n = ContactLifecycleNode(estimator=EstimatorDouble(), context=ctx)
+    try:
+        assert n.trigger_configure() == R.SUCCESS and list(n.subscriptions)
+        monkeypatch.setattr(n.stats, "inc", lambda *a: 1 / 0)  # deactivate counts the slot's frame: raises
+        n._slot = ("frame", 0.0)
+        assert n.trigger_activate() == R.SUCCESS
+        assert n.trigger_deactivate() != R.SUCCESS
+        assert n._state_machine.current_state[1] == "unconfigured"
+        assert not n._configured and not list(n.subscriptions)
+        monkeypatch.undo()
+        assert n.trigger_configure() == R.SUCCESS and list(n.subscriptions)
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -1172,6 +1172,12 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition callback raised: release everything, so that the node is truly ``unconfigured`` afterwards."""
+        self.get_logger().error(f"lifecycle error in state '{state.label}': releasing the model and topics")
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
     def _release(self) -> None:
         self._active = False
         if self._configured:
