@@ -255,8 +255,8 @@ def _mesh_problem(path: str, what: str) -> str | None:
         return f"{what} contains control characters; send a plain path"
     from ..objects import MeshError, load_mesh
 
-    try:
-        load_mesh(path)
+    try:  # read and checked; a large mesh is decimated later, where it is used, not in this (executor) callback
+        load_mesh(path, max_faces=sys.maxsize)
     except MeshError as exc:
         return f"{what}: {exc}; or '' for the library mesh of object_label"
     return None
