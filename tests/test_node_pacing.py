@@ -27,10 +27,13 @@ class EstimatorDouble:
     reconstruct = False
 
     def __init__(self):
-        self.resets, self.estimates = 0, 0
+        self.resets, self.estimates, self.closed = 0, 0, False
 
     def reset_tracking(self):
         self.resets += 1
+
+    def close(self):
+        self.closed = True
 
     def estimate(self, *args, **kwargs):
         self.estimates += 1
@@ -298,7 +301,8 @@ def test_lifecycle_node_in_process_configure_fails_on_a_bad_parameter_and_succee
         assert not list(n.subscriptions) and not any(s.srv_name.endswith("reset_tracking") for s in n.services)
         assert not any(p.topic_name.endswith(("/human_contacts", "/diagnostics")) for p in n.publishers)
         assert not list(n.timers)
-        assert n.estimator is est  # a given estimator is kept for the next configure
+        assert n.estimator is est  # a given estimator is kept for the next configure: its track reset, not closed
+        assert est.resets == 2 and not est.closed
     finally:
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)

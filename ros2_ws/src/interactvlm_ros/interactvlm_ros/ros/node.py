@@ -1069,9 +1069,13 @@ class _ContactNodeBase:
             return
         self._torn_down = True
         self._stop = True
-        close = getattr(self.estimator, "close", None)
-        if close is not None:  # a background cold fit is cancelled at its next iteration (no fit outlives the node)
-            close()
+        # a background cold fit is cancelled at its next iteration (no fit outlives the node); an estimator the node was
+        # given stays usable (a lifecycle node configures with it again): its track is reset (that cancels a running
+        # cold fit too), not closed
+        given = self.estimator is not None and self.estimator is self._given_estimator
+        stop = getattr(self.estimator, "reset_tracking" if given else "close", None)
+        if stop is not None:
+            stop()
         with self._cv:
             self._cv.notify_all()
         for slot in (self._visual_slot, self._obs_slot):
