@@ -412,9 +412,8 @@ class _ContactNodeBase:
             self.stats.info["object_detections"] = "off (vision_msgs not importable)"
         self.create_subscription(String, "~/object_label", self._on_label, 10)
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
-        self._reset_srv = None
         if Trigger is not None:
-            self._reset_srv = self.create_service(Trigger, "~/reset_tracking", self._on_reset_tracking)
+            self.create_service(Trigger, "~/reset_tracking", self._on_reset_tracking)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 5)
         self.pub_human = self.create_publisher(PointCloud2, "~/human_contacts", 5)
         self.pub_object = self.create_publisher(PointCloud2, "~/object_contacts", 5)
@@ -467,7 +466,7 @@ class _ContactNodeBase:
 
     def _entities(self) -> dict[str, set]:
         return {"subscriptions": set(self.subscriptions), "publishers": set(self.publishers),
-                "timers": set(self.timers)}
+                "timers": set(self.timers), "services": set(self.services)}
 
     def _start_threads(self) -> None:
         """The worker (it loads the model first unless ``_load_model`` did, then starts perception) and visuals."""
@@ -475,13 +474,28 @@ class _ContactNodeBase:
         self._visuals.start()
 
     # ------------------------------------------------------------------------------ callbacks
+    def _gate(self) -> str | None:
+        """Why frames are not processed now — ``inactive`` (a lifecycle node configured, not active) or ``paused``
+        (``enabled:=false``), also the name of the counter of the frames dropped for it — or None."""
+        return "inactive" if not self._active else None if self._enabled else "paused"
+
+    def _run_state(self) -> str:
+        """The diagnostics state of a loaded node: ``running``, or why it is not (``_gate``)."""
+        return self._gate() or "running"
+
+    def _drop_waiting_frame(self, counter: str) -> None:
+        """Processing stopped: the frame waiting in the slot is dropped and counted as ``counter`` (frames already being
+        processed finish; ``_infer`` drops them at the gate)."""
+        with self._cv:
+            if self._slot is not None:
+                self.stats.inc(counter)
+            self._slot = None
+
     def _on_image(self, msg) -> None:  # Image, or CompressedImage (image_transport:=compressed)
         self.stats.image_received()
-        if not self._active:  # a lifecycle node that is configured but not active
-            self.stats.inc("inactive")
-            return
-        if not self._enabled:
-            self.stats.inc("paused")
+        gate = self._gate()
+        if gate:
+            self.stats.inc(gate)
             return
         with self._cv:
             if self._slot is not None:
@@ -630,14 +644,11 @@ class _ContactNodeBase:
             return
         self._enabled = enabled
         if not enabled:
-            with self._cv:
-                if self._slot is not None:
-                    self.stats.inc("paused")
-                self._slot = None
+            self._drop_waiting_frame("paused")
         else:
             self._resumed = True
         if self.stats.state in ("running", "paused"):
-            self.stats.state = "running" if enabled else "paused"
+            self.stats.state = self._run_state()
         self.get_logger().info("resumed (enabled:=true)" if enabled else "paused (enabled:=false): frames are dropped")
 
     def _on_parameters(self, params) -> SetParametersResult:
@@ -711,7 +722,7 @@ class _ContactNodeBase:
                     self.get_logger().warning(f"object '{label}' not prepared: {exc}")
             self.stats.info.update({"model": str(getattr(est, "model_name", "?")), "backend": str(getattr(est, "backend", "?"))})
             self._sync_fallbacks()
-            self.stats.state = ("running" if self._enabled else "paused") if self._active else "inactive"
+            self.stats.state = self._run_state()
             self.get_logger().info(
                 f"ready: model={self.stats.info['model']} backend={self.stats.info['backend']} "
                 f"label='{self._label}' (load {getattr(est, 'load_ms', float('nan')):.0f} ms)"
@@ -888,11 +899,9 @@ class _ContactNodeBase:
     def _infer(self, msg: Image, t_recv: float, rgb, observation, t_start: float, t_decoded: float,
                t_observed: float) -> None:
         t_infer = time.monotonic()
-        if not self._active:  # deactivated while this frame was perceived
-            self.stats.inc("inactive")
-            return
-        if not self._enabled:  # paused while this frame was perceived: dropped like the frames after it
-            self.stats.inc("paused")
+        gate = self._gate()
+        if gate:  # paused / deactivated while this frame was perceived: dropped like the frames after it
+            self.stats.inc(gate)
             return
         if self._resumed:
             self._resumed = False
@@ -1084,14 +1093,14 @@ class _ContactNodeBase:
             if t.is_alive():
                 t.join(timeout=5.0)
         self.remove_on_set_parameters_callback(self._on_parameters)
-        if self._reset_srv is not None:
-            self.destroy_service(self._reset_srv)
         for sub in self._own_entities["subscriptions"]:
             self.destroy_subscription(sub)
         for pub in self._own_entities["publishers"]:
             self.destroy_publisher(pub)
         for timer in self._own_entities["timers"]:
             self.destroy_timer(timer)
+        for srv in self._own_entities["services"]:
+            self.destroy_service(srv)
         self._tf = None
         self.estimator = self._given_estimator
         self._loaded = False
@@ -1133,12 +1142,12 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         self.fatal = None  # stays None: a model that cannot be loaded fails ``configure`` instead of ending the process
         self._configured = False
-        self._estimator_arg = estimator
+        self._given_estimator = estimator
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
         try:
-            self._setup(self._estimator_arg, start=False)
+            self._setup(self._given_estimator, start=False)
         except ConfigError as exc:
             self.get_logger().error(f"{exc}; not configured")
             return TransitionCallbackReturn.FAILURE
@@ -1154,17 +1163,14 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._resumed = True  # the scene moved on while inactive: the reconstruction starts a new track
         self._active = True
-        self.stats.state = "running" if self._enabled else "paused"
+        self.stats.state = self._run_state()
         self.get_logger().info("activated: processing images")
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        with self._cv:
-            if self._slot is not None:
-                self.stats.inc("inactive")
-            self._slot = None
-        self.stats.state = "inactive"
+        self._drop_waiting_frame("inactive")
+        self.stats.state = self._run_state()
         self.get_logger().info("deactivated: images are dropped")
         return super().on_deactivate(state)
 
