@@ -145,6 +145,53 @@ def test_part_summary_highest_first():
     assert _parts_in_contact(res, 0.95) == "none"
 
 
+def _labelled_result(known=True):
+    from interactvlm_ros.bodies.parts import PART_ID, PART_NAMES
+
+    res = _result()
+    hv = res.human_vertices
+    res.part_ids = np.where(hv[:, 0] > 0.2, PART_ID["right_hand"], PART_ID["head"]).astype(np.int64)
+    res.part_names = list(PART_NAMES)
+    res.human_contact = np.where(hv[:, 0] > 0.2, 0.97, 0.0).astype(np.float32)
+    res.human_contact[np.argmin(hv[:, 0])] = 0.61  # one head vertex in contact
+    res.object_label, res.label_known = "mug", known
+    return res
+
+
+def test_text_labels_name_the_parts_in_contact_and_the_object():
+    from interactvlm_ros.bodies.parts import PART_ID
+
+    res = _labelled_result()
+    arr = mk.MarkerBuilder(max_faces=0, threshold=0.5).build(res, _header())
+    assert mk.check_marker_array(arr) == []
+    assert {m.ns for m in arr.markers[1:]} == set(mk.NAMESPACES) | set(mk.LABEL_NAMESPACES)
+    labels = {m.id: m for m in arr.markers if m.ns == "human/labels"}
+    assert set(labels) == {PART_ID["right_hand"], PART_ID["head"]}
+    hand, head = labels[PART_ID["right_hand"]], labels[PART_ID["head"]]
+    assert (hand.type, hand.text, head.text) == (Marker.TEXT_VIEW_FACING, "right hand 0.97", "head 0.61")
+    assert hand.scale.z == pytest.approx(mk.LABEL_HEIGHT) and hand.color.a == 1.0
+    # at the centre of the hand's contact vertices in the camera frame, 8 cm nearer the camera
+    cam = mk.camera_vertices(res, "human")
+    centre = cam[res.human_contact > 0.9].mean(0)
+    pos = np.array([hand.pose.position.x, hand.pose.position.y, hand.pose.position.z])
+    np.testing.assert_allclose(pos, centre * (1 - mk.LABEL_TOWARDS_CAMERA / np.linalg.norm(centre)), atol=1e-5)
+    assert np.linalg.norm(centre) - np.linalg.norm(pos) == pytest.approx(mk.LABEL_TOWARDS_CAMERA, abs=1e-5)
+    # the object's label, centred above the object (optical y points down)
+    (obj,) = [m for m in arr.markers if m.ns == "object/label"]
+    ocam = mk.camera_vertices(res, "object")
+    assert obj.text == "mug" and obj.pose.position.y < ocam[:, 1].min()
+    assert obj.pose.position.x == pytest.approx((ocam[:, 0].min() + ocam[:, 0].max()) / 2, abs=1e-5)
+    # a label the model did not recognise says so; a part below the threshold gets no label; no label, no marker
+    res = _labelled_result(known=False)
+    res.human_contact[np.argmin(res.human_vertices[:, 0])] = 0.4
+    arr = mk.MarkerBuilder(max_faces=0, threshold=0.5).build(res, _header())
+    assert [m.text for m in arr.markers if m.ns == "object/label"] == ["mug (unknown label)"]
+    assert [m.text for m in arr.markers if m.ns == "human/labels"] == ["right hand 0.97"]
+    res.object_label, res.part_ids = "", None
+    arr = mk.MarkerBuilder(max_faces=0, threshold=0.5).build(res, _header())
+    assert {m.ns for m in arr.markers[1:]} == set(mk.NAMESPACES)
+
+
 def test_checker_catches_invalid_markers():
     arr = mk.MarkerBuilder(max_faces=0).build(_result(subdiv=1), _header())
     m = next(x for x in arr.markers if x.ns == "human/mesh")
@@ -155,6 +202,11 @@ def test_checker_catches_invalid_markers():
     assert "multiple of 3" in probs and "unit quaternion" in probs and "colours for" in probs
     arr.markers = arr.markers[1:]
     assert any("DELETEALL" in p for p in mk.check_marker_array(arr))
+    arr = mk.MarkerBuilder(max_faces=0).build(_labelled_result(), _header())
+    label = next(x for x in arr.markers if x.ns == "object/label")
+    label.text, label.scale.z, label.pose.position.x = "", 0.0, float("nan")
+    probs = " | ".join(mk.check_marker_array(arr))
+    assert "without text" in probs and "scale.z" in probs and "non-finite text position" in probs
 
 
 def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
@@ -202,7 +254,7 @@ def _recon_result():
     return res
 
 
-@pytest.mark.parametrize("make", [_result, _recon_result, lambda: ContactResult(status="no_person")])
+@pytest.mark.parametrize("make", [_result, _recon_result, _labelled_result, lambda: ContactResult(status="no_person")])
 def test_raw_markers_equal_message_markers(make):
     from rclpy.serialization import deserialize_message, serialize_message
     from visualization_msgs.msg import MarkerArray

@@ -19,7 +19,7 @@ from visualization_msgs.msg import Marker  # noqa: E402
 
 from interactvlm_ros.bodies.parts import PART_NAMES  # noqa: E402
 from interactvlm_ros.ros import conversions as conv  # noqa: E402
-from interactvlm_ros.ros.markers import NAMESPACES, check_marker_array  # noqa: E402
+from interactvlm_ros.ros.markers import LABEL_NAMESPACES, NAMESPACES, check_marker_array  # noqa: E402
 
 DOMAIN = 87
 LOAD_TIMEOUT = 240.0
@@ -78,7 +78,7 @@ def test_real_photo_end_to_end(node, photo):
         assert (m.header.stamp.sec, m.header.stamp.nanosec) == (_SEQ[0], 123456)
     assert arr.markers[0].action == Marker.DELETEALL
     by_ns = {m.ns: m for m in arr.markers[1:]}
-    assert set(by_ns) == set(NAMESPACES)
+    assert set(by_ns) == set(NAMESPACES) | set(LABEL_NAMESPACES)
     assert len(by_ns["human/mesh"].points) >= 3 * 1000  # the body mesh, decimated for RViz
     assert len(by_ns["object/mesh"].points) > 0
     for kind in ("human_contacts", "object_contacts"):
@@ -98,6 +98,10 @@ def test_real_photo_end_to_end(node, photo):
     assert client.last_diagnostics()["model"] == "default"
     parts = client.last_diagnostics()["contact_parts"]  # 'right_hand 0.99, left_hand 0.97, ...'
     assert parts.split(" ", 1)[0] in ("left_hand", "right_hand"), parts
+    # RViz text: one label per part in contact (the same parts as the cloud's), and the object's label
+    texts = [m.text for m in arr.markers if m.ns == "human/labels"]
+    assert {t.rsplit(" ", 1)[0].replace(" ", "_") for t in texts} == {PART_NAMES[int(i)] for i in np.unique(human["part"])}
+    assert [m.text for m in arr.markers if m.ns == "object/label"] == ["ball"]
     # the markers came from the visuals thread, which reports itself in /diagnostics
     assert _wait_counter(client, "markers/published", 1) >= 1
     assert float(client.last_diagnostics()["stage_ms/visuals"]) > 0

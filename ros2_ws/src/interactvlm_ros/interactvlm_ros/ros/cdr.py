@@ -33,9 +33,11 @@ ENCAPSULATION_LE = b"\x00\x01\x00\x00"
 
 @dataclass
 class MarkerSpec:
-    """One marker as arrays; the encoders fill the rest (id 0, identity pose, zero lifetime, no texture/mesh).
+    """One marker as arrays; the encoders fill the rest (identity orientation, zero lifetime, no texture/mesh).
 
-    points [N,3] float64 in the header's frame, colors [N,4] float32 RGBA in [0,1] (N may be 0).
+    points [N,3] float64 in the header's frame, colors [N,4] float32 RGBA in [0,1] (N may be 0); ``id`` tells
+    markers of one namespace apart; ``position`` is the pose's position (TEXT_VIEW_FACING: where the text is
+    drawn); ``text`` the TEXT_VIEW_FACING string.
     """
 
     ns: str = ""
@@ -45,6 +47,9 @@ class MarkerSpec:
     color: tuple = (0.0, 0.0, 0.0, 0.0)
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
     colors: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    id: int = 0
+    position: tuple = (0.0, 0.0, 0.0)
+    text: str = ""
 
 
 class _Writer:
@@ -98,8 +103,8 @@ def _write_marker_array(specs, sec, nanosec, frame_id) -> _Writer:
     for s in specs:
         w.header(sec, nanosec, frame_id)
         w.string(s.ns)
-        w.pack("iii", 4, 0, int(s.type), int(s.action))
-        w.pack("7d", 8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # pose: position, orientation (x, y, z, w)
+        w.pack("iii", 4, int(s.id), int(s.type), int(s.action))
+        w.pack("7d", 8, *(float(v) for v in s.position), 0.0, 0.0, 0.0, 1.0)  # pose: position, orientation (x, y, z, w)
         w.pack("3d", 8, *(float(v) for v in s.scale))
         w.pack("4f", 4, *(float(v) for v in s.color))
         w.pack("iI", 4, 0, 0)  # lifetime
@@ -111,7 +116,7 @@ def _write_marker_array(specs, sec, nanosec, frame_id) -> _Writer:
         w.string("")
         w.pack("I", 4, 0)
         w.pack("I", 4, 0)  # uv_coordinates
-        w.string("")  # text
+        w.string(s.text)  # text
         w.string("")  # mesh_resource
         w.string("")  # mesh_file.filename
         w.pack("I", 4, 0)  # mesh_file.data
@@ -130,10 +135,12 @@ def to_message(specs: list[MarkerSpec], header):
         m = Marker()
         m.header = header
         m.ns = s.ns
-        m.id = 0
+        m.id = int(s.id)
         m.type = int(s.type)
         m.action = int(s.action)
+        m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(v) for v in s.position)
         m.pose.orientation.w = 1.0
+        m.text = str(s.text)
         m.scale.x, m.scale.y, m.scale.z = (float(v) for v in s.scale)
         m.color.r, m.color.g, m.color.b, m.color.a = (float(v) for v in s.color)
         m.points = [Point(x=x, y=y, z=z) for x, y, z in np.asarray(s.points, np.float64).reshape(-1, 3).tolist()]
@@ -163,6 +170,10 @@ def self_check() -> str | None:
             MarkerSpec("human/contacts", 7, 0, (0.02, 0.02, 0.02), (1.0, 1.0, 1.0, 1.0)),
             MarkerSpec("o/c", 7, 0, (0.02, 0.02, 0.02), (1.0, 1.0, 1.0, 1.0),
                        rng.normal(size=(1, 3)), rng.uniform(size=(1, 4)).astype(np.float32)),
+            MarkerSpec("human/labels", 9, 0, (0.0, 0.0, 0.04), (1.0, 1.0, 1.0, 1.0), id=7,
+                       position=(0.25, -0.5, 2.25), text="left hand 0.99"),
+            MarkerSpec("object/label", 9, 0, (0.0, 0.0, 0.04), (1.0, 1.0, 1.0, 1.0), id=1,
+                       position=(1.0, -0.25, 2.0), text="mug\u00b7"),  # an odd-length, non-ASCII string
         ]
         for frame in ("cam", "camera_optical_frame"):
             header = Header(stamp=Time(sec=1234567, nanosec=89), frame_id=frame)

@@ -51,7 +51,7 @@ def describe(kind: str, msg) -> str:
     stamp = f"{h.stamp.sec}.{h.stamp.nanosec:09d}" if h is not None else "-"
     frame = h.frame_id if h is not None else "-"
     if kind == "markers":
-        parts = [f"{m.ns}:{len(m.points)}pts" for m in msg.markers[1:]]
+        parts = [f"{m.ns}:{m.text!r}" if m.text else f"{m.ns}:{len(m.points)}pts" for m in msg.markers[1:]]
         size = f"{len(msg.markers)} markers (DELETEALL + {', '.join(parts) or 'nothing'})"
     elif isinstance(msg, PointCloud2):
         fields = conv.cloud_to_numpy(msg)

@@ -7,6 +7,13 @@ Markers (all in the input image's header frame, stamp echoed)::
     ns human/contacts  SPHERE_LIST     display-mesh vertices with contact >= threshold (2 cm spheres)
     ns object/mesh     TRIANGLE_LIST   object mesh, coloured the same way
     ns object/contacts SPHERE_LIST
+    ns human/labels    TEXT_VIEW_FACING one per body part in contact ("left hand 0.99": the part's highest contact),
+                       id = the part's index in ``bodies.parts.PART_NAMES``, drawn at the centre of the part's
+                       contact vertices, moved 8 cm towards the camera so the mesh does not hide it
+    ns object/label    TEXT_VIEW_FACING the object label in use ("cup"; "tripod (unknown label)" when the model
+                       or the object library did not recognise it: ``ContactResult.label_known``), above the object
+
+The two label namespaces appear only when there is something to write (a part in contact; a label).
 
 Placement. When the result carries a reconstruction, its camera-frame vertices are used as they are.
 Otherwise the canonical meshes are drawn at a fixed, documented pose in the optical frame (z forward,
@@ -34,6 +41,7 @@ from .cdr import MarkerSpec, encode_marker_array, to_message
 LOG = logging.getLogger("interactvlm_ros.ros.markers")
 
 NAMESPACES = ("human/mesh", "human/contacts", "object/mesh", "object/contacts")
+LABEL_NAMESPACES = ("human/labels", "object/label")  # present when there is a part in contact / a label
 #: 180° about x: canonical (y up, facing +z) -> optical frame (y down, facing the camera)
 R_CANON_TO_OPTICAL = np.diag([1.0, -1.0, -1.0]).astype(np.float32)
 HUMAN_OFFSET = np.array([0.0, 0.0, 2.5], np.float32)
@@ -42,7 +50,10 @@ OBJECT_SIZE = 0.4  # metres, longest side of the displayed (normalised) object
 CONTACT_SPHERE = 0.02
 PALETTE_LEVELS = 64
 # visualization_msgs/Marker constants (the module must import without ROS for the encoders' arrays)
-TRIANGLE_LIST, SPHERE_LIST, ADD, DELETEALL = 11, 7, 0, 3
+TRIANGLE_LIST, SPHERE_LIST, TEXT_VIEW_FACING, ADD, DELETEALL = 11, 7, 9, 0, 3
+LABEL_HEIGHT = 0.04  # metres, height of an upper-case letter in RViz
+LABEL_TOWARDS_CAMERA = 0.08  # metres a part label is moved from its contact patch towards the camera
+WHITE = (1.0, 1.0, 1.0, 1.0)
 GREY = np.array([0.75, 0.75, 0.75], np.float32)
 RED = np.array([1.0, 0.15, 0.1], np.float32)
 
@@ -177,7 +188,42 @@ class MarkerBuilder:
             place = (tuple(float(x) for x in offset), float(scale))
             out.append(self._mesh_marker(f"{side}/mesh", verts, faces, contact, place, recon_cam))
             out.append(self._contact_marker(f"{side}/contacts", verts, faces, cam, contact))
+        out.extend(self.part_labels(result))
+        out.extend(self.object_label(result))
         return out
+
+    def part_labels(self, result) -> list[MarkerSpec]:
+        """TEXT_VIEW_FACING markers (ns ``human/labels``), one per body part whose highest contact is >= threshold:
+        "left hand 0.99", at the centre of that part's contact vertices in the camera frame, moved
+        ``LABEL_TOWARDS_CAMERA`` towards the camera. None without human contact or part ids."""
+        pts, c, parts = contact_points(result, "human", self.threshold, with_parts=True)
+        keep = parts >= 0
+        pts, c, parts = pts[keep], c[keep], parts[keep]
+        out = []
+        for pid in np.unique(parts):
+            sel = parts == pid
+            centre = pts[sel].astype(np.float64).mean(0)
+            dist = float(np.linalg.norm(centre))
+            if dist > 2 * LABEL_TOWARDS_CAMERA:
+                centre = centre * (1.0 - LABEL_TOWARDS_CAMERA / dist)
+            name = PART_NAMES[int(pid)].replace("_", " ")
+            out.append(MarkerSpec("human/labels", TEXT_VIEW_FACING, ADD, (0.0, 0.0, LABEL_HEIGHT), WHITE,
+                                  id=int(pid), position=tuple(centre), text=f"{name} {float(c[sel].max()):.2f}"))
+        return out
+
+    def object_label(self, result) -> list[MarkerSpec]:
+        """A TEXT_VIEW_FACING marker (ns ``object/label``) naming the object label in use, centred above the object
+        (optical frame: y down) — " (unknown label)" added when the model or the object library did not recognise it
+        (``result.label_known``)."""
+        label = str(getattr(result, "object_label", "") or "").strip()
+        cam = camera_vertices(result, "object")
+        if not label or cam is None or len(cam) == 0:
+            return []
+        lo, hi = cam.min(0).astype(np.float64), cam.max(0).astype(np.float64)
+        pos = ((lo[0] + hi[0]) / 2, lo[1] - 1.5 * LABEL_HEIGHT, (lo[2] + hi[2]) / 2)
+        text = label if getattr(result, "label_known", True) else f"{label} (unknown label)"
+        return [MarkerSpec("object/label", TEXT_VIEW_FACING, ADD, (0.0, 0.0, LABEL_HEIGHT), WHITE,
+                           position=pos, text=text)]
 
     def build(self, result, header):
         """MarkerArray message of ``result``, every marker with ``header``."""
@@ -263,6 +309,14 @@ def check_marker_array(arr) -> list[str]:
                 problems.append(f"{tag}: mesh scale {m.scale.x, m.scale.y, m.scale.z} != 1")
         if m.type in (Marker.SPHERE_LIST, Marker.POINTS) and min(m.scale.x, m.scale.y, m.scale.z) <= 0:
             problems.append(f"{tag}: non-positive point scale")
+        if m.type == Marker.TEXT_VIEW_FACING:
+            if not m.text:
+                problems.append(f"{tag}: TEXT_VIEW_FACING without text")
+            if m.scale.z <= 0:
+                problems.append(f"{tag}: text height scale.z <= 0")
+            p = m.pose.position
+            if not np.all(np.isfinite([p.x, p.y, p.z])):
+                problems.append(f"{tag}: non-finite text position")
         if m.colors and len(m.colors) != len(m.points):
             problems.append(f"{tag}: {len(m.colors)} colours for {len(m.points)} points")
         if m.color.a <= 0 or any(c.a <= 0 for c in m.colors):
