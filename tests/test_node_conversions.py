@@ -56,6 +56,41 @@ def test_every_encoding_roundtrips_with_padding_and_endianness(encoding, pad, bi
     np.testing.assert_array_equal(out, arr)
 
 
+class _CvBridgeLike:
+    """cv_bridge's imgmsg_to_cv2 (Humble/Jazzy core.py), which views the data as (height, step / pixel size, channels)
+    with default strides, then trims the width: exact without row padding, skewed with padding that is not a multiple
+    of the pixel size."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def imgmsg_to_cv2(self, msg, desired_encoding="passthrough"):
+        import sys
+
+        self.calls += 1
+        base, ch, _ = conv.ENCODINGS[msg.encoding]
+        dt = np.dtype(base)
+        im = np.ndarray(shape=(msg.height, int(msg.step / dt.itemsize / ch), ch), dtype=dt, buffer=msg.data)
+        im = np.ascontiguousarray(im[: msg.height, : msg.width, :])
+        if msg.is_bigendian == (sys.byteorder == "little"):
+            im = im.byteswap().view(im.dtype.newbyteorder())
+        return im[:, :, 0] if ch == 1 else im
+
+
+@pytest.mark.parametrize("pad", [0, 1, 64])
+def test_padded_rows_never_reach_cv_bridge(monkeypatch, pad):
+    """With cv_bridge importable (a ROS install), unpadded images go through it and padded ones through the numpy
+    decoder: cv_bridge's own view skews rows padded by a non-multiple of the pixel size (pad 1 here)."""
+    bridge = _CvBridgeLike()
+    monkeypatch.setattr(conv, "_BRIDGE", bridge)
+    arr = _random(np.uint8, 3, h=4, w=5)
+    out, _ = conv.image_to_numpy(_msg(arr, "rgb8", pad=pad))
+    np.testing.assert_array_equal(out, arr)
+    assert bridge.calls == (pad == 0)
+    if pad == 1:  # what cv_bridge itself makes of it
+        assert not np.array_equal(bridge.imgmsg_to_cv2(_msg(arr, "rgb8", pad=pad)), arr)
+
+
 def test_rgb8_conversion_channel_orders():
     rgb = _random(np.uint8, 3)
     cases = {
@@ -405,3 +440,30 @@ def test_choose_box_by_label_synonym_or_class_id():
     assert box is None and "'ball'" in why and "'mug'" in why and "object_detection_class" in why
     box, why = conv.choose_box(boxes, "cup", class_id="47")
     assert box is None and "'47'" in why
+
+
+def test_binned_and_roi_camera_info_gives_the_intrinsics_of_the_images_sent():
+    """image_geometry's adjustment: ROI offset moves the principal point, then binning divides fx, cx (fy, cy); the
+    image size is the ROI over the binning. Without binning/ROI, K and the size are the calibration's."""
+    from sensor_msgs.msg import CameraInfo, RegionOfInterest
+
+    K = np.array([[900.0, 0, 640.0], [0, 910.0, 360.0], [0, 0, 1]])
+    info = CameraInfo(width=1280, height=720, k=K.reshape(-1).tolist())
+    same, size = conv.camera_info_binning_roi(info, conv.camera_info_to_K(info))
+    np.testing.assert_array_equal(same, K)
+    assert size == (1280, 720)
+    info.binning_x, info.binning_y = 2, 2
+    Kb, size = conv.camera_info_binning_roi(info, conv.camera_info_to_K(info))
+    np.testing.assert_allclose(Kb, [[450.0, 0, 320.0], [0, 455.0, 180.0], [0, 0, 1]])
+    assert size == (640, 360)
+    info.roi = RegionOfInterest(x_offset=100, y_offset=40, width=800, height=600)
+    Kr, size = conv.camera_info_binning_roi(info, conv.camera_info_to_K(info))
+    np.testing.assert_allclose(Kr, [[450.0, 0, 270.0], [0, 455.0, 160.0], [0, 0, 1]])
+    assert size == (400, 300)
+    # a point projects to the same place: full-resolution pixel u -> (u - x_offset) / binning
+    X = np.array([0.3, -0.2, 2.0])
+    full, binned = K @ X, Kr @ X
+    np.testing.assert_allclose(((full[:2] / full[2]) - [100, 40]) / 2, binned[:2] / binned[2])
+    info.roi = RegionOfInterest(x_offset=600, y_offset=0, width=800, height=600)
+    with pytest.raises(conv.InputError, match="outside the calibrated 1280x720"):
+        conv.camera_info_binning_roi(info, K)

@@ -218,7 +218,8 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     for _ in range(3):
         st.inc("received")
     st.inc("dropped")
-    st.bad("bad_encoding", "image encoding 'yuv422' not supported")
+    st.bad("bad_encoding", "image encoding 'yuv422' not supported", frame=True)
+    st.bad("bad_camera_info", "camera_info K has NaN")  # not an image frame: not in frames_bad_input
     st.inc("hand_frame_search_ran")
     for _ in range(4):
         st.inc("hand_frame_search_skipped")
@@ -231,7 +232,8 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     st.inc_all(["reconstruction_ok"])
     kv = diagnostic_values(to_diagnostic_array(st.snapshot(), "interactvlm_contact", "test"))
     assert kv["frames_received"] == "3" and kv["frames_dropped"] == "1" and kv["frames_processed"] == "2"
-    assert kv["bad_input/bad_encoding"] == "1" and "yuv422" in kv["last_error"]
+    assert kv["bad_input/bad_encoding"] == "1" and kv["bad_input/bad_camera_info"] == "1"
+    assert kv["frames_bad_input"] == "1" and "K has NaN" in kv["last_error"]
     assert kv["result/ok"] == "1" and kv["result/no_person"] == "1"
     assert kv["perception/hand_frame_search_ran"] == "1" and kv["perception/hand_frame_search_skipped"] == "4"
     assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "30.5"  # median

@@ -128,6 +128,21 @@ def test_numeric_parameters_take_either_number_type_and_refuse_the_rest(node):
     assert (node._max_rate, node._threshold, node._overlay_tile) == (5.0, 1.0, 128)
 
 
+def test_a_refused_request_changes_nothing_in_force(node):
+    """set_parameters_atomically (and every multi-parameter callback): rclpy keeps all old values when one is refused,
+    so the node must too — the valid values before the refused one used to be put in force already."""
+    label = node._label
+    r = node.set_parameters_atomically([Parameter("contact_threshold", value=0.2), Parameter("object_label", value="cup"),
+                                        Parameter("enabled", value=False), Parameter("max_rate_hz", value=-1.0)])
+    assert not r.successful and "max_rate_hz" in r.reason
+    assert (node._threshold, node._markers.threshold, node._label, node._enabled) == (0.5, 0.5, label, True)
+    assert node.get_parameter("contact_threshold").value == 0.5 and node.get_parameter("object_label").value == label
+    r = node.set_parameters_atomically([Parameter("contact_threshold", value=0.2), Parameter("object_label", value="cup"),
+                                        Parameter("object_frame_id", value="held_object")])
+    assert r.successful and (node._threshold, node._markers.threshold, node._label) == (0.2, 0.2, "cup")
+    assert node._object_frame == "held_object"
+
+
 def test_start_up_numbers_are_coerced_or_refused():
     from interactvlm_ros.ros.node import ConfigError
 
@@ -165,7 +180,7 @@ def test_diagnostics_warn_when_images_stop_coming(monkeypatch):
                     parameter_overrides=[Parameter("camera_info_wait", value=0.0), Parameter("image_timeout", value=2)])
     OK, WARN = (bytes([v]) for v in (0, 1))  # DiagnosticStatus levels as rclpy holds them
     try:
-        n._stop = True  # the frame threads: this test is about the executor callback and /diagnostics
+        n._stop_event.set()  # the frame threads: this test is about the executor callback and /diagnostics
         n.stats.state = "running"
 
         def status():
@@ -217,7 +232,7 @@ def test_a_detectors_box_paired_by_stamp_goes_to_the_fit(monkeypatch):
     est = FitDouble()
     n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
     try:
-        n._stop = True  # frames are handed to _infer by the test
+        n._stop_event.set()  # frames are handed to _infer by the test
 
         def frame(sec):
             msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=sec)))
@@ -329,5 +344,162 @@ def test_lifecycle_node_error_in_a_transition_releases_everything(monkeypatch):
         monkeypatch.undo()
         assert n.trigger_configure() == R.SUCCESS and list(n.subscriptions)
     finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_lifecycle_cleanup_ends_a_paced_wait_at_once_and_no_thread_outlives_it():
+    """max_rate_hz 0.1: the perception thread waits up to 10 s before its next frame. cleanup ends that wait at once
+    (it used to block 5 s, give up the join, and the old thread then ran beside the next configure's thread); after a
+    new configure only the new thread perceives."""
+    import threading
+    import time
+
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    from interactvlm_ros.ros.node import ContactLifecycleNode
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=95)
+    n = ContactLifecycleNode(estimator=EstimatorDouble(), context=ctx, parameter_overrides=[
+        Parameter("camera_info_wait", value=0.0), Parameter("max_rate_hz", value=0.1)])
+    seen = []
+    n._perceive = lambda *frame: seen.append((threading.current_thread(), frame)) or None
+
+    def offer(frame):
+        with n._cv:
+            n._slot = frame
+            n._cv.notify_all()
+
+    def wait_for(cond, timeout=5.0):
+        end = time.monotonic() + timeout
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.02)
+        return cond()
+
+    try:
+        assert n.trigger_configure() == R.SUCCESS and n.trigger_activate() == R.SUCCESS
+        offer(("a",))
+        assert wait_for(lambda: len(seen) == 1)
+        old = seen[0][0]
+        offer(("b",))  # 10 s until it may start
+        time.sleep(0.3)
+        assert len(seen) == 1 and old.is_alive()
+        t0 = time.monotonic()
+        assert n.trigger_deactivate() == R.SUCCESS and n.trigger_cleanup() == R.SUCCESS
+        assert time.monotonic() - t0 < 2.0 and not old.is_alive()
+        assert len(seen) == 1  # the waiting frame was not perceived after the cleanup
+        assert n.set_parameters([Parameter("max_rate_hz", value=0.0)])[0].successful
+        assert n.trigger_configure() == R.SUCCESS and n.trigger_activate() == R.SUCCESS
+        for k in range(3):
+            offer((f"c{k}",))
+            assert wait_for(lambda: len(seen) == 2 + k)
+        assert {t for t, _ in seen[1:]} == {n._perception} and n._perception is not old
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_depth_of_another_size_is_not_counted_as_matched():
+    """Depth not registered to the image (848x480 beside 1280x720 colour): paired by stamp but unusable — counted as
+    depth/size_mismatch with a named fallback, never as depth/matched (it used to read 'matched' on every frame while
+    nothing was fitted with depth); depth of the image's size is matched and goes to the fit."""
+    from builtin_interfaces.msg import Time
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    est = FitDouble()
+    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
+    try:
+        n._stop_event.set()  # frames are handed to _infer by the test
+
+        def frame(sec, depth_shape):
+            n._on_depth(n_module.conv.numpy_to_image(np.full(depth_shape, 1000, np.uint16), "16UC1",
+                                                     Header(stamp=Time(sec=sec))))
+            msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=sec)))
+            with pytest.raises(_Stop):
+                n._infer(msg, 0.0, np.zeros((720, 1280, 3), np.uint8), None, 0.0, 0.0, 0.0)
+            return est.kwargs[-1]
+
+        from interactvlm_ros.ros import node as n_module
+
+        assert frame(3, (480, 848))["depth"] is None
+        c = n.stats.snapshot()["counters"]
+        assert c["depth_size_mismatch"] == 1 and "depth_matched" not in c
+        assert any("depth is 848x480 but images are 1280x720" in f for f in n.stats.snapshot()["fallbacks"])
+        kv = {v.key: v.value for v in n._diagnostics().status[0].values}
+        assert kv["depth/size_mismatch"] == "1" and "depth/matched" not in kv
+        assert frame(4, (720, 1280))["depth"].shape == (720, 1280)
+        assert n.stats.snapshot()["counters"]["depth_matched"] == 1
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_a_binned_camera_info_gives_the_fit_its_intrinsics():
+    """A 2x2-binned camera (CameraInfo 1280x720 calibration, binning 2, images 640x360): the fit gets the binned K
+    (it used to be taken as another resolution's, ignored, and the default ~45° intrinsics used)."""
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    est = FitDouble()
+    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
+    try:
+        n._stop_event.set()  # frames are handed to _infer by the test
+        n._on_camera_info(CameraInfo(width=1280, height=720, binning_x=2, binning_y=2,
+                                     k=[900.0, 0, 640.0, 0, 900.0, 360.0, 0, 0, 1]))
+        msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=1)))
+        with pytest.raises(_Stop):
+            n._infer(msg, 0.0, np.zeros((360, 640, 3), np.uint8), None, 0.0, 0.0, 0.0)
+        np.testing.assert_allclose(est.kwargs[-1]["K"], [[450.0, 0, 320.0], [0, 450.0, 180.0], [0, 0, 1]])
+        assert not any("intrinsics ignored" in f for f in n.stats.snapshot()["fallbacks"])
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_a_callback_that_raises_does_not_end_the_node(monkeypatch):
+    """The node's spin step: an exception no check foresaw in a subscription callback (here the depth decoder) is
+    counted and logged, and the executor goes on delivering messages (it used to propagate out of spin and end the
+    process)."""
+    from builtin_interfaces.msg import Time
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from interactvlm_ros.ros import node as node_module
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    est = FitDouble()
+    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
+    pub_node = rclpy.create_node("depth_source", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(n)
+    try:
+        n._stop_event.set()
+        calls = []
+
+        def broken(msg):
+            calls.append(msg.header.stamp.sec)
+            raise RuntimeError("decoder bug")
+
+        monkeypatch.setattr(n, "_decode_depth", broken)
+        import time
+
+        pub = pub_node.create_publisher(Image, "depth", 10)
+        for sec in (1, 2):
+            end = time.monotonic() + 10.0
+            while sec not in calls and time.monotonic() < end:  # (re)published until delivered: discovery takes a moment
+                pub.publish(Image(header=Header(stamp=Time(sec=sec)), height=1, width=1, encoding="16UC1", step=2,
+                                  data=b"\0\0"))
+                node_module._spin_once(executor, n, 0.1)
+        assert calls[0] == 1 and calls[-1] == 2  # messages are still delivered after one raised
+        assert n.stats.snapshot()["bad_input"]["internal_error"] == len(calls)
+        assert "decoder bug" in n.stats.snapshot()["last_error"]
+    finally:
+        executor.shutdown()
+        pub_node.destroy_node()
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)

@@ -91,7 +91,7 @@ def test_object_pose_is_broadcast_as_a_transform_of_the_image_frame(ctx, monkeyp
         assert not node.set_parameters([Parameter("object_frame_id", value=" ")])[0].successful
         snap = node.stats.snapshot()
         assert snap["counters"]["reconstruction_tf_published"] == 2 and _tf_fallbacks(node) == []
-        assert snap["info"]["object_frame_id"] == "interactvlm_object"
+        assert snap["info"]["object_frame_id"] == "cup"  # /diagnostics shows the frame in force (was the start-up one)
     finally:
         node.destroy_node()
 

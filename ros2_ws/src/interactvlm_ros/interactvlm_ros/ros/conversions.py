@@ -135,7 +135,10 @@ def image_to_numpy(msg, what: str = "Image") -> tuple[np.ndarray, str]:
     """
     enc, _bpp, row = validate_image_header(msg, what)
     bridge = _bridge()
-    if bridge is not None and enc not in ("8UC1", "8UC3", "8UC4"):
+    # cv_bridge views the buffer as (height, step / pixel size, channels) with default strides: rows padded by a number of
+    # bytes that is not a multiple of the pixel size (rgb8 at width 641 with a 4-byte aligned step of 1924) come out
+    # skewed. Padded rows are therefore decoded here (validated, exact); unpadded ones by cv_bridge.
+    if bridge is not None and enc not in ("8UC1", "8UC3", "8UC4") and int(msg.step) == row:
         arr = np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"))
         arr = arr.astype(arr.dtype.newbyteorder("="), copy=True)
     else:
@@ -392,6 +395,33 @@ def camera_info_to_K(msg, image_size: tuple[int, int] | None = None) -> np.ndarr
                 "bad_camera_info",
             )
     return K
+
+
+def camera_info_binning_roi(msg, K: np.ndarray | None) -> tuple[np.ndarray | None, tuple[int, int]]:
+    """(K of the images this CameraInfo describes, their (width, height)) under its ``binning_x/y`` and ``roi``, as
+    image_geometry's PinholeCameraModel adjusts them: the principal point moves by the ROI offset, then fx, cx (fy, cy)
+    are divided by binning_x (binning_y); the image is the ROI (the full width/height when the ROI is unset) divided by
+    the binning. ``K`` is the calibration's (full resolution; None passes through). A ROI outside the calibrated size
+    raises ``InputError`` (bad_camera_info)."""
+    W, H = int(msg.width), int(msg.height)
+    bx, by = max(1, int(getattr(msg, "binning_x", 0) or 0)), max(1, int(getattr(msg, "binning_y", 0) or 0))
+    roi = getattr(msg, "roi", None)
+    x0, y0, rw, rh = ((int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)) if roi is not None
+                      else (0, 0, 0, 0))
+    if (rw, rh) == (0, 0):  # unset: the full image (the offsets of an unset ROI are 0 too)
+        rw, rh = W - x0, H - y0
+    if W and H and (x0 + rw > W or y0 + rh > H):
+        raise InputError(f"CameraInfo.roi {rw}x{rh}+{x0}+{y0} lies outside the calibrated {W}x{H} image",
+                         "bad_camera_info")
+    size = (rw // bx, rh // by) if W and H else (0, 0)
+    if K is None or (bx, by, x0, y0) == (1, 1, 0, 0):
+        return K, size
+    K = np.array(K, dtype=np.float64, copy=True)
+    K[0, 2] -= x0
+    K[1, 2] -= y0
+    K[0, :] /= bx
+    K[1, :] /= by
+    return K, size
 
 
 def camera_info_rectified_K(msg) -> np.ndarray | None:

@@ -52,10 +52,13 @@ class NodeStats:
             for key in keys:
                 self.counters[key] += 1
 
-    def bad(self, reason: str, message: str) -> None:
+    def bad(self, reason: str, message: str, frame: bool = False) -> None:
+        """Bad input of ``reason`` (``bad_input/<reason>``); ``frame``: it cost an image frame (``frames_bad_input``
+        counts those only — a bad CameraInfo, depth, mask, label or parameter is not a frame)."""
         with self._lock:
             self.bad_input[reason] += 1
-            self.counters["bad_input"] += 1
+            if frame:
+                self.counters["bad_input"] += 1
             self.last_error = message
             self.last_error_time = time.monotonic()
 
@@ -154,7 +157,7 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None, ima
     for key in sorted(k for k in c if k.startswith("reconstruction_")):  # <status>, warm, resets (reconstruct:=true)
         kv.append((f"reconstruction/{key[len('reconstruction_'):]}", str(c[key])))
     for stream in ("depth", "object_mask", "object_detections"):  # paired with the image by stamp (<stream>_max_dt)
-        for key in ("matched", "unmatched", "no_class"):  # (no_class: detections, none of the object's class)
+        for key in ("matched", "unmatched", "size_mismatch", "no_class"):  # (no_class: detections, none of the class)
             if f"{stream}_{key}" in c:
                 kv.append((f"{stream}/{key}", str(c[f"{stream}_{key}"])))
     if "camera_info_uncalibrated" in c:  # CameraInfo messages of an uncalibrated camera (k[0] == 0): default intrinsics

@@ -453,13 +453,17 @@ class _ContactNodeBase:
         self._loaded = False
         self._slot = None
         self._cv = threading.Condition()
-        self._stop = False
+        # one stop event per setup, handed to its threads: a thread of an earlier setup that outlived its teardown's
+        # join (a long frame) still sees its own event set and ends, never running beside the new threads
+        self._stop_event = stop = threading.Event()
         self._last_start = 0.0
         self._visual_slot = _NewestSlot()  # result -> visuals thread
         self._obs_slot = _NewestSlot()  # perceived frame -> worker
-        self._perception = threading.Thread(target=self._run_perception, name="interactvlm_perception", daemon=True)
-        self._worker = threading.Thread(target=self._run_worker, name="interactvlm_worker", daemon=True)
-        self._visuals = threading.Thread(target=self._run_visuals, name="interactvlm_visuals", daemon=True)
+        self._perception = threading.Thread(target=self._run_perception, args=(stop,), name="interactvlm_perception",
+                                            daemon=True)
+        self._worker = threading.Thread(target=self._run_worker, args=(stop, self._perception),
+                                        name="interactvlm_worker", daemon=True)
+        self._visuals = threading.Thread(target=self._run_visuals, args=(stop,), name="interactvlm_visuals", daemon=True)
         self._own_entities = {k: v - entities_before[k] for k, v in self._entities().items()}
         if start:
             self._start_threads()
@@ -503,12 +507,13 @@ class _ContactNodeBase:
             self._slot = (msg, time.monotonic())
             self._cv.notify()
 
-    def _bad(self, exc: Exception, reason: str | None = None) -> None:
+    def _bad(self, exc: Exception, reason: str | None = None, frame: bool = False) -> None:
         """Bad input: counted in /diagnostics (``bad_input/<reason>``, every time) and logged in one line — the first of
         each reason at once, then at most one line per reason every ``BAD_INPUT_LOG_PERIOD_S`` saying how many were not
-        logged (a camera sending a broken stream at 30 Hz must not bury the rest of the log)."""
+        logged (a camera sending a broken stream at 30 Hz must not bury the rest of the log). ``frame``: the bad input cost
+        an image frame (also counted in ``frames_bad_input``)."""
         reason = reason or getattr(exc, "reason", "bad_input")
-        self.stats.bad(reason, str(exc))
+        self.stats.bad(reason, str(exc), frame=frame)
         now = time.monotonic()
         with self._bad_log_lock:
             last, held = self._bad_log.get(reason, (-math.inf, 0))
@@ -524,13 +529,15 @@ class _ContactNodeBase:
             self._on_uncalibrated(msg)
             return
         try:
-            K = conv.camera_info_to_K(msg)
+            # a binned / ROI camera: the intrinsics and size of the images it sends (image_geometry's adjustment)
+            K, size = conv.camera_info_binning_roi(msg, conv.camera_info_to_K(msg))
+            K_rect = conv.camera_info_binning_roi(msg, conv.camera_info_rectified_K(msg))[0]
         except conv.InputError as exc:
             self._bad(exc)
             return
-        dist, K_rect = conv.camera_info_distortion(msg), conv.camera_info_rectified_K(msg)
+        dist = conv.camera_info_distortion(msg)
         with self._state_lock:
-            self._K, self._K_size, self._dist, self._K_rect = K, (int(msg.width), int(msg.height)), dist, K_rect
+            self._K, self._K_size, self._dist, self._K_rect = K, size, dist, K_rect
         self._K_ready.set()
         if not self._undistort and not self._dist_noted and lens.has_distortion(dist[1]):
             self._dist_noted = True
@@ -593,31 +600,48 @@ class _ContactNodeBase:
             return
         buffer.put(sync.stamp_ns(msg.header), value)
 
-    def _set_label(self, value, source: str) -> str | None:
+    def _check_label(self, value, source: str) -> tuple[str | None, str | None]:
+        """(label, None) for a valid object label, else (None, the reason; counted as bad input)."""
         try:
-            label = conv.validate_label(value, f"object_label ({source})")
+            return conv.validate_label(value, f"object_label ({source})"), None
         except conv.InputError as exc:
             self._bad(exc)
-            return str(exc)
+            return None, str(exc)
+
+    def _apply_label(self, label: str, source: str) -> None:
         with self._state_lock:
             changed = label != self._label
             self._label = label
         self.stats.info["object_label"] = label
         if changed:
             self.get_logger().info(f"object_label -> '{label}' ({source})")
-        return None
 
-    def _set_mesh(self, value, source: str) -> str | None:
+    def _set_label(self, value, source: str) -> str | None:
+        label, err = self._check_label(value, source)
+        if err is None:
+            self._apply_label(label, source)
+        return err
+
+    def _check_mesh(self, value, source: str) -> tuple[str | None, str | None]:
+        """(path, None) for a readable mesh file or '' (the library's mesh), else (None, the reason; counted)."""
         path = str(value).strip()
         err = _mesh_problem(path, f"object_mesh ({source})")
         if err:  # refused: the mesh in force stays
             self._bad(conv.InputError(err, "bad_mesh"))
-            return err
+            return None, err
+        return path, None
+
+    def _apply_mesh(self, path: str, source: str) -> None:
         with self._state_lock:
             self._mesh = path
         self.stats.info["object_mesh"] = path or "(library)"
         self.get_logger().info(f"object_mesh -> '{path or '(library)'}' ({source})")
-        return None
+
+    def _set_mesh(self, value, source: str) -> str | None:
+        path, err = self._check_mesh(value, source)
+        if err is None:
+            self._apply_mesh(path, source)
+        return err
 
     def _on_label(self, msg: String) -> None:
         self._set_label(msg.data, "topic")
@@ -652,45 +676,60 @@ class _ContactNodeBase:
         self.get_logger().info("resumed (enabled:=true)" if enabled else "paused (enabled:=false): frames are dropped")
 
     def _on_parameters(self, params) -> SetParametersResult:
+        """All or nothing, as rclpy stores them: every parameter of the request is checked first, and only when all are
+        valid are they applied (a request whose last value is refused changes nothing in force)."""
+        changes = []
         for prm in params:
-            name, value = prm.name, prm.value
-            err = None
-            if name == "object_label":
-                err = self._set_label(value, "parameter")
-            elif name == "object_mesh":
-                err = self._set_mesh(value, "parameter")
-            elif name in _NUMERIC:
-                value, err = _number(name, value)
-                if err is None and name == "contact_threshold":
-                    self._threshold = value
-                    self._markers.threshold = value
-                elif err is None and name == "marker_max_faces":
-                    self._markers.max_faces = value
-                elif err is None and name in _NUMERIC_ATTRS:
-                    setattr(self, _NUMERIC_ATTRS[name], value)
-            elif name == "enabled":
-                if not isinstance(value, bool):
-                    err = "enabled must be a bool"
-                else:
-                    self._set_enabled(value)
-            elif name == "publish_overlay":
-                self._publish_overlay = bool(value)
-            elif name == "frame_id_override":
-                self._frame_override = str(value)
-            elif name == "object_detection_class":
-                self._det_class = str(value)
-            elif name == "object_frame_id":
-                if not str(value).strip() or str(value).strip() != str(value) or any(ord(c) < 32 for c in str(value)):
-                    err = "object_frame_id must be a non-empty frame name without spaces around it"
-                else:
-                    self._object_frame = str(value)
-            elif name == "undistort":
-                self._undistort = bool(value)
-            elif name == "depth_allow_nonfinite":
-                self._allow_nonfinite = bool(value)
+            err, apply = self._check_parameter(prm.name, prm.value)
             if err:
                 return SetParametersResult(successful=False, reason=err)
+            if apply is not None:
+                changes.append(apply)
+        for apply in changes:
+            apply()
         return SetParametersResult(successful=True)
+
+    def _check_parameter(self, name: str, value):
+        """(None, a callable that puts the value in force (or None: nothing to do)) or (the reason it is refused, None)."""
+        if name == "object_label":
+            label, err = self._check_label(value, "parameter")
+            return err, (None if err else lambda: self._apply_label(label, "parameter"))
+        if name == "object_mesh":
+            path, err = self._check_mesh(value, "parameter")
+            return err, (None if err else lambda: self._apply_mesh(path, "parameter"))
+        if name in _NUMERIC:
+            value, err = _number(name, value)
+            if err is not None:
+                return err, None
+            if name == "contact_threshold":
+                def apply():
+                    self._threshold = value
+                    self._markers.threshold = value
+                return None, apply
+            if name == "marker_max_faces":
+                return None, lambda: setattr(self._markers, "max_faces", value)
+            if name in _NUMERIC_ATTRS:
+                return None, lambda: setattr(self, _NUMERIC_ATTRS[name], value)
+            return None, None
+        if name == "enabled":
+            if not isinstance(value, bool):
+                return "enabled must be a bool", None
+            return None, lambda: self._set_enabled(value)
+        if name == "object_frame_id":
+            if not str(value).strip() or str(value).strip() != str(value) or any(ord(c) < 32 for c in str(value)):
+                return "object_frame_id must be a non-empty frame name without spaces around it", None
+            return None, lambda: self._set_object_frame(str(value))
+        attr = {"publish_overlay": ("_publish_overlay", bool), "frame_id_override": ("_frame_override", str),
+                "object_detection_class": ("_det_class", str), "undistort": ("_undistort", bool),
+                "depth_allow_nonfinite": ("_allow_nonfinite", bool)}.get(name)
+        if attr is not None:
+            return None, lambda: setattr(self, attr[0], attr[1](value))
+        return None, None
+
+    def _set_object_frame(self, frame: str) -> None:
+        self._object_frame = frame
+        if "object_frame_id" in self.stats.info:  # shown while the pose is broadcast on /tf
+            self.stats.info["object_frame_id"] = frame
 
     # -------------------------------------------------------------------------------- worker
     def _build_estimator(self):
@@ -739,48 +778,56 @@ class _ContactNodeBase:
         self._loaded = True
         return True
 
-    def _run_worker(self) -> None:
+    def _run_worker(self, stop: threading.Event, perception: threading.Thread) -> None:
         if not self._loaded and not self._load_model():
             return
-        self._perception.start()
-        while not self._stop:
-            item = self._obs_slot.take(lambda: self._stop)
+        if stop.is_set():
+            return
+        perception.start()
+        slot = self._obs_slot
+        while not stop.is_set():
+            item = slot.take(stop.is_set)
             if item is None:
                 continue
             try:
                 self._infer(*item)
             except Exception as exc:  # a bug must not kill the worker silently
-                self.stats.bad("internal_error", f"{type(exc).__name__}: {exc}")
+                self.stats.bad("internal_error", f"{type(exc).__name__}: {exc}", frame=True)
                 self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
 
-    def _run_perception(self) -> None:
+    def _run_perception(self, stop: threading.Event) -> None:
         """Perception thread (started by the worker once the model is loaded): newest frame -> observed slot."""
-        while not self._stop:
-            with self._cv:
-                self._cv.wait_for(lambda: self._slot is not None or self._stop, timeout=0.5)
-                if self._stop:
+        cv, out = self._cv, self._obs_slot
+        while not stop.is_set():
+            with cv:
+                cv.wait_for(lambda: self._slot is not None or stop.is_set(), timeout=0.5)
+                if stop.is_set():
                     return
                 if self._slot is None:
                     continue
-            rate = self._rate_limit()
-            if rate > 0:
-                wait = self._last_start + 1.0 / rate - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)  # newer frames replace the slotted one meanwhile
-            with self._cv:
+            # pace to the rate limit; newer frames replace the slotted one meanwhile. Waited on the stop event in short
+            # steps: a teardown ends the wait at once, a new max_rate_hz applies within 0.25 s
+            while True:
+                rate = self._rate_limit()
+                wait = self._last_start + 1.0 / rate - time.monotonic() if rate > 0 else 0.0
+                if wait <= 0:
+                    break
+                if stop.wait(min(wait, 0.25)):
+                    return
+            with cv:
                 frame, self._slot = self._slot, None
-            if frame is None:
+            if frame is None or stop.is_set():
                 continue
             self._last_start = time.monotonic()
             try:
                 item = self._perceive(*frame)
             except Exception as exc:  # a bug must not kill the thread silently
-                self.stats.bad("internal_error", f"perception: {type(exc).__name__}: {exc}")
+                self.stats.bad("internal_error", f"perception: {type(exc).__name__}: {exc}", frame=True)
                 self.get_logger().error(f"perception failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
                 continue
             if item is None:
                 continue
-            if self._obs_slot.put(item):
+            if out.put(item):
                 self.stats.inc("dropped")
 
     def _rate_limit(self) -> float:
@@ -842,12 +889,14 @@ class _ContactNodeBase:
         self.stats.set_info("undistorted", f"{dist[0]} ({len(dist[1])} coefficients)")
         return out
 
-    def _paired(self, stream: str, header):
+    def _paired(self, stream: str, header, shape: tuple | None = None):
         """This image's item of a stream paired by stamp (``depth``: ``depth_max_dt``, waited for that long while in
         flight and the stream is live; ``object_mask``: ``object_mask_max_dt``, not waited for — a segmenter's mask
         comes a model's run after its image), else None: a frame is never fitted with another moment's depth or mask
-        (a depth camera or segmenter that stopped is not used on). /diagnostics ``<stream>/matched``,
-        ``<stream>/unmatched``; the first unmatched frame logs a named fallback with its offset."""
+        (a depth camera or segmenter that stopped is not used on). ``shape`` (h, w): an item of another size (depth not
+        registered to the image) is not used either. /diagnostics ``<stream>/matched`` (paired and used),
+        ``<stream>/unmatched``, ``<stream>/size_mismatch``; the first unmatched / mismatched frame logs a named
+        fallback."""
         buffer, tol, wait, without = {
             "depth": (self._depths, self._depth_max_dt, self._depth_max_dt, "fitted without depth"),
             "object_mask": (self._masks, self._mask_max_dt, 0.0, "their object mask estimated near the contact"),
@@ -861,6 +910,11 @@ class _ContactNodeBase:
             # logged once (per tolerance), counted every frame
             self._fallback(f"{stream}: none within {stream}_max_dt={tol:g} s of an image's stamp: such frames {without}",
                            f" (this one: nearest {offset / 1e9:+.3f} s)")
+            return None
+        if shape is not None and value.shape[:2] != tuple(shape):
+            self.stats.inc(f"{stream}_size_mismatch")
+            self._fallback(f"{stream} is {value.shape[1]}x{value.shape[0]} but images are {shape[1]}x{shape[0]}: "
+                           f"{stream} ignored (register it to the image)")
             return None
         self.stats.inc(f"{stream}_matched")
         return value
@@ -877,7 +931,7 @@ class _ContactNodeBase:
         try:
             rgb = self._decode_image(msg)
         except conv.InputError as exc:
-            self._bad(exc)
+            self._bad(exc, frame=True)
             return None
         if self._undistort:
             if self._K_first_wait > 0:  # the first frame's CameraInfo (its distortion) before perception sees it
@@ -892,7 +946,7 @@ class _ContactNodeBase:
             except Exception as exc:
                 if type(exc).__name__ != "PipelineError":
                     raise  # a bug: internal_error with its traceback (the thread survives)
-                self._bad(conv.InputError(f"perception: {exc}", "bad_input"))  # the image is unusable
+                self._bad(conv.InputError(f"perception: {exc}", "bad_input"), frame=True)  # the image is unusable
                 return None
         return msg, t_recv, rgb, observation, t_start, t_decoded, time.monotonic()
 
@@ -917,17 +971,11 @@ class _ContactNodeBase:
                     and lens.has_distortion(self._dist[1])):
                 K = self._K_rect  # a rectified image of a distorting camera: its camera is P (image_geometry)
         fit = bool(getattr(self.estimator, "reconstruct", False))  # depth and object mask serve the fit only
-        depth = self._paired("depth", msg.header) if fit else None
-        mask = self._paired("object_mask", msg.header) if fit else None
+        depth = self._paired("depth", msg.header, (h, w)) if fit else None
+        mask = self._paired("object_mask", msg.header, (h, w)) if fit else None
         if K is not None and K_size not in ((w, h), (0, 0)):
             self._fallback(f"camera_info is {K_size[0]}x{K_size[1]} but images are {w}x{h}: intrinsics ignored")
             K = None
-        if depth is not None and depth.shape != (h, w):
-            self._fallback(f"depth is {depth.shape[1]}x{depth.shape[0]} but images are {w}x{h}: depth ignored")
-            depth = None
-        if mask is not None and mask.shape != (h, w):
-            self._fallback(f"object_mask is {mask.shape[1]}x{mask.shape[0]} but images are {w}x{h}: mask ignored")
-            mask = None
         if self._undistort:  # registered to the image: resampled the same way (nearest: no blending across edges)
             depth = None if depth is None else self._rectified(depth, nearest=True)
             mask = None if mask is None else self._rectified(mask, nearest=True)
@@ -943,7 +991,7 @@ class _ContactNodeBase:
         self._sync_fallbacks()
         if result.status == "bad_input":
             reason = "bad_mesh" if "mesh" in result.message else "bad_input"
-            self._bad(conv.InputError(result.message, reason))
+            self._bad(conv.InputError(result.message, reason), frame=True)
             if reason == "bad_mesh" and mesh:
                 with self._state_lock:
                     if self._mesh == mesh:
@@ -1030,10 +1078,11 @@ class _ContactNodeBase:
         self._tf.sendTransform(t)
         self.stats.inc("reconstruction_tf_published")  # /diagnostics reconstruction/tf_published
 
-    def _run_visuals(self) -> None:
+    def _run_visuals(self, stop: threading.Event) -> None:
         """Visuals thread: markers and overlay of the newest result (see the module docstring)."""
-        while not self._stop:
-            item = self._visual_slot.take(lambda: self._stop)
+        slot = self._visual_slot
+        while not stop.is_set():
+            item = slot.take(stop.is_set)
             if item is None:
                 continue
             result, header = item
@@ -1077,7 +1126,7 @@ class _ContactNodeBase:
         if self._torn_down:
             return
         self._torn_down = True
-        self._stop = True
+        self._stop_event.set()
         # a background cold fit is cancelled at its next iteration (no fit outlives the node); an estimator the node was
         # given stays usable (a lifecycle node configures with it again): its track is reset (that cancels a running
         # cold fit too), not closed
@@ -1199,6 +1248,20 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
         return super().destroy_node()
 
 
+def _spin_once(executor, node, timeout_sec: float = 0.2) -> None:
+    """One executor step. A callback that raises (a bug, or a message no check foresaw) does not end the node: counted
+    (``bad_input/internal_error``) and logged with its traceback, and spinning goes on."""
+    from rclpy.executors import ExternalShutdownException
+
+    try:
+        executor.spin_once(timeout_sec=timeout_sec)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        raise
+    except Exception as exc:
+        node.stats.bad("internal_error", f"callback: {type(exc).__name__}: {exc}")
+        node.get_logger().error(f"callback failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+
+
 def _spin(node) -> int:
     """Spin ``node`` until Ctrl-C / SIGTERM (exit code 0) or until the plain node's model fails to load (``fatal``: one
     last /diagnostics message with the error, exit code 1); then destroy it and shut rclpy down."""
@@ -1209,7 +1272,7 @@ def _spin(node) -> int:
     code = 0
     try:
         while rclpy.ok() and node.fatal is None:
-            executor.spin_once(timeout_sec=0.2)
+            _spin_once(executor, node)
         if node.fatal is not None:
             node._publish_diagnostics()
             code = 1
