@@ -440,6 +440,10 @@ def test_choose_box_by_label_synonym_or_class_id():
     assert box is None and "'ball'" in why and "'mug'" in why and "object_detection_class" in why
     box, why = conv.choose_box(boxes, "cup", class_id="47")
     assert box is None and "'47'" in why
+    # a zero-size box (a detector's placeholder) locates nothing: the next best one, or none with the reason
+    assert conv.choose_box([("cup", 0.99, (4, 4, 4, 4))] + boxes, "cup") == ((2, 2, 6, 6), "")
+    box, why = conv.choose_box([("cup", 0.99, (4, 4, 4.5, 9))], "cup")
+    assert box is None and "1 box(es) under a pixel" in why
 
 
 def test_binned_and_roi_camera_info_gives_the_intrinsics_of_the_images_sent():

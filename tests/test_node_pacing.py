@@ -503,3 +503,17 @@ def test_a_callback_that_raises_does_not_end_the_node(monkeypatch):
         pub_node.destroy_node()
         n.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+def test_the_label_topic_sets_the_parameter(node):
+    """~/object_label is a shortcut for the object_label parameter: `ros2 param get` shows what the topic set, and a
+    refused label (counted as bad input) changes neither."""
+    from std_msgs.msg import String
+
+    node._on_label(String(data="mug"))
+    assert node._label == "mug" and node.get_parameter("object_label").value == "mug"
+    node._on_label(String(data="cup\x07"))
+    assert node._label == "mug" and node.get_parameter("object_label").value == "mug"
+    assert node.stats.snapshot()["bad_input"]["bad_label"] == 1
+    node._on_mesh(String(data="/no/such/mesh.obj"))
+    assert node.get_parameter("object_mesh").value == "" and node.stats.snapshot()["bad_input"]["bad_mesh"] == 1

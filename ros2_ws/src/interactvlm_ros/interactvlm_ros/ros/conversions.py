@@ -497,7 +497,8 @@ def detections_to_boxes(msg, what: str = "object_detections") -> list[tuple[str,
 def choose_box(boxes, label: str, class_id: str = "") -> tuple[tuple[float, float, float, float] | None, str]:
     """The box of the object among ``detections_to_boxes``: the highest-scoring detection whose class is
     ``class_id`` when given (a detector with numeric ids: '41' is COCO's cup), else whose class names the label —
-    equal ignoring case, or the same object-library category ('mug' for 'cup', 'sports ball' for 'ball').
+    equal ignoring case, or the same object-library category ('mug' for 'cup', 'sports ball' for 'ball'). A box less
+    than a pixel wide or high (a detector's placeholder) locates nothing and is passed over.
     → (box, '') or (None, why: the classes seen)."""
     from ..objects import library
 
@@ -505,7 +506,11 @@ def choose_box(boxes, label: str, class_id: str = "") -> tuple[tuple[float, floa
     lib = library()
     target = None if want else lib.resolve(label)
     best = None
+    degenerate = 0
     for cls, score, box in boxes:
+        if box[2] - box[0] < 1.0 or box[3] - box[1] < 1.0:
+            degenerate += 1
+            continue
         c = cls.strip().lower()
         ok = c == want if want else (c == label.strip().lower() or (target is not None and lib.resolve(c) == target))
         if ok and (best is None or score > best[0]):
@@ -514,7 +519,8 @@ def choose_box(boxes, label: str, class_id: str = "") -> tuple[tuple[float, floa
         return best[1], ""
     seen = sorted({c for c, _, _ in boxes})
     return None, (f"no detection of class '{want or label}' (classes: {', '.join(repr(c) for c in seen) or 'none'}"
-                  f"{'' if want else '; a detector with numeric ids needs object_detection_class'})")
+                  f"{'' if want else '; a detector with numeric ids needs object_detection_class'}"
+                  f"{f'; {degenerate} box(es) under a pixel passed over' if degenerate else ''})")
 
 
 def validate_label(label, what: str = "object_label") -> str:

@@ -56,6 +56,7 @@ from geometry_msgs.msg import Pose, PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, String
@@ -644,10 +645,19 @@ class _ContactNodeBase:
         return err
 
     def _on_label(self, msg: String) -> None:
-        self._set_label(msg.data, "topic")
+        self._set_from_topic("object_label", msg.data)
 
     def _on_mesh(self, msg: String) -> None:
-        self._set_mesh(msg.data, "topic")
+        self._set_from_topic("object_mesh", msg.data)
+
+    def _set_from_topic(self, name: str, value: str) -> None:
+        """``~/object_label`` / ``~/object_mesh`` are shortcuts for the parameters: set through them (the same checks),
+        so ``ros2 param get`` shows the object in force and a lifecycle node configured again keeps it."""
+        self._param_source = "topic"
+        try:
+            self.set_parameters([Parameter(name, value=str(value))])
+        finally:
+            self._param_source = "parameter"
 
     def _on_reset_tracking(self, request, response):
         """``~/reset_tracking`` (std_srvs/Trigger), e.g. from a planner after a handover: the next frame's reconstruction
@@ -691,12 +701,13 @@ class _ContactNodeBase:
 
     def _check_parameter(self, name: str, value):
         """(None, a callable that puts the value in force (or None: nothing to do)) or (the reason it is refused, None)."""
+        source = getattr(self, "_param_source", "parameter")  # "topic": ~/object_label, ~/object_mesh
         if name == "object_label":
-            label, err = self._check_label(value, "parameter")
-            return err, (None if err else lambda: self._apply_label(label, "parameter"))
+            label, err = self._check_label(value, source)
+            return err, (None if err else lambda: self._apply_label(label, source))
         if name == "object_mesh":
-            path, err = self._check_mesh(value, "parameter")
-            return err, (None if err else lambda: self._apply_mesh(path, "parameter"))
+            path, err = self._check_mesh(value, source)
+            return err, (None if err else lambda: self._apply_mesh(path, source))
         if name in _NUMERIC:
             value, err = _number(name, value)
             if err is not None:
