@@ -218,7 +218,31 @@ class FitDouble(EstimatorDouble):
         raise _Stop
 
 
-def test_a_detectors_box_paired_by_stamp_goes_to_the_fit(monkeypatch):
+@pytest.fixture
+def fit_node():
+    """(node, FitDouble): a ContactNode that reconstructs, its frame threads stopped — the test hands frames to
+    ``_infer`` and reads what the estimator got."""
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=97)
+    est = FitDouble()
+    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
+    n._stop_event.set()
+    yield n, est
+    n.destroy_node()
+    rclpy.try_shutdown(context=ctx)
+
+
+def _fit_frame(n, est, sec, shape):
+    """Hand an image of ``shape`` with stamp ``sec`` to the node's ``_infer``; the estimate() keyword arguments."""
+    from builtin_interfaces.msg import Time
+
+    msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=sec)))
+    with pytest.raises(_Stop):
+        n._infer(msg, 0.0, np.zeros(shape, np.uint8), None, 0.0, 0.0, 0.0)
+    return est.kwargs[-1]
+
+
+def test_a_detectors_box_paired_by_stamp_goes_to_the_fit(fit_node):
     """object_detections (vision_msgs/Detection2DArray; a duck-typed message here — vision_msgs is not on PyPI):
     the detections with the image's stamp are paired, the object's box goes to the estimator as object_box; no
     detection of its class → counted and a named fallback; a paired object_mask wins over a box."""
@@ -227,44 +251,33 @@ def test_a_detectors_box_paired_by_stamp_goes_to_the_fit(monkeypatch):
     from interactvlm_ros.ros import node as node_module
     from test_node_conversions import _detection  # (pytest puts tests/ on sys.path)
 
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=97)
-    est = FitDouble()
-    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
-    try:
-        n._stop_event.set()  # frames are handed to _infer by the test
+    n, est = fit_node
 
-        def frame(sec):
-            msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=sec)))
-            with pytest.raises(_Stop):
-                n._infer(msg, 0.0, np.zeros((480, 640, 3), np.uint8), None, 0.0, 0.0, 0.0)
-            return est.kwargs[-1]
+    def frame(sec):
+        return _fit_frame(n, est, sec, (480, 640, 3))
 
-        def detections(sec, *dets):
-            n._on_detections(types.SimpleNamespace(header=Header(stamp=Time(sec=sec)), detections=list(dets)))
+    def detections(sec, *dets):
+        n._on_detections(types.SimpleNamespace(header=Header(stamp=Time(sec=sec)), detections=list(dets)))
 
-        detections(5, _detection("person", 0.9, 320, 240, 200, 400), _detection("sports ball", 0.8, 400, 100, 50, 50))
-        assert frame(5)["object_box"] == (375.0, 75.0, 425.0, 125.0)  # label 'ball' (the default)
-        assert "object_box" not in frame(9)  # nothing within object_detections_max_dt: estimated
-        assert n.stats.snapshot()["counters"]["object_detections_unmatched"] == 1
-        detections(12, _detection("person", 0.9, 320, 240, 200, 400))
-        assert "object_box" not in frame(12)
-        snap = n.stats.snapshot()
-        assert snap["counters"]["object_detections_no_class"] == 1
-        assert any("none of class 'ball'" in fb for fb in snap["fallbacks"]), snap["fallbacks"]
-        assert n.set_parameters([Parameter("object_detection_class", value="person")])[0].successful
-        assert frame(12)["object_box"] == (220.0, 40.0, 420.0, 440.0)
-        # a segmenter's mask for the same frame says more: no box then
-        mask = np.zeros((480, 640), np.uint8)
-        mask[100:200, 100:200] = 255
-        n._on_object_mask(node_module.conv.numpy_to_image(mask, "mono8", Header(stamp=Time(sec=12))))
-        kw = frame(12)
-        assert "object_box" not in kw and kw["object_mask"].sum() == 100 * 100
-        detections(20, _detection("cup", 0.5, float("nan"), 1, 2, 2))  # a broken message: named, counted, skipped
-        assert n.stats.snapshot()["bad_input"]["bad_detections"] == 1
-    finally:
-        n.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+    detections(5, _detection("person", 0.9, 320, 240, 200, 400), _detection("sports ball", 0.8, 400, 100, 50, 50))
+    assert frame(5)["object_box"] == (375.0, 75.0, 425.0, 125.0)  # label 'ball' (the default)
+    assert "object_box" not in frame(9)  # nothing within object_detections_max_dt: estimated
+    assert n.stats.snapshot()["counters"]["object_detections_unmatched"] == 1
+    detections(12, _detection("person", 0.9, 320, 240, 200, 400))
+    assert "object_box" not in frame(12)
+    snap = n.stats.snapshot()
+    assert snap["counters"]["object_detections_no_class"] == 1
+    assert any("none of class 'ball'" in fb for fb in snap["fallbacks"]), snap["fallbacks"]
+    assert n.set_parameters([Parameter("object_detection_class", value="person")])[0].successful
+    assert frame(12)["object_box"] == (220.0, 40.0, 420.0, 440.0)
+    # a segmenter's mask for the same frame says more: no box then
+    mask = np.zeros((480, 640), np.uint8)
+    mask[100:200, 100:200] = 255
+    n._on_object_mask(node_module.conv.numpy_to_image(mask, "mono8", Header(stamp=Time(sec=12))))
+    kw = frame(12)
+    assert "object_box" not in kw and kw["object_mask"].sum() == 100 * 100
+    detections(20, _detection("cup", 0.5, float("nan"), 1, 2, 2))  # a broken message: named, counted, skipped
+    assert n.stats.snapshot()["bad_input"]["bad_detections"] == 1
 
 
 def test_reset_tracking_request_restarts_the_track_before_the_next_frame(node):
@@ -400,94 +413,67 @@ def test_lifecycle_cleanup_ends_a_paced_wait_at_once_and_no_thread_outlives_it()
         rclpy.try_shutdown(context=ctx)
 
 
-def test_depth_of_another_size_is_not_counted_as_matched():
+def test_depth_of_another_size_is_not_counted_as_matched(fit_node):
     """Depth not registered to the image (848x480 beside 1280x720 colour): paired by stamp but unusable — counted as
     depth/size_mismatch with a named fallback, never as depth/matched (it used to read 'matched' on every frame while
     nothing was fitted with depth); depth of the image's size is matched and goes to the fit."""
     from builtin_interfaces.msg import Time
 
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=97)
-    est = FitDouble()
-    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
-    try:
-        n._stop_event.set()  # frames are handed to _infer by the test
+    from interactvlm_ros.ros import conversions as conv
 
-        def frame(sec, depth_shape):
-            n._on_depth(n_module.conv.numpy_to_image(np.full(depth_shape, 1000, np.uint16), "16UC1",
-                                                     Header(stamp=Time(sec=sec))))
-            msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=sec)))
-            with pytest.raises(_Stop):
-                n._infer(msg, 0.0, np.zeros((720, 1280, 3), np.uint8), None, 0.0, 0.0, 0.0)
-            return est.kwargs[-1]
+    n, est = fit_node
 
-        from interactvlm_ros.ros import node as n_module
+    def frame(sec, depth_shape):
+        n._on_depth(conv.numpy_to_image(np.full(depth_shape, 1000, np.uint16), "16UC1", Header(stamp=Time(sec=sec))))
+        return _fit_frame(n, est, sec, (720, 1280, 3))
 
-        assert frame(3, (480, 848))["depth"] is None
-        c = n.stats.snapshot()["counters"]
-        assert c["depth_size_mismatch"] == 1 and "depth_matched" not in c
-        assert any("depth is 848x480 but images are 1280x720" in f for f in n.stats.snapshot()["fallbacks"])
-        kv = {v.key: v.value for v in n._diagnostics().status[0].values}
-        assert kv["depth/size_mismatch"] == "1" and "depth/matched" not in kv
-        assert frame(4, (720, 1280))["depth"].shape == (720, 1280)
-        assert n.stats.snapshot()["counters"]["depth_matched"] == 1
-    finally:
-        n.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+    assert frame(3, (480, 848))["depth"] is None
+    c = n.stats.snapshot()["counters"]
+    assert c["depth_size_mismatch"] == 1 and "depth_matched" not in c
+    assert any("depth is 848x480 but images are 1280x720" in f for f in n.stats.snapshot()["fallbacks"])
+    kv = {v.key: v.value for v in n._diagnostics().status[0].values}
+    assert kv["depth/size_mismatch"] == "1" and "depth/matched" not in kv
+    assert frame(4, (720, 1280))["depth"].shape == (720, 1280)
+    assert n.stats.snapshot()["counters"]["depth_matched"] == 1
 
 
-def test_a_binned_camera_info_gives_the_fit_its_intrinsics():
+def test_a_binned_camera_info_gives_the_fit_its_intrinsics(fit_node):
     """A 2x2-binned camera (CameraInfo 1280x720 calibration, binning 2, images 640x360): the fit gets the binned K
     (it used to be taken as another resolution's, ignored, and the default ~45° intrinsics used)."""
-    from builtin_interfaces.msg import Time
     from sensor_msgs.msg import CameraInfo
 
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=97)
-    est = FitDouble()
-    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
-    try:
-        n._stop_event.set()  # frames are handed to _infer by the test
-        n._on_camera_info(CameraInfo(width=1280, height=720, binning_x=2, binning_y=2,
-                                     k=[900.0, 0, 640.0, 0, 900.0, 360.0, 0, 0, 1]))
-        msg = types.SimpleNamespace(header=Header(frame_id="cam", stamp=Time(sec=1)))
-        with pytest.raises(_Stop):
-            n._infer(msg, 0.0, np.zeros((360, 640, 3), np.uint8), None, 0.0, 0.0, 0.0)
-        np.testing.assert_allclose(est.kwargs[-1]["K"], [[450.0, 0, 320.0], [0, 450.0, 180.0], [0, 0, 1]])
-        assert not any("intrinsics ignored" in f for f in n.stats.snapshot()["fallbacks"])
-    finally:
-        n.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+    n, est = fit_node
+    n._on_camera_info(CameraInfo(width=1280, height=720, binning_x=2, binning_y=2,
+                                 k=[900.0, 0, 640.0, 0, 900.0, 360.0, 0, 0, 1]))
+    K = _fit_frame(n, est, 1, (360, 640, 3))["K"]
+    np.testing.assert_allclose(K, [[450.0, 0, 320.0], [0, 450.0, 180.0], [0, 0, 1]])
+    assert not any("intrinsics ignored" in f for f in n.stats.snapshot()["fallbacks"])
 
 
-def test_a_callback_that_raises_does_not_end_the_node(monkeypatch):
+def test_a_callback_that_raises_does_not_end_the_node(fit_node, monkeypatch):
     """The node's spin step: an exception no check foresaw in a subscription callback (here the depth decoder) is
     counted and logged, and the executor goes on delivering messages (it used to propagate out of spin and end the
     process)."""
+    import time
+
     from builtin_interfaces.msg import Time
     from rclpy.executors import SingleThreadedExecutor
     from sensor_msgs.msg import Image
 
     from interactvlm_ros.ros import node as node_module
 
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=97)
-    est = FitDouble()
-    n = ContactNode(estimator=est, context=ctx, parameter_overrides=[Parameter("camera_info_wait", value=0.0)])
-    pub_node = rclpy.create_node("depth_source", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
+    n, _ = fit_node
+    calls = []
+
+    def broken(msg):
+        calls.append(msg.header.stamp.sec)
+        raise RuntimeError("decoder bug")
+
+    monkeypatch.setattr(n, "_decode_depth", broken)
+    pub_node = rclpy.create_node("depth_source", context=n.context)
+    executor = SingleThreadedExecutor(context=n.context)
     executor.add_node(n)
     try:
-        n._stop_event.set()
-        calls = []
-
-        def broken(msg):
-            calls.append(msg.header.stamp.sec)
-            raise RuntimeError("decoder bug")
-
-        monkeypatch.setattr(n, "_decode_depth", broken)
-        import time
-
         pub = pub_node.create_publisher(Image, "depth", 10)
         for sec in (1, 2):
             end = time.monotonic() + 10.0
@@ -501,8 +487,6 @@ def test_a_callback_that_raises_does_not_end_the_node(monkeypatch):
     finally:
         executor.shutdown()
         pub_node.destroy_node()
-        n.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
 
 def test_the_label_topic_sets_the_parameter(node):
