@@ -501,3 +501,20 @@ def test_the_label_topic_sets_the_parameter(node):
     assert node.stats.snapshot()["bad_input"]["bad_label"] == 1
     node._on_mesh(String(data="/no/such/mesh.obj"))
     assert node.get_parameter("object_mesh").value == "" and node.stats.snapshot()["bad_input"]["bad_mesh"] == 1
+
+
+def test_a_frame_that_outlives_its_teardown_publishes_nothing(node, monkeypatch):
+    """A frame still being estimated when its node is torn down (an inline cold fit takes seconds; teardown waits 5 s
+    for the worker) must not publish on the publishers teardown destroyed: the worker's stop event is checked first."""
+    import threading
+
+    node.estimator.estimate = lambda *a, **k: types.SimpleNamespace(status="ok", message="", timings={})
+    published = []
+    monkeypatch.setattr(node, "_publish", lambda *a: published.append(a))
+    stop = threading.Event()
+    msg = types.SimpleNamespace(header=Header(frame_id="cam"))
+    node._infer(msg, 0.0, np.zeros((8, 8, 3), np.uint8), None, 0.0, 0.0, 0.0, stop=stop)
+    assert len(published) == 1
+    stop.set()  # teardown happened while the next frame was estimated
+    node._infer(msg, 0.0, np.zeros((8, 8, 3), np.uint8), None, 0.0, 0.0, 0.0, stop=stop)
+    assert len(published) == 1

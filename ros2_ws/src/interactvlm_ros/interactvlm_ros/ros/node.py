@@ -801,7 +801,7 @@ class _ContactNodeBase:
             if item is None:
                 continue
             try:
-                self._infer(*item)
+                self._infer(*item, stop=stop)
             except Exception as exc:  # a bug must not kill the worker silently
                 self.stats.bad("internal_error", f"{type(exc).__name__}: {exc}", frame=True)
                 self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
@@ -962,7 +962,9 @@ class _ContactNodeBase:
         return msg, t_recv, rgb, observation, t_start, t_decoded, time.monotonic()
 
     def _infer(self, msg: Image, t_recv: float, rgb, observation, t_start: float, t_decoded: float,
-               t_observed: float) -> None:
+               t_observed: float, stop: threading.Event | None = None) -> None:
+        """Estimate one perceived frame and publish it. ``stop``: the worker's stop event — a frame whose estimate
+        outlived its node's teardown (a long inline cold fit) publishes nothing (its publishers are gone)."""
         t_infer = time.monotonic()
         gate = self._gate()
         if gate:  # paused / deactivated while this frame was perceived: dropped like the frames after it
@@ -1012,6 +1014,8 @@ class _ContactNodeBase:
         result.timings["decode"] = 1e3 * (t_decoded - t_start)
         result.timings["wait"] = 1e3 * (t_start - t_recv)  # in the frame slot
         result.timings["wait_infer"] = 1e3 * (t_infer - t_observed)  # in the observed slot
+        if stop is not None and stop.is_set():
+            return
         self._publish(result, header, t_recv)
 
     def _publish(self, result, header: Header, t_recv: float) -> None:
