@@ -50,6 +50,54 @@ def test_depth_validation():
     assert out[0, 0] == 0 and out[0, 1] == 0 and out[1, 1] == 1
 
 
+def test_depth_npy_must_be_a_numeric_array(tmp_path):
+    """A corrupt .npy, pickled data or an object/string array is a DepthError naming the fix (never unpickled); an
+    integer array is depth in its units."""
+    from interactvlm_ros.recon.camera import load_depth
+
+    (tmp_path / "garbage.npy").write_bytes(b"garbage")
+    np.save(tmp_path / "object.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "strings.npy", np.array([["1", "2"], ["3", "4"]]))
+    for name in ("garbage", "object", "strings"):
+        with pytest.raises(DepthError, match="not a numeric .npy depth array"):
+            load_depth(tmp_path / f"{name}.npy")
+    np.save(tmp_path / "mm.npy", np.full((4, 5), 1500, np.uint16))
+    assert load_depth(tmp_path / "mm.npy", 0.001) == pytest.approx(np.full((4, 5), 1.5, np.float32))
+
+
+def _scaled_library_mesh(tmp_path, label, factor):
+    import trimesh
+
+    from interactvlm_ros.objects import load_mesh, lookup_object
+
+    m = load_mesh(lookup_object(label).mesh_path)
+    path = tmp_path / f"{label}_x{factor:g}.ply"
+    trimesh.Trimesh(np.asarray(m.vertices, np.float64) * factor, m.faces, process=False).export(path)
+    return path, float(np.ptp(m.vertices, 0).max())
+
+
+def test_object_size_from_a_mesh_only_when_plausible_in_metres(tmp_path):
+    """A mesh's extent is taken as metres when it is plausible (0.01–5 m, within a factor 3 of the label's catalog
+    range); a bottle in millimetres (160) or decimetres (1.6) gets the catalog size by label, and ``why`` names the
+    extent that was not used."""
+    from interactvlm_ros.recon import object_size_for
+
+    metric, ext = _scaled_library_mesh(tmp_path, "bottle", 1)
+    assert object_size_for("bottle", str(metric)) == (pytest.approx(ext), f"extent of {metric.name}")
+    for factor in (1000, 10):
+        path, _ = _scaled_library_mesh(tmp_path, "bottle", factor)
+        size, why = object_size_for("bottle", str(path))
+        assert size == pytest.approx(0.25) and why.startswith("catalog size of 'bottle'") and path.name in why, why
+    path, _ = _scaled_library_mesh(tmp_path, "racket", 1000)  # no catalog size for a racket: unknown
+    size, why = object_size_for("racket", str(path))
+    assert size is None and why.startswith("unknown") and path.name in why
+    # the pipeline's library meshes (source 'library:<category>'): the catalog size by label first, else the library
+    # mesh's own (metric) longest side; the generic stand-in of an unknown label has no size
+    assert object_size_for("mug", "library:cup") == (pytest.approx(0.105), "catalog size of 'cup'")
+    assert object_size_for("camera", "library:camera") == (pytest.approx(0.14), "the object library's 'camera' mesh")
+    assert object_size_for("zorblax", "library:generic") == (None, "unknown")
+
+
 def test_geometry_units():
     import torch
 
@@ -168,6 +216,67 @@ def test_bad_inputs_give_status(recon):
     assert r.status == "bad_input" and "Anny" in r.message
     r = recon.fit(img, _obs(), hc, np.zeros(3), mesh)
     assert r.status == "bad_input" and "object_contact" in r.message
+
+
+def test_object_size_must_be_positive_and_non_extent_sizes_are_named(recon, tmp_path):
+    """object_size <= 0 or non-finite: bad_input (a negative size mirrored the object). A size that is not the mesh's
+    own extent (by label, or the default) is a named fallback."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    hc = np.zeros(recon.body_fitter.poser.N)
+    mesh = (np.random.default_rng(0).normal(size=(10, 3)) * 0.1, np.array([[0, 1, 2], [2, 3, 4]]))
+    for bad in (-0.2, 0.0, float("nan"), float("inf")):
+        r = recon.fit(img, _obs(), hc, None, mesh, object_size=bad)
+        assert r.status == "bad_input" and "object_size" in r.message and r.object_pose is None, (bad, r.message)
+    path, ext = _scaled_library_mesh(tmp_path, "bottle", 1000)
+    recon.fallbacks.clear()
+    size, why = recon.object_size("bottle", str(path))
+    assert size == pytest.approx(0.25) and why.startswith("catalog size")
+    assert any(f.startswith("object size by label") and path.name in f for f in recon.fallbacks), recon.fallbacks
+    recon.fallbacks.clear()
+    size, why = recon.object_size("bottle", "library:bottle")  # a library label: its catalog size, named too
+    assert size == pytest.approx(0.25) and any(f.startswith("object size by label") for f in recon.fallbacks)
+    recon.fallbacks.clear()
+    path, _ = _scaled_library_mesh(tmp_path, "racket", 1000)
+    size, why = recon.object_size("racket", str(path))
+    assert size == 0.25 and any("object size unknown for 'racket'" in f and path.name in f for f in recon.fallbacks)
+    recon.fallbacks.clear()
+    path, ext = _scaled_library_mesh(tmp_path, "bottle", 1)
+    assert recon.object_size("bottle", str(path)) == (pytest.approx(ext), f"extent of {path.name}")
+    assert recon.fallbacks == []
+
+
+def test_object_behind_the_camera_is_never_ok(recon, test_data, monkeypatch):
+    """An object fit whose centre ends behind the camera (z <= 0; e.g. a mesh far too large, not in metres) is
+    'diverged' with a message, no object pose — never 'ok'."""
+    pytest.importorskip("mediapipe")
+    import cv2
+
+    from interactvlm_ros.cli.reconstruct import hand_contact
+    from interactvlm_ros.objects import load_mesh, lookup_object
+    from interactvlm_ros.perception.human import HumanPerception
+    from interactvlm_ros.recon.object_fit import ObjectFitResult
+
+    image = cv2.cvtColor(cv2.imread(str(test_data / "person_catching_ball.png")), cv2.COLOR_BGR2RGB)
+    obs = HumanPerception().observe(image)
+    m = load_mesh(lookup_object("ball").mesh_path)
+    ov = np.asarray(m.vertices, np.float64)
+    pose = np.eye(4)
+
+    def fit_behind(obj_vertices, *a, **kw):
+        pose[:3, 3] = [0.0, 0.0, -0.3] - np.asarray(obj_vertices).mean(0)
+        return ObjectFitResult(pose.copy(), np.asarray(obj_vertices) + pose[:3, 3], {})
+
+    monkeypatch.setattr(recon.object_fitter, "fit", fit_behind)
+    r = recon.fit(image, obs, hand_contact(recon.body_fitter.poser.N), None, (ov, m.faces))
+    assert r.status == "diverged" and "behind the camera" in r.message and r.object_pose is None, r.message
+
+    def fit_in_front(obj_vertices, *a, **kw):  # the same object 0.3 m in front of the camera: the check lets it pass
+        pose[:3, 3] = [0.0, 0.0, 0.3] - np.asarray(obj_vertices).mean(0)
+        return ObjectFitResult(pose.copy(), np.asarray(obj_vertices) + pose[:3, 3], {})
+
+    monkeypatch.setattr(recon.object_fitter, "fit", fit_in_front)
+    r = recon.fit(image, obs, hand_contact(recon.body_fitter.poser.N), None, (ov, m.faces))
+    assert "behind the camera" not in r.message
 
 
 def test_object_box_region_and_its_bad_inputs(recon):

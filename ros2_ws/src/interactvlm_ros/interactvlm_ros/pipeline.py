@@ -56,7 +56,10 @@ class ContactResult:
     model does not predict that side or the frame was not processed). human_masks / object_masks:
     per-view contact probabilities [V,h,w] (the localizer's masks). human_view_maps / object_view_maps: the renders'
     pixel→triangle maps (``lift.CompactMaps``, shared with the static assets) the overlay paints the per-vertex contact
-    through. timings: milliseconds per stage. reconstruction: this frame's
+    through. label_known: whether the label is known — the model's own judgement when it gives one
+    (``extras["label_known"]``), else the object library's; library_known: whether the object library knows it (its
+    own mesh, not the generic stand-in; True for a given mesh); object_source: ``library:<category>`` or the mesh
+    path. The three are set for ``no_person`` results too. timings: milliseconds per stage. reconstruction: this frame's
     ``recon.Reconstruction`` (``reconstruct=True``); late_reconstruction: ``(frame_tag, Reconstruction)`` of an earlier
     frame whose background cold fit finished since the previous frame (``reconstruct_cold_start="background"``).
     """
@@ -79,6 +82,7 @@ class ContactResult:
     object_view_maps: Any = None
     object_label: str = ""
     label_known: bool = False
+    library_known: bool = False
     object_source: str = ""
     model: str = ""
     backend: str = ""
@@ -232,8 +236,13 @@ class ContactEstimator:
             registry = _import("interactvlm_ros.models.registry", "the localizer registry")
             try:
                 localizer = registry.load_localizer(self.model_spec, backend=backend, device=device)
-            except FileNotFoundError as exc:
-                raise PipelineError(f"model '{model}': {exc}") from exc
+            except PipelineError:
+                raise
+            except (OSError, ValueError, RuntimeError, ImportError) as exc:
+                # a missing/unreadable model (LocalizerError, DefaultModelError), an unknown backend or device name
+                # (ValueError), a backend/device that cannot run here (BackendUnavailableError): one named error
+                what = str(exc) if self.model_spec in str(exc) else f"model '{model}': {exc}"
+                raise PipelineError(f"{what} (backend '{backend}', device '{device}')") from exc
         self.localizer = localizer
         self.model_name = str(getattr(localizer, "name", self.model_spec))
         self.backend = str(getattr(localizer, "backend", backend))
@@ -492,7 +501,7 @@ class ContactEstimator:
         if self.perception is not None:
             if not getattr(observation, "found", True):
                 res = self._result("no_person", "no person found in the image", label, observation=observation,
-                                   timings=timings)
+                                   timings=timings, **_label_fields(obj))
                 res.timings["total"] = 1e3 * (time.perf_counter() - t_start)
                 return res
 
@@ -515,7 +524,7 @@ class ContactEstimator:
         extras = getattr(out, "extras", None) or {}
         if extras.get("status") == "no_person":
             res = self._result("no_person", str(out.text or "no person found in the image"), label,
-                               observation=observation, timings=timings)
+                               observation=observation, timings=timings, **_label_fields(obj, extras))
             res.timings["total"] = 1e3 * (time.perf_counter() - t_start)
             return res
 
@@ -551,8 +560,7 @@ class ContactEstimator:
             object_renders=getattr(obj.assets, "renders", None) if obj is not None else None,
             human_view_maps=getattr(self.human_assets, "compact", None),
             object_view_maps=getattr(obj.assets, "compact", None) if obj is not None else None,
-            label_known=bool(extras.get("label_known", obj.known if obj is not None else False)),
-            object_source=obj.source if obj is not None else "",
+            **_label_fields(obj, extras),
             text=getattr(out, "text", None),
             observation=observation,
             timings=timings,
@@ -609,6 +617,14 @@ def _tasks_of(localizer) -> set[str] | None:
 
 class _BadInput(ValueError):
     pass
+
+
+def _label_fields(obj: _ObjectState | None, extras: dict | None = None) -> dict:
+    """label_known (the model's judgement in ``extras`` when it gives one, else the library's), library_known (the
+    object library's own) and object_source of a result."""
+    library_known = bool(obj.known) if obj is not None else False
+    return {"label_known": bool((extras or {}).get("label_known", library_known)), "library_known": library_known,
+            "object_source": obj.source if obj is not None else ""}
 
 
 def _check_image(image) -> str:

@@ -4,7 +4,9 @@ One-shot contact estimation with ``pipeline.ContactEstimator`` (the object the R
 ``contacts.npz`` (per-vertex human/object contact, template + object vertices/faces, part id per vertex,
 part names), ``contacts.json`` (status, per-part max/mean contact, label used and whether the model and
 the object library know it, model, backend, timings), ``overlay.png`` (views with contact painted),
-``human_contact.ply`` / ``object_contact.ply`` (meshes with vertex colours: grey → red with contact).
+``human_contact.ply`` / ``object_contact.ply`` (meshes with vertex colours: grey → red with contact). Files of
+this set an earlier run left in DIR that this run does not write are removed. A model, backend or device that
+cannot be used, or an --out that cannot be written, is one error line and exit 2 (checked before the model loads).
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ import numpy as np
 
 GREY = np.array([200, 200, 200], np.float32)
 RED = np.array([255, 38, 25], np.float32)
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")  # runtime.select.select_backend's names
+#: every file this command writes (a re-run removes those it did not write this time)
+OUTPUTS = ("contacts.npz", "contacts.json", "overlay.png", "human_contact.ply", "object_contact.ply")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--object", required=True, dest="object_label", help="object label, e.g. 'cup'")
     parser.add_argument("--object-mesh", default=None, help="mesh of the object (default: the library mesh of LABEL)")
     parser.add_argument("--model", default="default", help="'default' or a model folder")
-    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | torch | tensorrt")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help=" | ".join(BACKENDS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", required=True, help="output folder")
 
@@ -52,21 +57,21 @@ def run(args) -> int:
         print(f"interactvlm estimate: '{img_path}' is not an image OpenCV can read (png/jpg/...)")
         return 2
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    from . import prepare_out, remove_stale
     from ..pipeline import ContactEstimator, PipelineError
 
-    localizer = None
-    if Path(args.model, "model.pt").is_file():  # a default-model folder (e.g. a training run)
-        from ..models.default import load_default_localizer
-
-        localizer = load_default_localizer(backend=args.backend, device=args.device, weights=args.model)
-    try:
-        est = ContactEstimator(model=args.model, backend=args.backend, device=args.device, localizer=localizer)
+    out = Path(args.out)
+    why = prepare_out(out)
+    if why:
+        print(f"interactvlm estimate: cannot write --out {out} ({why}); give a folder that can be created and written")
+        return 2
+    try:  # "default", an official checkpoint folder or a default-model folder (model.pt, a training run)
+        est = ContactEstimator(model=args.model, backend=args.backend, device=args.device)
     except PipelineError as exc:
         print(f"interactvlm estimate: {exc}")
         return 2
     res = est.estimate(image, args.object_label, object_mesh=args.object_mesh)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    written = ["contacts.npz", "overlay.png", "contacts.json"]
     model_label = {}
     lf = getattr(est.localizer, "label_feature", None)
     if callable(lf) and res.status != "bad_input":
@@ -79,7 +84,7 @@ def run(args) -> int:
         "image": str(img_path),
         "object_label": res.object_label or args.object_label,
         "label_known": label_known,
-        "library_label_known": bool(res.label_known),
+        "library_label_known": bool(res.library_known),
         "model_label": model_label,
         "object_source": res.object_source,
         "model": res.model,
@@ -104,9 +109,12 @@ def run(args) -> int:
     cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(res.overlay(), cv2.COLOR_RGB2BGR))
     if res.human_contact is not None and res.human_vertices is not None:
         _ply(out / "human_contact.ply", res.human_vertices, res.human_faces, res.human_contact)
+        written.append("human_contact.ply")
     if res.object_contact is not None and res.object_vertices is not None:
         _ply(out / "object_contact.ply", res.object_vertices, res.object_faces, res.object_contact)
+        written.append("object_contact.ply")
     (out / "contacts.json").write_text(json.dumps(info, indent=2))
+    remove_stale(out, OUTPUTS, written)
     top = list(info["human_parts"].items())[:3]
     print(f"status: {res.status}{' (' + res.message + ')' if res.message else ''}")
     if top:

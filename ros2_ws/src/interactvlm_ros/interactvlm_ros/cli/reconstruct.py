@@ -1,9 +1,14 @@
 """``interactvlm reconstruct IMAGE --object LABEL [--depth D --K fx,fy,cx,cy] --out DIR``.
 
-Writes human.ply, object.ply, scene.glb, result.json and overlay.png (fitted meshes over the image).
-Contacts come from the pipeline's ``ContactEstimator`` (``--contacts pipeline``, default when it can be
-built) or, as a named heuristic, from the hands (``--contacts hands``: palm/finger vertices of the Anny
-body as human contact, no object contact) — logged as a fallback.
+Writes human.ply, object.ply, scene.glb, result.json and overlay.png (fitted meshes over the image); result.json
+(status, message, fallbacks) and overlay.png also when the frame fails (no person, bad input), with exit 1, and files
+of an earlier run in DIR that this run did not write are removed. Contacts come from the pipeline's
+``ContactEstimator`` (``--contacts pipeline``, default when it can be built) or, as a named heuristic, from the hands
+(``--contacts hands``: palm/finger vertices of the Anny body as human contact, no object contact) — logged as a
+fallback; ``--contacts auto`` takes it only when the default model's pipeline cannot be built, never for a ``--model``
+the user named (that is an error, exit 2). An --out that cannot be written is exit 2 before any work. An
+``--object-mesh`` is sized as the pipeline sizes it (``Reconstructor.object_size``): its extent when plausible in
+metres, else the label's catalog size (a named fallback), unless ``--object-size``.
 """
 from __future__ import annotations
 
@@ -13,14 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
+from . import positive_float, prepare_out
+
 log = logging.getLogger("interactvlm_ros.cli.reconstruct")
 
 
 def add_arguments(p) -> None:
     p.add_argument("image", help="RGB image (png/jpg)")
     p.add_argument("--object", required=True, help="object label, e.g. 'ball'")
-    p.add_argument("--object-mesh", default=None, help="object mesh file (metric unless --object-size)")
-    p.add_argument("--object-size", type=float, default=None, help="longest side of the object in metres")
+    p.add_argument("--object-mesh", default=None, help="object mesh file (its extent is taken as metres when plausible "
+                   "for the label, else the label's catalog size; --object-size overrides)")
+    p.add_argument("--object-size", type=positive_float, default=None,
+                   help="longest side of the object in metres (> 0)")
     p.add_argument("--object-mask", default=None, help="binary mask image of the object (optional)")
     p.add_argument("--object-box", default=None, metavar="X0,Y0,X1,Y1",
                    help="a detector's box around the object in pixels (optional; used when there is no --object-mask): "
@@ -34,7 +43,8 @@ def add_arguments(p) -> None:
                    help="model of --D (CameraInfo.distortion_model; default plumb_bob)")
     p.add_argument("--contacts", choices=("auto", "pipeline", "hands"), default="auto",
                    help="where contacts come from (auto: pipeline if it can be built, else the hands heuristic)")
-    p.add_argument("--model", default="default", help="localizer for --contacts pipeline")
+    p.add_argument("--model", default="default", help="localizer for --contacts pipeline/auto ('default' or a model "
+                   "folder; one that cannot be loaded is an error)")
     p.add_argument("--out", required=True, help="output folder")
 
 
@@ -59,8 +69,7 @@ def _read_rgb(path: str) -> np.ndarray:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from interactvlm_ros.recon import Reconstructor, load_depth, object_size_for, parse_K
-    from interactvlm_ros.recon.outputs import save_outputs
+    from interactvlm_ros.recon import Reconstruction, Reconstructor, load_depth, parse_K
 
     try:
         image = _read_rgb(args.image)
@@ -115,26 +124,45 @@ def run(args) -> int:
         log.info("undistorted image%s with %s D=%s", "/depth/mask" if depth is not None or mask is not None else "",
                  args.distortion_model, D.tolist())
 
+    label_key = None
+    if args.contacts == "hands" and not args.object_mesh:  # refused before anything is written
+        label_key = _library_key(args.object)
+        if label_key is None:
+            return 2
+    out = Path(args.out)
+    created = not out.exists()
+    why = prepare_out(out)
+    if why:
+        print(f"error: cannot write --out {out} ({why}); give a folder that can be created and written",
+              file=sys.stderr)
+        return 2
+
     rc = Reconstructor()
     fallbacks: list[str] = []
     contact_result = None
     if args.contacts in ("auto", "pipeline"):
-        try:
-            from interactvlm_ros.pipeline import ContactEstimator
+        from interactvlm_ros.pipeline import ContactEstimator
 
+        est = None
+        try:
             est = ContactEstimator(model=args.model, body="anny")
-            contact_result = est.estimate(image, args.object, object_mesh=args.object_mesh, depth=depth, K=K)
-            fallbacks += est.all_fallbacks()
-            if not contact_result.ok:
-                print(f"contact estimation: {contact_result.status}: {contact_result.message}", file=sys.stderr)
-                return 1
-        except Exception as exc:  # noqa: BLE001 - pipeline parts missing → heuristic (auto) or error
+        except Exception as exc:  # noqa: BLE001 - cannot be built: a part missing, or the model cannot be loaded
+            if args.model != "default":  # a model the user named: never replaced by the heuristic
+                print(f"error: --model {args.model} cannot be used: {exc}", file=sys.stderr)
+                return 2
             if args.contacts == "pipeline":
                 print(f"error: the contact pipeline cannot run: {exc}", file=sys.stderr)
                 return 1
             fallbacks.append(f"contact pipeline unavailable ({exc}); 'hands' heuristic: human contact = hand vertices, "
                              "no object contact")
             log.warning("fallback: %s", fallbacks[-1])
+        if est is not None:
+            contact_result = est.estimate(image, args.object, object_mesh=args.object_mesh, depth=depth, K=K)
+            fallbacks += est.all_fallbacks()
+            if not contact_result.ok:  # no person, bad input: result.json says so (no meshes)
+                print(f"contact estimation: {contact_result.status}: {contact_result.message}", file=sys.stderr)
+                rec = Reconstruction(contact_result.status, f"contact estimation: {contact_result.message}")
+                return _finish(rec, image, out, fallbacks + rc.fallbacks, extra)
     if contact_result is not None:
         obs = contact_result.observation
         if obs is None:
@@ -145,24 +173,48 @@ def run(args) -> int:
                      object_box=box)
     else:
         if args.object_mesh:
-            mesh, size = args.object_mesh, args.object_size
+            mesh = args.object_mesh
         else:  # the object library by label, as the pipeline resolves it (metric meshes, synonyms)
-            from interactvlm_ros.objects import GENERIC, library
+            from interactvlm_ros.objects import library
 
-            key = library().resolve(args.object)
-            if key is None or key == GENERIC:  # a stand-in mesh of made-up size cannot be placed metrically
-                print(f"error: '{args.object}' is not in the object library ({', '.join(library().categories)}); "
-                      "pass --object-mesh (and --object-size if it is not in metres)", file=sys.stderr)
+            label_key = label_key or _library_key(args.object)
+            if label_key is None:
+                if created and out.is_dir() and not any(out.iterdir()):
+                    out.rmdir()  # nothing was written: leave no empty folder behind
                 return 2
             mesh = library().lookup(args.object).mesh_path
-            size, why = (args.object_size, "--object-size") if args.object_size else object_size_for(args.object, mesh)
-            log.info("object mesh: library '%s' (%s), size %.3f m (%s)", key, mesh, size, why)
+        # sized as the pipeline sizes a mesh (Reconstructor.object_size): the file's extent when plausible in metres
+        # (then the mesh is used as it is), else the label's catalog size / the default — named fallbacks
+        size, why = (args.object_size, "--object-size") if args.object_size else rc.object_size(args.object, mesh)
+        log.info("object mesh: %s, size %.3f m (%s)", mesh, size, why)
+        if args.object_mesh and why.startswith("extent of"):
+            size = None  # metric: object_pose maps the file's own coordinates
         from interactvlm_ros.perception.human import HumanPerception
 
         obs = HumanPerception().observe(image)
         rec = rc.fit(image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
                      object_mask=mask, object_size=size, object_label=args.object, object_box=box)
-    files = save_outputs(rec, image, args.out, fallbacks=list(dict.fromkeys(fallbacks + rc.fallbacks)), extra=extra)
+    return _finish(rec, image, out, fallbacks + rc.fallbacks, extra)
+
+
+def _library_key(label: str) -> str | None:
+    """The library category of a label for the hands heuristic, or None (error printed): a generic stand-in mesh of
+    made-up size cannot be placed metrically."""
+    from interactvlm_ros.objects import GENERIC, library
+
+    key = library().resolve(label)
+    if key is None or key == GENERIC:
+        print(f"error: '{label}' is not in the object library ({', '.join(library().categories)}); "
+              "pass --object-mesh (and --object-size if it is not in metres)", file=sys.stderr)
+        return None
+    return key
+
+
+def _finish(rec, image, out: Path, fallbacks: list[str], extra: dict) -> int:
+    """Write the outputs of ``rec`` (any status), print a summary; exit code 0 when ok, else 1."""
+    from interactvlm_ros.recon.outputs import save_outputs
+
+    files = save_outputs(rec, image, out, fallbacks=list(dict.fromkeys(fallbacks)), extra=extra)
     print(f"status: {rec.status} {rec.message}")
     for k, v in files.items():
         print(f"  {k}: {v}")

@@ -200,12 +200,15 @@ class ObjectLibrary:
                            e.get("source", ""), tuple(e.get("synonyms", [])))
 
     def resolve(self, label: str) -> str | None:
-        """Canonical category of a label (synonyms, articles, plural 's'), or None."""
+        """Canonical category of a label (synonyms, articles, plural 's'/'es'), or None; then its last word, also
+        singularised ('red cups' → cup)."""
         key = _norm_label(label)
-        for cand in (key, key[:-1] if key.endswith("s") else None, key[:-2] if key.endswith("es") else None,
-                     key.split(" ")[-1] if " " in key else None):
-            if cand and cand in self._index:
-                return self._index[cand]
+        for word in (key, key.split(" ")[-1] if " " in key else None):
+            if not word:
+                continue
+            for cand in (word, word[:-1] if word.endswith("s") else None, word[:-2] if word.endswith("es") else None):
+                if cand and cand in self._index:
+                    return self._index[cand]
         return None
 
     def lookup(self, label: str) -> ObjectEntry:

@@ -70,6 +70,11 @@ SOURCES = {  # copied meshes: file in shared/data/objects → (licence, source)
 }
 
 
+#: genesis-world's meshes are in their own units (the camera 4.88 long, the board 7.03): scaled to a typical real
+#: longest side in metres, as every library mesh is metric (reconstruction sizes objects by them)
+REAL_LONGEST_M = {"camera": 0.14, "chopping_board": 0.40}
+
+
 def refine(v: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import trimesh
     from trimesh.remesh import subdivide_to_size
@@ -108,6 +113,10 @@ def build(out_dir: Path, shared: Path | None) -> dict:
             if "robosuite" in src:  # MuJoCo assets are z up → y up (x' = x, y' = z, z' = −y)
                 v = np.asarray(v, np.float64) @ np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], np.float64).T
                 src = f"{src} (rotated z-up → y-up)"
+            if name in REAL_LONGEST_M:
+                ext = float((np.max(v, 0) - np.min(v, 0)).max())
+                v = np.asarray(v, np.float64) * (REAL_LONGEST_M[name] / ext)
+                src = f"{src} (scaled to a {REAL_LONGEST_M[name]} m longest side)"
             src = f"{src} (refined: subdivided, duplicate vertices merged)"
         v, f = refine(v, f)
         fname = f"{name}.ply"

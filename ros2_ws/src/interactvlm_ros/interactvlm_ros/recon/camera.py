@@ -85,13 +85,23 @@ def validate_K(K, height: int, width: int) -> np.ndarray:
 def load_depth(path: str | Path, scale: float | None = None) -> np.ndarray:
     """Depth image → float32 [H,W] metres (0 = invalid).
 
-    ``.npy``: metres unless ``scale`` is given; ``.png``/``.tif``: 16-bit millimetres by default
+    ``.npy``: metres unless ``scale`` is given — a numeric array (integer or float; read without unpickling, a corrupt
+    file or an object/string array is a ``DepthError``); ``.png``/``.tif``: 16-bit millimetres by default
     (``scale`` = 0.001, the ROS ``16UC1`` convention)."""
     p = Path(path)
     if not p.is_file():
         raise DepthError(f"depth file {p} does not exist")
     if p.suffix.lower() == ".npy":
-        d = np.load(p).astype(np.float32)
+        try:
+            d = np.load(p, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # corrupt, truncated, or pickled objects (never unpickled)
+            why = ("corrupt, or pickled Python objects" if "pickle" in str(exc).lower() else str(exc))
+            raise DepthError(f"depth file {p} is not a numeric .npy depth array ({why}); save a float32 HxW array "
+                             "in metres with numpy.save") from None
+        if not isinstance(d, np.ndarray) or d.dtype.kind not in "uif":
+            raise DepthError(f"depth file {p} is not a numeric .npy depth array (dtype "
+                             f"{getattr(d, 'dtype', type(d).__name__)}); save a float32 HxW array in metres")
+        d = d.astype(np.float32)
         s = 1.0 if scale is None else float(scale)
     else:
         import cv2

@@ -11,6 +11,7 @@ from interactvlm_ros.recon.geometry import bounded_nearest, vertex_normals
 HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
 OBJECT_RGB = np.array([1.0, 0.9, 0.3])
 CONTACT_RGB = np.array([1.0, 38 / 255, 25 / 255])  # official contact colour (255, 38, 25)
+OUTPUT_FILES = ("human.ply", "object.ply", "scene.glb", "overlay.png", "result.json")  # what save_outputs writes
 
 
 def contact_patches(vertices: np.ndarray, prob: np.ndarray, thr: float = 0.3, link: float = 0.03,
@@ -217,6 +218,8 @@ def overlay(image: np.ndarray, K: np.ndarray, meshes: list[tuple[np.ndarray, np.
 def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[str] | None = None,
                  extra: dict | None = None) -> dict[str, str]:
     """Write human.ply, object.ply, scene.glb, result.json and overlay.png. Returns {name: path}.
+    A result without meshes (e.g. ``no_person``) writes result.json and overlay.png only; files of this set that an
+    earlier run left in ``out_dir`` and this one did not write are removed, so no stale mesh sits beside a new status.
     ``fallbacks``: the named fallbacks taken on the way (default intrinsics, ...), listed in result.json; ``extra``:
     more result.json entries (e.g. the undistortion applied to the input)."""
     import cv2
@@ -253,4 +256,8 @@ def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[st
     info.update(extra or {})
     p.write_text(json.dumps(info, indent=1))
     files["result"] = str(p)
+    written = {Path(f).name for f in files.values()}
+    for name in OUTPUT_FILES:
+        if name not in written and (out / name).is_file():
+            (out / name).unlink()
     return files

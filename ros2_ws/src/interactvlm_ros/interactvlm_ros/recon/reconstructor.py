@@ -135,27 +135,60 @@ def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"object_mesh of type {type(mesh).__name__}: expected a path, (vertices, faces) or a mesh")
 
 
+def _catalog_size(label: str | None) -> tuple[float, float, str] | None:
+    """(min, max, category) of the synthetic catalog's longest-side range (m) for a label, or None."""
+    if not label:
+        return None
+    from interactvlm_ros.synth import catalog
+
+    key = label.strip().lower()
+    for c in catalog.CATEGORIES.values():
+        if key == c.name or key in c.synonyms:
+            return float(c.size[0]), float(c.size[1]), c.name
+    return None
+
+
 def object_size_for(label: str | None, source: str | None) -> tuple[float | None, str]:
-    """Real longest side (m) of an object from its source mesh file (library meshes are metric) or the
-    synthetic catalog's size range by label. (None, why) when unknown."""
+    """Real longest side (m) of an object from its source mesh file, else the synthetic catalog's size range by label,
+    else the object library's (metric) mesh of a ``library:<category>`` source. (None, why) when unknown.
+
+    The file's extent is taken as metres only when it is plausible: within 0.01–5 m and, when the label has a catalog
+    size, within a factor 3 of the catalog's range (a mesh in millimetres or centimetres is not); otherwise ``why``
+    says which extent was not used."""
+    cat = _catalog_size(label)
+    note = ""
     if source:
         p = Path(str(source).split(":", 1)[-1]) if not Path(str(source)).is_file() else Path(str(source))
         if p.is_file():
             try:
                 v, _ = _mesh_arrays(p)
                 ext = float((v.max(0) - v.min(0)).max())
-                if 0.01 < ext < 5.0:
-                    return ext, f"extent of {p.name}"
             except Exception as exc:  # noqa: BLE001 - unreadable source: try the label
                 log.debug("object size from %s failed: %s", p, exc)
-    if label:
-        from interactvlm_ros.synth import catalog
+            else:
+                if 0.01 < ext < 5.0 and (cat is None or cat[0] / 3 <= ext <= 3 * cat[1]):
+                    return ext, f"extent of {p.name}"
+                note = f"; the extent {ext:.4g} of {p.name} is not a plausible size in metres"
+    if cat is not None:
+        return float(np.mean(cat[:2])), f"catalog size of '{cat[2]}'{note}"
+    lib = _library_size(source)
+    if lib is not None:
+        return lib[0], f"the object library's '{lib[1]}' mesh{note}"
+    return None, f"unknown{note}"
 
-        key = label.strip().lower()
-        for c in catalog.CATEGORIES.values():
-            if key == c.name or key in c.synonyms:
-                return float(np.mean(c.size)), f"catalog size of '{c.name}'"
-    return None, "unknown"
+
+def _library_size(source: str | None) -> tuple[float, str] | None:
+    """(longest side in m, category) of the object library's mesh named by a ``library:<category>`` source (the library's
+    meshes are metric, ``catalog.json`` ``extent_m``), or None — also for the generic stand-in of an unknown label."""
+    if not source or not str(source).startswith("library:"):
+        return None
+    from interactvlm_ros.objects import GENERIC, library
+
+    name = str(source).split(":", 1)[1]
+    entry = library().entries.get(name)
+    if name == GENERIC or entry is None or not entry.get("extent_m"):
+        return None
+    return float(max(entry["extent_m"])), name
 
 
 class Reconstructor:
@@ -185,6 +218,20 @@ class Reconstructor:
             self.fallbacks.append(text)
             log.warning("fallback: %s", text)
 
+    def object_size(self, label: str | None, source: str | None) -> tuple[float, str]:
+        """(longest side in m, where it came from) of a mesh whose own scale is not known to be metric (a normalised
+        pipeline mesh, a user's mesh file): ``object_size_for``, else ``DEFAULT_OBJECT_SIZE``. A size that is not the
+        mesh file's own extent is a named fallback ("object size by label ..." or the default)."""
+        size, why = object_size_for(label, source)
+        if size is None:
+            note = why.partition("; ")[2]
+            self._fallback(f"object size unknown for '{label or ''}'{'; ' + note if note else ''}; assuming a longest "
+                           f"side of {DEFAULT_OBJECT_SIZE} m (pass object_size)")
+            return DEFAULT_OBJECT_SIZE, f"default {DEFAULT_OBJECT_SIZE} m"
+        if not why.startswith("extent of"):
+            self._fallback(f"object size by label: {why}; using {size:.3f} m (pass object_size for the real size)")
+        return size, why
+
     # ---------------------------------------------------------------------------------------------
     def fit(self, image: np.ndarray, observation: Any, human_contact: Any = None, object_contact=None,
             object_mesh=None, depth=None, K=None, init: ReconInit | Reconstruction | None = None,
@@ -208,6 +255,14 @@ class Reconstructor:
         if image.ndim != 3 or image.shape[2] != 3:
             return Reconstruction("bad_input", f"image must be HxWx3 RGB, got shape {image.shape}")
         H, W = image.shape[:2]
+        if object_size is not None:
+            try:
+                object_size = float(object_size)
+            except (TypeError, ValueError):
+                object_size = float("nan")
+            if not (np.isfinite(object_size) and object_size > 0):
+                return Reconstruction("bad_input", f"object_size {object_size} m: the object's longest side must be a "
+                                      "finite length > 0 (or None: the mesh is metric)")
         # ---- contacts from a ContactResult
         if human_contact is not None and hasattr(human_contact, "human_contact"):
             cr = human_contact
@@ -217,12 +272,8 @@ class Reconstructor:
             if object_mesh is None and getattr(cr, "object_vertices", None) is not None:
                 object_mesh = (cr.object_vertices, cr.object_faces)
                 if object_size is None:  # pipeline meshes are normalised (longest side 1)
-                    object_size, why = object_size_for(getattr(cr, "object_label", None), getattr(cr, "object_source", None))
-                    if object_size is None:
-                        object_size = DEFAULT_OBJECT_SIZE
-                        why = f"default {DEFAULT_OBJECT_SIZE} m"
-                        self._fallback(f"object size unknown for '{getattr(cr, 'object_label', '')}'; "
-                                       f"assuming a longest side of {DEFAULT_OBJECT_SIZE} m (pass object_size)")
+                    object_size, why = self.object_size(getattr(cr, "object_label", None),
+                                                        getattr(cr, "object_source", None))
                     timings["object_size_source"] = why  # type: ignore[assignment]
             object_label = object_label or getattr(cr, "object_label", None)
         # ---- intrinsics
@@ -340,6 +391,12 @@ class Reconstructor:
         if obj.metrics.get("diverged"):
             return Reconstruction("diverged", "object fit produced a non-finite pose", K=K, human_vertices_cam=hv,
                                   human_faces=body.faces, human_contact=hc, body_state=body.state, metrics=metrics,
+                                  timings=timings)
+        centre_z = float(np.mean(np.asarray(obj.vertices, np.float64)[:, 2]))
+        if not centre_z > 0:  # e.g. a mesh far too large for its place (not in metres): never an ok pose
+            return Reconstruction("diverged", f"object fit put the object's centre behind the camera "
+                                  f"(z = {centre_z:.2f} m); check the object mesh's units or pass object_size", K=K,
+                                  human_vertices_cam=hv, human_faces=body.faces, human_contact=hc, body_state=body.state, metrics=metrics,
                                   timings=timings)
         # ---- outputs
         t = time.perf_counter()

@@ -10,8 +10,9 @@ Markers (all in the input image's header frame, stamp echoed)::
     ns human/labels    TEXT_VIEW_FACING one per body part in contact ("left hand 0.99": the part's highest contact),
                        id = the part's index in ``bodies.parts.PART_NAMES``, drawn at the centre of the part's
                        contact vertices, moved 8 cm towards the camera so the mesh does not hide it
-    ns object/label    TEXT_VIEW_FACING the object label in use ("cup"; "tripod (unknown label)" when the model
-                       or the object library did not recognise it: ``ContactResult.label_known``), above the object
+    ns object/label    TEXT_VIEW_FACING the object label in use ("cup"; "tripod (unknown label)" when the label
+                       is not recognised — the model's judgement where it gives one, else the object library's:
+                       ``ContactResult.label_known``), above the object
 
 The two label namespaces appear only when there is something to write (a part in contact; a label).
 
@@ -213,8 +214,8 @@ class MarkerBuilder:
 
     def object_label(self, result) -> list[MarkerSpec]:
         """A TEXT_VIEW_FACING marker (ns ``object/label``) naming the object label in use, centred above the object
-        (optical frame: y down) — " (unknown label)" added when the model or the object library did not recognise it
-        (``result.label_known``)."""
+        (optical frame: y down) — " (unknown label)" added when the label is not recognised (``result.label_known``: the
+        model's judgement where it gives one, else the object library's)."""
         label = str(getattr(result, "object_label", "") or "").strip()
         cam = camera_vertices(result, "object")
         if not label or cam is None or len(cam) == 0:
