@@ -12,11 +12,11 @@ from interactvlm_ros.cli.main import main
 
 
 def _err_line(capsys) -> str:
+    """The last error line; errors go to stderr (both commands), never a traceback."""
     cap = capsys.readouterr()
-    text = cap.out + cap.err
-    assert "Traceback" not in text
-    lines = [x for x in text.splitlines() if "error" in x.lower() or x.startswith("interactvlm estimate:")]
-    assert lines, text
+    assert "Traceback" not in cap.out + cap.err
+    lines = [x for x in cap.err.splitlines() if "error" in x.lower() or x.startswith("interactvlm estimate:")]
+    assert lines, cap
     return lines[-1]
 
 

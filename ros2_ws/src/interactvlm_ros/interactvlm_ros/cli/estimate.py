@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,11 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     img_path = Path(args.image)
     if not img_path.is_file():
-        print(f"interactvlm estimate: image '{img_path}' not found")
+        print(f"interactvlm estimate: image '{img_path}' not found", file=sys.stderr)
         return 2
     bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
     if bgr is None:
-        print(f"interactvlm estimate: '{img_path}' is not an image OpenCV can read (png/jpg/...)")
+        print(f"interactvlm estimate: '{img_path}' is not an image OpenCV can read (png/jpg/...)", file=sys.stderr)
         return 2
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     from . import prepare_out, remove_stale
@@ -63,12 +64,13 @@ def run(args) -> int:
     out = Path(args.out)
     why = prepare_out(out)
     if why:
-        print(f"interactvlm estimate: cannot write --out {out} ({why}); give a folder that can be created and written")
+        print(f"interactvlm estimate: cannot write --out {out} ({why}); give a folder that can be created and written",
+              file=sys.stderr)
         return 2
     try:  # "default", an official checkpoint folder or a default-model folder (model.pt, a training run)
         est = ContactEstimator(model=args.model, backend=args.backend, device=args.device)
     except PipelineError as exc:
-        print(f"interactvlm estimate: {exc}")
+        print(f"interactvlm estimate: {exc}", file=sys.stderr)
         return 2
     res = est.estimate(image, args.object_label, object_mesh=args.object_mesh)
     written = ["contacts.npz", "overlay.png", "contacts.json"]
