@@ -518,3 +518,15 @@ def test_a_frame_that_outlives_its_teardown_publishes_nothing(node, monkeypatch)
     stop.set()  # teardown happened while the next frame was estimated
     node._infer(msg, 0.0, np.zeros((8, 8, 3), np.uint8), None, 0.0, 0.0, 0.0, stop=stop)
     assert len(published) == 1
+
+
+def test_an_image_without_a_frame_id_is_named(fit_node):
+    """Outputs of an image whose header has no frame_id cannot be placed by RViz or tf2: a named fallback says so (and
+    what to set); frame_id_override gives them a frame."""
+    n, est = fit_node
+    assert n._out_header(Header(frame_id="cam")).frame_id == "cam"
+    assert not any("empty header.frame_id" in f for f in n.stats.snapshot()["fallbacks"])
+    assert n._out_header(Header(frame_id="")).frame_id == ""
+    assert any("empty header.frame_id" in f and "frame_id_override" in f for f in n.stats.snapshot()["fallbacks"])
+    assert n.set_parameters([Parameter("frame_id_override", value="camera_optical")])[0].successful
+    assert n._out_header(Header(frame_id="")).frame_id == "camera_optical"

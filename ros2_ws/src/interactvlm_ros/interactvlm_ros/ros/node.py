@@ -931,9 +931,14 @@ class _ContactNodeBase:
         return value
 
     def _out_header(self, msg_header) -> Header:
+        """The outputs' header: the image's stamp, its frame (or ``frame_id_override``). An image without a frame_id
+        gives outputs RViz and tf2 cannot place: said once as a named fallback (nothing is invented)."""
         h = Header()
         h.stamp = msg_header.stamp
         h.frame_id = self._frame_override or msg_header.frame_id
+        if not h.frame_id:
+            self._fallback("images have an empty header.frame_id: the outputs carry none, so RViz and tf2 cannot place "
+                           "them; set frame_id_override (e.g. the camera's optical frame) or fix the camera driver")
         return h
 
     def _perceive(self, msg: Image, t_recv: float):
