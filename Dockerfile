@@ -16,7 +16,8 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST} \
-    INTERACTVLM_CACHE_DIR=/var/cache/interactvlm_ros
+    INTERACTVLM_CACHE_DIR=/var/cache/interactvlm_ros \
+    TORCH_EXTENSIONS_DIR=/var/cache/interactvlm_ros/torch_extensions
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -37,6 +38,7 @@ RUN apt-get update \
        ros-${ROS_DISTRO}-visualization-msgs \
        ros-${ROS_DISTRO}-diagnostic-msgs \
        ros-${ROS_DISTRO}-shape-msgs \
+       ros-${ROS_DISTRO}-vision-msgs \
        ros-${ROS_DISTRO}-rmw-fastrtps-cpp \
        python3-colcon-common-extensions \
        python3-pip \
@@ -48,9 +50,11 @@ RUN apt-get update \
        libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/*
 
-# GPU Python stack: PyTorch (CUDA 12.6 wheels), TensorRT, ONNX Runtime GPU, nvdiffrast (built against torch).
+# GPU Python stack: PyTorch (CUDA 12.6 wheels), TensorRT, nvdiffrast. nvdiffrast 0.3.x compiles its CUDA plugin
+# with torch.utils.cpp_extension on first use: that needs ninja, and the build lands in TORCH_EXTENSIONS_DIR (the
+# cache volume, so it happens once, not at every start; the first start takes a few minutes).
 RUN python3 -m pip install --index-url https://download.pytorch.org/whl/cu126 "torch==${TORCH_VERSION}" \
-    && python3 -m pip install "tensorrt-cu12==${TENSORRT_VERSION}" "onnxruntime-gpu==${ONNXRUNTIME_VERSION}" \
+    && python3 -m pip install "tensorrt-cu12==${TENSORRT_VERSION}" "ninja==1.13.0" \
     && python3 -m pip install --no-build-isolation "git+https://github.com/NVlabs/nvdiffrast.git@${NVDIFFRAST_REF}"
 
 # Same layout as the repository: ros2_ws/src/interactvlm_ros/launch is a symlink to ../../../launch.
@@ -59,7 +63,12 @@ COPY launch launch
 COPY ros2_ws/src/interactvlm_ros ros2_ws/src/interactvlm_ros
 
 # The package's Python dependencies (default model: mediapipe, MiniLM, Anny; all offline wheels), then colcon.
+# The package requires the CPU onnxruntime; onnxruntime and onnxruntime-gpu write the same module and cannot live
+# side by side (the CPU one would hide the CUDA/TensorRT providers), so the GPU build replaces it afterwards.
 RUN python3 -m pip install "./ros2_ws/src/interactvlm_ros[default-model,smplx]" \
+    && python3 -m pip uninstall -y onnxruntime \
+    && python3 -m pip install --no-deps --force-reinstall "onnxruntime-gpu==${ONNXRUNTIME_VERSION}" \
+    && python3 -c "import onnxruntime as o; p = o.get_available_providers(); assert 'CUDAExecutionProvider' in p, p" \
     && source /opt/ros/${ROS_DISTRO}/setup.bash \
     && colcon build --merge-install --base-paths ros2_ws/src \
     && rm -rf build log

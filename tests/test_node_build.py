@@ -167,6 +167,13 @@ def test_dockerfile_hadolint():
     assert r.returncode == 0, r.stdout + r.stderr
     text = (REPO / "Dockerfile").read_text()
     assert "contact.launch.py" in text and "colcon build" in text
+    # onnxruntime (the package's requirement) and onnxruntime-gpu cannot live side by side: the GPU build goes in after
+    # the package, replacing it; nvdiffrast's first-use CUDA build needs ninja; object_detections needs vision_msgs
+    assert text.index("pip uninstall -y onnxruntime") > text.index('pip install "./ros2_ws/src/interactvlm_ros')
+    assert text.index('"onnxruntime-gpu==') > text.index("pip uninstall -y onnxruntime")
+    assert '"ninja==' in text and "ros-${ROS_DISTRO}-vision-msgs" in text
+    package_xml = (REPO / "ros2_ws/src/interactvlm_ros/package.xml").read_text()
+    assert "<exec_depend>vision_msgs</exec_depend>" in package_xml
 
 
 def _run_replay(test_data, monkeypatch, subscriptions: dict, extra_args=()):
