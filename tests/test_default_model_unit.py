@@ -723,3 +723,25 @@ def test_every_shipped_training_config_passes_the_config_check():
     assert len(configs) >= 9
     for f in configs:
         check_config(load_config(f, {"data": "/data", "out": "/out"}))
+
+
+def test_label_cache_and_label_fallbacks_stay_bounded_with_many_labels():
+    """A node fed thousands of distinct labels over hours: the label cache (unbounded, unlike the render/key caches)
+    and the fallback list (one 'unlike every trained category' entry per unknown label) now stay bounded; the latest
+    labels are listed, the earlier ones counted. Shipped checkpoint (its label space), a text encoder giving each
+    label its own random (so unknown) embedding."""
+    from interactvlm_ros.models.default.predictor import DefaultLocalizer
+    from interactvlm_ros.pipeline import Fallbacks
+
+    class _Text:
+        def encode(self, keys):
+            return [np.random.default_rng(zlib.crc32(k.encode())).normal(size=384).astype(np.float32) for k in keys]
+
+    loc = DefaultLocalizer(backend="torch", text_encoder=_Text())
+    for i in range(300):
+        assert not loc.label_feature(f"gadget number {i}").known
+    assert len(loc._label_cache) <= 64 and "gadget number 299" in loc._label_cache
+    assert len(loc.fallbacks) == Fallbacks.LABEL_KEPT + 1 and all(isinstance(f, str) for f in loc.fallbacks)
+    assert "'gadget number 299'" in loc.fallbacks[-2] and "'gadget number 0'" not in " ".join(loc.fallbacks)
+    assert loc.fallbacks[-1].startswith(f"… {300 - Fallbacks.LABEL_KEPT} earlier label fallbacks not listed")
+    assert loc.describe()["fallbacks"] == list(loc.fallbacks)

@@ -290,3 +290,22 @@ def test_cdr_self_check_passes_and_catches_a_wrong_layout(monkeypatch):
     monkeypatch.setattr(cdr._Writer, "string", real)
     monkeypatch.setattr(cdr, "ENCAPSULATION_LE", b"\x00\x00\x00\x00")  # big-endian header, little-endian data
     assert "byte 1 " in cdr.self_check()
+
+
+def test_diagnostics_mirror_the_estimators_bounded_fallbacks():
+    """/diagnostics lists the node's own fallbacks and the estimator's as it lists them now: the estimator keeps only
+    the latest per-label fallbacks (pipeline.Fallbacks), so a node fed many labels does not grow its diagnostics."""
+    pytest.importorskip("diagnostic_msgs.msg")
+    from interactvlm_ros.pipeline import Fallbacks
+    from interactvlm_ros.ros.diagnostics import NodeStats, diagnostic_values, to_diagnostic_array
+
+    st, core = NodeStats(), Fallbacks()
+    st.fallback("tf: not broadcast")
+    for i in range(40):
+        core.note(f"object label 'thing {i}' unknown to the library", label=True)
+        st.mirror_fallbacks(core)
+    fbs = st.snapshot()["fallbacks"]
+    assert fbs[0] == "tf: not broadcast" and len(fbs) == 1 + Fallbacks.LABEL_KEPT + 1
+    assert "thing 39" in fbs[-2] and fbs[-1].startswith("… 32 earlier label fallbacks")
+    kv = diagnostic_values(to_diagnostic_array(st.snapshot(), "interactvlm_contact", "test"))
+    assert len([k for k in kv if k.startswith("fallback/")]) == len(fbs)

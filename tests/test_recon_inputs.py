@@ -304,3 +304,40 @@ def test_object_box_region_and_its_bad_inputs(recon):
     assert r.status == "object_not_visible" and "box" in r.message and r.object_pose is None
     r = recon.fit(img, _obs(), hc, None, mesh, object_box=(9, 9, 1, 1))
     assert r.status == "bad_input" and "object_box" in r.message and r.object_pose is None
+
+
+def test_a_penetrating_object_is_diverged_without_pose_grips_or_free_points(recon, monkeypatch):
+    """'diverged' for penetration (> 3 cm) carried the object pose, grip poses and free points (written to
+    result.json): now no pose, grips or free points, as every non-ok result; the meshes and metrics stay to look at.
+    The same fit without the penetration is ok with all three (the body and object fits are doubles here, the
+    penetration metric is set: the point is what the result carries)."""
+    import trimesh
+
+    import interactvlm_ros.recon.metrics as M
+    from interactvlm_ros.recon.body_fit import BodyFitResult
+    from interactvlm_ros.recon.object_fit import ObjectFitResult
+
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    ov, of = trimesh.remesh.subdivide_to_size(np.asarray(box.vertices, float), np.asarray(box.faces), 0.03)[:2]
+    shift = np.array([0.0, 0.0, 2.5])
+    N = recon.body_fitter.poser.N
+    grid = np.array([[0.11, y, z] for y in np.linspace(-0.05, 0.05, 5) for z in np.linspace(-0.05, 0.05, 5)])
+    hv = grid[np.arange(N) % len(grid)] + shift  # a "hand" on the box's +x face
+    body = BodyFitResult(None, hv, np.array([[0, 1, 2]]), np.zeros((75, 3)), {"reproj_rel": 0.01})
+    pose = np.eye(4)
+    pose[:3, 3] = shift
+    monkeypatch.setattr(recon.body_fitter, "fit", lambda *a, **k: body)
+    monkeypatch.setattr(recon.object_fitter, "fit", lambda v, *a, **k: ObjectFitResult(pose, v + shift, {}))
+    args = (np.zeros((64, 64, 3), np.uint8), _obs(), np.ones(N), (ov[:, 0] > 0.099).astype(float), (ov, of))
+    monkeypatch.setattr(M, "penetration_depth", lambda *a, **k: 0.0)
+    ok = recon.fit(*args)
+    assert ok.status == "ok" and ok.object_pose is not None, ok.message
+    assert len(ok.human_grip_poses) >= 1 and len(ok.free_grasp_points) > 0
+    monkeypatch.setattr(M, "penetration_depth", lambda *a, **k: 0.10)  # 10 cm inside the body
+    r = recon.fit(*args)
+    assert r.status == "diverged" and "penetrates the body by 10.0 cm" in r.message
+    assert r.object_pose is None and r.human_grip_poses == []
+    assert r.free_grasp_points is None and r.free_grasp_normals is None
+    j = r.to_json()
+    assert j["object_pose"] is None and j["human_grip_poses"] == [] and j["free_grasp_points"] == 0
+    assert r.object_vertices_cam is not None and r.human_vertices_cam is not None and r.metrics["penetration_m"] == 0.10

@@ -1,6 +1,8 @@
 """Tracker(background=True): a cold fit runs in its own thread while update() answers "cold_start_pending" at once;
-the finished fit is handed over once with its frame's tag, the next frame warm-starts from it; a degraded warm fit
-starts another; reset() cancels a running one, close() stops the thread.
+the finished fit is handed over once with its frame's tag (a fit that raised as 'failed'), the next frame warm-starts
+from it; a degraded warm fit starts another (an ok one is returned meanwhile); reset() cancels a running one and drops
+a finished one not yet taken, close() stops the thread; request_cancel() stops an inline fit too; warm_start marks ok
+warm frames in both modes.
 The reconstructor is a double whose cold fits wait for the test (the threading logic, deterministically; the real
 fit in the background is exercised by tests/test_node_reconstruct.py)."""
 from __future__ import annotations
@@ -19,10 +21,16 @@ class _Recon:
         self.release = threading.Event()
         self.cancel = threading.Event()  # as Reconstructor.cancel: the fits check it every iteration
         self.calls: list[str] = []
-        self.reproj = 0.01  # body 2-D error of the fits it returns (> 0.05: a degraded warm fit)
+        self.reproj = 0.01  # body 2-D error of the fits it returns (> 0.05: a degraded warm fit; > 0.1: diverged)
+        self.error: Exception | None = None  # raised by the cold fits (a bug)
+        self.warm_status = "ok"  # status of the warm fits (e.g. object_not_visible)
 
     def fit(self, image, observation, human_contact=None, init=None, **kw):
         self.calls.append("cold" if init is None else "warm")
+        if self.error is not None and init is None:
+            raise self.error
+        if init is not None and self.warm_status != "ok":
+            return Reconstruction(self.warm_status, "as asked")
         if init is None:
             for _ in range(1000):  # "iterations" until released, cancelled at the next one
                 check_cancel(self.cancel, "cold fit")
@@ -30,6 +38,8 @@ class _Recon:
                     break
             else:
                 raise AssertionError("test did not release the cold fit")
+        if self.reproj > 0.1:  # as Reconstructor(max_reproj_rel=0.1): no pose
+            return Reconstruction("diverged", "body fit diverged", metrics={"body_reproj_rel": self.reproj})
         st = BodyState(np.zeros((16, 3)), np.eye(3), np.array([0.0, 0.0, 3.0]), np.full(6, 0.5))
         return Reconstruction("ok", human_vertices_cam=np.zeros((4, 3)), object_pose=np.eye(4), body_state=st,
                               metrics={"body_reproj_rel": self.reproj})
@@ -102,3 +112,100 @@ def test_inline_tracker_fits_cold_in_the_callers_thread():
     r = _update(tr)
     assert r.status == "ok" and not r.metrics["warm_start"] and not tr.cold_running
     assert _update(tr).metrics["warm_start"] and rc.calls == ["cold", "warm"]
+
+
+def test_reset_drops_a_finished_cold_fit_not_yet_taken():
+    """A cold fit that finished between two frames belongs to the track a reset (new object, ~/reset_tracking,
+    teardown) forgets: it is not handed over with the next frame (it was, as that frame's late result)."""
+    rc = _Recon()
+    rc.release.set()
+    tr = Tracker(rc, background=True)
+    _update(tr, tag="ball frame")
+    assert tr.wait(10.0)
+    tr.reset()
+    assert tr.take_completed() is None and tr.last is None
+    assert _update(tr, tag="cup frame").status == "cold_start_pending"  # a new track: a new cold fit
+    tr.close()
+
+
+def test_a_background_cold_fit_that_raises_is_handed_over_failed_with_its_traceback(caplog):
+    """A bug inside the background cold fit: its frame gets a 'failed' late result (as the inline path's status) and
+    the log has the traceback; the next frame starts another cold fit (it was 'cold_start_pending' forever)."""
+    rc = _Recon()
+    rc.error = KeyError("missing_key")
+    tr = Tracker(rc, background=True)
+    with caplog.at_level("WARNING", logger="interactvlm_ros.recon.reconstructor"):
+        assert _update(tr, tag="frame 0").status == "cold_start_pending"
+        assert tr.wait(10.0)
+    tag, rec = tr.take_completed()
+    assert tag == "frame 0" and rec.status == "failed" and "KeyError" in rec.message and "missing_key" in rec.message
+    assert rec.object_pose is None and not rec.metrics["warm_start"] and tr.last is None
+    failed = [r for r in caplog.records if "background cold fit failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info is not None and failed[0].exc_info[0] is KeyError
+    assert _update(tr, tag="frame 1").status == "cold_start_pending" and tr.wait(10.0)
+    assert tr.take_completed()[0] == "frame 1" and tr.cold_fits == 2
+    tr.close()
+
+
+def test_warm_start_marks_ok_warm_frames_only_in_both_modes():
+    """metrics["warm_start"] (the node's reconstruction/warm): an ok frame fitted warm; a failed warm frame is not
+    counted (inline counted it, background did not)."""
+    for background in (False, True):
+        rc = _Recon()
+        rc.release.set()
+        tr = Tracker(rc, background=background)
+        first = _update(tr)
+        tr.wait(10.0)
+        assert not first.metrics["warm_start"]
+        assert _update(tr).metrics["warm_start"] is True  # ok, warm
+        rc.warm_status = "object_not_visible"
+        r = _update(tr)
+        assert r.status == "object_not_visible" and r.metrics["warm_start"] is False, background
+        tr.close()
+
+
+def test_an_ok_warm_fit_above_the_reset_limit_is_returned_while_its_cold_refit_runs():
+    """Body 2-D error 7 %: ok (< 10 %) but above reset_reproj_rel (5 %). Inline returned that frame ok (after its cold
+    re-fit), background answered it 'cold_start_pending': now it gets its ok warm result, marked as having started a
+    cold re-fit, which only restarts the track (not handed over: its frame has its pose)."""
+    rc = _Recon()
+    rc.release.set()
+    tr = Tracker(rc, background=True)
+    _update(tr, tag="frame 0")
+    assert tr.wait(10.0) and tr.take_completed()[0] == "frame 0"
+    rc.release.clear()
+    rc.reproj = 0.07
+    r = _update(tr, tag="frame 1")
+    assert r.status == "ok" and r.object_pose is not None and r.metrics["body_reproj_rel"] == 0.07
+    assert r.metrics["warm_start"] and r.metrics["tracker_reset"] and r.metrics["cold_start_running"]
+    assert tr.resets == 1 and _until(lambda: rc.calls == ["cold", "warm", "cold"]) and tr.cold_running
+    assert _update(tr, tag="frame 2").status == "cold_start_pending"  # while the re-fit runs
+    rc.reproj = 0.01
+    rc.release.set()
+    assert tr.wait(10.0) and tr.take_completed() is None and tr.last is not None
+    r = _update(tr, tag="frame 3")
+    assert r.status == "ok" and r.metrics["warm_start"] and rc.calls[-1] == "warm"
+    tr.close()
+
+
+def test_request_cancel_stops_an_inline_fit_in_another_thread():
+    """ContactEstimator.reset_tracking's first step, outside its lock: an inline cold fit running in another thread's
+    update() stops at its next iteration and its frame reports 'cancelled'; reset(cancelled=True) clears the request,
+    so the next fit runs."""
+    rc = _Recon()
+    tr = Tracker(rc)
+    out = {}
+    th = threading.Thread(target=lambda: out.setdefault("r", _update(tr)))
+    th.start()
+    assert _until(lambda: rc.calls == ["cold"])
+    tr.request_cancel()
+    th.join(5.0)
+    assert not th.is_alive(), "the inline fit was not cancelled"
+    assert out["r"].status == "cancelled" and "cancelled" in out["r"].message and out["r"].object_pose is None
+    assert not out["r"].metrics["warm_start"] and tr.last is None
+    tr.reset()  # a reset that does not answer the request (e.g. a new object): the request stays
+    assert rc.cancel.is_set() and _update(tr).status == "cancelled"
+    tr.reset(cancelled=True)
+    assert not rc.cancel.is_set()
+    rc.release.set()
+    assert _update(tr).status == "ok"

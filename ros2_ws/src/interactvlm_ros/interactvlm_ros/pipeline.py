@@ -35,6 +35,42 @@ class PipelineError(RuntimeError):
     """The estimator cannot be built (missing part, bad model path, mismatched assets)."""
 
 
+class Fallbacks(list):
+    """The named fallbacks a part took, each once, in order: a list of strings (``fallbacks`` of the estimator, its
+    localizer and its reconstructor). Bounded for a node fed many object labels over hours: of the fallbacks about one
+    label (``note(..., label=True)``: unknown to the library or the model, its size) only the ``LABEL_KEPT`` most recent
+    stay listed, the earlier ones are counted in one last entry ("… N earlier label fallbacks not listed"). The other
+    fallbacks (intrinsics, perception, backend, assets ...) are of a few kinds and all stay."""
+
+    LABEL_KEPT = 8
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._label_texts: list[str] = []  # the listed per-label entries, oldest first
+        self._dropped = 0
+
+    def note(self, text: str, label: bool = False) -> bool:
+        """Add ``text`` unless it is listed; True when it was added (the caller logs it then)."""
+        if text in self:
+            return False
+        if self._dropped:
+            self.pop()  # the count entry, last
+        self.append(text)
+        if label:
+            self._label_texts.append(text)
+            if len(self._label_texts) > self.LABEL_KEPT:
+                self.remove(self._label_texts.pop(0))
+                self._dropped += 1
+        if self._dropped:
+            self.append(f"… {self._dropped} earlier label fallbacks not listed (each was logged when taken)")
+        return True
+
+    def clear(self) -> None:
+        super().clear()
+        self._label_texts.clear()
+        self._dropped = 0
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     x = np.clip(np.asarray(x, dtype=np.float32), -20.0, 20.0)
     return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
@@ -227,7 +263,7 @@ class ContactEstimator:
         self.reconstruct = bool(reconstruct)
         if reconstruct_cold_start not in ("inline", "background"):
             raise PipelineError(f"reconstruct_cold_start='{reconstruct_cold_start}': use inline or background")
-        self.fallbacks: list[str] = []
+        self.fallbacks = Fallbacks()
         self._lock = threading.Lock()
         self._objects: dict[tuple, _ObjectState] = {}
         t0 = time.perf_counter()
@@ -287,9 +323,8 @@ class ContactEstimator:
         )
 
     # ---------------------------------------------------------------------------------- set-up
-    def _fallback(self, text: str) -> None:
-        if text not in self.fallbacks:
-            self.fallbacks.append(text)
+    def _fallback(self, text: str, label: bool = False) -> None:
+        if self.fallbacks.note(text, label):
             LOG.warning("fallback: %s", text)
 
     def _init_human(self, assets_folder) -> None:
@@ -373,7 +408,8 @@ class ContactEstimator:
             mesh = objects.load_mesh(entry.mesh_path)
             source = f"library:{getattr(entry, 'canonical', label)}"
             if not known:
-                self._fallback(f"object label '{label}' unknown to the library; using its stand-in mesh {entry.mesh_path}")
+                self._fallback(f"object label '{label}' unknown to the library; using its stand-in mesh "
+                               f"{entry.mesh_path}", label=True)
         assets_mod = _import("interactvlm_ros.assets", "view assets")
         lift = _import("interactvlm_ros.lift", "lifting")
         assets = assets_mod.object_assets(mesh, self.asset_size)
@@ -393,10 +429,14 @@ class ContactEstimator:
         return state
 
     def reset_tracking(self) -> None:
-        """Forget the previous frame's reconstruction (video mode): the next fit is cold."""
+        """Forget the previous frame's reconstruction (video mode): the next fit is cold. A fit running meanwhile — a
+        background cold fit, or one inside ``estimate`` in another thread (an inline cold fit takes seconds) — is
+        cancelled at its next iteration (that frame's reconstruction: ``cancelled``), so this returns within ms."""
+        if self.tracker is not None:
+            self.tracker.request_cancel()  # outside the lock: estimate() holds it for the whole fit
         with self._lock:
             if self.tracker is not None:
-                self.tracker.reset()
+                self.tracker.reset(cancelled=True)
             self._track_key = None
 
     def prepare(self, object_label: str, object_mesh: str | None = None) -> None:
@@ -582,10 +622,13 @@ class ContactEstimator:
                     res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K,
                                                                 object_mask=object_mask, object_box=object_box)
             except Exception as exc:  # reconstruction failing must not lose the contact result
+                from interactvlm_ros.recon.reconstructor import Reconstruction
+
                 if self.tracker is not None:
                     self.tracker.reset()
-                res.message = f"reconstruction failed: {exc}"
-                LOG.warning("reconstruction failed: %s", exc)
+                res.message = f"reconstruction failed: {type(exc).__name__}: {exc}"
+                res.reconstruction = Reconstruction("failed", res.message, metrics={"warm_start": False})
+                LOG.warning("%s", res.message, exc_info=True)
             timings["reconstruct"] = 1e3 * (time.perf_counter() - t)
         timings["total"] = 1e3 * (time.perf_counter() - t_start)
         return res

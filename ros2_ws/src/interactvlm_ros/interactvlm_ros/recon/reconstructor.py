@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from interactvlm_ros.pipeline import Fallbacks
 from interactvlm_ros.recon.body_fit import BodyFitConfig, BodyFitter, BodyState, FitCancelled
 from interactvlm_ros.recon.camera import (DepthError, IntrinsicsError, default_intrinsics, validate_K,
                                           validate_depth)
@@ -30,7 +31,9 @@ from interactvlm_ros.recon.object_fit import ObjectFitConfig, ObjectFitter
 log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "no_person", "object_not_visible", "bad_depth", "bad_intrinsics", "diverged", "bad_input",
-            "cold_start_pending")  # the last: Tracker(background=True) while a cold fit runs in its thread
+            "cold_start_pending",  # Tracker(background=True) while a cold fit runs in its thread
+            "cancelled",  # Tracker: the frame's fit was cancelled (reset / close while it ran)
+            "failed")  # the fit raised (a bug): ContactEstimator inline, or a background cold fit's late result
 DEFAULT_OBJECT_SIZE = 0.25  # m, longest side, when nothing tells the real size (logged fallback)
 
 
@@ -211,11 +214,10 @@ class Reconstructor:
         self.body_fitter.cancel = self.object_fitter.cancel = self.cancel
         self.max_reproj_rel = float(max_reproj_rel)
         self.max_penetration = float(max_penetration)
-        self.fallbacks: list[str] = []
+        self.fallbacks = Fallbacks()
 
-    def _fallback(self, text: str) -> None:
-        if text not in self.fallbacks:
-            self.fallbacks.append(text)
+    def _fallback(self, text: str, label: bool = False) -> None:
+        if self.fallbacks.note(text, label):
             log.warning("fallback: %s", text)
 
     def object_size(self, label: str | None, source: str | None) -> tuple[float, str]:
@@ -226,10 +228,11 @@ class Reconstructor:
         if size is None:
             note = why.partition("; ")[2]
             self._fallback(f"object size unknown for '{label or ''}'{'; ' + note if note else ''}; assuming a longest "
-                           f"side of {DEFAULT_OBJECT_SIZE} m (pass object_size)")
+                           f"side of {DEFAULT_OBJECT_SIZE} m (pass object_size)", label=True)
             return DEFAULT_OBJECT_SIZE, f"default {DEFAULT_OBJECT_SIZE} m"
         if not why.startswith("extent of"):
-            self._fallback(f"object size by label: {why}; using {size:.3f} m (pass object_size for the real size)")
+            self._fallback(f"object size by label: {why}; using {size:.3f} m (pass object_size for the real size)",
+                           label=True)
         return size, why
 
     # ---------------------------------------------------------------------------------------------
@@ -405,18 +408,20 @@ class Reconstructor:
 
         metrics["penetration_m"] = penetration_depth(obj.vertices, of, hv, body.faces)
         metrics["contact_distance_m"] = contact_distance(ov, of, hv, hc, object_pose=obj.pose, max_points=32)
+        oc32 = None if oc is None else oc.astype(np.float32)
+        if metrics["penetration_m"] > self.max_penetration:  # no pose, grips or free points; the meshes show where
+            timings["outputs"] = 1e3 * (time.perf_counter() - t)
+            timings["total"] = 1e3 * (time.perf_counter() - t0)
+            return Reconstruction("diverged", f"object penetrates the body by {100 * metrics['penetration_m']:.1f} cm "
+                                  f"(> {100 * self.max_penetration:.0f} cm)", hv, body.faces, hc.astype(np.float32),
+                                  obj.vertices, of, oc32, K=K, body_state=body.state, metrics=metrics, timings=timings)
         frame = (ov, obj.pose)  # patches / normals from the per-object cache (rigid motion keeps them)
         grips = grip_poses(obj.vertices, of, oc, hv, hc, object_frame=frame)
         free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc, object_frame=frame)
         timings["outputs"] = 1e3 * (time.perf_counter() - t)
         timings["total"] = 1e3 * (time.perf_counter() - t0)
-        status, msg = "ok", ""
-        if metrics["penetration_m"] > self.max_penetration:
-            status, msg = "diverged", (f"object penetrates the body by {100 * metrics['penetration_m']:.1f} cm "
-                                       f"(> {100 * self.max_penetration:.0f} cm)")
-        return Reconstruction(status, msg, hv, body.faces, hc.astype(np.float32), obj.vertices, of,
-                              None if oc is None else oc.astype(np.float32), obj.pose, grips, free_p, free_n, K,
-                              body.state, metrics, timings)
+        return Reconstruction("ok", "", hv, body.faces, hc.astype(np.float32), obj.vertices, of, oc32, obj.pose, grips,
+                              free_p, free_n, K, body.state, metrics, timings)
 
     @staticmethod
     def _estimate_object_mask(hv, hc, ov, K, H, W, person_mask) -> np.ndarray | None:
@@ -471,15 +476,24 @@ class Tracker:
     """Per-frame reconstruction with warm start from the previous solution and a reset (cold fit) when
     the warm fit degrades (status not ok, body 2-D error above ``reset_reproj_rel``, or penetration).
 
-    ``update(...)`` takes the same arguments as ``Reconstructor.fit`` (minus ``init``).
+    ``update(...)`` takes the same arguments as ``Reconstructor.fit`` (minus ``init``). ``metrics["warm_start"]``: an
+    ok result of a warm fit (never a failed frame nor a cold fit), in both modes.
 
     ``background=True`` (a camera stream): a cold fit (first frame, after a lost track or a degraded warm fit;
     seconds on a CPU) runs in a thread of the tracker's own on the frame that needed it, and ``update`` returns at
     once with status ``cold_start_pending`` (no poses) until it has finished; the next frame then warm-starts from it,
     and ``take_completed()`` hands over the finished cold fit once, with the ``tag`` its frame was given (the node
-    publishes its poses with that frame's header). The caller's other work (the node's contact estimation) goes on
-    meanwhile. Warm fits run in the caller's thread as before. ``reset()`` cancels a cold fit still running;
-    ``close()`` stops the thread (shutdown)."""
+    publishes its poses with that frame's header) — also one that raised, as status ``failed`` (logged with its
+    traceback; the next frame starts another cold fit). A warm fit that is ``ok`` but above ``reset_reproj_rel`` is
+    returned as it is, marked ``tracker_reset`` and ``cold_start_running``, while its frame's cold re-fit runs: that
+    re-fit only restarts the track (its frame has its pose already; not handed over). The caller's other work (the
+    node's contact estimation) goes on meanwhile. Warm fits run in the caller's thread as before.
+
+    ``reset()`` forgets the track: a cold fit still running is cancelled, a finished one not yet taken is dropped.
+    ``request_cancel()`` (from any thread, e.g. without the lock a caller holds around ``update``) stops the fit
+    running now — background, or inline in ``update``, whose frame then reports ``cancelled`` — at its next
+    iteration; the ``reset(cancelled=True)`` that follows it clears the request. ``close()`` stops the thread
+    (shutdown)."""
 
     def __init__(self, reconstructor: Reconstructor | None = None, reset_reproj_rel: float = 0.05,
                  background: bool = False):
@@ -491,19 +505,29 @@ class Tracker:
         self.frames = 0
         self.cold_fits = 0  # background cold fits started
         self._cv = threading.Condition()
-        self._job = None  # the background cold fit being run: (args, kw, generation, tag); None when idle
+        self._job = None  # the background cold fit being run: (args, kw, generation, tag, answered); None when idle
         self._job_started = 0.0
         self._completed = None  # (tag, Reconstruction) of the last finished background cold fit, until taken
         self._generation = 0  # bumped by reset(): a cold fit started before it is discarded
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def reset(self) -> None:
+    def reset(self, cancelled: bool = False) -> None:
+        """Forget the track. ``cancelled``: the reset answering a ``request_cancel()``, whose request it clears (a
+        background cold fit still running clears it when it has stopped), so that the next fit runs."""
         with self._cv:
             self.last = None
+            self._completed = None  # a finished cold fit of the old track is not handed over either
             self._generation += 1
             if self._job is not None:  # its frame's object/camera no longer apply: stop it
                 self.reconstructor.cancel.set()
+            elif cancelled and not self._closed:
+                self.reconstructor.cancel.clear()
+
+    def request_cancel(self) -> None:
+        """Stop the fit running now (a background cold fit, or an inline one in ``update`` in another thread) at its
+        next iteration; a fit starting before ``reset(cancelled=True)`` stops at once. Follow it with that reset."""
+        self.reconstructor.cancel.set()
 
     @property
     def cold_running(self) -> bool:
@@ -523,7 +547,7 @@ class Tracker:
 
     def close(self, timeout: float = 5.0) -> None:
         """Shutdown: any running fit (background, or inline in another thread) is cancelled at its next iteration
-        (ms) and the background thread ends; later fits of this reconstructor raise ``FitCancelled``."""
+        (ms) and the background thread ends; later fits of this tracker report ``cancelled``."""
         with self._cv:
             self._closed = True
             self.reconstructor.cancel.set()
@@ -537,13 +561,16 @@ class Tracker:
         if self.background:
             return self._update_background(image, observation, human_contact, tag, **kw)
         init = ReconInit.from_reconstruction(self.last)
-        rec = self.reconstructor.fit(image, observation, human_contact, init=init, **kw)
-        if init is not None and self._degraded(rec):
-            if rec.status in ("ok", "diverged"):  # degraded warm fit → cold fit
-                self.resets += 1
+        try:
+            rec = self.reconstructor.fit(image, observation, human_contact, init=init, **kw)
+            if init is not None and self._degraded(rec) and rec.status in ("ok", "diverged"):
+                self.resets += 1  # degraded warm fit → cold fit
                 rec = self.reconstructor.fit(image, observation, human_contact, init=None, **kw)
                 rec.metrics["tracker_reset"] = True
-        rec.metrics["warm_start"] = init is not None and not rec.metrics.get("tracker_reset", False)
+        except FitCancelled as exc:
+            self.last = None
+            return self._cancelled(exc)
+        rec.metrics["warm_start"] = rec.ok and init is not None and not rec.metrics.get("tracker_reset", False)
         self.last = rec if rec.ok else None
         return rec
 
@@ -554,6 +581,11 @@ class Tracker:
         return Reconstruction("cold_start_pending", message,
                               metrics={"warm_start": False, "cold_start_running": True, **metrics})
 
+    @staticmethod
+    def _cancelled(exc: FitCancelled) -> Reconstruction:
+        return Reconstruction("cancelled", f"{exc}: the track was reset (or the tracker closed) while it ran",
+                              metrics={"warm_start": False})
+
     def _update_background(self, image, observation, human_contact, tag, **kw) -> Reconstruction:
         with self._cv:
             if self._closed:
@@ -563,9 +595,14 @@ class Tracker:
                                      f"{time.monotonic() - self._job_started:.1f} s")
             init = ReconInit.from_reconstruction(self.last)
             generation = self._generation
-        reset = False
+        rec = None
         if init is not None:
-            rec = self.reconstructor.fit(image, observation, human_contact, init=init, **kw)
+            try:
+                rec = self.reconstructor.fit(image, observation, human_contact, init=init, **kw)
+            except FitCancelled as exc:
+                with self._cv:
+                    self.last = None
+                return self._cancelled(exc)
             if not self._degraded(rec) or rec.status not in ("ok", "diverged"):
                 # tracked; or a frame a cold fit could not fix either (no person, bad depth ...): reported as it is
                 rec.metrics["warm_start"] = rec.ok
@@ -574,17 +611,20 @@ class Tracker:
                         self.last = rec if rec.ok else None
                 return rec
             self.resets += 1  # degraded warm fit → a cold fit of this frame, in the background
-            reset = True
+        answered = rec is not None and rec.ok  # ok, but above reset_reproj_rel: the frame keeps its warm result
         with self._cv:
             self.last = None
             self.cold_fits += 1
-            self._job = ((image, observation, human_contact), kw, generation, tag)
+            self._job = ((image, observation, human_contact), kw, generation, tag, answered)
             self._job_started = time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run_cold, name="interactvlm_cold_fit", daemon=True)
                 self._thread.start()
             self._cv.notify_all()
-        return self._pending("cold fit started in the background", tracker_reset=reset)
+        if answered:
+            rec.metrics.update(warm_start=True, tracker_reset=True, cold_start_running=True)
+            return rec
+        return self._pending("cold fit started in the background", tracker_reset=rec is not None)
 
     def _run_cold(self) -> None:
         """The background thread: one cold fit at a time (``_job``), until ``close()``."""
@@ -595,22 +635,24 @@ class Tracker:
                     self._job = None
                     self._cv.notify_all()
                     return
-                (image, observation, human_contact), kw, generation, tag = self._job
+                (image, observation, human_contact), kw, generation, tag, answered = self._job
             try:
                 rec = self.reconstructor.fit(image, observation, human_contact, init=None, **kw)
-                rec.metrics["warm_start"] = False
-                rec.metrics["cold_start_background_s"] = time.monotonic() - self._job_started
+                if not rec.ok:  # its frame was answered "cold_start_pending": say how it ended
+                    log.info("background cold fit ended '%s': %s", rec.status, rec.message)
             except FitCancelled:
                 rec = None
-            except Exception as exc:  # a bug: the track stays empty and the next frame starts another cold fit
-                log.warning("background cold fit failed: %s: %s", type(exc).__name__, exc)
-                rec = None
-            if rec is not None and not rec.ok:  # its frame was answered "cold_start_pending": say how it ended
-                log.info("background cold fit ended '%s': %s", rec.status, rec.message)
+            except Exception as exc:  # a bug: its frame's result is 'failed' (as inline); the next frame starts another
+                log.warning("background cold fit failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+                rec = Reconstruction("failed", f"reconstruction failed: {type(exc).__name__}: {exc}")
+            if rec is not None:
+                rec.metrics["warm_start"] = False
+                rec.metrics["cold_start_background_s"] = time.monotonic() - self._job_started
             with self._cv:
                 if self._generation == generation and rec is not None:  # not reset meanwhile
                     self.last = rec if rec.ok else None
-                    self._completed = (tag, rec)
+                    if not answered:  # a re-fit of a frame answered ok (warm) only restarts the track
+                        self._completed = (tag, rec)
                 if not self._closed:
                     self.reconstructor.cancel.clear()
                 self._job = None

@@ -32,7 +32,8 @@ class NodeStats:
         self.last_error_time = 0.0
         self.state = "starting"
         self.info: dict[str, str] = {}
-        self.fallbacks: list[str] = []
+        self.fallbacks: list[str] = []  # the node's own (a few kinds)
+        self.core_fallbacks: list[str] = []  # the estimator's, as it lists them now (bounded there: mirror_fallbacks)
         self.created = time.monotonic()
         self.last_image_time = 0.0  # time.monotonic() of the last image received (0: none yet)
 
@@ -91,6 +92,12 @@ class NodeStats:
             if text not in self.fallbacks:
                 self.fallbacks.append(text)
 
+    def mirror_fallbacks(self, texts) -> None:
+        """The estimator's fallbacks as it lists them now, replacing the previous copy: the estimator keeps only the
+        latest per-label ones (a node fed many labels), and /diagnostics follows it instead of accumulating."""
+        with self._lock:
+            self.core_fallbacks = list(texts)
+
     def snapshot(self) -> dict:
         with self._lock:
             lat = np.asarray(self.latencies, dtype=np.float64) * 1e3
@@ -111,7 +118,7 @@ class NodeStats:
                 "last_error": self.last_error,
                 "last_error_age_s": (now - self.last_error_time) if self.last_error_time else float("nan"),
                 "info": dict(self.info),
-                "fallbacks": list(self.fallbacks),
+                "fallbacks": list(dict.fromkeys(self.fallbacks + self.core_fallbacks)),
                 # seconds since the last image (since the stats were created while none came)
                 "image_age_s": now - (self.last_image_time or self.created),
             }

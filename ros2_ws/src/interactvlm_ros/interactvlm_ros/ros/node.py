@@ -856,8 +856,7 @@ class _ContactNodeBase:
         intrinsics of a fit, ...) into /diagnostics (``fallback/<i>``); they were logged where they happened."""
         est = self.estimator
         names = est.all_fallbacks() if hasattr(est, "all_fallbacks") else getattr(est, "fallbacks", [])
-        for fb in names:
-            self.stats.fallback(fb)
+        self.stats.mirror_fallbacks(names)
 
     def _wait_first_camera_info(self) -> None:
         """Once, before the first frame's inference: wait up to ``camera_info_wait`` s for the first CameraInfo when

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ...pipeline import Fallbacks
 from ..base import LocalizerError, LocalizerOutput, check_image_rgb
 from .features import FeatureError, features_from_observation
 from .labels import LabelSpace
@@ -174,7 +175,7 @@ class DefaultLocalizer:
                                         "re-package the run with a supported interactvlm_ros version")
         self.device = "cpu"
         self._torch_device = torch.device("cpu")
-        self.fallbacks: list[str] = []
+        self.fallbacks = Fallbacks()
         self._lock = threading.Lock()
         self._emb_cache: dict[tuple, np.ndarray] = {}
         self._key_cache: dict[str, Any] = {}
@@ -185,9 +186,8 @@ class DefaultLocalizer:
         self.backend = self._select(backend, device, threads)
 
     # ------------------------------------------------------------------------ set-up
-    def _fallback(self, text: str) -> None:
-        if text not in self.fallbacks:
-            self.fallbacks.append(text)
+    def _fallback(self, text: str, label: bool = False) -> None:
+        if self.fallbacks.note(text, label):
             log.warning("default model fallback: %s", text)
 
     def _select(self, backend: str, device: str, threads: int | None) -> str:
@@ -268,7 +268,9 @@ class DefaultLocalizer:
             lf = self.labels.project(self.text_encoder.encode([key])[0])
             if not lf.known:
                 self._fallback(f"label '{label}' is unlike every trained category (best '{lf.nearest}', "
-                               f"cos {lf.similarity:.2f}); using the generic-object input")
+                               f"cos {lf.similarity:.2f}); using the generic-object input", label=True)
+            if len(self._label_cache) >= 64:  # bounded: a long-running node fed many labels
+                self._label_cache.pop(next(iter(self._label_cache)))
             self._label_cache[key] = lf
         return lf
 
