@@ -8,9 +8,11 @@ VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-# PyPI's Linux torch is the CUDA build (GBs of nvidia-* wheels): take the CPU build from PyTorch's index (where that
-# index cannot be reached pip says so and goes on with what it has, e.g. a local CPU wheel in its find-links)
-python -m pip install -q "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+# PyPI's Linux torch is the CUDA build (GBs of nvidia-* wheels): take the CPU build from PyTorch's index, torch alone
+# (one try: where that index cannot be reached pip prints one warning and goes on with what it has, e.g. a local CPU
+# wheel in its find-links), then its small dependencies from the usual index
+python -m pip install -q --no-deps --retries 0 "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e "ros2_ws/src/interactvlm_ros[all]"
 python -m pip install -q -r requirements-dev.txt
 echo "interactvlm_ros installed into $VENV ($(python -c 'import interactvlm_ros; print(interactvlm_ros.__version__)'))"
