@@ -27,3 +27,13 @@ def cache_dir(*parts: str) -> Path:
 def package_data(*parts: str) -> Path:
     """Path of a file shipped inside the installed package."""
     return PACKAGE_DIR.joinpath(*parts)
+
+
+def remove_stale(out: str | Path, names, written) -> None:
+    """Delete the files of ``names`` in folder ``out`` that this run did not write (``written``: paths or names): an
+    earlier run's meshes must not sit beside a new failure status (``interactvlm estimate`` / ``reconstruct``)."""
+    keep = {Path(str(w)).name for w in written}
+    for name in names:
+        p = Path(out) / name
+        if name not in keep and p.is_file():
+            p.unlink()

@@ -32,12 +32,3 @@ def prepare_out(path: str | Path) -> str:
         return exc.strerror or str(exc)
     return ""
 
-
-def remove_stale(out: str | Path, names: tuple[str, ...], written) -> None:
-    """Delete the files of ``names`` in ``out`` that this run did not write (``written``: paths or names): an
-    earlier run's meshes must not sit beside a new failure status."""
-    keep = {Path(str(w)).name for w in written}
-    for name in names:
-        p = Path(out) / name
-        if name not in keep and p.is_file():
-            p.unlink()

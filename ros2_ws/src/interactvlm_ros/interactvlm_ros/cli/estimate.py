@@ -58,7 +58,8 @@ def run(args) -> int:
         print(f"interactvlm estimate: '{img_path}' is not an image OpenCV can read (png/jpg/...)", file=sys.stderr)
         return 2
     image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    from . import prepare_out, remove_stale
+    from . import prepare_out
+    from ..paths import remove_stale
     from ..pipeline import ContactEstimator, PipelineError
 
     out = Path(args.out)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from interactvlm_ros.paths import remove_stale
 from interactvlm_ros.recon.geometry import bounded_nearest, vertex_normals
 
 HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
@@ -256,8 +257,5 @@ def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[st
     info.update(extra or {})
     p.write_text(json.dumps(info, indent=1))
     files["result"] = str(p)
-    written = {Path(f).name for f in files.values()}
-    for name in OUTPUT_FILES:
-        if name not in written and (out / name).is_file():
-            (out / name).unlink()
+    remove_stale(out, OUTPUT_FILES, files.values())
     return files

@@ -391,16 +391,15 @@ class Reconstructor:
         if warm is not None and len(warm) == 2:
             metrics["object_warm_start"] = ("carried with the body",
                                             "previous pose")[obj.metrics.get("warm_start_index", 0)]
-        if obj.metrics.get("diverged"):
-            return Reconstruction("diverged", "object fit produced a non-finite pose", K=K, human_vertices_cam=hv,
-                                  human_faces=body.faces, human_contact=hc, body_state=body.state, metrics=metrics,
-                                  timings=timings)
-        centre_z = float(np.mean(np.asarray(obj.vertices, np.float64)[:, 2]))
-        if not centre_z > 0:  # e.g. a mesh far too large for its place (not in metres): never an ok pose
-            return Reconstruction("diverged", f"object fit put the object's centre behind the camera "
-                                  f"(z = {centre_z:.2f} m); check the object mesh's units or pass object_size", K=K,
-                                  human_vertices_cam=hv, human_faces=body.faces, human_contact=hc, body_state=body.state, metrics=metrics,
-                                  timings=timings)
+        why = "object fit produced a non-finite pose" if obj.metrics.get("diverged") else None
+        if why is None:
+            centre_z = float(np.mean(np.asarray(obj.vertices, np.float64)[:, 2]))
+            if not centre_z > 0:  # e.g. a mesh far too large for its place (not in metres): never an ok pose
+                why = (f"object fit put the object's centre behind the camera (z = {centre_z:.2f} m); check the object "
+                       "mesh's units or pass object_size")
+        if why is not None:
+            return Reconstruction("diverged", why, K=K, human_vertices_cam=hv, human_faces=body.faces, human_contact=hc,
+                                  body_state=body.state, metrics=metrics, timings=timings)
         # ---- outputs
         t = time.perf_counter()
         from interactvlm_ros.recon.metrics import contact_distance, penetration_depth

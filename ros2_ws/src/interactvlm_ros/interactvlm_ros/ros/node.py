@@ -316,6 +316,7 @@ class _ContactNodeBase:
 
     _active = True  # frames are processed (a lifecycle node: only while active)
     _load_failure = "fatal"  # how a model that cannot be loaded is logged (the plain node then exits with code 1)
+    _param_source = "parameter"  # what set a parameter, for the log: "topic" while ~/object_label, ~/object_mesh do
 
     def _setup(self, estimator=None, start: bool = True) -> None:
         """Everything the node runs with. ``estimator``: an already-built ContactEstimator (otherwise built from the
@@ -403,9 +404,6 @@ class _ContactNodeBase:
             self._decode_depth = lambda m: conv.depth_to_metres(m, allow_nonfinite=self._allow_nonfinite)
             self.create_subscription(Image, "depth", self._on_depth, qos)
         self.create_subscription(Image, "object_mask", self._on_object_mask, qos)
-        if Trigger is None:
-            self._fallback(f"no ~/reset_tracking service (std_srvs not importable: {STD_SRVS_MISSING}; pip install "
-                           "ros-std-srvs, a ROS install has it)")
         if Detection2DArray is not None:
             self.create_subscription(Detection2DArray, "object_detections", self._on_detections, qos)
             self.stats.info["object_detections"] = "vision_msgs/Detection2DArray"
@@ -415,6 +413,9 @@ class _ContactNodeBase:
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
         if Trigger is not None:
             self.create_service(Trigger, "~/reset_tracking", self._on_reset_tracking)
+        else:
+            self._fallback(f"no ~/reset_tracking service (std_srvs not importable: {STD_SRVS_MISSING}; pip install "
+                           "ros-std-srvs, a ROS install has it)")
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", 5)
         self.pub_human = self.create_publisher(PointCloud2, "~/human_contacts", 5)
         self.pub_object = self.create_publisher(PointCloud2, "~/object_contacts", 5)
@@ -617,12 +618,6 @@ class _ContactNodeBase:
         if changed:
             self.get_logger().info(f"object_label -> '{label}' ({source})")
 
-    def _set_label(self, value, source: str) -> str | None:
-        label, err = self._check_label(value, source)
-        if err is None:
-            self._apply_label(label, source)
-        return err
-
     def _check_mesh(self, value, source: str) -> tuple[str | None, str | None]:
         """(path, None) for a readable mesh file or '' (the library's mesh), else (None, the reason; counted)."""
         path = str(value).strip()
@@ -637,12 +632,6 @@ class _ContactNodeBase:
             self._mesh = path
         self.stats.info["object_mesh"] = path or "(library)"
         self.get_logger().info(f"object_mesh -> '{path or '(library)'}' ({source})")
-
-    def _set_mesh(self, value, source: str) -> str | None:
-        path, err = self._check_mesh(value, source)
-        if err is None:
-            self._apply_mesh(path, source)
-        return err
 
     def _on_label(self, msg: String) -> None:
         self._set_from_topic("object_label", msg.data)
@@ -701,7 +690,7 @@ class _ContactNodeBase:
 
     def _check_parameter(self, name: str, value):
         """(None, a callable that puts the value in force (or None: nothing to do)) or (the reason it is refused, None)."""
-        source = getattr(self, "_param_source", "parameter")  # "topic": ~/object_label, ~/object_mesh
+        source = self._param_source
         if name == "object_label":
             label, err = self._check_label(value, source)
             return err, (None if err else lambda: self._apply_label(label, source))
