@@ -239,6 +239,38 @@ def test_contact_cloud_layout_and_roundtrip():
         conv.make_contact_cloud(pts, c[:3])
 
 
+def test_cloud_reader_padded_rows_counts_and_byte_order():
+    """Clouds from other publishers: rows padded past width*point_step (row_step), a field with count 3, big-endian
+    data. Every value is read from its own row; a cloud shorter than its layout is refused, not read short."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    h, w, step, row_step = 2, 3, 16, 64  # 16 bytes of padding after each row of 48
+    xyz = RNG.normal(size=(h, w, 3)).astype(">f4")
+    ids = np.arange(h * w, dtype=">u2").reshape(h, w)
+    buf = bytearray(h * row_step)
+    for r in range(h):
+        for c in range(w):
+            o = r * row_step + c * step
+            buf[o:o + 12] = xyz[r, c].tobytes()
+            buf[o + 12:o + 14] = ids[r, c:c + 1].tobytes()
+            buf[o + 14:o + 16] = b"\xff\xff"
+        buf[r * row_step + w * step:(r + 1) * row_step] = b"\xee" * (row_step - w * step)
+    msg = PointCloud2(height=h, width=w, point_step=step, row_step=row_step, is_bigendian=True, data=bytes(buf),
+                      fields=[PointField(name="xyz", offset=0, datatype=PointField.FLOAT32, count=3),
+                              PointField(name="id", offset=12, datatype=PointField.UINT16, count=1)])
+    back = conv.cloud_to_numpy(msg)
+    assert back["xyz"].shape == (6, 3) and back["xyz"].dtype == np.float32
+    np.testing.assert_array_equal(back["xyz"], xyz.reshape(6, 3).astype(np.float32))
+    np.testing.assert_array_equal(back["id"], np.arange(6))
+    msg.data = bytes(buf[:-row_step])
+    with pytest.raises(ValueError, match="bytes"):
+        conv.cloud_to_numpy(msg)
+    msg.data = bytes(buf)
+    msg.fields[1].offset = 15  # 2 bytes from 15 run past point_step 16
+    with pytest.raises(ValueError, match="point_step"):
+        conv.cloud_to_numpy(msg)
+
+
 def test_contact_cloud_part_field():
     """The human cloud's uint8 ``part`` (offset 16, point_step 20); ids outside 0..254 read as PART_UNKNOWN."""
     pts = RNG.normal(size=(5, 3)).astype(np.float32)

@@ -503,6 +503,47 @@ def test_the_label_topic_sets_the_parameter(node):
     assert node.get_parameter("object_mesh").value == "" and node.stats.snapshot()["bad_input"]["bad_mesh"] == 1
 
 
+def test_a_mesh_found_unusable_at_run_time_resets_the_parameter(node, tmp_path):
+    """A mesh that passed the parameter check but that the estimator refuses on a frame (the file was replaced since):
+    the node goes back to the library mesh, and the object_mesh parameter follows (on the executor thread, through the
+    guard condition) so that `ros2 param get` and a lifecycle re-configure do not name the unusable file. A newer value
+    set before the executor ran is left alone."""
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
+
+    from interactvlm_ros.ros import node as node_module
+
+    mesh = tmp_path / "mug.obj"
+    mesh.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    other = tmp_path / "bowl.obj"
+    other.write_text(mesh.read_text())
+    node._on_mesh(String(data=str(mesh)))
+    assert node.get_parameter("object_mesh").value == str(mesh)
+    node.estimator.estimate = lambda *a, **k: types.SimpleNamespace(status="bad_input", timings={},
+                                                                     message=f"object mesh {mesh}: no triangles")
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        _infer(node)
+        assert node._mesh == "" and node.stats.info["object_mesh"] == "(library)"
+        end = time.monotonic() + 5.0
+        while node.get_parameter("object_mesh").value and time.monotonic() < end:
+            node_module._spin_once(executor, node, 0.05)
+        assert node.get_parameter("object_mesh").value == ""
+        assert node.stats.snapshot()["bad_input"]["bad_mesh"] == 1
+        # the user set another mesh after the frame but before the executor ran: that one stays
+        node._on_mesh(String(data=str(mesh)))
+        _infer(node)
+        node._on_mesh(String(data=str(other)))
+        for _ in range(5):
+            node_module._spin_once(executor, node, 0.05)
+        assert node.get_parameter("object_mesh").value == str(other) and node._mesh == str(other)
+    finally:
+        executor.shutdown()
+
+
 def test_a_frame_that_outlives_its_teardown_publishes_nothing(node, monkeypatch):
     """A frame still being estimated when its node is torn down (an inline cold fit takes seconds; teardown waits 5 s
     for the worker) must not publish on the publishers teardown destroyed: the worker's stop event is checked first."""

@@ -586,15 +586,36 @@ def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None, par
 
 
 def cloud_to_numpy(msg) -> dict[str, np.ndarray]:
-    """Read the scalar fields of a PointCloud2 into {name: [N]} (any field order / point_step): float32 fields as
-    float32, the other PointField types as their own numpy type (``part``: uint8)."""
-    n = int(msg.width) * int(msg.height)
-    raw = np.frombuffer(msg.data, dtype=np.uint8, count=n * int(msg.point_step)).reshape(n, int(msg.point_step))
+    """Read the scalar fields of a PointCloud2 into {name: [N]} (N = height * width, rows in order), as
+    sensor_msgs_py.point_cloud2.read_points does (that module is not on PyPI): any field order, ``point_step``
+    and ``row_step`` (rows may be padded), either byte order; a field with ``count`` > 1 reads as [N, count].
+    float32 fields come back as float32, the other PointField types as their own numpy type (``part``: uint8);
+    fields of an unknown datatype are left out. Raises ValueError when ``data`` is shorter than the layout says
+    or a field does not fit in ``point_step``."""
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    data = bytes(msg.data)
+    n = height * width
+    if n and (point_step <= 0 or row_step < width * point_step):
+        raise ValueError(f"PointCloud2 layout: point_step {point_step}, row_step {row_step} for width {width}")
+    if n and len(data) < (height - 1) * row_step + width * point_step:
+        raise ValueError(f"PointCloud2 data has {len(data)} bytes, the layout needs "
+                         f"{(height - 1) * row_step + width * point_step} ({height}x{width}, row_step {row_step})")
     out = {}
     for f in msg.fields:
         code = _POINTFIELD_DTYPES.get(int(f.datatype))
         if code is None:
             continue
+        count = max(int(f.count), 1)
         dt = np.dtype((">" if msg.is_bigendian else "<") + code)
-        out[f.name] = np.ascontiguousarray(raw[:, f.offset:f.offset + dt.itemsize]).view(dt).reshape(-1).astype(dt.newbyteorder("="))
+        if n and int(f.offset) + count * dt.itemsize > point_step:
+            raise ValueError(f"PointCloud2 field {f.name!r} (offset {f.offset}, {count} x {dt.itemsize} bytes) "
+                             f"does not fit in point_step {point_step}")
+        if not n:
+            out[f.name] = np.zeros((0, count) if count > 1 else 0, dt.newbyteorder("="))
+            continue
+        field = np.ndarray((height, width, count), dt, buffer=data, offset=int(f.offset),
+                           strides=(row_step, point_step, dt.itemsize))
+        field = field.reshape(n, count).astype(dt.newbyteorder("="))
+        out[f.name] = field if count > 1 else field[:, 0]
     return out

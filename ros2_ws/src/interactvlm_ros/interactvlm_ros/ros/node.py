@@ -411,6 +411,9 @@ class _ContactNodeBase:
             self.stats.info["object_detections"] = "off (vision_msgs not importable)"
         self.create_subscription(String, "~/object_label", self._on_label, 10)
         self.create_subscription(String, "~/object_mesh", self._on_mesh, 10)
+        # the worker hands "that mesh was unusable" to the executor thread, which owns the parameters
+        self._mesh_revert: str | None = None
+        self._mesh_revert_gc = self.create_guard_condition(self._on_mesh_revert)
         if Trigger is not None:
             self.create_service(Trigger, "~/reset_tracking", self._on_reset_tracking)
         else:
@@ -472,7 +475,7 @@ class _ContactNodeBase:
 
     def _entities(self) -> dict[str, set]:
         return {"subscriptions": set(self.subscriptions), "publishers": set(self.publishers),
-                "timers": set(self.timers), "services": set(self.services)}
+                "timers": set(self.timers), "services": set(self.services), "guards": set(self.guards)}
 
     def _start_threads(self) -> None:
         """The worker (it loads the model first unless ``_load_model`` did, then starts perception) and visuals."""
@@ -632,6 +635,20 @@ class _ContactNodeBase:
             self._mesh = path
         self.stats.info["object_mesh"] = path or "(library)"
         self.get_logger().info(f"object_mesh -> '{path or '(library)'}' ({source})")
+
+    def _on_mesh_revert(self) -> None:
+        """The worker found the mesh in force unusable (the file changed or went away after the parameter check read
+        it, or the estimator refused it): ``object_mesh`` goes back to '' so that ``ros2 param get`` and a lifecycle
+        re-configure agree with the library mesh in use. A newer value set meanwhile is left alone."""
+        with self._state_lock:
+            mesh, self._mesh_revert = self._mesh_revert, None
+        if mesh is None or str(self.get_parameter("object_mesh").value).strip() != mesh:
+            return
+        self._param_source = "fallback: mesh unusable"
+        try:
+            self.set_parameters([Parameter("object_mesh", value="")])
+        finally:
+            self._param_source = "parameter"
 
     def _on_label(self, msg: String) -> None:
         self._set_from_topic("object_label", msg.data)
@@ -1000,8 +1017,12 @@ class _ContactNodeBase:
             self._bad(conv.InputError(result.message, reason), frame=True)
             if reason == "bad_mesh" and mesh:
                 with self._state_lock:
-                    if self._mesh == mesh:
-                        self._mesh = ""
+                    reverted = self._mesh == mesh
+                    if reverted:
+                        self._mesh, self._mesh_revert = "", mesh
+                if reverted:  # the parameter follows on the executor thread (``_on_mesh_revert``)
+                    self.stats.info["object_mesh"] = "(library)"
+                    self._mesh_revert_gc.trigger()
                 self.get_logger().warning(f"object_mesh '{mesh}' unusable; back to the library mesh for '{label}'")
             return
         result.timings["decode"] = 1e3 * (t_decoded - t_start)
@@ -1158,6 +1179,8 @@ class _ContactNodeBase:
             self.destroy_timer(timer)
         for srv in self._own_entities["services"]:
             self.destroy_service(srv)
+        for gc in self._own_entities["guards"]:
+            self.destroy_guard_condition(gc)
         self._tf = None
         self.estimator = self._given_estimator
         self._loaded = False
