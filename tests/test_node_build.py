@@ -275,6 +275,40 @@ def test_replay_rejects_missing_source(tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
+@pytest.mark.parametrize("hfov", ["0", "180", "-30", "nan"])
+def test_replay_rejects_an_impossible_field_of_view(hfov, test_data):
+    """--hfov outside (0, 180) degrees: one line and exit code 2 (--hfov 0 used to end in a ZeroDivisionError)."""
+    r = subprocess.run([sys.executable, "-m", "interactvlm_ros.ros.replay", str(test_data / "person_catching_ball.png"),
+                        "--hfov", hfov], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--hfov" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_replay_passes_over_unreadable_images_of_a_folder(tmp_path, test_data):
+    """A folder with a truncated image among good ones plays the good ones and names the bad one once (it used to end
+    the replay with a traceback at that file); a folder or an image with nothing readable is refused up front."""
+    from interactvlm_ros.ros.replay import FrameSource
+
+    shutil.copy(test_data / "person_catching_ball.png", tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    shutil.copy(test_data / "person_catching_ball.png", tmp_path / "c.png")
+    skipped = []
+    src = FrameSource(tmp_path, loop=True, on_skip=skipped.append)
+    frames = [src.next() for _ in range(5)]  # a, c, a, c, a: b passed over every time, named once
+    assert all(f is not None and f.shape[2] == 3 for f in frames)
+    assert len(skipped) == 1 and "b.png" in skipped[0]
+    once = FrameSource(tmp_path)
+    assert [once.next() is not None for _ in range(3)] == [True, True, False]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(b"")
+    for source in (bad, bad / "x.png"):
+        with pytest.raises(ValueError, match="cannot read"):
+            FrameSource(source).next()
+    r = subprocess.run([sys.executable, "-m", "interactvlm_ros.ros.replay", str(bad)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "cannot read any image" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_node_console_script_params_file_and_bad_model_exits_clearly(tmp_path):
     pytest.importorskip("rclpy")
     from interactvlm_ros.ros.listener import ros_env

@@ -13,7 +13,8 @@ cv2.VideoCapture opens) and images (png, jpg, jpeg, bmp, tif, tiff, webp; a fold
 name order; a single image is repeated). Default intrinsics (no calibration known): the package's default,
 the one the node and ``interactvlm reconstruct`` use without CameraInfo (``recon.camera.default_intrinsics``:
 pinhole, fx = fy = 1.2·max(W, H), ≈ 45° horizontal field of view on 4:3, principal point at the image centre,
-zero distortion); ``--hfov DEG`` publishes that horizontal field of view instead.
+zero distortion); ``--hfov DEG`` publishes that horizontal field of view instead (0 < DEG < 180). An image of a
+folder that OpenCV cannot read is passed over with a warning naming it.
 """
 from __future__ import annotations
 
@@ -29,13 +30,19 @@ IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 class FrameSource:
-    """Iterates BGR uint8 frames of a video, an image folder or an image. ``loop`` restarts at the end."""
+    """Iterates BGR uint8 frames of a video, an image folder or an image. ``loop`` restarts at the end.
 
-    def __init__(self, source: str | Path, loop: bool = False):
+    An image of a folder that OpenCV cannot read (a truncated or mis-named file) is passed over with
+    ``on_skip(message)`` (the replay logs it once per file); a folder with no readable image, or a single image that
+    cannot be read, raises ValueError."""
+
+    def __init__(self, source: str | Path, loop: bool = False, on_skip=None):
         import cv2
 
         self.path = Path(source)
         self.loop = loop
+        self.on_skip = on_skip
+        self.skipped: set[Path] = set()
         self._cap = None
         self._files: list[Path] = []
         self._i = 0
@@ -65,16 +72,24 @@ class FrameSource:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 ok, frame = self._cap.read()
             return frame if ok else None
-        if self._i >= len(self._files):
-            if not self.loop:
-                return None
-            self._i = 0
-        f = self._files[self._i]
-        self._i += 1
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"OpenCV cannot read image '{f}'")
-        return img
+        for _ in range(2 * len(self._files)):  # at most one pass over every file, wherever it starts
+            if self._i >= len(self._files):
+                if not self.loop:
+                    return None
+                self._i = 0
+            f = self._files[self._i]
+            self._i += 1
+            img = cv2.imread(str(f), cv2.IMREAD_COLOR) if f not in self.skipped else None
+            if img is not None:
+                return img
+            if f not in self.skipped:
+                self.skipped.add(f)
+                if self.on_skip is not None and len(self.skipped) < len(self._files):
+                    self.on_skip(f"OpenCV cannot read image '{f}'; passed over")
+            if len(self.skipped) == len(self._files):
+                raise ValueError(f"OpenCV cannot read any image of '{self.path}'" if self.kind == "folder"
+                                 else f"OpenCV cannot read image '{f}'")
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,8 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.jpeg_quality <= 100:
         print("interactvlm-replay: --jpeg-quality must be in 1..100", file=sys.stderr)
         return 2
+    if args.hfov is not None and not 0 < args.hfov < 180:
+        print(f"interactvlm-replay: --hfov {args.hfov:g}: a pinhole camera's horizontal field of view is between 0 "
+              "and 180 degrees (exclusive)", file=sys.stderr)
+        return 2
+    skipped = []  # logged once the node exists
     try:
-        src = FrameSource(args.source, loop=args.loop)
+        src = FrameSource(args.source, loop=args.loop, on_skip=skipped.append)
+        first = src.next()  # an unreadable single image or folder fails here, before ROS starts
     except (FileNotFoundError, ValueError) as exc:
         print(f"interactvlm-replay: {exc}", file=sys.stderr)
         return 2
@@ -164,8 +185,16 @@ def main(argv: list[str] | None = None) -> int:
         log.info(f"replaying {src.kind} '{src.path}' at {args.rate} Hz as {as_what} on {pub_img.topic_name}, "
                  f"frame '{args.frame_id}'")
         t_next = time.monotonic()
+        src.on_skip = log.warning
         while rclpy.ok():
-            frame = src.next()
+            for text in skipped:
+                log.warning(text)
+            skipped.clear()
+            try:
+                frame, first = (first, None) if first is not None else (src.next(), None)
+            except ValueError as exc:  # every image of the folder went unreadable while it played
+                log.error(str(exc))
+                break
             if frame is None:
                 break
             h, w = frame.shape[:2]
