@@ -24,3 +24,18 @@ def test_demo_with_reconstruction(test_data, capsys):
     assert int(recon["late"]) >= 1 and int(recon["ok"]) >= 2 and int(recon["warm"]) >= 1, recon
     # contact went on while the cold fit ran: frames answered without poses (cold_start_pending)
     assert int(recon["cold_start_pending"]) >= 1 and int(summary["human_contacts"]) > int(summary["object_pose"]), recon
+
+
+@pytest.mark.parametrize("case", ["unreadable_image", "empty_folder", "rate"])
+def test_demo_refuses_a_bad_source_before_the_model_loads(case, tmp_path, capsys):
+    """A source the replay cannot read (or --rate 0) is exit code 2 with one line at once; it used to load the model,
+    let the replay fail in the background and end after --seconds with 'markers=0' and no reason."""
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"truncated")
+    args = {"unreadable_image": ["--source", str(bad)], "empty_folder": ["--source", str(tmp_path)],
+            "rate": ["--rate", "0"]}[case]
+    if case == "empty_folder":
+        bad.unlink()
+    assert demo.main([*args, "--seconds", "1", "--domain-id", "91"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("demo: ") and len(err.strip().splitlines()) == 1, err

@@ -9,7 +9,7 @@ Starts ``interactvlm-contact-node`` as a subprocess (its log goes to stderr), wa
 /diagnostics say the model is loaded, starts ``interactvlm-replay`` as a subprocess, and prints one line
 per message the node publishes (type, stamp, frame, sizes). Stops after ``--seconds`` and prints a
 summary; exit code 0 when markers and both contact clouds (with ``--reconstruct`` also object poses) were received,
-1 otherwise.
+1 otherwise (also when the replay ends early); 2, before anything starts, for a source OpenCV cannot read.
 Runs on its own ROS domain (``--domain-id``, default 42) on localhost only, so it does not disturb a robot.
 """
 from __future__ import annotations
@@ -58,6 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     if src is None or not src.exists():
         print(f"demo: source {src or '(none)'} not found; pass --source VIDEO_OR_IMAGES", file=sys.stderr)
         return 2
+    if not args.rate > 0 or not args.seconds > 0:
+        print("demo: --rate and --seconds must be > 0", file=sys.stderr)
+        return 2
+    from .replay import FrameSource
+
+    try:  # what the replay will read, checked before the model loads (that takes a while)
+        FrameSource(src).next()
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"demo: --source: {exc}; pass a video, an image folder or an image OpenCV reads", file=sys.stderr)
+        return 2
 
     env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     node = subprocess.Popen(node_cmd, env=env, preexec_fn=die_with_parent)
     replay = None
     t_run = None
+    replay_failed = False
     try:
         t0 = time.monotonic()
         diag = {}
@@ -103,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                       "--qos", args.qos]
         replay = subprocess.Popen(replay_cmd, env=env, preexec_fn=die_with_parent)
         t_run = time.monotonic()
-        while time.monotonic() - t_run < args.seconds and node.poll() is None:
+        while time.monotonic() - t_run < args.seconds and node.poll() is None and replay.poll() is None:
             time.sleep(0.2)
+        if replay.poll() is not None:  # it loops until stopped: an exit is a bad --source or --rate (its line above)
+            print(f"demo: interactvlm-replay ended with exit code {replay.returncode} after "
+                  f"{time.monotonic() - t_run:.1f} s; see its message above", file=sys.stderr)
+            replay_failed = True
     finally:
         try:
             stop_process(replay)
@@ -124,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print("demo reconstruction: " + " ".join(f"{k}={v}" for k, v in d.items() if k.startswith("reconstruction/"))
               + f" stage_ms/reconstruct={d.get('stage_ms/reconstruct')}")
     ok = counts["markers"] > 0 and counts["human_contacts"] > 0 and counts["object_contacts"] > 0
-    ok = ok and (not args.reconstruct or counts["object_pose"] > 0)
+    ok = ok and (not args.reconstruct or counts["object_pose"] > 0) and not replay_failed
     return 0 if ok else 1
 
 
