@@ -243,6 +243,23 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     assert "perception/hand_frame_search_ran" not in diagnostic_values(to_diagnostic_array(NodeStats().snapshot(), "interactvlm_contact", "test"))
 
 
+def test_diagnostics_keep_a_bounded_list_of_the_nodes_fallbacks():
+    """Fallback texts that name a label (detections with none of the class, one per label a planner sends) are kept
+    to the latest FALLBACKS_KEPT, the dropped ones counted; a repeated text is listed once."""
+    pytest.importorskip("diagnostic_msgs.msg")
+    from interactvlm_ros.ros.diagnostics import NodeStats, diagnostic_values, to_diagnostic_array
+
+    st = NodeStats()
+    n = NodeStats.FALLBACKS_KEPT + 10
+    for i in range(n):
+        st.fallback(f"object_detections: none of class 'thing{i}'")
+        st.fallback(f"object_detections: none of class 'thing{i}'")
+    kv = diagnostic_values(to_diagnostic_array(st.snapshot(), "interactvlm_contact", "test"))
+    listed = [v for k, v in kv.items() if k.startswith("fallback/")]
+    assert len(listed) == NodeStats.FALLBACKS_KEPT and listed[-1].endswith(f"'thing{n - 1}'")
+    assert listed[0].endswith("'thing10'") and kv["fallbacks_dropped"] == "10"
+
+
 # ---- CDR bytes written from numpy (what the node publishes) ------------------------------------------
 def _recon_result():
     res = _result(subdiv=4)

@@ -19,6 +19,8 @@ import numpy as np
 
 
 class NodeStats:
+    FALLBACKS_KEPT = 32  # the node's own fallback texts kept (oldest dropped first; some name a label or a size)
+
     def __init__(self, window: int = 200):
         self._lock = threading.Lock()
         self.counters: collections.Counter = collections.Counter()
@@ -88,9 +90,14 @@ class NodeStats:
             self.info[key] = value
 
     def fallback(self, text: str) -> None:
+        """A fallback the node took, listed once. At most ``FALLBACKS_KEPT``, the oldest dropped first and counted in
+        ``fallbacks_dropped``: texts naming a label (a node fed many labels) must not grow /diagnostics forever."""
         with self._lock:
             if text not in self.fallbacks:
                 self.fallbacks.append(text)
+                if len(self.fallbacks) > self.FALLBACKS_KEPT:
+                    del self.fallbacks[0]
+                    self.counters["fallbacks_dropped"] += 1
 
     def mirror_fallbacks(self, texts) -> None:
         """The estimator's fallbacks as it lists them now, replacing the previous copy: the estimator keeps only the
@@ -186,6 +193,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None, ima
     kv += [(f"stage_ms_p95/{k}", f"{v:.1f}") for k, v in sorted(snap.get("stage_ms_p95", {}).items())]
     kv += sorted(snap["info"].items())
     kv += [(f"fallback/{i}", t) for i, t in enumerate(snap["fallbacks"])]
+    if c.get("fallbacks_dropped"):
+        kv.append(("fallbacks_dropped", str(c["fallbacks_dropped"])))
     if snap["last_error"]:
         kv.append(("last_error", snap["last_error"]))
     st.values = [KeyValue(key=k, value=str(v)) for k, v in kv]
