@@ -129,3 +129,20 @@ def test_without_tensorrt_build_engines_says_so(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"graphs": {}}))
     with pytest.raises(BackendUnavailableError, match="TensorRT"):
         build_engines(tmp_path / "manifest.json")
+
+
+def test_unknown_precision_is_refused_not_built(tmp_path):
+    """A typo ("FP16") must not build an fp32 engine (trtexec gets no precision flag) and cache it as 'FP16'."""
+    from interactvlm_ros.export.tensorrt_build import build_engine_trtexec
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "interactvlm-onnx/1", "graphs": {
+        "sam_encoder": {"file": "sam_encoder.onnx", "sha256": "1" * 64}}}))
+    build = FakeBuilder()
+    kw = dict(cache=EngineCache(tmp_path / "engines"), build_fn=build, trt_version="10.3.0", gpu="GPU-A (sm_90)")
+    with pytest.raises(ValueError, match="precision 'FP16' unknown"):
+        build_engines(tmp_path / "manifest.json", precision="FP16", **kw)
+    with pytest.raises(ValueError, match="decoder_precision 'half' unknown"):
+        build_engines(tmp_path / "manifest.json", precision="fp16", decoder_precision="half", **kw)
+    assert build.calls == [] and not list((tmp_path / "engines").glob("*.engine"))
+    with pytest.raises(ValueError, match="precision 'FP16' unknown"):
+        build_engine_trtexec(tmp_path / "sam_encoder.onnx", precision="FP16")

@@ -127,3 +127,78 @@ def test_registry_loaders_and_native_torch(fx):
     assert isinstance(native.model, MVLocModel) and native.backend_choice.backend == "torch"
     with pytest.raises(ValueError, match="quantization.*PyTorch"):
         RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", quantization="8bit")
+
+
+def test_onnx_dir_without_export_fails_fast_for_any_backend_spelling(fx, tmp_path):
+    """A wrong ``onnx_dir`` is an error naming it, also with backend auto / "ONNXRuntime" (not a silent export into it)."""
+    root, _, _ = fx
+    for backend in ("auto", "ONNXRuntime"):
+        with pytest.raises(FileNotFoundError, match="no manifest.json.*interactvlm export"):
+            RuntimeMVLoc.from_pretrained(root / CKPT, backend=backend, device="cpu", onnx_dir=tmp_path / "typo")
+        assert not (tmp_path / "typo").exists()
+
+
+def test_manifest_without_a_graph_names_the_file(ort_loc, fx, tmp_path):
+    import shutil
+
+    from interactvlm_ros.export.onnx_export import ExportError
+
+    root, _, _ = fx
+    d = tmp_path / "onnx"
+    shutil.copytree(ort_loc.onnx_dir, d)
+    m = json.loads((d / "manifest.json").read_text())
+    del m["graphs"]["mask_decoder"]
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ExportError, match=r"manifest.json: no graph\(s\) \['mask_decoder'\].*interactvlm export"):
+        RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", device="cpu", onnx_dir=d, disk_cache=False)
+
+
+def test_backend_and_fallbacks_reach_the_pipeline(ort_loc, fx, caplog):
+    """The pipeline reads ``localizer.backend`` and ``localizer.fallbacks`` (-> /diagnostics): the chosen backend, a
+    backend-selection fallback and a precision ONNX Runtime cannot apply are all named there."""
+    import logging
+
+    from interactvlm_ros.runtime.localizer import load_auto
+
+    root, _, _ = fx
+    assert ort_loc.backend == "onnxruntime" and ort_loc.fallbacks == []  # explicit onnxruntime/cpu: no fallback
+    auto = load_auto(root / CKPT, device="auto", disk_cache=False)
+    assert auto.backend == auto.backend_choice.backend
+    assert any(f.startswith("runtime backend:") for f in auto.fallbacks) == auto.backend_choice.fallback
+    with caplog.at_level(logging.WARNING, logger="interactvlm_ros.runtime.localizer"):
+        half = RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", device="cpu", precision="fp16",
+                                            disk_cache=False)
+    (fb,) = half.fallbacks
+    assert "precision='fp16'" in fb and "fp32 used" in fb and fb in caplog.text
+    assert half.runtime_info["fallbacks"] == [fb]
+
+
+def test_tensorrt_default_precision_uses_the_engines_build_engines_py_builds(ort_loc, fx, tmp_path, monkeypatch):
+    """model_export/build_engines.py (and `interactvlm export --tensorrt`) build fp16 + fp32 decoder by default; the
+    runtime's default must hit those engines, not build a second fp32 set on first start (no GPU: stubs)."""
+    import interactvlm_ros.export.tensorrt_build as TB
+    import interactvlm_ros.runtime.localizer as L
+    import interactvlm_ros.runtime.trt_engine as TE
+    from interactvlm_ros.runtime.base import Engine
+    from interactvlm_ros.runtime.select import BackendChoice
+
+    root, _, _ = fx
+    fake = dict(cache=TB.EngineCache(tmp_path / "engines"), build_fn=lambda p, pr, pf, ws: b"plan:" + pr.encode(),
+                validate_fn=None, trt_version="10.11.0", gpu="GPU (sm_90)")
+    TB.build_engines(ort_loc.onnx_dir / "manifest.json", precision="fp16", decoder_precision="fp32", **fake)  # the script
+    seen, real = {}, TB.build_engines
+    monkeypatch.setattr(TB, "build_engines", lambda *a, **k: seen.update(real(*a, **{**k, **fake})) or dict(seen))
+
+    class StubTRT(Engine):
+        def __init__(self, path, name=None, device="cuda", precision="fp16"):
+            super().__init__(name=name, backend="tensorrt", device=device, precision=precision)
+
+        def _run(self, inputs):
+            raise NotImplementedError
+
+    monkeypatch.setattr(TE, "TensorRTEngine", StubTRT)
+    monkeypatch.setattr(L, "select_backend", lambda b, d: BackendChoice("tensorrt", "cuda", "stub", requested=b))
+    loc = RuntimeMVLoc.from_pretrained(root / CKPT, backend="auto", onnx_dir=ort_loc.onnx_dir, disk_cache=False)
+    assert {g: (r["status"], r["precision"]) for g, r in seen.items()} == {
+        "language": ("hit", "fp16"), "sam_encoder": ("hit", "fp16"), "mask_decoder": ("hit", "fp32")}
+    assert loc.backend == "tensorrt" and loc.engines["language"].precision == "fp16"

@@ -123,3 +123,35 @@ def test_tensorrt_engine_unavailable_is_clear():
 
     with pytest.raises(BackendUnavailableError, match="TensorRT is not importable.*pip install tensorrt"):
         TensorRTEngine("/nonexistent.engine")
+
+
+def test_device_typos_are_rejected_and_a_missing_cuda_index_fails_fast():
+    """"cudafoo" is not silently CUDA device 0; "cuda:7" on a one-GPU machine fails at selection, naming the devices."""
+    every = probes(tensorrt=True, torch_cuda=True, ort_cuda=True, ort_cpu=True, torch_cpu=True)
+    for bad in ("cudafoo", "cuda:abc", "cuda:-1", "cuda:", "cpu:0"):
+        with pytest.raises(ValueError, match=f"unknown device '{bad}'"):
+            select_backend("onnxruntime", bad, probes=every)
+    one_gpu = {**every, "cuda_count": lambda: 1}
+    with pytest.raises(BackendUnavailableError, match=r"device 'cuda:7' does not exist: 1 CUDA device\(s\) visible"):
+        select_backend("auto", "cuda:7", probes=one_gpu)
+    assert select_backend("onnxruntime", "cuda:0", probes=one_gpu).device == "cuda:0"
+    assert select_backend("auto", "CUDA", probes=one_gpu).device == "cuda"
+
+
+def test_engines_reject_device_typos(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from interactvlm_ros.runtime import OrtEngine, TensorRTEngine
+
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "g.onnx"))
+    assert OrtEngine(tmp_path / "g.onnx", device="cpu").run({"x": np.ones(2, np.float32)})["y"].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="unknown device 'cudafoo'"):
+        OrtEngine(tmp_path / "g.onnx", device="cudafoo")
+    with pytest.raises(ValueError, match="unknown device 'cudafoo'"):
+        TensorRTEngine(tmp_path / "x.engine", device="cudafoo")
+    with pytest.raises(ValueError, match="not a CUDA device"):
+        TensorRTEngine(tmp_path / "x.engine", device="cpu")

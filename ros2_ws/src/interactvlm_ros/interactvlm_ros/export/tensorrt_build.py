@@ -281,6 +281,8 @@ def build_engine_bytes(onnx_path: str | Path, precision: str = "fp16", profile: 
 def build_engine_trtexec(onnx_path: str | Path, precision: str = "fp16", profile: dict[str, tuple] | None = None,
                          workspace_gb: float = 8.0) -> bytes:
     """Same as :func:`build_engine_bytes` through the ``trtexec`` binary (no Python module needed)."""
+    if precision not in ENGINE_PRECISIONS:
+        raise ValueError(f"precision '{precision}' unknown; choose one of {ENGINE_PRECISIONS}")
     exe = shutil.which("trtexec")
     if exe is None:
         raise FileNotFoundError("trtexec not on PATH (it ships with TensorRT in /usr/src/tensorrt/bin)")
@@ -329,6 +331,9 @@ def build_engines(manifest_path: str | Path, precision: str = "fp16", cache: Eng
     ``BackendUnavailableError`` when TensorRT or a GPU is missing (and nothing was injected)."""
     from ..runtime.base import BackendUnavailableError
 
+    for what, p in (("precision", precision), ("decoder_precision", decoder_precision)):
+        if p is not None and p not in ENGINE_PRECISIONS:
+            raise ValueError(f"{what} '{p}' unknown; choose one of {ENGINE_PRECISIONS}")
     manifest_path = Path(manifest_path)
     manifest = json.loads(manifest_path.read_text())
     if build_fn is None:

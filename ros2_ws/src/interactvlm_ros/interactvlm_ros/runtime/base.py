@@ -10,6 +10,7 @@ names, numpy in and numpy out, so a localizer can be written once against this i
 """
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -17,6 +18,20 @@ import numpy as np
 
 BACKENDS = ("tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+
+
+_DEVICE_RE = re.compile(r"(cpu|cuda)(?::(\d+))?")
+
+
+def parse_device(device: str) -> tuple[str, int | None]:
+    """``"cpu"`` -> ``("cpu", None)``, ``"cuda"`` -> ``("cuda", None)``, ``"cuda:1"`` -> ``("cuda", 1)``.
+
+    Anything else (``"cudafoo"``, ``"cuda:x"``, ``"cuda:-1"``, ``"cpu:1"``) raises ``ValueError`` naming the
+    accepted forms, so a typo never silently becomes CUDA device 0."""
+    m = _DEVICE_RE.fullmatch(str(device))
+    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
+        raise ValueError(f"unknown device '{device}' (choose cpu, cuda or cuda:<index>, e.g. cuda:1)")
+    return m.group(1), (int(m.group(2)) if m.group(2) is not None else None)
 
 
 class BackendUnavailableError(RuntimeError):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .. import paths
+from ..export.onnx_export import ExportError
 from .base import BackendUnavailableError, Engine
 from .select import BackendChoice, select_backend
 
@@ -159,6 +160,10 @@ def checkpoint_identity(model_dir: Path, clip_dir: Path | None) -> str:
 def engines_from_manifest(onnx_dir: Path, manifest: dict, choice: BackendChoice, precision: str = "fp32",
                           decoder_precision: str = "fp32", engine_cache=None) -> dict[str, Engine]:
     """ORT sessions or TensorRT engines (built/cached) for the graphs of an export folder."""
+    missing = [g for g in GRAPHS if g not in manifest.get("graphs", {})]
+    if missing:
+        raise ExportError(f"{Path(onnx_dir) / 'manifest.json'}: no graph(s) {missing} (need {list(GRAPHS)}); re-export "
+                          f"the folder with `interactvlm export --model DIR --out {onnx_dir}`")
     if choice.backend == "onnxruntime":
         from .ort_engine import OrtEngine
 
@@ -204,23 +209,36 @@ class RuntimeMVLoc:
 
     @staticmethod
     def from_pretrained(model_dir: str | Path, clip_dir: str | Path | None = None, backend: str = "auto",
-                        device: str = "auto", onnx_dir: str | Path | None = None, precision: str = "fp32",
+                        device: str = "auto", onnx_dir: str | Path | None = None, precision: str | None = None,
                         decoder_precision: str = "fp32", exporter: str = "auto", torch_native: bool = True,
                         quantization: str | None = None, **predictor_kw):
         """Select a backend and build the localizer.
 
         ``torch_native`` (default): when the selection lands on PyTorch, return B1's plain
         ``MVLocPredictor`` (KV-cached generation, ``quantization`` support) instead of running the
-        export wrappers through ``TorchEngine`` (``torch_native=False``, used to compare backends)."""
+        export wrappers through ``TorchEngine`` (``torch_native=False``, used to compare backends).
+
+        ``precision`` (default: ``fp16`` on TensorRT, the engines ``build_engines.py`` / ``interactvlm export
+        --tensorrt`` build by default; ``fp32`` elsewhere). ONNX Runtime runs the exported fp32 graphs: another
+        precision there is a named fallback (logged, listed in ``fallbacks``). ``onnx_dir`` must hold an export
+        (``manifest.json``) whenever the selected backend runs ONNX graphs."""
         from ..export.onnx_export import load_manifest
         from ..models.mvloc.checkpoint import resolve_clip_dir
         from ..models.mvloc.tokenizer import LegacyLlamaTokenizer
 
         model_dir = Path(model_dir)
         clip = resolve_clip_dir(model_dir, clip_dir)
-        if onnx_dir is not None and not (Path(onnx_dir) / "manifest.json").is_file() and backend in ("onnxruntime", "tensorrt"):
-            raise FileNotFoundError(f"{onnx_dir}: no manifest.json; run `interactvlm export --model {model_dir} --out {onnx_dir}`")
         choice = select_backend(backend, device)
+        fallbacks = [f"runtime backend: {choice.summary()}"] if choice.fallback else []
+        if onnx_dir is not None and not (Path(onnx_dir) / "manifest.json").is_file() and choice.backend in ("onnxruntime", "tensorrt"):
+            raise FileNotFoundError(f"{onnx_dir}: no manifest.json; run `interactvlm export --model {model_dir} --out {onnx_dir}`")
+        if precision is None:
+            precision = "fp16" if choice.backend == "tensorrt" else "fp32"
+        if choice.backend == "onnxruntime" and (precision != "fp32" or decoder_precision != "fp32"):
+            text = (f"precision: onnxruntime runs the exported fp32 graphs; precision={precision!r} / decoder_precision="
+                    f"{decoder_precision!r} not applied (fp32 used; reduced precision needs backend='tensorrt')")
+            log.warning("%s", text)
+            fallbacks.append(text)
         if quantization is not None and choice.backend != "torch":
             raise ValueError(f"quantization={quantization!r} is a PyTorch (bitsandbytes) option; backend "
                              f"{choice.backend} takes precision='int8'/'fp8' (TensorRT) instead")
@@ -228,9 +246,11 @@ class RuntimeMVLoc:
             pred = _predictor_cls().from_pretrained(model_dir, clip, precision=precision, device=choice.device,
                                                     quantization=quantization, **predictor_kw)
             pred.backend_choice = choice
+            pred.backend = choice.backend
+            pred.fallbacks = fallbacks
             pred.engines = {}
             pred.onnx_dir = None
-            pred.runtime_info = {"backend": choice.as_dict(), "onnx_dir": None, "engines": {}}
+            pred.runtime_info = {"backend": choice.as_dict(), "onnx_dir": None, "engines": {}, "fallbacks": fallbacks}
             return pred
         ident = checkpoint_identity(model_dir, clip)
         if choice.backend == "torch":
@@ -262,10 +282,12 @@ class RuntimeMVLoc:
         pred = _predictor_cls()(emodel, tok, clip, model_id=model_id, **predictor_kw)
         pred.name = f"mvloc[{choice.backend}]"
         pred.backend_choice = choice
+        pred.backend = choice.backend
+        pred.fallbacks = fallbacks  # read by pipeline.ContactEstimator.all_fallbacks -> the node's /diagnostics
         pred.engines = engines
         pred.onnx_dir = used_dir
         pred.runtime_info = {"backend": choice.as_dict(), "onnx_dir": str(used_dir) if used_dir else None,
-                             "engines": {g: e.describe() for g, e in engines.items()}}
+                             "engines": {g: e.describe() for g, e in engines.items()}, "fallbacks": fallbacks}
         return pred
 
 

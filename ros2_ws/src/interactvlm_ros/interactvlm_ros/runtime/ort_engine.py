@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackendUnavailableError, Engine, TensorSpec
+from .base import BackendUnavailableError, Engine, TensorSpec, parse_device
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +49,16 @@ class OrtEngine(Engine):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX graph not found: {path} (run `interactvlm export --model DIR --out DIR` first)")
-        if device.startswith("cuda"):
+        kind, index = parse_device(device)  # ValueError on "cudafoo", "cuda:x", ...
+        if kind == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailableError(
                     f"onnxruntime has no CUDAExecutionProvider (available: {ort.get_available_providers()}); "
                     f"pip install onnxruntime-gpu matching your CUDA version, or use device='cpu'"
                 )
-            dev_id = int(device.split(":")[1]) if ":" in device else 0
-            providers = [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
-        elif device == "cpu":
-            providers = ["CPUExecutionProvider"]
+            providers = [("CUDAExecutionProvider", {"device_id": index or 0}), "CPUExecutionProvider"]
         else:
-            raise ValueError(f"OrtEngine: unknown device '{device}' (use 'cpu' or 'cuda[:index]')")
+            providers = ["CPUExecutionProvider"]
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .base import BackendUnavailableError
+from .base import BackendUnavailableError, parse_device
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +81,24 @@ def _probe_torch_cpu() -> tuple[bool, str]:
     return True, f"torch {torch.__version__} CPU"
 
 
+def _probe_cuda_count() -> int | None:
+    """Number of visible CUDA devices, or None when torch cannot tell (not importable / CPU build)."""
+    try:
+        import torch
+    except Exception:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.device_count())
+
+
 PROBES: dict[str, Callable[[], tuple[bool, str]]] = {
     "tensorrt": _probe_tensorrt,
     "torch_cuda": _probe_torch_cuda,
     "ort_cuda": _probe_ort_cuda,
     "ort_cpu": _probe_ort_cpu,
     "torch_cpu": _probe_torch_cpu,
+    "cuda_count": _probe_cuda_count,  # () -> int | None (not a (ok, reason) probe): checks a cuda:<index>
 }
 
 
@@ -147,17 +159,23 @@ def select_backend(requested: str = "auto", device: str = "auto", probes: dict |
 
     ``exclude`` removes backends from the auto order with a stated reason (e.g. a model that has no
     ONNX graphs and cannot be exported). Raises :class:`BackendUnavailableError` when an explicitly
-    requested backend/device cannot run (message names what is missing + install hint) and
-    ``ValueError`` on unknown names."""
+    requested backend/device cannot run (message names what is missing + install hint) or ``cuda:<i>``
+    is not a visible device, and ``ValueError`` on unknown names (``"cudafoo"`` is not CUDA)."""
     global _last
     probes = {**PROBES, **(probes or {})}
     requested = (requested or "auto").lower()
     device = (device or "auto").lower()
-    dev_kind = "cuda" if device.startswith("cuda") else device
     if requested not in ("auto", "tensorrt", "onnxruntime", "torch"):
         raise ValueError(f"unknown backend '{requested}' (choose auto, tensorrt, onnxruntime or torch)")
-    if dev_kind not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"unknown device '{device}' (choose auto, cpu or cuda[:index])")
+    try:
+        dev_kind, dev_index = ("auto", None) if device == "auto" else parse_device(device)
+    except ValueError:
+        raise ValueError(f"unknown device '{device}' (choose auto, cpu, cuda or cuda:<index>)") from None
+    if dev_index is not None:
+        count = probes["cuda_count"]()
+        if count is not None and dev_index >= count:
+            raise BackendUnavailableError(f"device '{device}' does not exist: {count} CUDA device(s) visible "
+                                          f"(cuda:0 .. cuda:{count - 1}); pick one of them or device='cpu'")
     if requested == "tensorrt" and dev_kind == "cpu":
         raise BackendUnavailableError("backend 'tensorrt' needs device='cuda' (got device='cpu')")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackendUnavailableError, Engine, TensorSpec
+from .base import BackendUnavailableError, Engine, TensorSpec, parse_device
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ class TensorRTEngine(Engine):
     tensors via :meth:`run_torch` (zero-copy; outputs stay on the GPU)."""
 
     def __init__(self, engine_path: str | Path, name: str | None = None, device: str = "cuda", precision: str = "fp16"):
+        kind, index = parse_device(device)  # ValueError on "cudafoo", "cuda:x", ...
+        if kind != "cuda":
+            raise ValueError(f"TensorRTEngine: device '{device}' is not a CUDA device (use cuda or cuda:<index>)")
         trt = import_tensorrt()
         import torch
 
@@ -70,7 +73,7 @@ class TensorRTEngine(Engine):
             raise RuntimeError(f"TensorRT could not deserialize {engine_path} (corrupt, or built by another TensorRT "
                                f"version/GPU); delete it and rebuild with `interactvlm export --tensorrt`")
         self.context = self.engine.create_execution_context()
-        dev = torch.device(device if ":" in device else "cuda:0")
+        dev = torch.device("cuda", index or 0)
         self.stream = torch.cuda.Stream(device=dev)
         ins, outs = [], []
         self._dtypes = {}
