@@ -188,6 +188,37 @@ def test_lifting_errors(human_assets):
         CompactMaps.from_dense(np.zeros((2, 4, 4, 3)), np.zeros((2, 4, 4, 2)))
 
 
+
+def test_empty_and_bool_masks_are_named_errors_not_an_abort_or_contact_everywhere():
+    """A [V,h,0] or [V,0,0] mask built a resize operator indexing pixel −1 and the process died in malloc (abort: the
+    node gone); a bool mask was read as logits, all False = p 0.5 > 0.3 = contact on every seen vertex. Both are now
+    LiftErrors. The abort is checked in a child process so that it cannot take the test session with it."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from interactvlm_ros.lift import Lifter, LiftError\n"
+            "ids = np.zeros((1, 4, 4, 3), np.int64); ids[..., 1:] = (1, 2)\n"
+            "bary = np.full((1, 4, 4, 3), 1 / 3, np.float32)\n"
+            "lifter = Lifter((ids, bary, 3), mode='object')\n"
+            "for shape in ((1, 0, 0), (1, 8, 0), (2, 1, 0, 8)):\n"
+            "    try:\n"
+            "        lifter(np.zeros(shape, np.float32))\n"
+            "    except LiftError as exc:\n"
+            "        assert 'empty mask size' in str(exc), exc\n"
+            "    else:\n"
+            "        raise SystemExit('no error for ' + str(shape))\n"
+            "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stdout, r.stderr[-500:])
+    ids = np.zeros((1, 4, 4, 3), np.int64)
+    ids[..., 1:] = (1, 2)
+    lifter = Lifter((ids, np.full((1, 4, 4, 3), 1 / 3, np.float32), 3), mode="object")
+    for mask in (np.zeros((1, 4, 4), bool), torch.zeros(1, 4, 4, dtype=torch.bool)):
+        with pytest.raises(LiftError, match="bool mask"):
+            lifter(mask)
+    assert (lifter(np.where(np.zeros((1, 4, 4), bool), 20.0, -20.0)) == 0).all()  # the documented way
+
 def test_official_loader_errors(tmp_path, conformance_dir):
     with pytest.raises(AssetError, match="pixel_to_vertex_map_1024.npz"):
         load_official_human_assets(tmp_path)

@@ -151,6 +151,37 @@ def test_asset_cache_roundtrip_and_keys(tmp_path, monkeypatch):
     np.testing.assert_array_equal(c.vertex_ids, a.vertex_ids)
 
 
+
+@pytest.mark.parametrize("damage", ["zero_length_files", "meta_without_size", "renders_of_another_shape", "no_meta"])
+def test_damaged_asset_cache_entry_is_replaced_once_not_rerendered_forever_or_raised(tmp_path, monkeypatch, damage):
+    """A damaged entry (zero-length files after a power cut, a meta.json without 'size', arrays that do not fit each
+    other, a folder without meta.json) was either re-rendered on every load — the rebuilt entry could not be renamed
+    over the damaged folder — or raised (KeyError / AssetError outside the guarded read). Now it is removed, rebuilt
+    once and served from the cache again."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path))
+    m = _torus(20, 8)
+    v, f = np.asarray(m.vertices, np.float32), np.asarray(m.faces)
+    a = A.build_view_assets(v, f, "object", 48, colors="xyz")
+    A.flush_cache_writes()
+    entry = tmp_path / "assets" / a.key
+    if damage == "zero_length_files":
+        for p in entry.iterdir():
+            p.write_bytes(b"")
+    elif damage == "meta_without_size":
+        (entry / "meta.json").write_text('{"num_vertices": %d}' % len(v))
+    elif damage == "renders_of_another_shape":
+        np.save(entry / "renders.npy", np.zeros((2, 48, 48, 3), np.uint8))
+    else:
+        (entry / "meta.json").unlink()
+    b = A.build_view_assets(v, f, "object", 48, colors="xyz")
+    A.flush_cache_writes()
+    assert b.source.startswith("rendered:")
+    c = A.build_view_assets(v, f, "object", 48, colors="xyz")
+    assert c.source.startswith("cache:")
+    np.testing.assert_array_equal(c.vertex_ids, a.vertex_ids)
+    np.testing.assert_array_equal(c.renders, a.renders)
+    assert sorted(p.name for p in (tmp_path / "assets").iterdir()) == [a.key]
+
 def test_render_bad_input():
     v = np.zeros((3, 3), np.float32)
     f = np.array([[0, 1, 2]])

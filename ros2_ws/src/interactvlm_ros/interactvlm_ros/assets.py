@@ -279,11 +279,25 @@ def _cache_load(path: Path, view_set: ViewSet, key: str):
     try:
         meta = json.loads((path / "meta.json").read_text())
         arrs = {n: np.load(path / f"{n}.npy") for n in _CACHE_FILES}
-    except Exception as exc:  # noqa: BLE001 - a damaged entry is rebuilt (logged)
-        log.warning("asset cache entry %s unreadable (%s); rebuilding it", path, exc)
+        H, W = (int(x) for x in meta["size"])
+        off, n = arrs["offsets"], len(arrs["pix"])
+        fid = arrs["fid"] if len(arrs["fid"]) else None
+        if (meta.get("key") != key or off.ndim != 1 or off[0] != 0 or off[-1] != n or np.any(np.diff(off) < 0)
+                or arrs["vid"].shape != (n, 3) or arrs["bary"].shape != (n, 3) or fid is not None and len(fid) != n
+                or n and (arrs["pix"].min() < 0 or arrs["pix"].max() >= H * W)):
+            raise AssetError("maps inconsistent with each other or with meta.json")
+        compact = CompactMaps((H, W), off, arrs["pix"], arrs["vid"], arrs["bary"], fid)
+        return ViewAssets(arrs["renders"], compact, meta["num_vertices"], view_set, key, source=f"cache:{path}")
+    except Exception as exc:  # noqa: BLE001 - a damaged entry is removed and rebuilt (logged)
+        log.warning("fallback: asset cache entry %s unreadable (%s); removing it and re-rendering the mesh", path, exc)
+    # moved aside first (atomic), so that the rebuilt entry can take its place and no reader sees it half-deleted
+    doomed = path.with_name(f".damaged-{path.name}-{os.getpid()}-{threading.get_ident()}")
+    try:
+        os.replace(path, doomed)
+    except OSError:  # another process moved or replaced it meanwhile
         return None
-    compact = CompactMaps(tuple(meta["size"]), arrs["offsets"], arrs["pix"], arrs["vid"], arrs["bary"], arrs["fid"])
-    return ViewAssets(arrs["renders"], compact, meta["num_vertices"], view_set, key, source=f"cache:{path}")
+    shutil.rmtree(doomed, ignore_errors=True)
+    return None
 
 
 _pending_lock = threading.Lock()
@@ -376,7 +390,7 @@ def _cached_or_rendered(vertices, faces, view_set, size, colors, backend, cache)
             hit = _pending.get(path)
         if hit is not None:  # rendered moments ago, still being written
             return hit[1]
-        if (path / "meta.json").is_file():
+        if path.exists():  # an entry, or a damaged one (removed by _cache_load, so that the rebuild can replace it)
             va = _cache_load(path, vs, key)
             if va is not None:
                 return va

@@ -315,6 +315,9 @@ class Lifter:
 
     def _lift(self, logits):
         is_numpy = not isinstance(logits, torch.Tensor)
+        if (np.asarray(logits).dtype == bool) if is_numpy else logits.dtype == torch.bool:
+            raise LiftError("logits must be real-valued; got a bool mask (False would read as logit 0, p = 0.5 — "
+                            "contact everywhere): lift a binary mask as np.where(mask, 20.0, -20.0)")
         x = torch.as_tensor(np.asarray(logits, np.float32)) if is_numpy else logits
         out_device = x.device
         if x.ndim == 3:
@@ -328,6 +331,8 @@ class Lifter:
                             f"(order must be the view set's order)")
         x = x.to(device=self.device, dtype=torch.float32)
         B, V, h, w = x.shape
+        if h < 1 or w < 1:  # the resize operator would index pixel −1 (heap corruption, the process aborts)
+            raise LiftError(f"logits have an empty mask size {h}x{w}; masks must be at least 1x1")
         flat = x.reshape(B, V, h * w)
         need_resize = (h, w) != tuple(self.size)
         total = torch.zeros(self.num_vertices, B, device=self.device)
