@@ -212,3 +212,14 @@ def test_labels_of_one_library_mesh_share_one_asset_set(tmp_path, monkeypatch):
     assert [s.label for s in states] == labels
     assert len({id(s.assets) for s in states}) == 1 and len({id(s.lifter) for s in states}) == 1
     assert est._object_state("ball", None).lifter is not states[0].lifter
+
+
+def test_object_cache_keeps_the_object_in_use(tmp_path, monkeypatch):
+    """The 16-entry object cache evicts the least recently used entry: the object a node works with every frame stays
+    while a planner's one-off labels come and go (first-in-first-out evicted it after 16 other labels)."""
+    est = _estimator(tmp_path, monkeypatch)
+    cup = est._object_state("cup", None)
+    for i in range(20):
+        est._object_state(f"thing number {i}", None)
+        assert est._object_state("cup", None) is cup
+    assert len(est._objects) == 16

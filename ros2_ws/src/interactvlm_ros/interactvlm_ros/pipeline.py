@@ -397,8 +397,9 @@ class ContactEstimator:
             key = ("mesh", str(p.resolve()), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
         else:
             key = ("label", label.lower())
-        state = self._objects.get(key)
-        if state is not None:
+        state = self._objects.pop(key, None)
+        if state is not None:  # back in as the most recently used (the cache evicts the least recently used)
+            self._objects[key] = state
             return state
         known = True
         if mesh_path:
@@ -433,7 +434,7 @@ class ContactEstimator:
             fill = (verts, faces) if getattr(self.localizer, "fill_unseen_vertices", False) else None
             state = _ObjectState(key, label, known, source, verts, faces, assets,
                                  lift.Lifter(assets, mode="object", fill_unseen_from=fill))
-        if len(self._objects) >= 16:  # bounded: a long-running node cycling through meshes
+        if len(self._objects) >= 16:  # bounded: a long-running node cycling through meshes; least recently used out
             self._objects.pop(next(iter(self._objects)))
         self._objects[key] = state
         return state
