@@ -745,3 +745,138 @@ def test_label_cache_and_label_fallbacks_stay_bounded_with_many_labels():
     assert "'gadget number 299'" in loc.fallbacks[-2] and "'gadget number 0'" not in " ".join(loc.fallbacks)
     assert loc.fallbacks[-1].startswith(f"… {300 - Fallbacks.LABEL_KEPT} earlier label fallbacks not listed")
     assert loc.describe()["fallbacks"] == list(loc.fallbacks)
+
+
+# ----------------------------------------------------------------------------- bad input, stale outputs
+@pytest.mark.parametrize("text, word", [
+    ("loss: {focl: 3.0}\n", "unknown loss keys ['focl']"),          # silently ignored before
+    ("label: {temprature: 0.1}\n", "unknown label keys ['temprature']"),
+    ("augment: {jiter: 0.1}\n", "unknown augment keys ['jiter']"),  # a ValueError traceback after the data loaded
+    ("loss: 3\n", "'loss' must be a mapping"),
+    ("steps: [1\n", "is not valid YAML"),                           # a yaml traceback before
+    ("threads: 0\n", "threads: 0"),                                 # torch's RuntimeError before
+    ("checkpoint_every: 0\n", "checkpoint_every: 0"),               # ZeroDivisionError at step 1 before
+])
+def test_training_config_typos_and_unparsable_files_are_config_errors(tmp_path, text, word):
+    from interactvlm_ros.training.train import ConfigError, load_config
+
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(f, {"data": "/data", "out": "/out"})
+    assert word in str(e.value) and "\n" not in str(e.value), e.value
+    (tmp_path / "c.json").write_text('{"steps": 1,}')
+    with pytest.raises(ConfigError, match=r"c\.json is not valid JSON"):
+        load_config(tmp_path / "c.json", {"data": "/data", "out": "/out"})
+
+
+def test_train_and_eval_cli_bad_data_model_or_out_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    """A missing dataset folder, an --out that is a file, an eval --model folder without model.pt, a negative
+    --limit: one line naming the problem, exit 2 (tracebacks before; eval's --out only failed after the evaluation)."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    from interactvlm_ros.cli.main import main
+
+    _tiny_dataset(tmp_path / "data")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = [
+        (["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--steps", "1"],
+         "meta.json not found"),
+        (["train", "--data", str(tmp_path / "data"), "--out", str(afile), "--steps", "1"],
+         f"cannot write --out {afile}"),
+        (["eval", "--split", "val", "--data", str(tmp_path / "data"), "--model", str(tmp_path / "nope")],
+         "checkpoint not found"),
+        (["eval", "--split", "val", "--data", str(tmp_path / "data"), "--model", str(tmp_path / "nope"),
+          "--out", str(afile)], f"cannot write --out {afile}"),
+        (["eval", "--split", "val", "--data", str(tmp_path / "data"), "--limit", "-1"], "--limit -1"),
+    ]
+    for argv, word in cases:
+        rc = main(argv)
+        cap = capsys.readouterr()
+        assert "Traceback" not in cap.out + cap.err
+        line = cap.out.strip().splitlines()[-1]
+        assert rc == 2 and line.startswith(f"interactvlm {argv[0]}:") and word in line, (argv, line)
+    assert afile.read_text() == "x"
+
+
+def test_a_fresh_run_into_an_earlier_runs_folder_leaves_no_stale_graph_or_log(tmp_path, monkeypatch):
+    """A second (not resumed) run into the same --out with export_onnx: false kept the first run's frame.onnx beside
+    the new model.pt (onnxruntime then ran the old weights) and appended to the first run's log.jsonl."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    text = pytest.importorskip("interactvlm_ros.perception.text")
+    from interactvlm_ros.training.train import train
+
+    _tiny_dataset(tmp_path / "data")
+    enc = text.TextEncoder()
+    cfg = _cfg(tmp_path, "a", 6)  # export_onnx: True
+    cfg.update(val_split=None, log_every=2)
+    train(cfg, text_encoder=enc, provider=_Provider(16))
+    assert (tmp_path / "a" / "frame.onnx").is_file()
+    train({**cfg, "export_onnx": False, "seed": 1}, text_encoder=enc, provider=_Provider(16))
+    assert not (tmp_path / "a" / "frame.onnx").exists()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 4, 6], steps
+    # a resumed run continues its log
+    train({**cfg, "export_onnx": False, "seed": 1, "steps": 8}, resume=True, text_encoder=enc, provider=_Provider(16))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 4, 6, 8], steps
+
+
+def test_split_cache_follows_a_sample_regenerated_in_place(tmp_path, monkeypatch):
+    """The split cache was keyed by (folder, meta.json, split): a sample file regenerated in place with meta.json
+    unchanged (docs: regenerate the seeds, copy the shipped meta back) kept loading the old sample."""
+    import os
+    import shutil
+
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    from interactvlm_ros.training.data import load_split
+
+    _tiny_dataset(tmp_path / "data")
+    s = tmp_path / "data" / "samples"
+    assert load_split(tmp_path / "data", "train").labels[:2] == ["ball", "cup"]
+    shutil.copy(s / "000001.npz", s / "000000.npz")  # sample 0 regenerated: now a 'cup'
+    st = (s / "000000.npz").stat()
+    os.utime(s / "000000.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later write, whatever the fs clock
+    assert load_split(tmp_path / "data", "train").labels[:2] == ["cup", "cup"]
+
+
+def test_eval_scores_a_batch_without_any_person_as_misses(tmp_path, monkeypatch):
+    """Samples whose cues have no person count as misses (zero prediction); a batch with no other sample crashed
+    (np.stack of nothing) instead."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    text = pytest.importorskip("interactvlm_ros.perception.text")
+    from types import SimpleNamespace
+
+    import trimesh
+
+    from interactvlm_ros import assets as A
+    from interactvlm_ros.evaluation.evaluate import evaluate
+    from interactvlm_ros.training import assets_provider
+
+    sphere = trimesh.creation.icosphere(1)
+    sv, sf = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int64)
+
+    class Sphere(_Provider):
+        body = SimpleNamespace(template_vertices=sv, faces=sf, source="test:sphere", part_ids=None, part_names=None)
+
+        def human(self):
+            return A.build_view_assets(sv, sf, "object", self.size, colors="xyz")
+
+        def object(self, object_id, category):
+            return A.object_assets((sv, sf), self.size)
+
+        def object_mesh(self, object_id, category):
+            return SimpleNamespace(template_vertices=sv, faces=sf)
+
+    _base_run(tmp_path, len(sv), Sphere(16), text)
+    f = tmp_path / "data" / "samples" / "000024.npz"  # the first 'val' sample: no visible landmark, no hand
+    z = dict(np.load(f))
+    z["landmarks_2d"][:, 2] = 0.0
+    z["hand_landmarks_2d"][..., 2] = 0.0
+    np.savez(f, **z)
+    monkeypatch.setattr(assets_provider, "AssetProvider", lambda root, meta, size, body="anny": Sphere(size))
+    res = evaluate(tmp_path / "data", "val", str(tmp_path / "base"), limit=1, oracle=False, remask_gt=False)
+    assert res["samples"] == 1 and res["overall"]["human"]["f1"] == 0.0 and res["overall"]["human"]["n"] == 1
+    res = evaluate(tmp_path / "data", "val", str(tmp_path / "base"), limit=3, batch_size=1, oracle=False,
+                   remask_gt=False)
+    assert res["samples"] == 3

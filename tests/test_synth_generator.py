@@ -306,3 +306,69 @@ def test_a_placement_that_misses_the_interactions_parts_is_retried(gen, seed):
     s = gen.sample(seed)
     body = gen.T.body
     assert missing_contact(str(s["interaction"]), s["human_contact"], body.part_labels, body.part_names) == []
+
+
+def _fake_worker(categories):
+    """``generator._worker`` stand-in: writes an (empty) sample file per seed and reports its category."""
+    def work(args):
+        cfg, seeds, out = args
+        for s in seeds:
+            np.savez(f"{out}/samples/{s:06d}.npz", seed=np.int64(s))
+        return [(s, categories(s), "hold_one_hand") for s in seeds], "hash", "test", 13718
+    return work
+
+
+def test_a_split_run_keeps_the_other_splits_of_the_dataset_in_meta(tmp_path, monkeypatch):
+    """`interactvlm synth --split val` then `--split test` into one folder: the second run's meta.json listed only its
+    own seeds, so the val split (files still on disk) became empty for train/eval."""
+    from interactvlm_ros.synth import generator as G
+
+    monkeypatch.setattr(G, "_worker", _fake_worker(lambda s: "bottle" if s % 7 == 0 else "cup"))
+    ranges = split_ranges(0, 40)  # train [0, 32), val [32, 36), test [36, 40)
+    write_dataset(tmp_path, n=4, seed=32, ranges=ranges)
+    meta = write_dataset(tmp_path, n=4, seed=36, ranges=ranges)
+    on_disk = json.loads((tmp_path / "meta.json").read_text())
+    assert on_disk == json.loads(json.dumps(meta))
+    assert meta["splits"]["indices"]["val"] == [32, 33, 34] and meta["splits"]["indices"]["test"] == [36, 37, 38, 39]
+    assert meta["splits"]["indices"]["test_unseen_category"] == [35] and meta["counts"]["val"] == 3
+    assert (meta["seed"], meta["n"]) == (0, 40)
+    # the whole dataset afterwards lists every seed once
+    meta = write_dataset(tmp_path, n=40, seed=0, ranges=ranges)
+    assert sorted(s for v in meta["splits"]["indices"].values() for s in v) == list(range(40))
+    # another dataset definition (other seed ranges) does not inherit the earlier lists
+    meta = write_dataset(tmp_path, n=4, seed=0)
+    assert sorted(s for v in meta["splits"]["indices"].values() for s in v) == [0, 1, 2, 3]
+
+
+def test_continuing_a_dataset_with_other_options_is_refused(tmp_path, monkeypatch, capsys):
+    """Existing samples are kept (resumable), so continuing with another --mask-res / --contact-threshold /
+    --image-size mixed samples of both settings under a meta.json that claimed the new ones."""
+    from interactvlm_ros.cli.main import main
+    from interactvlm_ros.synth import generator as G
+
+    monkeypatch.setattr(G, "_worker", _fake_worker(lambda s: "cup"))
+    write_dataset(tmp_path, n=2, seed=0)
+    with pytest.raises(G.DatasetOptionsError, match="mask_resolution 128, not 64"):
+        write_dataset(tmp_path, n=3, seed=0, config=GeneratorConfig(mask_res=64))
+    rc = main(["synth", "--n", "3", "--out", str(tmp_path), "--contact-threshold", "0.03"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("interactvlm synth:") and "contact_threshold 0.02, not 0.03" in err, err
+    assert json.loads((tmp_path / "meta.json").read_text())["n"] == 2
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["--n", "0"], "--n must be ≥ 1"),
+    (["--n", "1", "--seed", "-3"], "--seed -3"),
+    (["--n", "1", "--workers", "3"], "--workers 3"),
+    (["--n", "1", "--out", "AFILE"], "cannot write --out"),
+])
+def test_synth_bad_options_are_one_line_and_exit_2(argv, word, tmp_path, capsys):
+    from interactvlm_ros.cli.main import main
+
+    (tmp_path / "afile").write_text("x")
+    argv = [str(tmp_path / "afile") if a == "AFILE" else a for a in argv]
+    rc = main(["synth", *argv] + ([] if "--out" in argv else ["--out", str(tmp_path / "o")]))
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("interactvlm synth: ") and word in lines[0], cap.err
+    assert "Traceback" not in cap.err and not (tmp_path / "o" / "meta.json").exists(), cap.err

@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import os
 
+    from . import prepare_out
     from ..evaluation.evaluate import evaluate, format_table
+    from ..models.default.predictor import DefaultModelError
     from ..training.data import DatasetError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -30,9 +32,16 @@ def run(args) -> int:
     if not Path(data).is_dir():
         print(f"interactvlm eval: dataset folder '{data}' not found; pass --data DIR (make one with `interactvlm synth`)")
         return 2
+    if args.limit is not None and args.limit < 1:
+        print(f"interactvlm eval: --limit {args.limit}: expected a number of samples >= 1")
+        return 2
+    why = "" if args.out is None else prepare_out(args.out)  # before the evaluation, not after it
+    if why:
+        print(f"interactvlm eval: cannot write --out {args.out} ({why})")
+        return 2
     try:
         res = evaluate(data, args.split, args.model, args.cues, args.limit, out=args.out)
-    except DatasetError as exc:
+    except (DatasetError, DefaultModelError) as exc:  # dataset / split / sample; --model folder without a model.pt
         print(f"interactvlm eval: {exc}")
         return 2
     print(format_table(res))

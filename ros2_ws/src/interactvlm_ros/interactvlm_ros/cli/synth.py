@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -34,22 +35,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes (1 or 2; at most one extra process)")
 
 
+def _bad(args) -> str:
+    """The first unusable option, as one line ("" when all can be used)."""
+    if args.n < 1:
+        return "--n must be ≥ 1"
+    if args.seed < 0:
+        return f"--seed {args.seed}: seeds are ≥ 0"
+    if not (0.0 < args.contact_threshold < 0.2):
+        return f"--contact-threshold {args.contact_threshold}: expected metres in (0, 0.2), e.g. 0.02"
+    if not (16 <= args.mask_res <= 1024):
+        return f"--mask-res {args.mask_res}: expected 16..1024"
+    if args.workers not in (1, 2):
+        return f"--workers {args.workers}: expected 1 or 2"
+    return ""
+
+
 def run(args) -> int:
-    from interactvlm_ros.synth.generator import GeneratorConfig, split_ranges, write_dataset
+    from interactvlm_ros.synth.generator import DatasetOptionsError, GeneratorConfig, split_ranges, write_dataset
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.n < 1:
-        raise SystemExit("--n must be ≥ 1")
-    if not (0.0 < args.contact_threshold < 0.2):
-        raise SystemExit(f"--contact-threshold {args.contact_threshold}: expected metres in (0, 0.2), e.g. 0.02")
-    if not (16 <= args.mask_res <= 1024):
-        raise SystemExit(f"--mask-res {args.mask_res}: expected 16..1024")
+    from . import prepare_out
+
+    why = _bad(args) or (f"cannot write --out {args.out} ({reason})" if (reason := prepare_out(args.out)) else "")
+    if why:
+        print(f"interactvlm synth: {why}", file=sys.stderr)
+        return 2
     cfg = GeneratorConfig(image_size=args.image_size, contact_threshold=args.contact_threshold, mask_res=args.mask_res)
     seed, n = args.seed, args.n
     ranges = split_ranges(args.seed, args.n)
     if args.split != "all":
         a, b = ranges[args.split]
         seed, n = a, b - a
-    meta = write_dataset(args.out, n=n, seed=seed, config=cfg, workers=args.workers, ranges=ranges)
+    try:
+        meta = write_dataset(args.out, n=n, seed=seed, config=cfg, workers=args.workers, ranges=ranges)
+    except DatasetOptionsError as exc:
+        print(f"interactvlm synth: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({"out": args.out, "counts": meta["counts"], "seconds": meta["seconds"]}))
     return 0

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from . import prepare_out
+    from ..training.data import DatasetError
     from ..training.train import ConfigError, load_config, train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -34,9 +36,13 @@ def run(args) -> int:
     except ConfigError as exc:
         print(f"interactvlm train: {exc}")
         return 2
+    why = prepare_out(cfg["out"])
+    if why:
+        print(f"interactvlm train: cannot write --out {cfg['out']} ({why})")
+        return 2
     try:
         metrics = train(cfg, resume=args.resume)
-    except ConfigError as exc:  # init_from: file missing / unreadable / not a matching checkpoint
+    except (ConfigError, DatasetError) as exc:  # init_from unusable; dataset folder / split / sample missing or bad
         print(f"interactvlm train: {exc}")
         return 2
     print(json.dumps(metrics, indent=2))

@@ -72,6 +72,8 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
             for i in dropped:  # no usable person in the cues: predict nothing (counts as a miss)
                 rows.append(_row(data, i, np.zeros(data.human_contact.shape[1]), np.zeros_like(data.object_contact[i]),
                                  geo, known))
+            if len(keep) == 0:  # no sample of this batch has a person: nothing to run
+                continue
             hl, ol, *_, vl = forward_batch(net, bank, data, keep, inputs)
             hl, ol = hl.numpy(), ol.numpy()
             direct = None if vl is None else torch.sigmoid(vl).numpy()  # vertex head: merged as the pipeline does

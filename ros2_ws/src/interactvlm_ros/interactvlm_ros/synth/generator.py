@@ -883,6 +883,19 @@ def _generate_chunk(cfg, seeds, out):
     return results, gen.T.template_hash, gen.T.template_source, gen.T.num_vertices
 
 
+class DatasetOptionsError(ValueError):
+    """``write_dataset`` into a folder whose samples were made with other options (the message names the fix)."""
+
+
+def _previous_meta(out: Path) -> dict:
+    """meta.json of an earlier run into ``out`` ({} when there is none or it cannot be read)."""
+    try:
+        meta = json.loads((out / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfig | None = None,
                   workers: int = 1, ranges: dict | None = None) -> dict:
     """Generate samples seed..seed+n-1 into ``out`` (resumable: existing sample files are kept).
@@ -890,6 +903,12 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfi
     The sample file index is ``seed + i`` (``samples/{seed+i:06d}.npz``). ``workers`` ≤ 2 (1 extra process)."""
     cfg = config or GeneratorConfig()
     out = Path(out)
+    old = _previous_meta(out)
+    for key, mine in (("contact_threshold", cfg.contact_threshold), ("image_size", list(cfg.image_size)),
+                      ("mask_resolution", cfg.mask_res)):  # kept samples must be what meta.json will say
+        if key in old and old[key] != mine:
+            raise DatasetOptionsError(f"{out / 'meta.json'}: the samples in {out} were made with {key} {old[key]}, "
+                                      f"not {mine}; use the same options to continue this dataset, or another --out")
     (out / "samples").mkdir(parents=True, exist_ok=True)
     (out / "objects").mkdir(exist_ok=True)
     workers = max(1, min(int(workers), 2))
@@ -912,12 +931,23 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfi
     splits: dict[str, list[int]] = {k: [] for k in list(SPLIT_FRACTIONS) + ["test_unseen_category"]}
     for s, cat, _ in rows:
         splits[split_of(s, cat, ranges)].append(s)
+    failed_old = {}
+    if (old.get("splits") or {}).get("seed_ranges") == ranges:  # the same dataset (e.g. another --split of it):
+        mine = set(seeds)  # keep the seeds an earlier run listed outside this run's seeds (and still on disk)
+        for k, v in (old["splits"].get("indices") or {}).items():
+            splits.setdefault(k, [])
+            splits[k] = sorted(set(splits[k]) | {int(s) for s in v if int(s) not in mine
+                                                  and (out / "samples" / f"{int(s):06d}.npz").is_file()})
+        failed_old = {k: v for k, v in (old.get("failed_seeds") or {}).items() if int(k) not in mine}
+    first = min(a for a, _ in ranges.values())
+    last = max(b for _, b in ranges.values())
     for cat in sorted({r[1] for r in rows}):
         v, f = catalog.normalized_mesh(cat)
         np.savez_compressed(out / "objects" / f"{cat}.npz", vertices=v, faces=f, category=np.array(cat),
                             synonyms=np.array(list(catalog.CATEGORIES[cat].synonyms)))
     meta = {
-        "generator_version": GENERATOR_VERSION, "seed": seed, "n": n, "contact_threshold": cfg.contact_threshold,
+        "generator_version": GENERATOR_VERSION, "seed": first, "n": last - first,
+        "contact_threshold": cfg.contact_threshold,
         "image_size": list(cfg.image_size), "mask_resolution": cfg.mask_res, "min_vertices": MIN_VERTICES,
         "view_sets": {"human": [asdict(v) for v in get_view_set("human").views],
                       "object": [asdict(v) for v in get_view_set("object").views],
@@ -930,7 +960,7 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfi
                    "rule": "held-out category → test_unseen_category; otherwise the split whose seed range holds the seed",
                    "indices": splits},
         "counts": {k: len(v) for k, v in splits.items()},
-        "failed_seeds": {str(r[0]): r[2] for r in failed},
+        "failed_seeds": {**failed_old, **{str(r[0]): r[2] for r in failed}},
         "seconds": round(time.perf_counter() - t0, 1),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

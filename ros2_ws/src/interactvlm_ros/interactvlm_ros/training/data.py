@@ -165,7 +165,13 @@ def load_split(root: str | Path, name: str, limit: int | None = None, cache: boo
         idx = idx[: int(limit)]
     if len(idx) == 0:
         raise DatasetError(f"split '{name}' of {root} is empty")
-    h = hashlib.sha1(json.dumps([str(root), meta, name, idx.tolist(), CUE_VERSION], sort_keys=True,
+    files = [sample_path(root, int(i)) for i in idx]
+    missing = next((p for p in files if not p.is_file()), None)
+    if missing is not None:
+        raise DatasetError(f"{missing} listed by split '{name}' is missing")
+    # each file's size + mtime: a sample regenerated in place (meta.json unchanged) is read again, not the cache
+    stamps = [[st.st_size, st.st_mtime_ns] for st in (p.stat() for p in files)]
+    h = hashlib.sha1(json.dumps([str(root), meta, name, idx.tolist(), stamps, CUE_VERSION], sort_keys=True,
                                 default=str).encode()).hexdigest()[:16]
     cpath = cache_dir("training") / f"split_{h}.npz"
     if cache and cpath.is_file():

@@ -20,6 +20,7 @@ import numpy as np
 from ..models.default.features import FeatureError, build_features
 from ..models.default.labels import LabelSpace
 from ..models.default.predictor import render_input
+from ..paths import remove_stale
 from .augment import AugmentConfig, augment_cues
 from .data import SplitData, load_split, read_meta, remask
 
@@ -95,23 +96,26 @@ def load_config(path: str | Path | None, overrides: dict | None = None) -> dict:
         if not p.is_file():
             raise ConfigError(f"training config {p} not found")
         text = p.read_text()
-        if p.suffix == ".json":
-            user = json.loads(text)
-        else:
-            import yaml
+        import yaml
 
-            user = yaml.safe_load(text) or {}
+        try:
+            user = json.loads(text) if p.suffix == ".json" else (yaml.safe_load(text) or {})
+        except (ValueError, yaml.YAMLError) as exc:  # one line: the parser's message names the line and column
+            raise ConfigError(f"{p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'} "
+                              f"({' '.join(str(exc).split())}); fix the file") from None
         if not isinstance(user, dict):
             raise ConfigError(f"{p}: top level must be a mapping")
     for src in (user, overrides or {}):
         for k, v in src.items():
             if k not in cfg:
                 raise ConfigError(f"unknown config key '{k}'; known: {sorted(cfg)}")
+            if isinstance(cfg[k], dict) and v is not None and not isinstance(v, dict):
+                raise ConfigError(f"'{k}' must be a mapping of keys, got {v!r}")
             if isinstance(cfg[k], dict) and isinstance(v, dict):
-                if k == "model":
-                    bad = set(v) - set(cfg[k])
-                    if bad:
-                        raise ConfigError(f"unknown model keys {sorted(bad)}")
+                known = set(AugmentConfig.__dataclass_fields__) if k == "augment" else set(cfg[k])
+                bad = set(v) - known
+                if bad:  # a misspelt loss/label/augment key would otherwise be ignored (or fail after the data loaded)
+                    raise ConfigError(f"unknown {k} keys {sorted(bad)}; known: {sorted(known)}")
                 cfg[k] = {**cfg[k], **v}
             elif v is not None or k not in ("data", "out"):
                 cfg[k] = v
@@ -127,6 +131,11 @@ def check_config(cfg: dict) -> None:
     """Combinations of keys that cannot train (ConfigError naming the keys)."""
     from ..lift import MERGE_RULES
 
+    for key, least in (("steps", 1), ("batch_size", 1), ("threads", 1), ("checkpoint_every", 1), ("log_every", 1),
+                       ("warmup", 0), ("eval_every", 0), ("refresh_every", 0)):
+        v = cfg.get(key, least)
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise ConfigError(f"{key}: {v!r} is not a whole number >= {least}")
     for key in ("vertex_merge", "object_vertex_merge"):
         if cfg.get(key, "max") not in MERGE_RULES:
             raise ConfigError(f"{key}: '{cfg[key]}' is not one of {MERGE_RULES}")
@@ -181,6 +190,8 @@ class Batcher:
                 feats.append(f)
                 keep.append(int(i))
         keep = np.asarray(keep, np.int64)
+        if not feats:  # no sample has a person (evaluation scores them as misses)
+            return keep, None
         labels = []
         for i in keep:
             lab = self.label_feats[self.d.labels[i]]
@@ -356,6 +367,8 @@ def evaluate_masks(net, bank, data: SplitData, batcher: Batcher, batch_size: int
     with torch.no_grad():
         for s in range(0, len(data), batch_size):
             keep, inputs = batcher.batch(np.arange(s, min(len(data), s + batch_size)), None)
+            if len(keep) == 0:  # no sample of this batch has a person
+                continue
             hl, ol, ht, ot, hv, ov, vl = forward_batch(net, bank, data, keep, inputs)
             if vl is not None:  # the vertex head alone, per-sample F1 at 0.5 (as `interactvlm eval` scores it)
                 p = torch.sigmoid(vl).numpy()
@@ -564,7 +577,7 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
     data_info = {"path": str(root), "generator": meta.get("generator_version", meta.get("version")),
                  "seed": meta.get("seed"), "n": meta.get("n"), "train_split": cfg["train_split"],
                  "train_samples": len(train_data), "categories": space.categories}
-    logf = open(out / "log.jsonl", "a")
+    logf = open(out / "log.jsonl", "a" if step else "w")  # a fresh run does not continue an earlier run's log
     lc = cfg["loss"]
     net.train()
     t_start = time.perf_counter()
@@ -654,6 +667,8 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
     metrics.update({"steps": step, "train_seconds_this_run": train_s,
                     "train_samples_per_s": samples_seen / max(train_s, 1e-9), "parameters": count_parameters(net)})
     net.eval()
+    if not cfg["export_onnx"]:  # an earlier run's graph must not sit beside these weights (onnxruntime would run it)
+        remove_stale(out, ["frame.onnx"], [])
     save_model(out / "model.pt", net, cfg, space, step, data_info, metrics, bank.human_vertices(),
                getattr(provider, "body", None) if bank.human_vertices() is not None else None)
     if cfg["export_onnx"]:
