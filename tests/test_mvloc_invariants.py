@@ -261,3 +261,89 @@ def test_cli_bad_inputs(new_ckpt, tmp_path, capsys):
     assert "[SEG]" in capsys.readouterr().out
     assert cli_main(["localize", str(img), "--object", "bottle", "--model", str(tmp_path), "--out", str(tmp_path)]) == 2
     assert "not an InteractVLM checkpoint folder" in capsys.readouterr().out
+
+
+# ---- review regressions: real-checkpoint failure modes the tiny fixtures do not show ---------------
+def test_bf16_keeps_rope_frequencies_fp32(conformance_dir):
+    """Official 4.31 builds the RoPE cos/sin cache from float32 frequencies before ``model.bfloat16()``; cast to
+    bf16 the frequencies put the phase off by ~0.4 rad at position 400 with LLaMA-2's head_dim 128."""
+    root = conformance_dir / FX
+    for prec, dt in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        m, _ = load_mvloc(root / TOK_DIR, root / "openai" / "clip-vit-large-patch14", precision=prec)
+        rot = m.language.llm.model.rotary_emb
+        assert rot.inv_freq.dtype == torch.float32
+        assert m.language.llm.lm_head.weight.dtype == dt  # the rest is in the requested precision
+        hd = m.cfg.hidden_size // m.cfg.num_attention_heads
+        t = torch.arange(1024, dtype=torch.float32)
+        inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        ref = torch.cat([torch.outer(t, inv)] * 2, -1).cos().to(dt)  # official cos_cached.to(dtype)
+        cos, _ = rot(torch.zeros(1, dtype=dt), torch.arange(1024)[None])
+        assert float((cos[0].float() - ref.float()).abs().max()) <= 2 ** -8
+
+
+def test_tokenizer_files_checked_before_weights(new_ckpt, tmp_path, monkeypatch, capsys):
+    import interactvlm_ros.models.mvloc.checkpoint as C
+
+    def no_weights(*a, **k):
+        raise AssertionError("weights were read before the tokenizer files were checked")
+
+    monkeypatch.setattr(C, "load_official_weights", no_weights)
+    d = tmp_path / "ckpt"
+    shutil.copytree(new_ckpt["single"], d)
+    (d / "tokenizer.model").unlink()
+    with pytest.raises(CheckpointError, match="tokenizer.model: missing"):
+        MVLocPredictor.from_pretrained(d, new_ckpt["clip"])
+    img = new_ckpt["root"] / "inputs" / "bottle__synthetic_224.png"
+    assert cli_main(["localize", str(img), "--object", "bottle", "--model", str(d), "--clip", str(new_ckpt["clip"]),
+                     "--out", str(tmp_path / "out")]) == 2
+    assert "tokenizer.model" in capsys.readouterr().out
+    shutil.copyfile(new_ckpt["single"] / "tokenizer.model", d / "tokenizer.model")
+    (d / "added_tokens.json").unlink()  # would tokenize <im_start>/<im_end> as text, silently
+    with pytest.raises(CheckpointError, match=r"added_tokens.json: added token '\[SEG\]' missing"):
+        MVLocPredictor.from_pretrained(d, new_ckpt["clip"])
+    (d / "added_tokens.json").write_text(json.dumps({"[SEG]": 512, "<im_start>": 513}))
+    with pytest.raises(CheckpointError, match="'<im_end>' missing"):
+        MVLocPredictor.from_pretrained(d, new_ckpt["clip"])
+    (d / "added_tokens.json").write_text(json.dumps({"[SEG]": 513, "<im_start>": 512, "<im_end>": 514}))
+    with pytest.raises(CheckpointError, match=r"\[SEG\]=513 but config.json says 512"):
+        MVLocPredictor.from_pretrained(d, new_ckpt["clip"])
+
+
+def test_unknown_view_type_fails_at_load(new_ckpt, tmp_path, monkeypatch):
+    import interactvlm_ros.models.mvloc.checkpoint as C
+
+    monkeypatch.setattr(C, "_build", lambda *a, **k: pytest.fail("model built before config.json was validated"))
+    d = tmp_path / "ckpt"
+    shutil.copytree(new_ckpt["single"], d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["hC_sam_view_type"] = "4MV-Z_Vitru_mv3"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"config.json: hC_sam_view_type='4MV-Z_Vitru_mv3' \(task hcontact\)"):
+        load_mvloc(d, new_ckpt["clip"])
+
+
+def test_truncated_safetensors_is_a_checkpoint_error(new_ckpt, tmp_path):
+    from safetensors.torch import save_file
+
+    d = tmp_path / "ckpt"
+    shutil.copytree(new_ckpt["single"], d)
+    sd = torch.load(d / "pytorch_model.bin", weights_only=True)
+    (d / "pytorch_model.bin").unlink()
+    save_file({k: v.contiguous() for k, v in sd.items()}, d / "model.safetensors", metadata={"format": "pt"})
+    m, _ = load_mvloc(d, new_ckpt["clip"])
+    assert torch.equal(m.state_dict()["language.llm.lm_head.weight"], new_ckpt["model"].state_dict()["language.llm.lm_head.weight"])
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])  # interrupted download
+    with pytest.raises(CheckpointError, match=r"model.safetensors: cannot be read as a safetensors file.*re-download"):
+        load_mvloc(d, new_ckpt["clip"])
+
+
+def test_label_braces_substituted_once(new_ckpt):
+    """A label containing '{object}' is inserted as is (one-pass substitution), not substituted again."""
+    from interactvlm_ros.models.mvloc import prompts as P
+
+    p = MVLocPredictor.from_pretrained(new_ckpt["single"], new_ckpt["clip"], disk_cache=False)
+    r = p.run(new_ckpt["image"], "{object} cup", "hcontact", new_ckpt["assets"], mode="forward",
+              question="Touching the {class_name}? ({object})")
+    want = P.build_prompt("Touching the {object} cup? ({object} cup)", "It is [SEG].")
+    assert r["input_ids"].tolist() == new_ckpt["tok"].tokenize_with_image(want)

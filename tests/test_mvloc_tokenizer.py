@@ -51,6 +51,15 @@ def test_bad_labels_rejected(bad):
         P.normalize_label(bad)
 
 
+@pytest.mark.parametrize("bad", ["<image>", "cup</s>", "MUG</S>", "<IM_END>", "mug<unk>", "<s>box"])
+def test_labels_with_prompt_tokens_rejected(bad):
+    """Would become -200 (two image tokens: a crash) or special ids (EOS mid-prompt) instead of text."""
+    with pytest.raises(LocalizerError, match="object_label.*prompt token"):
+        P.normalize_label(bad)
+    with pytest.raises(LocalizerError, match="object_label"):
+        P.demo_question("hcontact", bad)
+
+
 def test_empty_prompt_rejected():
     with pytest.raises(LocalizerError, match="question"):
         P.build_prompt("  ")

@@ -154,12 +154,22 @@ def weight_files(model_dir: Path) -> list[Path]:
                           f"official release (e.g. .../interactvlm-3d-hcontact-damon)")
 
 
+def _safe_open(path: Path):
+    """``safetensors.safe_open`` whose failure (truncated/partial download, not a safetensors file) is a
+    :class:`CheckpointError` naming the file."""
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: an unusable file
+        raise CheckpointError(f"{path}: cannot be read as a safetensors file ({type(exc).__name__}: {exc}); "
+                              f"re-download the file") from exc
+
+
 def iter_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
     """Yield ``(key, tensor)`` of one weight file, memory-mapped where possible."""
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
+        with _safe_open(path) as f:
             for k in f.keys():
                 yield k, f.get_tensor(k)
         return
@@ -178,9 +188,7 @@ def read_shapes(files: list[Path]) -> dict[str, tuple]:
     shapes: dict[str, tuple] = {}
     for f in files:
         if f.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(f), framework="pt") as h:
+            with _safe_open(f) as h:
                 for k in h.keys():
                     shapes[k] = tuple(h.get_slice(k).get_shape())
         else:
@@ -246,7 +254,15 @@ def _build(cfg: MVLocConfig, vision_tower, dtype: torch.dtype, device: str) -> M
             model = MVLocModel(cfg, vision_tower.to(device))
     finally:
         torch.set_default_dtype(prev)
-    return model.to(device=device, dtype=dtype).eval()
+    # except the RoPE inverse frequencies (created float32): the official 4.31 LLaMA turns them into its cos/sin
+    # cache in float32 at construction, before model.bfloat16(), so only cos/sin are rounded. Cast to bf16, the
+    # frequencies would be off by up to 2^-9 relative and the phase by ~0.4 rad at position 400 (head_dim 128).
+    rope = {n: b.detach().clone() for n, b in model.named_buffers() if n.endswith("inv_freq")}
+    model = model.to(device=device, dtype=dtype).eval()
+    for name, buf in rope.items():
+        owner, attr = name.rsplit(".", 1)
+        setattr(model.get_submodule(owner), attr, buf.to(device=device, dtype=torch.float32))
+    return model
 
 
 def load_mvloc(model_dir: str | Path, clip_dir: str | Path | None = None, precision: str = "fp32",

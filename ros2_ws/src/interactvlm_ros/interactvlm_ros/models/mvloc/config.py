@@ -201,6 +201,11 @@ class MVLocConfig:
         out = cls(**kw)
         if out.cam_encoder_type not in ("simple", "view_index", "vi_v1") and out.multiview_cam_cond:
             raise ConfigError(f"{source}: cam_encoder_type={out.cam_encoder_type!r} is not one of simple, view_index, vi_v1")
+        for task in out.tasks():  # the camera table is needed on every frame: an unknown key fails here, not there
+            name = "hC_sam_view_type" if task.startswith("h") else "oC_sam_view_type"
+            if getattr(out, name) not in VIEW_TYPES:
+                raise ConfigError(f"{source}: {name}={getattr(out, name)!r} (task {task}) is not a released InteractVLM "
+                                  f"view set; known: {sorted(VIEW_TYPES)}")
         if "DifDe" in out.token_type:
             raise ConfigError(f"{source}: token_type={out.token_type!r} (separate human/object decoders) is not "
                               f"supported; no released model uses DifDe")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -21,12 +22,26 @@ import torch
 from .. import base
 from ..base import LocalizerError, LocalizerOutput
 from . import prompts as P
-from .checkpoint import load_mvloc, weight_files
+from .checkpoint import CheckpointError, load_mvloc, read_official_config, weight_files
 from .model import MVLocModel, postprocess_masks
 from .preprocess import ClipPreprocessor, sam_preprocess
-from .tokenizer import LegacyLlamaTokenizer
+from .tokenizer import LegacyLlamaTokenizer, TokenizerError
 
 log = logging.getLogger(__name__)
+
+
+def required_tokens(cfg: dict) -> dict[str, int | None]:
+    """Added tokens the prompts need (``config.json`` dict or ``vars(MVLocConfig)``) -> ``{token: id or None}``:
+    the segmentation token(s) of ``token_type`` with their config ids, ``<im_start>``/``<im_end>`` (spec 1.5)."""
+    base = str(cfg.get("token_type") or "Gen").replace("-DifDe", "")
+    need: dict[str, int | None] = {"[SEG]": cfg.get("seg_token_idx")}
+    if base == "Gen-Hu-Obj":
+        need.update({"[HSEG]": cfg.get("hseg_token_idx"), "[OSEG]": cfg.get("oseg_token_idx")})
+    elif base == "Gen-Int":
+        need["[ISEG]"] = cfg.get("hseg_token_idx")
+    if cfg.get("mm_use_im_start_end", True):
+        need.update({P.IM_START: None, P.IM_END: None})
+    return need
 
 
 def _ms(t0: float) -> float:
@@ -69,8 +84,14 @@ class MVLocPredictor:
     def from_pretrained(cls, model_dir: str | Path, clip_dir: str | Path | None = None, precision: str = "fp32",
                         device: str = "cpu", quantization: str | None = None, **kw) -> "MVLocPredictor":
         model_dir = Path(model_dir)
+        # tokenizer files first: a folder without them must fail before ~27 GB of weights are read
+        raw = read_official_config(model_dir)
+        try:
+            tok = LegacyLlamaTokenizer(model_dir)
+            tok.require(required_tokens(raw))
+        except TokenizerError as exc:
+            raise CheckpointError(str(exc)) from None
         model, clip = load_mvloc(model_dir, clip_dir, precision=precision, device=device, quantization=quantization)
-        tok = LegacyLlamaTokenizer(model_dir)
         files = weight_files(model_dir)
         ident = "|".join(f"{f.resolve()}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
         return cls(model, tok, clip, model_id=hashlib.sha256(ident.encode()).hexdigest()[:16], **kw)
@@ -80,10 +101,10 @@ class MVLocPredictor:
             idx = getattr(self.cfg, name)
             if idx is not None and idx >= self.cfg.vocab_size:
                 raise LocalizerError(f"config.json {name}={idx} is outside the vocabulary ({self.cfg.vocab_size})")
-        seg = self.tokenizer.added.get("[SEG]")
-        if seg is not None and seg != self.cfg.seg_token_idx:
-            raise LocalizerError(f"added_tokens.json [SEG]={seg} but config.json seg_token_idx={self.cfg.seg_token_idx}; "
-                                 f"tokenizer and checkpoint do not belong together")
+        try:
+            self.tokenizer.require(required_tokens(vars(self.cfg)))
+        except TokenizerError as exc:
+            raise LocalizerError(str(exc)) from None
 
     # -- SAM embeddings of static renders ---------------------------------------------------------
     def image_embeddings(self, assets) -> tuple[torch.Tensor, tuple[int, int], bool]:
@@ -129,7 +150,7 @@ class MVLocPredictor:
         if question is None:
             question = P.demo_question(task, label)
         else:
-            question = question.replace("{class_name}", label).replace("{object}", label)
+            question = re.sub(r"\{class_name\}|\{object\}", lambda _m: label, question)  # one pass: braces in labels stay
         if mode == "forward":
             if answer is None:
                 answer = P.fill_template((P.HCONTACT_ANSWER_LIST if task.startswith("h") else P.OAFFORD_ANSWER_LIST)[0],

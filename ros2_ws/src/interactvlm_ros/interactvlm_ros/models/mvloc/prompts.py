@@ -19,6 +19,9 @@ ROLES = ("USER", "ASSISTANT")
 SEP, SEP2 = " ", "</s>"
 IM_START, IM_END = "<im_start>", "<im_end>"
 IMAGE = "<image>"
+# strings the tokenizer does not treat as text (LLaVA image placeholder, added/special LLaMA tokens; labels are
+# lower-cased, and the segmentation tokens are upper case, so they cannot occur in a label)
+RESERVED_TOKENS = (IMAGE, IM_START, IM_END, "<s>", "</s>", "<unk>")
 
 HCONTACT_QUESTION_LIST = [
     "Segment the area on the human's body that is in direct contact with the {class_name} in this image.",
@@ -114,7 +117,12 @@ def normalize_label(label: object, field: str = "object_label") -> str:
     label = label.strip()
     if not label:
         raise LocalizerError(f"{field}: empty object label; pass the object's name, e.g. 'bottle'")
-    return label.lower()
+    label = label.lower()
+    reserved = [t for t in RESERVED_TOKENS if t in label]
+    if reserved:
+        raise LocalizerError(f"{field}: {label!r} contains the prompt token(s) {reserved}, which the tokenizer would turn "
+                             f"into the image placeholder / special ids; pass a plain object name such as 'bottle'")
+    return label
 
 
 def seg_token_text(token_type: str, task: str) -> str:

@@ -39,6 +39,7 @@ class LegacyLlamaTokenizer:
         import sentencepiece as spm
 
         model_dir = Path(model_dir)
+        self.model_dir = model_dir
         sp_path = model_dir / "tokenizer.model"
         if not sp_path.is_file():
             raise TokenizerError(f"{sp_path}: missing; an official InteractVLM folder ships the LLaMA sentencepiece "
@@ -65,6 +66,19 @@ class LegacyLlamaTokenizer:
         self.vocab_size = max([n - 1, *self.added.values()]) + 1
         # longest first so that e.g. "<im_start>" wins over a shorter overlapping token
         self._split_tokens = sorted(set(self.added) | set(self.SPECIAL), key=len, reverse=True)
+
+    def require(self, tokens: dict[str, int | None]) -> None:
+        """Check that every ``token`` is an added token (with id ``tokens[token]`` unless None). Without them the
+        prompt is tokenized wrongly *silently* (``<im_start>`` as text pieces), so a missing/foreign
+        ``added_tokens.json`` is an error naming the file."""
+        at_path = self.model_dir / "added_tokens.json"
+        for tok, idx in tokens.items():
+            if tok not in self.added:
+                raise TokenizerError(f"{at_path}: added token {tok!r} missing (have {self.added}); the official folder's "
+                                     f"added_tokens.json lists [SEG], <im_start>, <im_end> — copy it from the release")
+            if idx is not None and self.added[tok] != idx:
+                raise TokenizerError(f"{at_path}: {tok}={self.added[tok]} but config.json says {idx}; tokenizer files "
+                                     f"and checkpoint do not belong together — re-download the folder")
 
     # -- text -> ids -------------------------------------------------------------------------
     def _split(self, text: str) -> list[str]:
