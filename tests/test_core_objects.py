@@ -223,3 +223,23 @@ def test_object_cache_keeps_the_object_in_use(tmp_path, monkeypatch):
         est._object_state(f"thing number {i}", None)
         assert est._object_state("cup", None) is cup
     assert len(est._objects) == 16
+
+
+def test_a_missing_mask_is_named_in_the_result_and_the_fallbacks(tmp_path, monkeypatch):
+    """A localizer that generated no segmentation token for one task (a joint model's object [SEG] lost) answers
+    'ok' with that side empty: the result's message says which side, and the estimator's fallbacks name it once (it
+    was silent unless both sides were missing)."""
+    from types import SimpleNamespace
+
+    est = _estimator(tmp_path, monkeypatch)
+    image = np.zeros((48, 64, 3), np.uint8)
+    said = {"human_logits": np.zeros((4, 8, 8), np.float32)}
+    est.localizer.predict = lambda *a, **k: SimpleNamespace(
+        human_logits=said.get("human_logits"), object_logits=None, text="It is on the hand.", timings={}, extras={})
+    res = est.estimate(image, "cup")
+    assert res.status == "ok" and res.object_contact is None
+    assert res.message == "model gave no object mask ('It is on the hand.'): object contact not estimated"
+    assert sum("no object mask" in f for f in est.all_fallbacks()) == 1
+    said.clear()
+    assert est.estimate(image, "cup").message == "model gave no mask ('It is on the hand.')"
+    assert sum("no object mask" in f for f in est.all_fallbacks()) == 1

@@ -593,8 +593,19 @@ class ContactEstimator:
                 getattr(out, "object_vertex_merge", "max"), "object")
         timings["lift"] = 1e3 * (time.perf_counter() - t)
 
-        message = "" if (human_logits is not None or object_logits is not None) else \
-            f"model gave no mask ({(getattr(out, 'text', None) or '').strip()!r})"
+        said = (getattr(out, "text", None) or "").strip()
+        missing = [side for side, logits, wanted in (("human", human_logits, self.human_lifter is not None),
+                                                      ("object", object_logits, obj is not None))
+                   if wanted and logits is None]
+        if human_logits is None and object_logits is None:
+            message = f"model gave no mask ({said!r})"
+        elif missing:  # a joint model that lost one task's [SEG] token: that side's contact is not estimated
+            message = f"model gave no {missing[0]} mask ({said!r}): {missing[0]} contact not estimated"
+        else:
+            message = ""
+        if missing:
+            self._fallback(f"localizer: the model gave no {' or '.join(missing)} mask on a frame (no segmentation "
+                           "token generated): such frames have no contact on that side")
         res = self._result(
             "ok", message, label,
             human_contact=human_contact,
