@@ -68,12 +68,15 @@ class TensorRTEngine(Engine):
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         data = engine_path.read_bytes()
-        self.engine = self._runtime.deserialize_cuda_engine(data)
-        if self.engine is None:
-            raise RuntimeError(f"TensorRT could not deserialize {engine_path} (corrupt, or built by another TensorRT "
-                               f"version/GPU); delete it and rebuild with `interactvlm export --tensorrt`")
-        self.context = self.engine.create_execution_context()
         dev = torch.device("cuda", index or 0)
+        # TensorRT places an engine, its context and their memory on the *current* CUDA device: make it ``dev``
+        # (cuda:1 used to land on GPU 0)
+        with torch.cuda.device(dev):
+            self.engine = self._runtime.deserialize_cuda_engine(data)
+            if self.engine is None:
+                raise RuntimeError(f"TensorRT could not deserialize {engine_path} (corrupt, or built by another "
+                                   f"TensorRT version/GPU); delete it and rebuild with `interactvlm export --tensorrt`")
+            self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream(device=dev)
         ins, outs = [], []
         self._dtypes = {}
@@ -89,6 +92,10 @@ class TensorRTEngine(Engine):
 
     def run_torch(self, inputs: dict) -> dict:
         """Run on CUDA torch tensors; returns CUDA torch tensors (no host round trip)."""
+        with self.torch.cuda.device(self.device):  # the engine's device current while TensorRT runs
+            return self._run_torch(inputs)
+
+    def _run_torch(self, inputs: dict) -> dict:
         torch = self.torch
         keep = []
         for spec in self.inputs:
