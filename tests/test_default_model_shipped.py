@@ -191,3 +191,27 @@ def test_estimate_cli_on_a_person_operating_a_camera(tmp_path, test_data):
     assert not any(p in info["human_parts"] and info["human_parts"][p]["max"] >= 0.5
                    for p in ("left_foot", "right_foot", "head"))
 
+
+
+def test_estimator_answers_bad_input_for_images_too_small_for_perception_and_labels_naming_nothing(stack, test_data):
+    """ContactEstimator took images from 8x8 up, mediapipe perception from 16x16: a 12-pixel-high frame raised a bare
+    ValueError out of estimate() (documented: never raises for bad input) and out of observe() (the node expects a
+    PipelineError there: anything else is an internal_error with a traceback); so did the label '_'. Now both are
+    bad_input, and DefaultLocalizer.predict without an observation raises LocalizerError."""
+    from interactvlm_ros.models.base import LocalizerError
+    from interactvlm_ros.pipeline import ContactEstimator, PipelineError
+
+    loc, _, h = stack[:3]
+    est = ContactEstimator(localizer=loc)
+    for small in (np.zeros((12, 640, 3), np.uint8), np.zeros((480, 10, 3), np.uint8)):
+        res = est.estimate(small, "cup")
+        assert res.status == "bad_input" and "16x16" in res.message, res.message
+        with pytest.raises(PipelineError, match="16x16"):
+            est.observe(small)
+        with pytest.raises(LocalizerError, match="16x16"):
+            loc.predict(small, "cup", h)
+    img = _read(test_data / "person_catching_ball.png")
+    for label in ("_", "-", "__-__"):
+        res = est.estimate(img, label)
+        assert res.status == "bad_input" and "object_label" in res.message, res.message
+    assert est.estimate(img, "cup").status == "ok"

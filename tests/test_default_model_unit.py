@@ -880,3 +880,21 @@ def test_eval_scores_a_batch_without_any_person_as_misses(tmp_path, monkeypatch)
     res = evaluate(tmp_path / "data", "val", str(tmp_path / "base"), limit=3, batch_size=1, oracle=False,
                    remask_gt=False)
     assert res["samples"] == 3
+
+
+def test_labels_that_name_nothing_are_a_localizer_error_and_share_the_text_encoders_form():
+    """'_', '-' pass a strip() check but the text encoder normalises them to '' and raised a bare ValueError, which
+    ContactEstimator.estimate re-raised (it turns only LocalizerError into bad_input): one such label crashed the
+    frame. Now a LocalizerError naming the label; the label cache uses the encoder's form ('Coffee_Mug' = 'coffee mug')."""
+    from interactvlm_ros.models.base import LocalizerError
+    from interactvlm_ros.models.default.predictor import DefaultLocalizer
+
+    class _Text:
+        def encode(self, keys):
+            return [np.random.default_rng(zlib.crc32(k.encode())).normal(size=384).astype(np.float32) for k in keys]
+
+    loc = DefaultLocalizer(backend="torch", text_encoder=_Text())
+    for bad in ("_", " - ", "__-__", "", "   ", 3):
+        with pytest.raises(LocalizerError, match="object_label"):
+            loc.label_feature(bad)
+    assert loc.label_feature("Coffee_Mug") is loc.label_feature("coffee mug")

@@ -56,3 +56,15 @@ def test_loading_prints_no_progress_bar_and_restores_the_setting(capfd):
     assert "Loading weights" not in out + err and "%|" not in out + err
     assert hf_logging.is_progress_bar_enabled()
     assert enc.load_ms > 0
+
+
+def test_cache_stays_bounded_with_many_labels():
+    """A node fed many distinct labels: DefaultLocalizer keeps 64 projected labels, but the encoder's own cache under it
+    kept every embedding ever asked for. Now the ``cache_size`` most recent; an evicted label comes back identical."""
+    enc = TextEncoder()
+    enc.cache_size = 8
+    first = enc.encode(["gadget number 0"])
+    batch = enc.encode([f"gadget number {i}" for i in range(20)])  # more than the cache in one call: all returned
+    assert batch.shape == (20, 384) and len(enc._cache) == 8 and "gadget number 19" in enc._cache
+    assert "gadget number 0" not in enc._cache
+    np.testing.assert_array_equal(enc.encode(["gadget number 0"]), first)

@@ -50,6 +50,7 @@ LEFT, RIGHT = 0, 1
 L_SHOULDER, R_SHOULDER = 11, 12
 L_WRIST, R_WRIST = 15, 16
 HAND_POSE_IDS = {LEFT: (15, 17, 19, 21), RIGHT: (16, 18, 20, 22)}  # wrist, pinky, index, thumb
+MIN_SIDE = 16  # smallest image side perception takes (pixels)
 
 
 @dataclass
@@ -94,8 +95,8 @@ def as_rgb_uint8(image, name: str = "image") -> np.ndarray:
         raise ValueError(f"{name} has shape {image.shape}; expected HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA)")
     if img.shape[2] == 4:
         img = img[..., :3]
-    if img.shape[0] < 16 or img.shape[1] < 16:
-        raise ValueError(f"{name} is {img.shape[1]}x{img.shape[0]} px; need at least 16x16")
+    if img.shape[0] < MIN_SIDE or img.shape[1] < MIN_SIDE:
+        raise ValueError(f"{name} is {img.shape[1]}x{img.shape[0]} px; need at least {MIN_SIDE}x{MIN_SIDE}")
     if img.dtype != np.uint8:
         if np.issubdtype(img.dtype, np.floating):
             if not np.isfinite(img).all():
@@ -147,6 +148,8 @@ class HumanPerception:
             missed at most every N frames (1 = every frame). Static mode always searches.
     """
 
+    min_side = MIN_SIDE  # images with a smaller side are refused (ValueError); callers check it up front
+
     def __init__(
         self,
         static_image_mode: bool = True,
@@ -176,6 +179,8 @@ class HumanPerception:
         self.max_people = int(max_people)
         self.hand_crop_size = int(hand_crop_size)
         self._lock = threading.Lock()
+        self._video_size: tuple[int, int] | None = None  # (H, W) of the frames the video-mode graphs track over
+        self._closed = False
         self._pose = mp.solutions.pose.Pose(
             static_image_mode=self.static_image_mode,
             model_complexity=1,
@@ -219,6 +224,10 @@ class HumanPerception:
         H, W = img.shape[:2]
         timings: dict[str, float] = {}
         with self._lock:
+            if self._closed:
+                raise RuntimeError("HumanPerception.observe after close()")
+            if not self.static_image_mode:
+                self._check_video_size(H, W)
             t0 = time.perf_counter()
             res = self._pose.process(img)
             timings["pose_ms"] = (time.perf_counter() - t0) * 1e3
@@ -253,10 +262,17 @@ class HumanPerception:
             return obs
 
     def close(self) -> None:
-        trackers = list((self._hand_trackers or {}).values())
-        for m in (self._pose, self._pose_extra, self._hands, getattr(self, "_hands_frame", None), self._selfie, *trackers):
-            if m is not None:
-                m.close()
+        """Release the mediapipe graphs: dropping the object does not (≈ 300 MB and 10 threads stay per instance).
+        Waits for an ``observe`` running in another thread; a second call does nothing."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            trackers = list((self._hand_trackers or {}).values())
+            for m in (self._pose, self._pose_extra, self._hands, getattr(self, "_hands_frame", None), self._selfie,
+                      *trackers):
+                if m is not None:
+                    m.close()
 
     def __enter__(self):
         return self
@@ -265,6 +281,18 @@ class HumanPerception:
         self.close()
 
     # ----------------------------------------------------------------- helpers
+    def _check_video_size(self, H: int, W: int) -> None:
+        """Video mode: a frame of another size (camera reconfigured, another topic or bag) restarts the tracking
+        graphs. Pose's segmentation smoothing cannot blend masks of two sizes: without the restart that frame and
+        every later one raise ("Graph has errors"), and a track in normalised coordinates would not fit it anyway."""
+        if self._video_size is not None and self._video_size != (H, W):
+            log.warning("HumanPerception: image size changed from %dx%d to %dx%d; person and hand tracking restarted",
+                        self._video_size[1], self._video_size[0], W, H)
+            for m in (self._pose, *(self._hand_trackers or {}).values()):
+                m.reset()
+            self._frames_since_search = self.frame_hand_search_every
+        self._video_size = (H, W)
+
     @staticmethod
     def _candidate(res, H: int, W: int):
         if res.pose_landmarks is None:

@@ -11,7 +11,7 @@ small and the behaviour explicit.
     e = enc.encode(["mug", "cup"])         # float32 [2, 384], unit rows
     cosine_similarity(e[0], e[1])          # ~0.7  ("mug" ~ "cup")
 
-Embeddings are cached per label (an in-memory dict) and are deterministic: the model runs in eval
+Embeddings are cached per label (an in-memory dict of the ``TextEncoder.cache_size`` most recent) and are deterministic: the model runs in eval
 mode, in float32, one label at a time (no padding effects between labels).
 """
 from __future__ import annotations
@@ -71,6 +71,8 @@ class TextEncoder:
         max_length: token limit per label (labels are short; longer input is truncated).
     """
 
+    cache_size = 256  # labels kept (bounded: a long-running node fed many labels)
+
     def __init__(self, model_dir: str | Path | None = None, max_length: int = 32):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -128,7 +130,10 @@ class TextEncoder:
                 self._load()
                 for k in missing:
                     self._cache[k] = self._embed_one(k)
-            return np.stack([self._cache[k] for k in keys]).astype(np.float32)
+            out = np.stack([self._cache[k] for k in keys]).astype(np.float32)
+            while len(self._cache) > self.cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            return out
 
     def similarity(self, a: str, b: str) -> float:
         """Cosine similarity of two labels."""

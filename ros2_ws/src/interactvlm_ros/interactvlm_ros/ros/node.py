@@ -1160,9 +1160,9 @@ class _ContactNodeBase:
         # given stays usable (a lifecycle node configures with it again): its track is reset (that cancels a running
         # cold fit too), not closed
         given = self.estimator is not None and self.estimator is self._given_estimator
-        stop = getattr(self.estimator, "reset_tracking" if given else "close", None)
-        if stop is not None:
-            stop()
+        reset = getattr(self.estimator, "reset_tracking", None)
+        if reset is not None:  # cancels a running cold fit, so that the worker comes back for the join
+            reset()
         with self._cv:
             self._cv.notify_all()
         for slot in (self._visual_slot, self._obs_slot):
@@ -1170,6 +1170,9 @@ class _ContactNodeBase:
         for t in (self._worker, self._perception, self._visuals):
             if t.is_alive():
                 t.join(timeout=5.0)
+        close = None if given else getattr(self.estimator, "close", None)
+        if close is not None:  # after the threads: it releases perception, which the perception thread may be using
+            close()
         self.remove_on_set_parameters_callback(self._on_parameters)
         for sub in self._own_entities["subscriptions"]:
             self.destroy_subscription(sub)

@@ -260,9 +260,12 @@ class DefaultLocalizer:
     # ---------------------------------------------------------------------- caches
     def label_feature(self, label: str):
         """-> LabelFeature (projected embedding, known?, nearest category, similarity); cached."""
-        if not isinstance(label, str) or not label.strip():
-            raise LocalizerError("object_label must be a non-empty string, e.g. 'cup'")
-        key = label.strip().lower()
+        from ...perception.text import normalize_label
+
+        try:  # the text encoder's form: "_" or "-" alone is empty too
+            key = normalize_label(label)
+        except (TypeError, ValueError):
+            raise LocalizerError(f"object_label {label!r} must name the object, e.g. 'cup'") from None
         lf = self._label_cache.get(key)
         if lf is None:
             lf = self.labels.project(self.text_encoder.encode([key])[0])
@@ -377,6 +380,10 @@ class DefaultLocalizer:
         with self._lock:
             if observation is None:
                 image_rgb = check_image_rgb(image_rgb)
+                side = int(getattr(self.perception, "min_side", 0))
+                if min(image_rgb.shape[:2]) < side:
+                    raise LocalizerError(f"image_rgb: {image_rgb.shape[1]}x{image_rgb.shape[0]} is too small for human "
+                                         f"perception (at least {side}x{side})")
                 observation = self.perception.observe(image_rgb)
                 timings["perception"] = 1e3 * (time.perf_counter() - t0)
             lf = self.label_feature(object_label)
