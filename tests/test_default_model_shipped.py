@@ -215,3 +215,32 @@ def test_estimator_answers_bad_input_for_images_too_small_for_perception_and_lab
         res = est.estimate(img, label)
         assert res.status == "bad_input" and "object_label" in res.message, res.message
     assert est.estimate(img, "cup").status == "ok"
+
+
+def test_the_frames_object_box_mask_and_depth_reach_the_default_model(stack, test_data):
+    """The default model was trained with an optional object box and depth cue (``interactvlm eval --cues full``), but
+    ContactEstimator gave it only pose, hands and label: a node's detector box, object mask and depth went to the
+    reconstruction alone. Now they are model inputs too (ContactResult.cues), and they change its output; an unusable
+    box is left out with a named fallback, the frame still answered."""
+    from interactvlm_ros.pipeline import ContactEstimator
+
+    loc = stack[0]
+    est = ContactEstimator(localizer=loc)
+    img = _read(test_data / "person_catching_ball.png")
+    H, W = img.shape[:2]
+    obs = est.observe(img)
+    plain = est.estimate(img, "ball", observation=obs)
+    assert plain.status == "ok" and plain.cues == "pose+hands+label"
+    box = (W * 0.40, H * 0.05, W * 0.60, H * 0.30)
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = 1.6  # the ball, 40 cm in front of the person
+    cued = est.estimate(img, "ball", observation=obs, object_box=box, depth=depth)
+    assert cued.status == "ok" and cued.cues == "pose+hands+label+box+depth"
+    assert np.abs(cued.human_masks - plain.human_masks).max() > 1e-3  # the cues are read, not ignored
+    mask = np.zeros((H, W), bool)
+    mask[int(box[1]):int(box[3]), int(box[0]):int(box[2])] = True
+    assert est.estimate(img, "ball", observation=obs, object_mask=mask).cues == "pose+hands+label+box"
+    bad = est.estimate(img, "ball", observation=obs, object_box=(50, 50, 10, 10))
+    assert bad.status == "ok" and bad.cues == "pose+hands+label"
+    assert any("object box" in f for f in est.all_fallbacks())
+    est.close()

@@ -150,7 +150,7 @@ def test_no_person(est, test_data):
     [
         (np.zeros((64, 64), np.uint8), "HxWx3"),
         (np.zeros((64, 64, 3), np.float32), "uint8"),
-        (np.zeros((4, 4, 3), np.uint8), "8x8"),
+        (np.zeros((4, 4, 3), np.uint8), "16x16"),  # mediapipe perception needs 16 px a side
         ("not an image", "numpy array"),
     ],
 )

@@ -98,6 +98,8 @@ class ContactResult:
     path. The three are set for ``no_person`` results too. timings: milliseconds per stage. reconstruction: this frame's
     ``recon.Reconstruction`` (``reconstruct=True``); late_reconstruction: ``(frame_tag, Reconstruction)`` of an earlier
     frame whose background cold fit finished since the previous frame (``reconstruct_cold_start="background"``).
+    cues: the inputs the localizer read besides the image, e.g. ``pose+hands+label+box+depth`` (the default model;
+    "" when the localizer does not say).
     """
 
     status: str
@@ -124,6 +126,7 @@ class ContactResult:
     backend: str = ""
     text: str | None = None
     observation: Any = None
+    cues: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     reconstruction: Any = None
     late_reconstruction: Any = None
@@ -469,7 +472,9 @@ class ContactEstimator:
         again; its time is reported as ``timings['perception']``). ``object_mask``: [H,W] bool (nonzero = object)
         for the reconstruction's silhouette term, e.g. from a segmentation node (None: estimated near the contact;
         an empty mask: ``object_not_visible``). ``object_box``: (x0, y0, x1, y1) pixels, a detector's box around the
-        object, for the reconstruction when there is no ``object_mask`` (``Reconstructor.fit``). ``frame_tag``:
+        object, for the reconstruction when there is no ``object_mask`` (``Reconstructor.fit``). A localizer with
+        ``uses_cues`` (the default model) also reads the box (else the mask's box) and ``depth`` as input cues
+        (``ContactResult.cues``). ``frame_tag``:
         anything naming this frame (the node: its header), returned with its reconstruction when a background cold fit
         of it finishes later (``ContactResult.late_reconstruction``)."""
         with self._lock:
@@ -561,6 +566,9 @@ class ContactEstimator:
                 return res
 
         t = time.perf_counter()
+        # the default model also reads the optional object box / mask and depth (trained with them as optional cues)
+        cues = {"object_box": object_box, "object_mask": object_mask, "depth": depth} \
+            if getattr(self.localizer, "uses_cues", False) else {}
         try:
             out = self.localizer.predict(
                 image,
@@ -568,6 +576,7 @@ class ContactEstimator:
                 self.human_assets,
                 obj.assets if obj is not None else None,
                 observation=observation,
+                **cues,
             )
         except Exception as exc:
             if type(exc).__name__ == "LocalizerError":  # bad input as judged by the model (label, image)
@@ -629,8 +638,11 @@ class ContactEstimator:
             **_label_fields(obj, extras),
             text=getattr(out, "text", None),
             observation=observation,
+            cues=str(extras.get("cues", "")),
             timings=timings,
         )
+        if extras.get("cue_problem"):
+            self._fallback(f"localizer cues: {extras['cue_problem']}")
         if self.reconstructor is not None:
             t = time.perf_counter()
             try:

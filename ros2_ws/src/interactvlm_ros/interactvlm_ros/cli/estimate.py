@@ -92,6 +92,7 @@ def run(args) -> int:
         "object_source": res.object_source,
         "model": res.model,
         "backend": res.backend,
+        "cues": res.cues,
         "timings_ms": {k: round(float(v), 3) for k, v in res.timings.items()},
         "human_parts": res.part_summary(),
         "contact_parts": res.contact_parts(0.5) if res.ok else [],

@@ -993,9 +993,11 @@ class _ContactNodeBase:
             if (not self._undistort and self._K_rect is not None and self._dist is not None
                     and lens.has_distortion(self._dist[1])):
                 K = self._K_rect  # a rectified image of a distorting camera: its camera is P (image_geometry)
-        fit = bool(getattr(self.estimator, "reconstruct", False))  # depth and object mask serve the fit only
-        depth = self._paired("depth", msg.header, (h, w)) if fit else None
-        mask = self._paired("object_mask", msg.header, (h, w)) if fit else None
+        fit = bool(getattr(self.estimator, "reconstruct", False))
+        # depth, object mask and detector box serve the fit, and the default model as input cues
+        cues = fit or bool(getattr(getattr(self.estimator, "localizer", None), "uses_cues", False))
+        depth = self._paired("depth", msg.header, (h, w)) if cues else None
+        mask = self._paired("object_mask", msg.header, (h, w)) if cues else None
         if K is not None and K_size not in ((w, h), (0, 0)):
             self._fallback(f"camera_info is {K_size[0]}x{K_size[1]} but images are {w}x{h}: intrinsics ignored")
             K = None
@@ -1005,13 +1007,15 @@ class _ContactNodeBase:
         kw = {"observation": observation} if observation is not None else {}
         if mask is not None:
             kw["object_mask"] = mask
-        elif fit:  # a detector's box when there is no mask (a mask says more)
+        elif cues:  # a detector's box when there is no mask (a mask says more)
             box = self._object_box(msg.header, label, (h, w))
             if box is not None:
                 kw["object_box"] = box
         header = self._out_header(msg.header)
         result = self.estimator.estimate(rgb, label, object_mesh=mesh or None, depth=depth, K=K, frame_tag=header, **kw)
         self._sync_fallbacks()
+        if getattr(result, "cues", ""):
+            self.stats.set_info("model_cues", result.cues)  # what the model read this frame, e.g. +box+depth
         if result.status == "bad_input":
             reason = "bad_mesh" if "mesh" in result.message else "bad_input"
             self._bad(conv.InputError(result.message, reason), frame=True)

@@ -113,7 +113,7 @@ def depth_cue_from_maps(depth: np.ndarray | None, person_mask: np.ndarray | None
     depth = np.asarray(depth, np.float32)
     if person_mask.shape != depth.shape:
         return None
-    valid = depth > 0
+    valid = np.isfinite(depth) & (depth > 0)  # 0 / NaN / inf: no reading
     p = depth[person_mask & valid]
     if p.size < 10:
         return None

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...pipeline import Fallbacks
 from ..base import LocalizerError, LocalizerOutput, check_image_rgb
-from .features import FeatureError, features_from_observation
+from .features import FeatureError, build_features, depth_cue_from_maps
 from .labels import LabelSpace
 
 log = logging.getLogger(__name__)
@@ -369,9 +369,16 @@ class DefaultLocalizer:
                 self.render_embeddings(object_assets, "object")
                 self.object_vertex_keys(object_assets)
 
+    uses_cues = True  # ContactEstimator hands predict() the frame's optional object box / mask and depth
+
     def predict(self, image_rgb: np.ndarray, object_label: str, human_assets: Any, object_assets: Any = None,
-                observation: Any = None) -> LocalizerOutput:
+                observation: Any = None, object_box=None, object_mask=None, depth=None) -> LocalizerOutput:
         """Localizer protocol. ``observation``: a ``HumanObservation`` (computed here when None).
+
+        The optional cues the model was trained with (``features.py``): ``object_box`` (x0, y0, x1, y1) pixels, else
+        the box of ``object_mask`` [H,W] bool; ``depth`` [H,W] metres (with the person's mask from perception, and
+        the object mask when given: their median depths). ``extras['cues']`` names the cues used, e.g.
+        ``pose+hands+label+box+depth``; an unusable box is left out (``extras['cue_problem']``).
 
         Returns logits [V,R,R] (R = ``mask_size``; the Lifter resizes to its maps). With no person in
         the observation both logits are None and ``extras['status'] == 'no_person'``."""
@@ -393,8 +400,13 @@ class DefaultLocalizer:
                 extras["status"] = "no_person"
                 return LocalizerOutput(None, None, "no person", timings, extras)
             t = time.perf_counter()
+            box, problem = _cue_box(object_box, object_mask, observation)
+            if problem:
+                extras["cue_problem"] = problem
+            cue = None if depth is None else depth_cue_from_maps(depth, getattr(observation, "mask", None),
+                                                                 None if object_mask is None else np.asarray(object_mask) != 0)
             try:
-                feats = features_from_observation(observation)
+                feats = build_features(observation.keypoints_2d, observation.hands_2d, box, cue)
             except FeatureError as exc:
                 extras["status"] = "no_person"
                 return LocalizerOutput(None, None, f"no usable person: {exc}", timings, extras)
@@ -406,6 +418,8 @@ class DefaultLocalizer:
             else:  # the graph always decodes both sides; the object output is dropped
                 o_emb, o_cam = np.zeros_like(h_emb), h_cam
             timings["prepare"] = 1e3 * (time.perf_counter() - t)
+            extras["cues"] = "pose+hands+label" + ("+box" if feats.obj[-1] > 0 else "") + (
+                "+depth" if feats.depth[2] > 0 else "")
             t = time.perf_counter()
             inputs = dict(feats.as_batch(), label=lf.feature[None], human_emb=h_emb, human_cam=h_cam,
                           object_emb=o_emb, object_cam=o_cam)
@@ -445,3 +459,22 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 def read_metrics(weights: str | Path | None = None) -> dict:
     path = Path(weights or WEIGHTS_DIR) / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _cue_box(object_box, object_mask, observation) -> tuple[np.ndarray | None, str]:
+    """The object box cue: ``object_box``, else the box of a non-empty ``object_mask``, else a box a caller attached
+    to the observation (``observation.object_bbox``). A box that is not 4 finite numbers with x1 > x0, y1 > y0 is
+    left out, and the reason returned."""
+    if object_box is None and object_mask is not None:
+        m = np.asarray(object_mask) != 0
+        if m.any():
+            ys, xs = np.nonzero(m)
+            object_box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    if object_box is None:
+        object_box = getattr(observation, "object_bbox", None)
+    if object_box is None:
+        return None, ""
+    b = np.asarray(object_box, np.float64).reshape(-1)
+    if b.shape != (4,) or not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
+        return None, "an object box that is not x0 < x1, y0 < y1 (finite pixels) is left out of the model's input"
+    return b.astype(np.float32), ""
