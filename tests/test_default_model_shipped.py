@@ -244,3 +244,27 @@ def test_the_frames_object_box_mask_and_depth_reach_the_default_model(stack, tes
     assert bad.status == "ok" and bad.cues == "pose+hands+label"
     assert any("object box" in f for f in est.all_fallbacks())
     est.close()
+
+
+def test_close_releases_the_perception_the_default_model_built_for_itself(test_data):
+    """perception='none' with the default model: the localizer builds its own mediapipe perception (it needs the
+    landmarks) — said in the fallbacks — and ContactEstimator.close() now releases it (mediapipe keeps ~300 MB and 10
+    threads per instance until closed); a given localizer is left to its owner."""
+    from interactvlm_ros.pipeline import ContactEstimator
+
+    est = ContactEstimator(model="default", perception="none")
+    assert any("runs its own" in f for f in est.all_fallbacks())
+    img = _read(test_data / "person_catching_ball.png")
+    assert est.estimate(img, "ball").status == "ok"
+    own = est.localizer._perception
+    assert own is not None
+    est.close()
+    assert est.localizer._perception is None
+    with pytest.raises(RuntimeError, match="after close"):
+        own.observe(img)
+    given = ContactEstimator(localizer=est.localizer, perception="none")
+    assert given.estimate(img, "ball").status == "ok"  # builds a new one
+    kept = est.localizer._perception
+    given.close()
+    assert est.localizer._perception is kept
+    est.localizer.close()

@@ -271,6 +271,7 @@ class ContactEstimator:
         self._objects: dict[tuple, _ObjectState] = {}
         t0 = time.perf_counter()
 
+        self._owns_localizer = localizer is None  # close() releases what the estimator built, not a given localizer
         if localizer is None:
             registry = _import("interactvlm_ros.models.registry", "the localizer registry")
             try:
@@ -373,7 +374,8 @@ class ContactEstimator:
         wants = bool(getattr(self.localizer, "uses_observation", False))
         if mode == "none":
             if wants:
-                self._fallback(f"perception disabled but localizer '{self.model_name}' uses it")
+                self._fallback(f"perception='none' but localizer '{self.model_name}' needs a person's landmarks: it runs "
+                               "its own (photo-mode) perception on every frame")
             return
         try:
             perc = _import("interactvlm_ros.perception.human", "human perception")
@@ -501,6 +503,9 @@ class ContactEstimator:
             self.reconstructor.cancel.set()
         if self.perception is not None:
             self.perception.close()
+        release = getattr(self.localizer, "close", None) if self._owns_localizer else None
+        if release is not None:  # e.g. the default model's own perception (perception='none')
+            release()
 
     def observe(self, image_rgb):
         """Human perception of one image (thread-safe; may overlap ``estimate`` of an earlier frame).

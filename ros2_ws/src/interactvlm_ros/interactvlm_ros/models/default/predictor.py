@@ -181,6 +181,7 @@ class DefaultLocalizer:
         self._key_cache: dict[str, Any] = {}
         self._label_cache: dict[str, Any] = {}
         self._perception = perception
+        self._own_perception = perception is None
         self._text = text_encoder
         self._engine = None
         self.backend = self._select(backend, device, threads)
@@ -442,6 +443,14 @@ class DefaultLocalizer:
                                    None, timings, extras, human_vertex_contact=direct,
                                    human_vertex_merge=self.vertex_merge, object_vertex_contact=obj_direct,
                                    object_vertex_merge=self.object_vertex_merge)
+
+    def close(self) -> None:
+        """Release the perception this localizer built for itself (``predict`` without an observation; mediapipe keeps
+        its graphs until closed). A given perception is the giver's to close; a later ``predict`` builds a new one."""
+        with self._lock:
+            mine, self._perception = (self._perception, None) if self._own_perception else (None, self._perception)
+        if mine is not None:
+            mine.close()
 
     def describe(self) -> dict:
         return {"name": self.name, "backend": self.backend, "device": self.device, "weights": str(self.weights_dir),
