@@ -202,3 +202,23 @@ def test_tensorrt_default_precision_uses_the_engines_build_engines_py_builds(ort
     assert {g: (r["status"], r["precision"]) for g, r in seen.items()} == {
         "language": ("hit", "fp16"), "sam_encoder": ("hit", "fp16"), "mask_decoder": ("hit", "fp32")}
     assert loc.backend == "tensorrt" and loc.engines["language"].precision == "fp16"
+
+
+def test_onnx_cache_identity_covers_the_export_code(tmp_path, monkeypatch):
+    """The ONNX cache key names 'the export code's hash' (docs/runtime.md): the generic exporter (onnx_export.py) and
+    the modules the graphs are traced from are part of it, so a change to them re-exports instead of reusing graphs."""
+    from pathlib import Path
+
+    from interactvlm_ros.runtime import localizer as L
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "pytorch_model.bin").write_bytes(b"0")
+    base = L.checkpoint_identity(model, None)
+    real = Path.read_bytes
+    for name in ("onnx_export.py", "modules.py", "mvloc_export.py", "model.py"):
+        monkeypatch.setattr(Path, "read_bytes", lambda self, n=name: real(self) + (b"#" if self.name == n else b""))
+        assert L.checkpoint_identity(model, None) != base, name
+    monkeypatch.setattr(Path, "read_bytes", real)
+    assert L.checkpoint_identity(model, None) == base

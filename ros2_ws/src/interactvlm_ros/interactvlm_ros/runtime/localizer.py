@@ -142,8 +142,9 @@ def checkpoint_identity(model_dir: Path, clip_dir: Path | None) -> str:
     from ..models.mvloc.checkpoint import weight_files
 
     # the export code (B1's parts + the wrappers) is part of the identity: a code change re-exports
-    code = [Path(__file__).resolve().parents[1] / "models" / "mvloc" / "model.py",
-            Path(__file__).resolve().parents[1] / "export" / "mvloc_export.py"]
+    pkg = Path(__file__).resolve().parents[1]
+    code = [pkg / "models" / "mvloc" / "model.py", pkg / "models" / "mvloc" / "modules.py",
+            pkg / "export" / "mvloc_export.py", pkg / "export" / "onnx_export.py"]  # the generic exporter too
     parts = [torch.__version__] + [hashlib.sha256(c.read_bytes()).hexdigest() for c in code if c.is_file()]
     parts.append((model_dir / "config.json").read_text())
     for f in weight_files(model_dir):
