@@ -481,6 +481,34 @@ def _base_run(tmp_path, nv, provider, text):
     return enc
 
 
+def _sphere(with_body: bool = False):
+    """(provider class on a 42-vertex icosphere — human renders, object assets and object mesh of it —, vertices,
+    faces); ``with_body``: it also names the sphere as the body (the evaluation's asset provider)."""
+    from types import SimpleNamespace
+
+    import trimesh
+
+    from interactvlm_ros import assets as A
+
+    sphere = trimesh.creation.icosphere(1)
+    sv, sf = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int64)
+
+    class Sphere(_Provider):
+        if with_body:
+            body = SimpleNamespace(template_vertices=sv, faces=sf, source="test:sphere", part_ids=None, part_names=None)
+
+        def human(self):
+            return A.build_view_assets(sv, sf, "object", self.size, colors="xyz")
+
+        def object(self, object_id, category):
+            return A.object_assets((sv, sf), self.size)
+
+        def object_mesh(self, object_id, category):
+            return SimpleNamespace(template_vertices=sv, faces=sf)
+
+    return Sphere, sv, sf
+
+
 def test_vertex_head_trains_and_the_localizer_returns_its_per_vertex_contact(tmp_path, monkeypatch):
     """Training with loss.vertex (and init_from another run's weights); the packaged folder gives
     LocalizerOutput.human_vertex_contact on the template, the same from torch and onnxruntime, and it has learned
@@ -636,25 +664,11 @@ def test_object_vertex_head_trains_alone_and_the_localizer_returns_object_contac
     text = pytest.importorskip("interactvlm_ros.perception.text")
     from types import SimpleNamespace
 
-    import trimesh
-
     from interactvlm_ros import assets as A
     from interactvlm_ros.models.default.predictor import DefaultLocalizer
     from interactvlm_ros.training.train import OBJECT_VERTEX_PATH, ConfigError, load_config, train
 
-    sphere = trimesh.creation.icosphere(1)  # 42 vertices
-    sv, sf = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int64)
-
-    class SphereProvider(_Provider):
-        def human(self):
-            return A.build_view_assets(sv, sf, "object", self.size, colors="xyz")
-
-        def object(self, object_id, category):
-            return A.object_assets((sv, sf), self.size)
-
-        def object_mesh(self, object_id, category):
-            return SimpleNamespace(template_vertices=sv, faces=sf)
-
+    SphereProvider, sv, sf = _sphere()  # 42 vertices
     nv = len(sv)
     enc = _base_run(tmp_path, nv, SphereProvider(16), text)
     cfg = _cfg(tmp_path, "a", 150)  # export_onnx: True
@@ -845,29 +859,10 @@ def test_eval_scores_a_batch_without_any_person_as_misses(tmp_path, monkeypatch)
     (np.stack of nothing) instead."""
     monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
     text = pytest.importorskip("interactvlm_ros.perception.text")
-    from types import SimpleNamespace
-
-    import trimesh
-
-    from interactvlm_ros import assets as A
     from interactvlm_ros.evaluation.evaluate import evaluate
     from interactvlm_ros.training import assets_provider
 
-    sphere = trimesh.creation.icosphere(1)
-    sv, sf = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int64)
-
-    class Sphere(_Provider):
-        body = SimpleNamespace(template_vertices=sv, faces=sf, source="test:sphere", part_ids=None, part_names=None)
-
-        def human(self):
-            return A.build_view_assets(sv, sf, "object", self.size, colors="xyz")
-
-        def object(self, object_id, category):
-            return A.object_assets((sv, sf), self.size)
-
-        def object_mesh(self, object_id, category):
-            return SimpleNamespace(template_vertices=sv, faces=sf)
-
+    Sphere, sv, _ = _sphere(with_body=True)
     _base_run(tmp_path, len(sv), Sphere(16), text)
     f = tmp_path / "data" / "samples" / "000024.npz"  # the first 'val' sample: no visible landmark, no hand
     z = dict(np.load(f))

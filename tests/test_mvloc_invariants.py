@@ -234,9 +234,7 @@ def test_key_and_shape_mismatch(new_ckpt, tmp_path):
         load_mvloc(d, new_ckpt["clip"])
     sd["model.text_hidden_fcs.0.2.bias"] = torch.zeros(64)
     torch.save(sd, d / "pytorch_model.bin")
-    cfg = json.loads((d / "config.json").read_text())
-    cfg["intermediate_size"] = 40
-    (d / "config.json").write_text(json.dumps(cfg))
+    _set_config(d, intermediate_size=40)
     with pytest.raises(CheckpointError, match=r"shape mismatch for 'model.layers.0.mlp.gate_proj.weight'"):
         load_mvloc(d, new_ckpt["clip"])
 
@@ -309,15 +307,20 @@ def test_tokenizer_files_checked_before_weights(new_ckpt, tmp_path, monkeypatch,
         MVLocPredictor.from_pretrained(d, new_ckpt["clip"])
 
 
+def _set_config(d, **changes):
+    """Edit the checkpoint folder ``d``'s config.json."""
+    cfg = json.loads((d / "config.json").read_text())
+    cfg.update(changes)
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
 def test_unknown_view_type_fails_at_load(new_ckpt, tmp_path, monkeypatch):
     import interactvlm_ros.models.mvloc.checkpoint as C
 
     monkeypatch.setattr(C, "_build", lambda *a, **k: pytest.fail("model built before config.json was validated"))
     d = tmp_path / "ckpt"
     shutil.copytree(new_ckpt["single"], d)
-    cfg = json.loads((d / "config.json").read_text())
-    cfg["hC_sam_view_type"] = "4MV-Z_Vitru_mv3"
-    (d / "config.json").write_text(json.dumps(cfg))
+    _set_config(d, hC_sam_view_type="4MV-Z_Vitru_mv3")
     with pytest.raises(CheckpointError, match=r"config.json: hC_sam_view_type='4MV-Z_Vitru_mv3' \(task hcontact\)"):
         load_mvloc(d, new_ckpt["clip"])
 
