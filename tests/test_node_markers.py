@@ -326,3 +326,63 @@ def test_diagnostics_mirror_the_estimators_bounded_fallbacks():
     assert "thing 39" in fbs[-2] and fbs[-1].startswith("… 32 earlier label fallbacks")
     kv = diagnostic_values(to_diagnostic_array(st.snapshot(), "interactvlm_contact", "test"))
     assert len([k for k in kv if k.startswith("fallback/")]) == len(fbs)
+
+
+def test_checker_catches_what_rviz_rejects():
+    """RViz drops a marker whose pose/scale/color is not finite (MarkerCommon::processMessage) and errors on a
+    TRIANGLE_LIST without points ("TriMesh marker ... has no points"): the checker names both."""
+    arr = mk.MarkerBuilder(max_faces=0).build(_result(subdiv=1), _header())
+    mesh = next(x for x in arr.markers if x.ns == "human/mesh")
+    mesh.points, mesh.colors = [], []
+    contacts = next(x for x in arr.markers if x.ns == "human/contacts")
+    contacts.color.r = float("nan")
+    obj = next(x for x in arr.markers if x.ns == "object/mesh")
+    obj.scale.z, obj.pose.position.x = float("nan"), float("inf")
+    obj.colors[0].g = float("nan")
+    probs = " | ".join(mk.check_marker_array(arr))
+    assert "human/mesh/0: TRIANGLE_LIST without points" in probs
+    assert "human/contacts/0: non-finite color" in probs
+    assert "object/mesh/0: non-finite pose" in probs and "object/mesh/0: non-finite scale" in probs
+    assert "object/mesh/0: non-finite colours" in probs
+    ok = mk.MarkerBuilder(max_faces=0).build(_labelled_result(), _header())
+    assert mk.check_marker_array(ok) == []
+
+
+def test_part_ids_outside_the_vocabulary_are_unknown():
+    """A part id past ``PART_NAMES`` (part_names None or the shared list) names no part: 255 in the cloud, no label
+    (it raised IndexError in part_labels, and went into the cloud's ``part`` field as a number naming nothing)."""
+    from interactvlm_ros.ros import conversions as conv
+
+    res = _result(subdiv=1)
+    res.human_contact = np.ones(len(res.human_vertices), np.float32)
+    ids = np.full(len(res.human_vertices), mk.PART_ID["back"], np.int64)
+    ids[:5] = len(mk.PART_NAMES) + 22
+    for names in (None, list(mk.PART_NAMES)):
+        res.part_ids, res.part_names = ids, names
+        pts, c, parts = mk.contact_points(res, "human", 0.5, with_parts=True)
+        assert sorted(set(parts.tolist())) == [-1, mk.PART_ID["back"]]
+        cloud = conv.cloud_to_numpy(conv.make_contact_cloud(pts, c, part=parts))
+        assert sorted(set(cloud["part"].tolist())) == [mk.PART_ID["back"], conv.PART_UNKNOWN]
+        labels = mk.MarkerBuilder(max_faces=0).part_labels(res)
+        assert [(m.id, m.text) for m in labels] == [(mk.PART_ID["back"], "back 1.00")]
+
+
+def test_cdr_string_with_an_embedded_nul_matches_rclpy():
+    """rclpy serializes a string as a C string (it ends at an embedded NUL); the raw encoder wrote every byte, so
+    the two encodings differed in length and a C++ reader (RViz) got a different text than the message path's."""
+    from builtin_interfaces.msg import Time
+    from rclpy.serialization import serialize_message
+    from interactvlm_ros.ros import cdr
+
+    specs = [cdr.MarkerSpec(action=3),
+             cdr.MarkerSpec("object/label", 9, 0, (0.0, 0.0, 0.04), (1.0, 1.0, 1.0, 1.0), text="cup\x00 tail")]
+    for frame in ("cam", "cam\x00era"):
+        w = cdr._write_marker_array(specs, 1, 2, frame)
+        ours = np.frombuffer(w.payload(), np.uint8)
+        ref = np.frombuffer(bytes(serialize_message(cdr.to_message(specs, Header(stamp=Time(sec=1, nanosec=2),
+                                                                                 frame_id=frame)))), np.uint8).copy()
+        assert len(ours) == len(ref)
+        for off, n in w.padding:  # rclpy leaves alignment padding uninitialised
+            k = len(cdr.ENCAPSULATION_LE) + off
+            ref[k:k + n] = ours[k:k + n]
+        assert ours.tobytes() == ref.tobytes()

@@ -73,7 +73,8 @@ class _Writer:
         self._put(struct.pack("<" + fmt, *values))
 
     def string(self, s: str) -> None:
-        b = s.encode("utf-8") + b"\x00"
+        # rclpy hands a string to the serializer as a C string: an embedded NUL ends it (the rest is not sent)
+        b = s.encode("utf-8").split(b"\x00", 1)[0] + b"\x00"
         self.pack("I", 4, len(b))
         self._put(b)
 

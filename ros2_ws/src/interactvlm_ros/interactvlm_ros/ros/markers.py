@@ -264,7 +264,8 @@ def camera_vertices(result, side: str) -> np.ndarray | None:
 def contact_points(result, side: str, threshold: float, with_parts: bool = False):
     """(points [K,3] in the camera frame, contact [K]) of vertices with contact >= threshold. ``with_parts``: also
     their body-part ids [K] int64, an index into ``bodies.parts.PART_NAMES`` (``result.part_ids``, mapped by name
-    when the result names its parts otherwise; -1 where the result has no part ids, and on the object side)."""
+    when the result names its parts otherwise; -1 where the result has no part ids, for an id outside the vocabulary,
+    and on the object side)."""
     contact = getattr(result, f"{side}_contact", None) if result is not None else None
     cam = camera_vertices(result, side) if result is not None else None
     if contact is None or cam is None or len(cam) != len(contact):
@@ -282,6 +283,8 @@ def contact_points(result, side: str, threshold: float, with_parts: bool = False
     if names != PART_NAMES:  # the shared vocabulary's index
         lut = np.array([PART_ID.get(str(n), -1) for n in names] + [-1], np.int64)
         parts = lut[np.where((parts >= 0) & (parts < len(names)), parts, len(names))]
+    else:  # an id outside the vocabulary names no part: -1 (unknown), as in the branch above
+        parts = np.where((parts >= 0) & (parts < len(PART_NAMES)), parts, -1)
     return (*out, parts)
 
 
@@ -303,7 +306,17 @@ def check_marker_array(arr) -> list[str]:
         n = (q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2) ** 0.5
         if abs(n - 1.0) > 1e-3:
             problems.append(f"{tag}: orientation not a unit quaternion (|q|={n:.3f})")
+        # RViz's MarkerCommon::processMessage drops the whole marker when its pose, scale or color is not finite
+        p, s, c = m.pose.position, m.scale, m.color
+        for what, vals in (("pose", (p.x, p.y, p.z, q.x, q.y, q.z, q.w)), ("scale", (s.x, s.y, s.z)),
+                           ("color", (c.r, c.g, c.b, c.a))):
+            if not np.all(np.isfinite(vals)):
+                problems.append(f"{tag}: non-finite {what} (RViz rejects the marker)")
+        if m.colors and not np.all(np.isfinite([v for k in m.colors for v in (k.r, k.g, k.b, k.a)])):
+            problems.append(f"{tag}: non-finite colours")
         if m.type == Marker.TRIANGLE_LIST:
+            if not m.points:  # RViz: "TriMesh marker [...] has no points." (an error, the marker is not drawn)
+                problems.append(f"{tag}: TRIANGLE_LIST without points")
             if len(m.points) % 3:
                 problems.append(f"{tag}: TRIANGLE_LIST with {len(m.points)} points (not a multiple of 3)")
             if (m.scale.x, m.scale.y, m.scale.z) != (1.0, 1.0, 1.0):
