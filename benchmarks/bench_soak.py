@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench_node import REPO, rss_mb  # this folder is on sys.path when the script runs
 
-DOMAIN = 93
+DOMAIN = 93  # default --domain-id (the test suite's node tests use 89-99: do not run both at once)
 
 
 def main() -> int:
@@ -31,8 +31,10 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=10.0)
     ap.add_argument("--label", default="ball")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="node parameter override")
+    ap.add_argument("--domain-id", type=int, default=DOMAIN, help=f"ROS domain (default {DOMAIN}), localhost only")
     a = ap.parse_args()
-    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1", ROS_DOMAIN_ID=str(DOMAIN))
+    domain = a.domain_id
+    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1", ROS_DOMAIN_ID=str(domain))
     from interactvlm_ros.ros.dds import with_large_image_profile
 
     env, dds = with_large_image_profile(dict(os.environ))
@@ -42,8 +44,8 @@ def main() -> int:
     params = {"object_label": a.label, "publish_overlay": False}
     params.update(dict(p.split("=", 1) for p in a.param))
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_soak_node.log"
-    node = start_node_process(DOMAIN, params, log)
-    client = ContactClient(domain_id=DOMAIN, outputs=("object_pose",))
+    node = start_node_process(domain, params, log)
+    client = ContactClient(domain_id=domain, outputs=("object_pose",))
     replay = None
     try:
         d = client.wait_state("running", 240.0)

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", default=None, help="CLIP ViT-L/14 folder (default: <model>/../openai/clip-vit-large-patch14 or config.vision_tower)")
     p.add_argument("--out", required=True, help="output folder for the ONNX graphs + manifest.json")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16",
-                   help="TensorRT engine precision (ONNX graphs are always fp32); int8 needs --calib or a Q/DQ graph, fp8 a Q/DQ graph")
+                   help="TensorRT engine precision (ONNX graphs are always fp32); int8 and fp8 need a graph with Q/DQ nodes here (an int8 calibrator: tensorrt_build.make_int8_calibrator, Python API only)")
     p.add_argument("--decoder-precision", choices=PRECISIONS, default="fp32",
                    help="precision of the mask-decoder engine (default fp32: logits reach +-20)")
     p.add_argument("--tensorrt", action="store_true", help="also build TensorRT engines (needs tensorrt + a CUDA GPU)")

@@ -10,7 +10,8 @@ Starts ``interactvlm-contact-node`` as a subprocess (its log goes to stderr), wa
 per message the node publishes (type, stamp, frame, sizes). Stops after ``--seconds`` and prints a
 summary; exit code 0 when markers and both contact clouds (with ``--reconstruct`` also object poses) were received,
 1 otherwise (also when the replay ends early); 2, before anything starts, for a source OpenCV cannot read.
-Runs on its own ROS domain (``--domain-id``, default 42) on localhost only, so it does not disturb a robot.
+Runs on localhost only, on its own ROS domain ``--domain-id`` (default 42 — not ``$ROS_DOMAIN_ID``: on a robot's
+computer the replayed photo on ``image`` must not reach the robot's nodes).
 """
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="run time after the model is loaded")
     ap.add_argument("--rate", type=float, default=10.0, help="replay rate, Hz")
     ap.add_argument("--load-timeout", type=float, default=300.0, help="seconds to wait for the model to load")
-    ap.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42") or 42))
+    ap.add_argument("--domain-id", type=int, default=42,
+                    help="ROS domain of the node, replay and listener (default 42, whatever ROS_DOMAIN_ID says: the "
+                         "replayed image must not reach a robot's nodes on its domain)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary")
     ap.add_argument("--reconstruct", action="store_true",
                     help="reconstruct:=true: also object pose, grip poses and free grasp regions (the first fit is cold: "
