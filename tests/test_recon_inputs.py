@@ -341,3 +341,135 @@ def test_a_penetrating_object_is_diverged_without_pose_grips_or_free_points(reco
     j = r.to_json()
     assert j["object_pose"] is None and j["human_grip_poses"] == [] and j["free_grasp_points"] == 0
     assert r.object_vertices_cam is not None and r.human_vertices_cam is not None and r.metrics["penetration_m"] == 0.10
+
+
+def _box_scene(recon, monkeypatch, spy=None):
+    """A 20 cm box 2.5 m in front of the camera and a "hand" (a 5x5 grid, repeated over the Anny topology) on its
+    +x face; the body and object fits are doubles (the point is what the result carries). ``spy``: list receiving
+    the ``init`` of each body fit and the ``init_pose`` of each object fit."""
+    import trimesh
+
+    import interactvlm_ros.recon.metrics as M
+    from interactvlm_ros.recon.body_fit import BodyFitResult
+    from interactvlm_ros.recon.object_fit import ObjectFitResult
+
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    ov, of = trimesh.remesh.subdivide_to_size(np.asarray(box.vertices, float), np.asarray(box.faces), 0.03)[:2]
+    shift = np.array([0.0, 0.0, 2.5])
+    N = recon.body_fitter.poser.N
+    grid = np.array([[0.11, y, z] for y in np.linspace(-0.05, 0.05, 5) for z in np.linspace(-0.05, 0.05, 5)])
+    hv = grid[np.arange(N) % len(grid)] + shift
+    pose = np.eye(4)
+    pose[:3, 3] = shift
+
+    def body_fit(*a, **k):
+        if spy is not None:
+            spy.append(("body", k.get("init")))
+        return BodyFitResult(None, hv, np.array([[0, 1, 2]]), np.zeros((75, 3)), {"reproj_rel": 0.01})
+
+    def object_fit(v, *a, **k):
+        if spy is not None:
+            spy.append(("object", k.get("init_pose")))
+        return ObjectFitResult(pose, v + shift, {})
+
+    monkeypatch.setattr(recon.body_fitter, "fit", body_fit)
+    monkeypatch.setattr(recon.object_fitter, "fit", object_fit)
+    monkeypatch.setattr(M, "penetration_depth", lambda *a, **k: 0.0)
+    return ov, of, N
+
+
+def test_result_json_is_strict_json_when_a_metric_is_nan(recon, monkeypatch, tmp_path):
+    """A frame whose human contact is nowhere above 0.5 (the localizer sees no contact) has contact_distance_m = nan;
+    result.json carried it as the bare token NaN, which is not JSON (strict parsers, e.g. a planner's, reject the
+    file). Now a non-finite number is null and the file is strict JSON."""
+    import json
+
+    from interactvlm_ros.recon.outputs import save_outputs
+
+    ov, of, N = _box_scene(recon, monkeypatch)
+    img = np.zeros((64, 64, 3), np.uint8)
+    r = recon.fit(img, _obs(), np.full(N, 0.4), None, (ov, of))
+    assert r.status == "ok" and np.isnan(r.metrics["contact_distance_m"])
+    save_outputs(r, img, tmp_path)
+    text = (tmp_path / "result.json").read_text()
+
+    def reject(c):
+        raise ValueError(f"non-JSON constant {c}")
+
+    res = json.loads(text, parse_constant=reject)
+    assert res["metrics"]["contact_distance_m"] is None and res["status"] == "ok"
+    json.dumps(r.to_json(), allow_nan=False)  # to_json itself is JSON-safe
+
+
+def test_free_grasp_points_never_lie_on_the_objects_contact():
+    """The object's contact covers the whole +x face, the fitted hand only its middle 10x10 cm: the face's corners are
+    more than 5 cm from the hand, and were listed as free grasp points although they are on the grip patch."""
+    import trimesh
+
+    from interactvlm_ros.recon.outputs import free_grasp_points, grip_poses
+
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    ov, of = trimesh.remesh.subdivide_to_size(np.asarray(box.vertices, float), np.asarray(box.faces), 0.03)[:2]
+    oc = (ov[:, 0] > 0.099).astype(np.float32)
+    hv = np.array([[0.11, y, z] for y in np.linspace(-0.05, 0.05, 5) for z in np.linspace(-0.05, 0.05, 5)])
+    hc = np.ones(len(hv))
+    assert len(grip_poses(ov, of, oc, hv, hc)) == 1
+    pts, n = free_grasp_points(ov, of, hv, hc, obj_contact=oc)
+    assert len(pts) > 0 and len(n) == len(pts)
+    assert not (pts[:, 0] > 0.099).any()  # nothing on the contact face
+    for frame in (None, (ov, np.eye(4))):  # the per-object cache path too
+        p2, _ = free_grasp_points(ov, of, hv, hc, object_frame=frame, obj_contact=oc)
+        assert len(p2) == len(pts) and not (p2[:, 0] > 0.099).any()
+
+
+def test_free_grasp_points_of_a_fit_exclude_the_objects_contact(recon, monkeypatch):
+    ov, of, N = _box_scene(recon, monkeypatch)
+    oc = (ov[:, 0] > 0.099).astype(float)
+    r = recon.fit(np.zeros((64, 64, 3), np.uint8), _obs(), np.ones(N), oc, (ov, of))
+    assert r.status == "ok" and len(r.free_grasp_points) > 0
+    assert not (r.free_grasp_points[:, 0] > 0.099).any()
+
+
+def test_an_inward_wound_object_mesh_gets_outward_grip_normals(recon, monkeypatch):
+    """A closed mesh whose faces are listed clockwise (negative volume; some exporters) gave every normal pointing
+    into the object: the grip pose's z (documented: the outward object normal) pointed into the box. Its faces are
+    now flipped (a named fallback); an outward-wound mesh is used as it is."""
+    ov, of, N = _box_scene(recon, monkeypatch)
+    oc = (ov[:, 0] > 0.099).astype(float)
+    for faces in (of, of[:, ::-1]):
+        recon.fallbacks.clear()
+        r = recon.fit(np.zeros((64, 64, 3), np.uint8), _obs(), np.ones(N), oc, (ov, faces))
+        assert r.status == "ok" and len(r.human_grip_poses) == 1
+        assert np.allclose(r.human_grip_poses[0]["normal"], [1, 0, 0], atol=1e-6), r.human_grip_poses[0]["normal"]
+        assert np.allclose(r.human_grip_poses[0]["pose"][:3, 2], [1, 0, 0], atol=1e-6)
+        assert (faces is of) != any("wound inwards" in f for f in recon.fallbacks), recon.fallbacks
+
+
+def test_tracker_starts_a_new_track_when_the_object_mesh_or_the_camera_changes(recon, monkeypatch):
+    """Tracker.update warm-started from the previous pose even when the object mesh (another object, or the same one
+    with another origin) or K changed: with the real fits, the ball of tests/data/person_catching_ball.png given with
+    its mesh origin moved 0.5 m came out 'ok' 0.49 m from where the cold fit had put it. Now such a change starts a
+    new track (a cold fit); the same mesh and K again warm-start."""
+    from interactvlm_ros.recon import Tracker
+
+    spy: list = []
+    ov, of, N = _box_scene(recon, monkeypatch, spy)
+    tr = Tracker(recon)
+    img = np.zeros((64, 64, 3), np.uint8)
+    K = np.array([[80.0, 0, 31.5], [0, 80.0, 31.5], [0, 0, 1]])
+    oc = (ov[:, 0] > 0.099).astype(float)
+
+    def frame(mesh, K=K, **kw):
+        spy.clear()
+        r = tr.update(img, _obs(), np.ones(N), object_contact=oc, object_mesh=mesh, K=K, **kw)
+        assert r.status == "ok", r.message
+        return dict(spy)["object"] is not None, r.metrics["warm_start"]
+
+    assert frame((ov, of)) == (False, False)  # first frame: cold
+    assert frame((ov.copy(), of.copy())) == (True, True)  # the same mesh (equal arrays): warm
+    assert frame((ov + [0.5, 0, 0], of)) == (False, False)  # another mesh frame: cold
+    assert frame((ov + [0.5, 0, 0], of)) == (True, True)
+    K2 = K.copy()
+    K2[0, 0] = K2[1, 1] = 60.0
+    assert frame((ov + [0.5, 0, 0], of), K=K2) == (False, False)  # another camera: cold
+    assert frame((ov + [0.5, 0, 0], of), K=K2, object_size=0.3) == (False, False)  # another size: cold

@@ -142,9 +142,12 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
 
 def free_grasp_points(obj_vertices: np.ndarray, obj_faces: np.ndarray, human_vertices: np.ndarray,
                       human_contact: np.ndarray, margin: float = 0.05, body_margin: float = 0.03,
-                      object_frame: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      object_frame: tuple | None = None, obj_contact: np.ndarray | None = None,
+                      contact_thr: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
     """Object surface points a robot may grasp: farther than ``margin`` from every human contact vertex
-    (p > 0.5) and farther than ``body_margin`` from the body. Returns (points [P,3], normals [P,3]).
+    (p > 0.5) and farther than ``body_margin`` from the body, and not on the object's own contact (``obj_contact``
+    > ``contact_thr``, the grip patches' threshold: a free point never lies on a grip patch, where the person holds
+    the object although the fitted hand may be a few cm off). Returns (points [P,3], normals [P,3]).
     object_frame: as in ``grip_poses`` (normals from the per-object cache, rotated)."""
     from scipy.spatial import cKDTree
 
@@ -158,6 +161,8 @@ def free_grasp_points(obj_vertices: np.ndarray, obj_faces: np.ndarray, human_ver
     near = np.nonzero(keep & (d_body <= margin))[0]
     if len(hc) and len(near):
         keep[near] &= cKDTree(hc).query(ov[near])[0] > margin
+    if obj_contact is not None:
+        keep &= ~(np.asarray(obj_contact, np.float64).reshape(-1) > contact_thr)
     if object_frame is not None:
         R = np.asarray(object_frame[1], np.float64)[:3, :3]
         n = (object_frame_cache(object_frame[0], obj_faces, None)["normals"][keep] @ R.T).astype(np.float32)
@@ -255,7 +260,9 @@ def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[st
     info = rec.to_json()
     info["fallbacks"] = list(fallbacks or [])
     info.update(extra or {})
-    p.write_text(json.dumps(info, indent=1))
+    from interactvlm_ros.recon.reconstructor import json_safe
+
+    p.write_text(json.dumps(json_safe(info), indent=1, allow_nan=False))  # NaN is not JSON: None instead
     files["result"] = str(p)
     remove_stale(out, OUTPUT_FILES, files.values())
     return files

@@ -68,10 +68,12 @@ class Reconstruction:
         return self.status == "ok"
 
     def to_json(self) -> dict:
+        """JSON-safe dict (``json.dumps(..., allow_nan=False)`` works): numpy values as Python ones, and a non-finite
+        number (e.g. ``contact_distance_m`` when no human vertex is in contact) as None — NaN is not JSON."""
         def arr(x):
             return None if x is None else np.asarray(x).tolist()
 
-        return {
+        return json_safe({
             "status": self.status, "message": self.message, "frame": "camera_optical (x right, y down, z forward), metres",
             "K": arr(self.K), "object_pose": arr(self.object_pose),
             "human_grip_poses": [{k: (arr(v) if isinstance(v, np.ndarray) else v) for k, v in g.items()}
@@ -82,7 +84,24 @@ class Reconstruction:
                 "phenotype": arr(self.body_state.phenotype)},
             "metrics": {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in self.metrics.items()},
             "timings_ms": self.timings,
-        }
+        })
+
+
+def json_safe(x):
+    """``x`` with numpy scalars/arrays as Python values, tuples as lists and non-finite floats as None (recursively)."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return json_safe(x.tolist())
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    return x
 
 
 @dataclass
@@ -136,6 +155,34 @@ def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(mesh, "vertices") and hasattr(mesh, "faces"):
         return np.asarray(mesh.vertices, np.float64), np.asarray(mesh.faces, np.int64)
     raise ValueError(f"object_mesh of type {type(mesh).__name__}: expected a path, (vertices, faces) or a mesh")
+
+
+def _inward_wound(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """True for a closed mesh (every edge shared by exactly two faces) whose faces are wound so that its signed volume
+    is negative: its face normals point inwards. Open meshes (volume undefined) are left as they are."""
+    f = np.asarray(faces, np.int64)
+    if len(f) < 4 or f.min() < 0 or f.max() >= len(vertices):
+        return False
+    v = np.asarray(vertices, np.float64)
+    a, b, c = (v[f[:, k]] - v.mean(0) for k in range(3))
+    if float(np.einsum("ij,ij->", a, np.cross(b, c))) >= 0.0:
+        return False
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e.sort(1)
+    keys = np.sort(e[:, 0] * (len(v) + 1) + e[:, 1])  # each undirected edge as one integer
+    # closed: every edge exactly twice (pairs equal, and no edge spilling into the next pair)
+    return bool(len(keys) % 2 == 0 and (keys[0::2] == keys[1::2]).all() and (keys[2::2] != keys[1:-1:2]).all())
+
+
+def _inward_wound_cached(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """:func:`_inward_wound`, once per mesh (the per-mesh cache of ``recon.outputs``): a tracked object is fitted
+    every frame, and the test costs ~5-10 ms on a 20k-face mesh."""
+    from .outputs import _mesh_entry
+
+    entry = _mesh_entry(vertices, faces)
+    if "inward" not in entry:
+        entry["inward"] = _inward_wound(vertices, faces)
+    return entry["inward"]
 
 
 def _catalog_size(label: str | None) -> tuple[float, float, str] | None:
@@ -331,6 +378,9 @@ class Reconstructor:
             return Reconstruction("bad_input", str(exc), K=K)
         if len(ov) < 4 or len(of) < 1 or not np.isfinite(ov).all():
             return Reconstruction("bad_input", "object mesh is empty or has NaN vertices", K=K)
+        if _inward_wound_cached(ov, of):  # a closed mesh listed clockwise: its normals (grip poses' z, the fit's
+            of = np.ascontiguousarray(of[:, ::-1])  # visibility and contact normals) would point into the object
+            self._fallback("object mesh faces are wound inwards (negative volume); flipped to outward normals")
         if object_size is not None:
             ext = float((ov.max(0) - ov.min(0)).max())
             ov = (ov - ov.mean(0)) * (float(object_size) / max(ext, 1e-9))
@@ -416,7 +466,7 @@ class Reconstructor:
                                   obj.vertices, of, oc32, K=K, body_state=body.state, metrics=metrics, timings=timings)
         frame = (ov, obj.pose)  # patches / normals from the per-object cache (rigid motion keeps them)
         grips = grip_poses(obj.vertices, of, oc, hv, hc, object_frame=frame)
-        free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc, object_frame=frame)
+        free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc, object_frame=frame, obj_contact=oc)
         timings["outputs"] = 1e3 * (time.perf_counter() - t)
         timings["total"] = 1e3 * (time.perf_counter() - t0)
         return Reconstruction("ok", "", hv, body.faces, hc.astype(np.float32), obj.vertices, of, oc32, obj.pose, grips,
@@ -471,6 +521,40 @@ def box_mask(box_px: tuple[int, int, int, int], H: int, W: int) -> np.ndarray:
     return m
 
 
+def _array_digest(*arrays) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _track_key(image, human_contact, kw: dict) -> tuple:
+    """What a warm start needs unchanged: the image size, the intrinsics, the object mesh (by value: a path, or a
+    digest of its arrays), its size and label. ``Tracker.update`` starts a new track when it changes."""
+    mesh, size, label = kw.get("object_mesh"), kw.get("object_size"), kw.get("object_label")
+    if mesh is None and human_contact is not None and getattr(human_contact, "object_vertices", None) is not None:
+        mesh = (human_contact.object_vertices, human_contact.object_faces)
+        label = label or getattr(human_contact, "object_label", None)
+    if isinstance(mesh, (str, Path)):
+        mesh_id = ("path", str(mesh))
+    elif isinstance(mesh, tuple) and len(mesh) == 2:
+        mesh_id = ("arrays", _array_digest(mesh[0], mesh[1]))
+    elif mesh is not None and hasattr(mesh, "vertices") and hasattr(mesh, "faces"):
+        mesh_id = ("arrays", _array_digest(mesh.vertices, mesh.faces))
+    else:
+        mesh_id = None
+    K = kw.get("K")
+    try:
+        k_id = None if K is None else tuple(np.round(np.asarray(K, np.float64).ravel(), 6).tolist())
+    except (TypeError, ValueError):
+        k_id = ("unreadable", repr(K))
+    return (tuple(np.shape(image)[:2]), k_id, mesh_id, size, label)
+
+
 class Tracker:
     """Per-frame reconstruction with warm start from the previous solution and a reset (cold fit) when
     the warm fit degrades (status not ok, body 2-D error above ``reset_reproj_rel``, or penetration).
@@ -510,6 +594,7 @@ class Tracker:
         self._generation = 0  # bumped by reset(): a cold fit started before it is discarded
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._key = None  # (image size, K, object mesh, size, label) of the track: a change resets it
 
     def reset(self, cancelled: bool = False) -> None:
         """Forget the track. ``cancelled``: the reset answering a ``request_cancel()``, whose request it clears (a
@@ -557,6 +642,12 @@ class Tracker:
 
     def update(self, image, observation, human_contact=None, tag=None, **kw) -> Reconstruction:
         self.frames += 1
+        key = _track_key(image, human_contact, kw)
+        if key != self._key:  # another object mesh (or size) or camera: the previous poses are in other frames
+            if self._key is not None:
+                log.info("tracker: the object mesh, its size, the intrinsics or the image size changed; new track")
+                self.reset()
+            self._key = key
         if self.background:
             return self._update_background(image, observation, human_contact, tag, **kw)
         init = ReconInit.from_reconstruction(self.last)
