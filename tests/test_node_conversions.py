@@ -265,6 +265,9 @@ def test_cloud_reader_padded_rows_counts_and_byte_order():
     msg.data = bytes(buf[:-row_step])
     with pytest.raises(ValueError, match="bytes"):
         conv.cloud_to_numpy(msg)
+    one_row = conv.make_contact_cloud(np.ones((3, 3)), np.full(3, 0.5))
+    one_row.row_step = 0  # publishers leave it 0 for one row; read_points ignores it
+    np.testing.assert_array_equal(conv.cloud_to_numpy(one_row)["contact"], np.full(3, 0.5, np.float32))
     msg.data = bytes(buf)
     msg.fields[1].offset = 15  # 2 bytes from 15 run past point_step 16
     with pytest.raises(ValueError, match="point_step"):

@@ -260,6 +260,20 @@ def test_diagnostics_keep_a_bounded_list_of_the_nodes_fallbacks():
     assert listed[0].endswith("'thing10'") and kv["fallbacks_dropped"] == "10"
 
 
+def test_a_fallback_dropped_from_the_list_is_not_new_again():
+    """The node logs a fallback the first time it is taken (NodeStats.fallback returns True then). A recurring one
+    pushed out of the bounded list by label fallbacks is listed again when taken again, but not logged again."""
+    from interactvlm_ros.ros.diagnostics import NodeStats
+
+    st = NodeStats()
+    assert st.fallback("images have an empty header.frame_id") is True
+    for i in range(NodeStats.FALLBACKS_KEPT + 8):
+        assert st.fallback(f"object_detections: none of class 'thing{i}'") is True
+    assert "images have an empty header.frame_id" not in st.snapshot()["fallbacks"]
+    assert st.fallback("images have an empty header.frame_id") is False
+    assert st.snapshot()["fallbacks"][-1] == "images have an empty header.frame_id"
+
+
 # ---- CDR bytes written from numpy (what the node publishes) ------------------------------------------
 def _recon_result():
     res = _result(subdiv=4)

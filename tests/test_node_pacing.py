@@ -545,6 +545,39 @@ def test_a_mesh_found_unusable_at_run_time_resets_the_parameter(node, tmp_path):
         executor.shutdown()
 
 
+def test_teardown_cancels_a_running_fit_without_waiting_for_the_estimators_lock(node):
+    """Teardown used to call reset_tracking() first, which takes the estimator's lock — held by estimate() for a whole
+    frame (an inline cold fit: seconds; an official model on a CPU: minutes). It now asks the tracker to cancel
+    (no lock), lets the worker come back, and resets afterwards."""
+    import threading
+    import time
+
+    lock, cancel = threading.Lock(), threading.Event()
+    est = node.estimator
+    est.tracker = types.SimpleNamespace(request_cancel=cancel.set)
+    took_lock = []
+
+    def reset_tracking():  # as the pipeline's: waits for a running estimate
+        with lock:
+            took_lock.append(time.monotonic())
+
+    est.reset_tracking = reset_tracking
+    entered = threading.Event()
+
+    def estimate():  # a fit that stops when cancelled (else after 3 s)
+        with lock:
+            entered.set()
+            cancel.wait(3.0)
+
+    worker = threading.Thread(target=estimate)
+    worker.start()
+    entered.wait(2.0)
+    t0 = time.monotonic()
+    node._teardown()
+    worker.join()
+    assert cancel.is_set() and took_lock and took_lock[0] - t0 < 1.0, took_lock
+
+
 def test_a_frame_that_outlives_its_teardown_publishes_nothing(node, monkeypatch):
     """A frame still being estimated when its node is torn down (an inline cold fit takes seconds; teardown waits 5 s
     for the worker) must not publish on the publishers teardown destroyed: the worker's stop event is checked first."""

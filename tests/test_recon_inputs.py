@@ -443,6 +443,13 @@ def test_an_inward_wound_object_mesh_gets_outward_grip_normals(recon, monkeypatc
         assert np.allclose(r.human_grip_poses[0]["normal"], [1, 0, 0], atol=1e-6), r.human_grip_poses[0]["normal"]
         assert np.allclose(r.human_grip_poses[0]["pose"][:3, 2], [1, 0, 0], atol=1e-6)
         assert (faces is of) != any("wound inwards" in f for f in recon.fallbacks), recon.fallbacks
+    # the winding is remembered in its own cache: the outputs' 4-slot per-mesh cache holds the meshes they use only
+    from interactvlm_ros.recon import outputs
+    from interactvlm_ros.recon.reconstructor import _inward_wound_cached
+
+    outputs._MESH_CACHE.clear()
+    assert _inward_wound_cached(ov, of[:, ::-1]) is True and _inward_wound_cached(ov, of) is False
+    assert outputs._MESH_CACHE == []
 
 
 def test_tracker_starts_a_new_track_when_the_object_mesh_or_the_camera_changes(recon, monkeypatch):

@@ -174,15 +174,21 @@ def _inward_wound(vertices: np.ndarray, faces: np.ndarray) -> bool:
     return bool(len(keys) % 2 == 0 and (keys[0::2] == keys[1::2]).all() and (keys[2::2] != keys[1:-1:2]).all())
 
 
-def _inward_wound_cached(vertices: np.ndarray, faces: np.ndarray) -> bool:
-    """:func:`_inward_wound`, once per mesh (the per-mesh cache of ``recon.outputs``): a tracked object is fitted
-    every frame, and the test costs ~5-10 ms on a 20k-face mesh."""
-    from .outputs import _mesh_entry
+_WINDING_CACHE: list = []  # (vertices, faces, inward) of the last meshes, compared by value
 
-    entry = _mesh_entry(vertices, faces)
-    if "inward" not in entry:
-        entry["inward"] = _inward_wound(vertices, faces)
-    return entry["inward"]
+
+def _inward_wound_cached(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """:func:`_inward_wound`, once per mesh (its own 4-entry cache, compared by value; not ``outputs``' per-mesh
+    cache, whose slots hold the meshes the outputs use): a tracked object is fitted every frame, and the test costs
+    ~5-10 ms on a 20k-face mesh."""
+    v, f = np.asarray(vertices), np.asarray(faces)
+    for cv, cf, inward in _WINDING_CACHE:
+        if cv.shape == v.shape and cf.shape == f.shape and np.array_equal(cv, v) and np.array_equal(cf, f):
+            return inward
+    inward = _inward_wound(v, f)
+    _WINDING_CACHE.insert(0, (v.copy(), f.copy(), inward))
+    del _WINDING_CACHE[4:]
+    return inward
 
 
 def _catalog_size(label: str | None) -> tuple[float, float, str] | None:

@@ -596,6 +596,8 @@ def cloud_to_numpy(msg) -> dict[str, np.ndarray]:
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     data = bytes(msg.data)
     n = height * width
+    if height <= 1:  # one row: row_step says nothing (publishers leave it 0), as read_points ignores it
+        row_step = width * point_step
     if n and (point_step <= 0 or row_step < width * point_step):
         raise ValueError(f"PointCloud2 layout: point_step {point_step}, row_step {row_step} for width {width}")
     if n and len(data) < (height - 1) * row_step + width * point_step:

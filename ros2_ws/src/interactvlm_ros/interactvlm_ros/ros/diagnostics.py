@@ -34,7 +34,8 @@ class NodeStats:
         self.last_error_time = 0.0
         self.state = "starting"
         self.info: dict[str, str] = {}
-        self.fallbacks: list[str] = []  # the node's own (a few kinds)
+        self.fallbacks: list[str] = []  # the node's own (a few kinds; the FALLBACKS_KEPT most recent)
+        self._fallbacks_seen: set[str] = set()  # every text taken (for "logged once"; not trimmed with the list)
         self.core_fallbacks: list[str] = []  # the estimator's, as it lists them now (bounded there: mirror_fallbacks)
         self.created = time.monotonic()
         self.last_image_time = 0.0  # time.monotonic() of the last image received (0: none yet)
@@ -89,15 +90,23 @@ class NodeStats:
         with self._lock:
             self.info[key] = value
 
-    def fallback(self, text: str) -> None:
-        """A fallback the node took, listed once. At most ``FALLBACKS_KEPT``, the oldest dropped first and counted in
-        ``fallbacks_dropped``: texts naming a label (a node fed many labels) must not grow /diagnostics forever."""
+    def fallback(self, text: str) -> bool:
+        """A fallback the node took, listed once; True the first time ``text`` is taken (the node logs it then). At
+        most ``FALLBACKS_KEPT`` are listed, the oldest dropped first and counted in ``fallbacks_dropped``: texts naming
+        a label (a node fed many labels) must not grow /diagnostics forever. A dropped text taken again is listed
+        again, but it is not new (not logged again)."""
         with self._lock:
+            new = text not in self._fallbacks_seen
+            if new:
+                if len(self._fallbacks_seen) >= 4096:  # bounded too: at worst a text is logged once more
+                    self._fallbacks_seen.clear()
+                self._fallbacks_seen.add(text)
             if text not in self.fallbacks:
                 self.fallbacks.append(text)
                 if len(self.fallbacks) > self.FALLBACKS_KEPT:
                     del self.fallbacks[0]
                     self.counters["fallbacks_dropped"] += 1
+            return new
 
     def mirror_fallbacks(self, texts) -> None:
         """The estimator's fallbacks as it lists them now, replacing the previous copy: the estimator keeps only the

@@ -884,9 +884,8 @@ class _ContactNodeBase:
     def _fallback(self, msg: str, detail: str = "") -> None:
         """A named fallback: listed in /diagnostics (``fallback/<i>``) and logged once as ``fallback: msg detail``
         (frames that take it again are not logged again)."""
-        if msg not in self.stats.fallbacks:
+        if self.stats.fallback(msg):
             self.get_logger().warning(f"fallback: {msg}{detail}")
-            self.stats.fallback(msg)
 
     def _rectified(self, arr: np.ndarray, nearest: bool = False) -> np.ndarray:
         """``arr`` (the image, or its depth / mask) undistorted with the last CameraInfo's distortion when it is for
@@ -1026,7 +1025,10 @@ class _ContactNodeBase:
                         self._mesh, self._mesh_revert = "", mesh
                 if reverted:  # the parameter follows on the executor thread (``_on_mesh_revert``)
                     self.stats.info["object_mesh"] = "(library)"
-                    self._mesh_revert_gc.trigger()
+                    try:
+                        self._mesh_revert_gc.trigger()
+                    except Exception:  # noqa: BLE001 - torn down meanwhile (the worker outlived its join)
+                        pass
                 self.get_logger().warning(f"object_mesh '{mesh}' unusable; back to the library mesh for '{label}'")
             return
         result.timings["decode"] = 1e3 * (t_decoded - t_start)
@@ -1164,9 +1166,11 @@ class _ContactNodeBase:
         # given stays usable (a lifecycle node configures with it again): its track is reset (that cancels a running
         # cold fit too), not closed
         given = self.estimator is not None and self.estimator is self._given_estimator
-        reset = getattr(self.estimator, "reset_tracking", None)
-        if reset is not None:  # cancels a running cold fit, so that the worker comes back for the join
-            reset()
+        # a running fit (an inline cold fit takes seconds) stops at its next iteration, so that the worker comes back
+        # for the join; request_cancel does not wait for the estimator's lock (reset_tracking would: a whole frame)
+        cancel = getattr(getattr(self.estimator, "tracker", None), "request_cancel", None)
+        if cancel is not None:
+            cancel()
         with self._cv:
             self._cv.notify_all()
         for slot in (self._visual_slot, self._obs_slot):
@@ -1174,9 +1178,11 @@ class _ContactNodeBase:
         for t in (self._worker, self._perception, self._visuals):
             if t.is_alive():
                 t.join(timeout=5.0)
-        close = None if given else getattr(self.estimator, "close", None)
-        if close is not None:  # after the threads: it releases perception, which the perception thread may be using
-            close()
+        # after the threads: close releases perception, which the perception thread may be using; a given estimator
+        # stays usable (a lifecycle node configures with it again): its track is reset, not closed
+        stop = getattr(self.estimator, "reset_tracking" if given else "close", None)
+        if stop is not None:
+            stop()
         self.remove_on_set_parameters_callback(self._on_parameters)
         for sub in self._own_entities["subscriptions"]:
             self.destroy_subscription(sub)
