@@ -313,7 +313,6 @@ class ContactEstimator:
         self._init_perception(perception)
         self.reconstructor = None
         self.tracker = None  # video mode: each frame's fit starts from the previous frame's (recon.Tracker)
-        self._track_key = None
         if self.reconstruct:
             recon = _import("interactvlm_ros.recon", "the reconstructor")
             self.reconstructor = recon.Reconstructor()
@@ -453,7 +452,6 @@ class ContactEstimator:
         with self._lock:
             if self.tracker is not None:
                 self.tracker.reset(cancelled=True)
-            self._track_key = None
 
     def prepare(self, object_label: str, object_mesh: str | None = None) -> None:
         """Build (and cache) the object's assets now — and, when the localizer has a ``prepare`` (the default model),
@@ -652,15 +650,13 @@ class ContactEstimator:
             t = time.perf_counter()
             try:
                 if self.tracker is not None:
-                    # a warm start needs the same object mesh and camera; otherwise (and after a failed frame) cold
+                    # a warm start needs the same object mesh and camera (the tracker starts a new track when this key
+                    # changes; the object cache key names the mesh without hashing it every frame)
                     key = (obj.key if obj is not None else None, image.shape[:2],
                            None if K is None else tuple(np.round(K, 6).ravel()))
-                    if key != self._track_key:
-                        self.tracker.reset()
-                        self._track_key = key
                     res.reconstruction = self.tracker.update(image, observation, res, depth=depth, K=K,
                                                              object_mask=object_mask, object_box=object_box,
-                                                             tag=frame_tag)
+                                                             tag=frame_tag, track_key=key)
                 else:
                     res.reconstruction = self.reconstructor.fit(image, observation, res, depth=depth, K=K,
                                                                 object_mask=object_mask, object_box=object_box)

@@ -646,9 +646,12 @@ class Tracker:
         if th is not None:
             th.join(timeout)
 
-    def update(self, image, observation, human_contact=None, tag=None, **kw) -> Reconstruction:
+    def update(self, image, observation, human_contact=None, tag=None, track_key=None, **kw) -> Reconstruction:
+        """One frame. The track restarts (cold fit) when the object mesh, its size or label, K or the image size
+        change: ``track_key`` names them when the caller already has a cheap key (the pipeline: its object cache key,
+        image size, K); otherwise they are compared here (the mesh by a digest of its arrays, every frame)."""
         self.frames += 1
-        key = _track_key(image, human_contact, kw)
+        key = _track_key(image, human_contact, kw) if track_key is None else ("caller", track_key)
         if key != self._key:  # another object mesh (or size) or camera: the previous poses are in other frames
             if self._key is not None:
                 log.info("tracker: the object mesh, its size, the intrinsics or the image size changed; new track")

@@ -125,13 +125,31 @@ def depth_cue_from_maps(depth: np.ndarray | None, person_mask: np.ndarray | None
     return np.array([np.median(p), o], np.float32)
 
 
-def features_from_observation(observation, object_bbox=None, depth=None, object_mask=None) -> FrameFeatures:
-    """Model inputs from a ``perception.HumanObservation`` (+ optional object box / depth map).
+def features_from_observation(observation, object_bbox=None, depth=None, object_mask=None) -> tuple[FrameFeatures, str]:
+    """(model inputs, "" or why the box was left out) from a ``perception.HumanObservation`` + the frame's optional
+    object box / mask and depth map (metres): the box cue is ``object_bbox``, else the box of a non-empty
+    ``object_mask``, else one a caller attached as ``observation.object_bbox``; the depth cue is the median depth of
+    the person's mask (perception) and of the object mask. Raises FeatureError when the cues describe no person."""
+    mask = None if object_mask is None else np.asarray(object_mask) != 0
+    box, problem = cue_box(object_bbox, mask, observation)
+    cue = None if depth is None else depth_cue_from_maps(depth, getattr(observation, "mask", None), mask)
+    return build_features(observation.keypoints_2d, observation.hands_2d, box, cue), problem
 
-    An object box is also read from ``observation.object_bbox`` when the caller attached one."""
-    if object_bbox is None:
-        object_bbox = getattr(observation, "object_bbox", None)
-    cue = None
-    if depth is not None:
-        cue = depth_cue_from_maps(depth, getattr(observation, "mask", None), object_mask)
-    return build_features(observation.keypoints_2d, observation.hands_2d, object_bbox, cue)
+
+def cue_box(object_box, object_mask, observation) -> tuple[np.ndarray | None, str]:
+    """The object box cue: ``object_box``, else the box of a non-empty ``object_mask``, else a box a caller attached
+    to the observation (``observation.object_bbox``). A box that is not 4 finite numbers with x1 > x0, y1 > y0 is
+    left out, and the reason returned."""
+    if object_box is None and object_mask is not None:
+        m = np.asarray(object_mask) != 0
+        if m.any():
+            ys, xs = np.nonzero(m)
+            object_box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    if object_box is None:
+        object_box = getattr(observation, "object_bbox", None)
+    if object_box is None:
+        return None, ""
+    b = np.asarray(object_box, np.float64).reshape(-1)
+    if b.shape != (4,) or not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
+        return None, "an object box that is not x0 < x1, y0 < y1 (finite pixels) is left out of the model's input"
+    return b.astype(np.float32), ""

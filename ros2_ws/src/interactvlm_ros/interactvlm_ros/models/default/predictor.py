@@ -21,7 +21,7 @@ import numpy as np
 
 from ...pipeline import Fallbacks
 from ..base import LocalizerError, LocalizerOutput, check_image_rgb
-from .features import FeatureError, build_features, depth_cue_from_maps
+from .features import FeatureError, features_from_observation
 from .labels import LabelSpace
 
 log = logging.getLogger(__name__)
@@ -401,16 +401,13 @@ class DefaultLocalizer:
                 extras["status"] = "no_person"
                 return LocalizerOutput(None, None, "no person", timings, extras)
             t = time.perf_counter()
-            box, problem = _cue_box(object_box, object_mask, observation)
-            if problem:
-                extras["cue_problem"] = problem
-            cue = None if depth is None else depth_cue_from_maps(depth, getattr(observation, "mask", None),
-                                                                 None if object_mask is None else np.asarray(object_mask) != 0)
             try:
-                feats = build_features(observation.keypoints_2d, observation.hands_2d, box, cue)
+                feats, problem = features_from_observation(observation, object_box, depth, object_mask)
             except FeatureError as exc:
                 extras["status"] = "no_person"
                 return LocalizerOutput(None, None, f"no usable person: {exc}", timings, extras)
+            if problem:
+                extras["cue_problem"] = problem
             h_emb = self.render_embeddings(human_assets, "human")
             h_cam = np.asarray(human_assets.cam_params, np.float32)
             if object_assets is not None:
@@ -469,21 +466,3 @@ def read_metrics(weights: str | Path | None = None) -> dict:
     path = Path(weights or WEIGHTS_DIR) / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
-
-def _cue_box(object_box, object_mask, observation) -> tuple[np.ndarray | None, str]:
-    """The object box cue: ``object_box``, else the box of a non-empty ``object_mask``, else a box a caller attached
-    to the observation (``observation.object_bbox``). A box that is not 4 finite numbers with x1 > x0, y1 > y0 is
-    left out, and the reason returned."""
-    if object_box is None and object_mask is not None:
-        m = np.asarray(object_mask) != 0
-        if m.any():
-            ys, xs = np.nonzero(m)
-            object_box = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    if object_box is None:
-        object_box = getattr(observation, "object_bbox", None)
-    if object_box is None:
-        return None, ""
-    b = np.asarray(object_box, np.float64).reshape(-1)
-    if b.shape != (4,) or not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
-        return None, "an object box that is not x0 < x1, y0 < y1 (finite pixels) is left out of the model's input"
-    return b.astype(np.float32), ""
