@@ -52,7 +52,7 @@ def test_depth_validation():
 
 def test_depth_npy_must_be_a_numeric_array(tmp_path):
     """A corrupt .npy, pickled data or an object/string array is a DepthError naming the fix (never unpickled); an
-    integer array is depth in its units."""
+    integer array is millimetres (16UC1, as a 16-bit PNG), a float array metres, unless a scale is given."""
     from interactvlm_ros.recon.camera import load_depth
 
     (tmp_path / "garbage.npy").write_bytes(b"garbage")
@@ -63,6 +63,13 @@ def test_depth_npy_must_be_a_numeric_array(tmp_path):
             load_depth(tmp_path / f"{name}.npy")
     np.save(tmp_path / "mm.npy", np.full((4, 5), 1500, np.uint16))
     assert load_depth(tmp_path / "mm.npy", 0.001) == pytest.approx(np.full((4, 5), 1.5, np.float32))
+    # a RealSense frame saved as it came (uint16 mm) was read as 1500 m: every pixel invalid, "all zero/NaN?"
+    assert load_depth(tmp_path / "mm.npy") == pytest.approx(np.full((4, 5), 1.5, np.float32))
+    np.save(tmp_path / "mm32.npy", np.full((4, 5), 1500, np.int32))
+    assert load_depth(tmp_path / "mm32.npy") == pytest.approx(np.full((4, 5), 1.5, np.float32))
+    np.save(tmp_path / "m.npy", np.full((4, 5), 1.5, np.float32))
+    assert load_depth(tmp_path / "m.npy") == pytest.approx(np.full((4, 5), 1.5, np.float32))
+    assert load_depth(tmp_path / "m.npy", 0.5) == pytest.approx(np.full((4, 5), 0.75, np.float32))
 
 
 def _scaled_library_mesh(tmp_path, label, factor):

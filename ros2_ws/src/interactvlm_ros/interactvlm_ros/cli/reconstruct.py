@@ -35,7 +35,7 @@ def add_arguments(p) -> None:
                    help="a detector's box around the object in pixels (optional; used when there is no --object-mask): "
                         "its region selects the depth points and bounds where the object may project")
     p.add_argument("--depth", default=None, help="depth registered to the image: .npy (m) or 16-bit .png (mm)")
-    p.add_argument("--depth-scale", type=float, default=None, help="metres per depth unit (default: png 0.001, npy 1)")
+    p.add_argument("--depth-scale", type=float, default=None, help="metres per depth unit (default: integer depth, png or npy, is mm: 0.001; float depth is m: 1)")
     p.add_argument("--K", default=None, help="intrinsics fx,fy,cx,cy (default: fx=fy=1.2·max(W,H), centre)")
     p.add_argument("--D", default=None, help="lens distortion --D=k1,k2,p1,p2[,k3,...] (CameraInfo.d; needs --K): the image, "
                    "depth and mask are undistorted to the pinhole K first (overlay.png shows the undistorted image)")

@@ -85,9 +85,10 @@ def validate_K(K, height: int, width: int) -> np.ndarray:
 def load_depth(path: str | Path, scale: float | None = None) -> np.ndarray:
     """Depth image → float32 [H,W] metres (0 = invalid).
 
-    ``.npy``: metres unless ``scale`` is given — a numeric array (integer or float; read without unpickling, a corrupt
-    file or an object/string array is a ``DepthError``); ``.png``/``.tif``: 16-bit millimetres by default
-    (``scale`` = 0.001, the ROS ``16UC1`` convention)."""
+    Units unless ``scale`` is given follow the ROS depth encodings for every format: integer depth is millimetres
+    (``16UC1``: ``scale`` = 0.001 — a RealSense/Kinect frame saved with ``numpy.save`` or as a 16-bit PNG), float depth
+    is metres (``32FC1``). ``.npy`` is read without unpickling (a corrupt file or an object/string array is a
+    ``DepthError``); ``.png``/``.tif`` through OpenCV."""
     p = Path(path)
     if not p.is_file():
         raise DepthError(f"depth file {p} does not exist")
@@ -101,8 +102,6 @@ def load_depth(path: str | Path, scale: float | None = None) -> np.ndarray:
         if not isinstance(d, np.ndarray) or d.dtype.kind not in "uif":
             raise DepthError(f"depth file {p} is not a numeric .npy depth array (dtype "
                              f"{getattr(d, 'dtype', type(d).__name__)}); save a float32 HxW array in metres")
-        d = d.astype(np.float32)
-        s = 1.0 if scale is None else float(scale)
     else:
         import cv2
 
@@ -111,9 +110,8 @@ def load_depth(path: str | Path, scale: float | None = None) -> np.ndarray:
             raise DepthError(f"depth file {p} cannot be read (expected a 16-bit PNG in mm or a .npy in m)")
         if d.ndim == 3:
             raise DepthError(f"depth file {p} has {d.shape[2]} channels; expected a single-channel depth image")
-        s = (0.001 if d.dtype == np.uint16 else 1.0) if scale is None else float(scale)
-        d = d.astype(np.float32)
-    return d * s
+    s = (0.001 if d.dtype.kind in "ui" else 1.0) if scale is None else float(scale)
+    return d.astype(np.float32) * s
 
 
 def validate_depth(depth, height: int, width: int, min_valid_fraction: float = 0.01) -> np.ndarray:
