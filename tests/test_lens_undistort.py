@@ -89,6 +89,22 @@ def test_unsupported_distortions_are_named():
     with pytest.raises(RectifyError, match="3 coefficients"):
         Rectifier().apply(np.zeros((H, W), np.uint8), K, "plumb_bob", [0.1, 0.0, 0.0])
     assert not has_distortion([0, 0, 0, 0, 0]) and not has_distortion([]) and has_distortion([0, 0.01])
+    assert not has_distortion(np.zeros(5), "plumb_bob")
+
+
+def test_an_ideal_fisheye_with_zero_coefficients_is_still_undistorted():
+    """equidistant with k1..k4 = 0 images r = f·θ, not the pinhole's f·tan θ: the corner dots are ~40 px off and
+    must be moved (the node skipped any D of zeros)."""
+    zero = ("equidistant", np.zeros(4))
+    assert has_distortion(zero[1], zero[0])
+    X = _points()
+    distorted = _project(X, *zero)
+    pinhole = _project(X, "plumb_bob", np.zeros(5))
+    assert np.abs(distorted - pinhole).max() > 20.0
+    out = Rectifier().apply(_dots(distorted), K, *zero)
+    found = _centroids(out)
+    d = np.linalg.norm(found[None] - pinhole[:, None], axis=2).min(1)
+    assert len(found) == len(X) and d.max() < 0.5, d.max()
 
 
 # ---------------------------------------------------------------------------------------------- the node's hand-off
@@ -159,6 +175,12 @@ def test_node_undistorts_the_image_and_its_depth(make_node):
     np.testing.assert_array_equal(d, Rectifier().apply(depth, K, *WEBCAM, nearest=True))
     assert not np.array_equal(d, depth) and set(np.unique(d).tolist()) == {1.0, 2.5}
     np.testing.assert_array_equal(node.estimator.Ks[0], K)  # undistorted to K itself
+    # an ideal fisheye (equidistant, D = 0) is no pinhole either: its image is undistorted too
+    node._on_camera_info(_camera_info("equidistant", np.zeros(4)))
+    fish = _dots(_project(X, "equidistant", np.zeros(4)))
+    node._perceive(conv.numpy_to_image(fish, "rgb8", Header(frame_id="cam")), 0.0)
+    np.testing.assert_array_equal(node.estimator.observed[-1], Rectifier().apply(fish, K, "equidistant", np.zeros(4)))
+    assert node.stats.info["undistorted"] == "equidistant (4 coefficients)"
 
 
 def test_node_leaves_images_alone_when_off_and_says_so_once(make_node, monkeypatch):

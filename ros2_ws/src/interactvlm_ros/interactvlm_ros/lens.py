@@ -40,7 +40,12 @@ def parse_distortion(text: str) -> np.ndarray:
     return D
 
 
-def has_distortion(D) -> bool:
+def has_distortion(D, model: str | None = None) -> bool:
+    """Whether images of this lens differ from the pinhole image with the same K: any non-zero coefficient, or a
+    fisheye ``model`` whatever its D — the equidistant projection (r = f·θ) with k1..k4 = 0 is still no pinhole
+    (r = f·tan θ), so a fisheye CameraInfo with zero coefficients must be undistorted too."""
+    if model in FISHEYE_MODELS:
+        return True
     d = np.asarray(D, np.float64).reshape(-1)
     return bool(d.size) and bool(np.any(d != 0.0))
 

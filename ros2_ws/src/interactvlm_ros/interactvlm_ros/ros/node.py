@@ -544,7 +544,7 @@ class _ContactNodeBase:
         with self._state_lock:
             self._K, self._K_size, self._dist, self._K_rect = K, size, dist, K_rect
         self._K_ready.set()
-        if not self._undistort and not self._dist_noted and lens.has_distortion(dist[1]):
+        if not self._undistort and not self._dist_noted and lens.has_distortion(dist[1], dist[0]):
             self._dist_noted = True
             self.get_logger().info(
                 f"camera_info has {dist[0]} distortion {np.round(dist[1], 4).tolist()}: images are taken as rectified "
@@ -894,7 +894,7 @@ class _ContactNodeBase:
         with self._state_lock:
             K, K_size, dist = self._K, self._K_size, self._dist
         h, w = arr.shape[:2]
-        if K is None or dist is None or K_size not in ((w, h), (0, 0)) or not lens.has_distortion(dist[1]):
+        if K is None or dist is None or K_size not in ((w, h), (0, 0)) or not lens.has_distortion(dist[1], dist[0]):
             return arr
         try:
             out = self._rectifier.apply(arr, K, dist[0], dist[1], nearest=nearest)
@@ -990,7 +990,7 @@ class _ContactNodeBase:
         with self._state_lock:
             label, mesh, K, K_size = self._label, self._mesh, self._K, self._K_size
             if (not self._undistort and self._K_rect is not None and self._dist is not None
-                    and lens.has_distortion(self._dist[1])):
+                    and lens.has_distortion(self._dist[1], self._dist[0])):
                 K = self._K_rect  # a rectified image of a distorting camera: its camera is P (image_geometry)
         fit = bool(getattr(self.estimator, "reconstruct", False))
         # depth, object mask and detector box serve the fit, and the default model as input cues
