@@ -139,3 +139,29 @@ def test_fallbacks_stay_bounded_with_many_unknown_labels():
     names = est.all_fallbacks()
     assert all(isinstance(f, str) for f in names) and len(names) <= 2 * (2 + Fallbacks.LABEL_KEPT)
     est.close()
+
+
+@pytest.mark.parametrize("side", ["human", "object"])
+def test_a_localizer_giving_nan_is_a_model_error_not_nan_contact(side):
+    """An engine overflowing in fp16 (or damaged weights) gives NaN logits: lifted, NaN contact went out as an 'ok'
+    frame (all-NaN human masks: 2924 NaN vertices), and NaN in part of an object mask vanished silently. Now the frame
+    is 'model_error' with no contact and no fit, named once as a fallback; the next finite frame is ok again."""
+    loc = _Localizer()
+    good = loc.predict
+
+    def nan_predict(image, label, human_assets, object_assets, observation=None):
+        out = good(image, label, human_assets, object_assets)
+        logits = getattr(out, f"{side}_logits")
+        logits[:, 4:8, 4:8] = np.nan
+        return out
+
+    est = ContactEstimator(localizer=loc, perception="none", asset_size=64, reconstruct=True)
+    loc.predict = nan_predict
+    r = est.estimate(IMAGE, "ball")
+    assert r.status == "model_error" and f"{side}_logits 64/" in r.message
+    assert r.human_contact is None and r.object_contact is None and r.reconstruction is None
+    assert any("NaN/inf" in f for f in est.all_fallbacks())
+    loc.predict = good
+    ok = est.estimate(IMAGE, "ball")
+    assert ok.status == "ok" and np.isfinite(ok.human_contact).all()
+    est.close()

@@ -605,3 +605,19 @@ def test_an_image_without_a_frame_id_is_named(fit_node):
     assert any("empty header.frame_id" in f and "frame_id_override" in f for f in n.stats.snapshot()["fallbacks"])
     assert n.set_parameters([Parameter("frame_id_override", value="camera_optical")])[0].successful
     assert n._out_header(Header(frame_id="")).frame_id == "camera_optical"
+
+
+def test_a_model_error_frame_publishes_nothing_and_is_counted(node, monkeypatch):
+    """A frame the estimator reports as 'model_error' (NaN/inf from the localizer) is skipped like bad input: one log
+    line, /diagnostics bad_input/model_error, and nothing published (no empty cloud that would read as "no contact")."""
+    lines, published = [], []
+    monkeypatch.setattr(node, "get_logger", lambda: types.SimpleNamespace(info=lines.append, warning=lines.append))
+    monkeypatch.setattr(node, "_publish", lambda *a, **k: published.append(a))
+    node.estimator.estimate = lambda *a, **k: types.SimpleNamespace(
+        status="model_error", timings={}, cues="", message="the localizer's output is not finite (human_logits 64/1024)")
+    _infer(node)
+    _infer(node)
+    assert published == []
+    snap = node.stats.snapshot()
+    assert snap["bad_input"]["model_error"] == 2 and snap["counters"]["bad_input"] == 2, snap
+    assert len(lines) == 1 and "skipped (model_error)" in lines[0] and "not finite" in lines[0]

@@ -466,7 +466,8 @@ class ContactEstimator:
     # ------------------------------------------------------------------------------- per frame
     def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None,
                  observation=None, frame_tag=None, object_mask=None, object_box=None) -> ContactResult:
-        """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message.
+        """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message
+        (``no_person``: nobody in the image; ``model_error``: the localizer's output had NaN/inf — no contact).
 
         ``observation``: this image's human perception from :meth:`observe` (then perception is not run
         again; its time is reported as ``timings['perception']``). ``object_mask``: [H,W] bool (nonzero = object)
@@ -598,6 +599,16 @@ class ContactEstimator:
         t = time.perf_counter()
         human_logits = _to_numpy(out.human_logits)
         object_logits = _to_numpy(out.object_logits)
+        broken = _non_finite_outputs(human_logits=human_logits, object_logits=object_logits,
+                                     human_vertex_contact=_to_numpy(getattr(out, "human_vertex_contact", None)),
+                                     object_vertex_contact=_to_numpy(getattr(out, "object_vertex_contact", None)))
+        if broken:  # lifted, NaN became NaN contact (or silently none) on an "ok" frame
+            self._fallback("localizer output with NaN/inf: such frames are 'model_error' (no contact); an fp16/int8 "
+                           "engine overflowing (try precision fp32) or damaged weights")
+            res = self._result("model_error", f"the localizer's output is not finite ({broken}): frame not used",
+                               label, observation=observation, timings=timings, **_label_fields(obj, extras))
+            res.timings["total"] = 1e3 * (time.perf_counter() - t_start)
+            return res
         human_contact = object_contact = None
         if human_logits is not None and self.human_lifter is not None:
             human_contact = self._merged_contact(
@@ -686,6 +697,18 @@ class ContactEstimator:
             except lift.LiftError as exc:
                 self._fallback(f"direct per-vertex contact not used ({side}): {exc}")
         return contact
+
+
+def _non_finite_outputs(**arrays) -> str:
+    """"" when every given array is finite, else what is not, e.g. ``human_logits 1024/1024 values NaN/inf``."""
+    bad = []
+    for name, a in arrays.items():
+        if a is None or not np.issubdtype(np.asarray(a).dtype, np.floating):
+            continue
+        n = int((~np.isfinite(a)).sum())
+        if n:
+            bad.append(f"{name} {n}/{np.asarray(a).size} values NaN/inf")
+    return ", ".join(bad)
 
 
 def _tasks_of(localizer) -> set[str] | None:

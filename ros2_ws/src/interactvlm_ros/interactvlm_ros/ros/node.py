@@ -1031,6 +1031,9 @@ class _ContactNodeBase:
                         pass
                 self.get_logger().warning(f"object_mesh '{mesh}' unusable; back to the library mesh for '{label}'")
             return
+        if result.status == "model_error":  # NaN/inf from the localizer: nothing of it is published
+            self._bad(RuntimeError(result.message), reason="model_error", frame=True)
+            return
         result.timings["decode"] = 1e3 * (t_decoded - t_start)
         result.timings["wait"] = 1e3 * (t_start - t_recv)  # in the frame slot
         result.timings["wait_infer"] = 1e3 * (t_infer - t_observed)  # in the observed slot
