@@ -20,22 +20,28 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8", "fp8"), default="fp16")
     ap.add_argument("--decoder-precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     ap.add_argument("--workspace-gb", type=float, default=8.0)
+    ap.add_argument("--device", default="cuda",
+                    help="GPU to build for (cuda, cuda:1, ...): engines only run on its GPU model")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from pathlib import Path
 
     from interactvlm_ros.export.onnx_export import load_manifest
-    from interactvlm_ros.export.tensorrt_build import build_engines, tensorrt_status
+    from interactvlm_ros.export.tensorrt_build import build_engines, cuda_index, tensorrt_status
     from interactvlm_ros.runtime.base import BackendUnavailableError
 
+    try:
+        index = cuda_index(a.device)
+    except ValueError as exc:
+        ap.error(str(exc))
     load_manifest(a.onnx, verify=True)  # refuse modified / truncated graphs
-    ok, why = tensorrt_status()
+    ok, why = tensorrt_status(index)
     if not ok:
         print(f"cannot build engines: {why}", file=sys.stderr)
         return 3
     try:
         res = build_engines(Path(a.onnx) / "manifest.json", precision=a.precision,
-                            decoder_precision=a.decoder_precision, workspace_gb=a.workspace_gb)
+                            decoder_precision=a.decoder_precision, workspace_gb=a.workspace_gb, device=index)
     except BackendUnavailableError as exc:
         print(f"cannot build engines: {exc}", file=sys.stderr)
         return 3

@@ -43,7 +43,7 @@ def test_build_then_hit(tmp_path):
     assert p1.read_bytes().startswith(b"ENGINE#1")
 
 
-@pytest.mark.parametrize("field,val", [("trt_version", "10.4.0"), ("gpu", "NVIDIA L4 (sm_89)"), ("profile", '{"views": 8}')])
+@pytest.mark.parametrize("field,val", [("trt_version", "10.4.0"), ("profile", '{"views": 8}')])
 def test_stale_engine_rebuilt_not_loaded(tmp_path, field, val):
     cache, build = EngineCache(tmp_path), FakeBuilder()
     p_old, _ = cache.get_or_build("llm", KEY, build)
@@ -55,12 +55,15 @@ def test_stale_engine_rebuilt_not_loaded(tmp_path, field, val):
     assert json.loads(p_new.with_suffix(".json").read_text())["key"][field] == val
 
 
-def test_precision_and_graph_hash_get_their_own_files(tmp_path):
+def test_precision_graph_hash_and_gpu_get_their_own_files(tmp_path):
+    """Another GPU model gets its own file (not a stale rebuild of the same one): the two cards of a mixed machine
+    would otherwise delete each other's engines on every start."""
     cache, build = EngineCache(tmp_path), FakeBuilder()
     a, _ = cache.get_or_build("llm", KEY, build)
     b, _ = cache.get_or_build("llm", EngineKey(**{**KEY.__dict__, "precision": "fp32"}), build)
     c, _ = cache.get_or_build("llm", EngineKey(**{**KEY.__dict__, "graph_hash": "c" * 64}), build)
-    assert len({a, b, c}) == 3 and len(build.calls) == 3
+    d, s = cache.get_or_build("llm", EngineKey(**{**KEY.__dict__, "gpu": "NVIDIA L4 (sm_89)"}), build)
+    assert len({a, b, c, d}) == 4 and len(build.calls) == 4 and s == "built"
     assert cache.get_or_build("llm", KEY, build)[1] == "hit"
 
 
@@ -118,7 +121,114 @@ def test_build_engines_from_manifest_uses_cache_and_profiles(tmp_path):
     assert {r["status"] for r in res2.values()} == {"hit"} and len(build.calls) == 2
     res3 = build_engines(tmp_path / "manifest.json", precision="fp16", decoder_precision="fp32",
                          **{**kw, "gpu": "GPU-B (sm_89)"})
-    assert all(r["status"].startswith("rebuilt (stale") for r in res3.values())
+    assert all(r["status"] == "built" and r["key"]["gpu"] == "GPU-B (sm_89)" for r in res3.values())
+    res4 = build_engines(tmp_path / "manifest.json", precision="fp16", decoder_precision="fp32", **kw)
+    assert {r["status"] for r in res4.values()} == {"hit"}  # GPU-A's engines were kept
+
+
+GPUS = {0: ("NVIDIA H100 80GB HBM3", (9, 0)), 1: ("NVIDIA L4", (8, 9)), 2: ("NVIDIA L4", (8, 9))}
+
+
+@pytest.fixture
+def two_gpu_kinds(monkeypatch):
+    """A mixed machine without a GPU: torch.cuda reports H100 (cuda:0) and two L4s (cuda:1, cuda:2);
+    ``torch.cuda.device(i)`` sets ``state["current"]`` (the returned dict) while it is entered."""
+    import contextlib
+
+    import torch
+
+    state = {"current": 0}
+
+    def index(d):
+        return state["current"] if d is None else int(getattr(d, "index", d) or 0)
+
+    @contextlib.contextmanager
+    def device(d):
+        prev, state["current"] = state["current"], index(d)
+        try:
+            yield
+        finally:
+            state["current"] = prev
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(GPUS))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: GPUS[index(d)][0])
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: GPUS[index(d)][1])
+    monkeypatch.setattr(torch.cuda, "device", device)
+    return state
+
+
+def test_engines_are_keyed_and_built_on_the_chosen_device(tmp_path, two_gpu_kinds):
+    """``cuda:1`` (an L4 beside an H100 at cuda:0): the key names the L4 and the build + deserialize check run with
+    cuda:1 current; the H100 gets its own engines, and a second L4 (cuda:2) reuses cuda:1's."""
+    import torch
+
+    from interactvlm_ros.export.tensorrt_build import gpu_name
+
+    assert gpu_name(0) == "NVIDIA H100 80GB HBM3 (sm_90)" and gpu_name(1) == "NVIDIA L4 (sm_89)"
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "interactvlm-onnx/1", "graphs": {
+        "sam_encoder": {"file": "sam_encoder.onnx", "sha256": "1" * 64}}}))
+    on = []
+    build = lambda p, pr, pf, ws: on.append(("build", torch.cuda.get_device_name())) or b"plan"  # noqa: E731
+    check = lambda path: on.append(("check", torch.cuda.get_device_name())) or True  # noqa: E731
+    kw = dict(cache=EngineCache(tmp_path / "engines"), build_fn=build, validate_fn=check, trt_version="10.3.0")
+    l4 = build_engines(tmp_path / "manifest.json", device="cuda:1", **kw)["sam_encoder"]
+    assert l4["status"] == "built" and l4["key"]["gpu"] == "NVIDIA L4 (sm_89)"
+    assert on == [("build", "NVIDIA L4")] and two_gpu_kinds["current"] == 0
+    h100 = build_engines(tmp_path / "manifest.json", device=0, **kw)["sam_encoder"]
+    assert h100["status"] == "built" and h100["key"]["gpu"].startswith("NVIDIA H100") and h100["path"] != l4["path"]
+    on.clear()
+    again = build_engines(tmp_path / "manifest.json", device="cuda:2", **kw)["sam_encoder"]  # same GPU model
+    assert again["status"] == "hit" and again["path"] == l4["path"] and on == [("check", "NVIDIA L4")]
+    with pytest.raises(ValueError, match="CUDA device"):
+        build_engines(tmp_path / "manifest.json", device="cpu", **kw)
+
+
+def test_runtime_builds_engines_for_its_device(tmp_path, two_gpu_kinds, monkeypatch):
+    """``RuntimeMVLoc(device="cuda:1")`` -> engines_from_manifest keys the engines on cuda:1's GPU, not GPU 0's."""
+    import interactvlm_ros.export.tensorrt_build as TB
+    import interactvlm_ros.runtime.trt_engine as TE
+    from interactvlm_ros.runtime.base import Engine
+    from interactvlm_ros.runtime.localizer import GRAPHS, engines_from_manifest
+    from interactvlm_ros.runtime.select import BackendChoice
+
+    manifest = {"format": "interactvlm-onnx/1", "graphs": {g: {"file": f"{g}.onnx", "sha256": str(i) * 64}
+                                                          for i, g in enumerate(GRAPHS, 1)}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    seen, real = {}, TB.build_engines
+    fake = dict(cache=EngineCache(tmp_path / "engines"), build_fn=FakeBuilder(), validate_fn=None, trt_version="10.3.0")
+    monkeypatch.setattr(TB, "build_engines", lambda *a, **k: seen.update(real(*a, **{**k, **fake})) or dict(seen))
+
+    class StubTRT(Engine):
+        def __init__(self, path, name=None, device="cuda", precision="fp16"):
+            super().__init__(name=name, backend="tensorrt", device=device, precision=precision)
+
+        def _run(self, inputs):
+            raise NotImplementedError
+
+    monkeypatch.setattr(TE, "TensorRTEngine", StubTRT)
+    engines = engines_from_manifest(tmp_path, manifest, BackendChoice("tensorrt", "cuda:1", "stub"), "fp16")
+    assert {r["key"]["gpu"] for r in seen.values()} == {"NVIDIA L4 (sm_89)"}
+    assert {e.device for e in engines.values()} == {"cuda:1"}
+
+
+def test_trtexec_builds_on_the_chosen_device(tmp_path, monkeypatch):
+    import interactvlm_ros.export.tensorrt_build as TB
+
+    cmds = []
+
+    def run(cmd, **kw):
+        cmds.append(cmd)
+        out = next(c.split("=", 1)[1] for c in cmd if c.startswith("--saveEngine="))
+        open(out, "wb").write(b"plan")
+        return type("Res", (), {"returncode": 0, "stdout": "", "stderr": ""})()
+
+    monkeypatch.setattr(TB.shutil, "which", lambda exe: "/opt/tensorrt/bin/trtexec")
+    monkeypatch.setattr(TB.subprocess, "run", run)
+    assert TB.build_engine_trtexec(tmp_path / "g.onnx", "fp16", device=1) == b"plan"
+    assert "--device=1" in cmds[0]
+    TB.build_engine_trtexec(tmp_path / "g.onnx", "fp16")
+    assert not any(c.startswith("--device") for c in cmds[1])
 
 
 def test_without_tensorrt_build_engines_says_so(tmp_path):

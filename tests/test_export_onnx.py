@@ -58,6 +58,7 @@ def test_manifest_contents(exported, conformance_dir):
     assert set(m["graphs"]) == set(MX.GRAPH_NAMES)
     src = m["source"]
     assert src["checkpoint_sha256"] == MX.checkpoint_hash(conformance_dir / CKPT)
+    assert src["checkpoint_fingerprint"] == MX.checkpoint_fingerprint(conformance_dir / CKPT)
     assert len(src["tokenizer_sha256"]) == 64
     assert m["model_config"]["seg_token_idx"] == 512 and m["model_config"]["hidden_size"] == 64
     for name, g in m["graphs"].items():
@@ -79,6 +80,56 @@ def test_manifest_contents(exported, conformance_dir):
     assert par["mask_decoder"]["shapes"]["image_embeddings"][0] == 3 and par["mask_decoder"]["ok"]
     assert par["language"]["shapes"]["input_ids"][1] == 53
     assert all(e <= 1e-4 for p in par.values() for e in p["rel_err"].values())
+
+
+def test_checkpoint_fingerprint_is_cheap_and_path_independent(tmp_path, monkeypatch):
+    """The runtime checks a given onnx_dir against it at every start: it reads config.json and 2 MiB per weight
+    file (not the 27 GB), ignores the folder's path and mtimes, and changes with the config, a size or either end."""
+    import builtins
+    import os
+    import shutil
+
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "config.json").write_text('{"hidden_size": 64}')
+    data = bytearray(os.urandom(5 << 20))
+    (a / "pytorch_model.bin").write_bytes(bytes(data))
+    fp = MX.checkpoint_fingerprint(a)
+    b = tmp_path / "elsewhere" / "b"
+    shutil.copytree(a, b)
+    os.utime(b / "pytorch_model.bin", (0, 0))
+    assert MX.checkpoint_fingerprint(b) == fp
+    read, real_open = [], builtins.open
+
+    class Counting:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def read(self, n=-1):
+            out = self.f.read(n)
+            read.append(len(out))
+            return out
+
+        def seek(self, *a):
+            return self.f.seek(*a)
+
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: Counting(real_open(p, *a, **k)))
+    assert MX.checkpoint_fingerprint(b) == fp and sum(read) == 2 * MX.FINGERPRINT_BYTES
+    monkeypatch.undo()
+    data[-1] ^= 1  # the end of the file (a zip's central directory with every entry's CRC)
+    (b / "pytorch_model.bin").write_bytes(bytes(data))
+    assert MX.checkpoint_fingerprint(b) != fp
+    (b / "pytorch_model.bin").write_bytes(bytes(data[:-1]))
+    assert MX.checkpoint_fingerprint(b) != fp
+    shutil.copy(a / "pytorch_model.bin", b / "pytorch_model.bin")
+    (b / "config.json").write_text('{"hidden_size": 65}')
+    assert MX.checkpoint_fingerprint(b) != fp
 
 
 def test_ort_matches_torch_at_new_shapes(exported, model):

@@ -222,3 +222,55 @@ def test_onnx_cache_identity_covers_the_export_code(tmp_path, monkeypatch):
         assert L.checkpoint_identity(model, None) != base, name
     monkeypatch.setattr(Path, "read_bytes", real)
     assert L.checkpoint_identity(model, None) == base
+
+
+def test_onnx_dir_from_another_checkpoint_is_refused(ort_loc, fx, conformance_dir, tmp_path, caplog, monkeypatch):
+    """An explicit ``onnx_dir`` of checkpoint A with checkpoint B (A's graphs + B's tokenizer: wrong contact, no error)
+    is an ExportError naming both and the fix; checked on the manifest's cheap checkpoint fingerprint, and on
+    model_config + tokenizer sha256 for older manifests without it. A moved copy of A still matches."""
+    import logging
+    import shutil
+
+    import torch
+
+    from interactvlm_ros.export.onnx_export import ExportError
+    from interactvlm_ros.runtime import localizer as L
+
+    root, _, _ = fx
+    other = conformance_dir / "interactvlm-oafford-tiny" / "interactvlm-3d-oafford-lemon-piad-tiny"
+    kw = dict(backend="onnxruntime", device="cpu", disk_cache=False)
+    with pytest.raises(ExportError, match=rf"manifest.json: exported from .*{CKPT}, not from .*{other.name} "
+                                          r"\(checkpoint fingerprint .* differs; tokenizer.model differs\)"
+                                          r".*interactvlm export --model"):
+        RuntimeMVLoc.from_pretrained(other, onnx_dir=ort_loc.onnx_dir, **kw)
+    # same config.json + tokenizer, other weights (two fine-tunes of one architecture): the fingerprint tells them apart
+    tuned = tmp_path / "tuned"
+    shutil.copytree(root / CKPT, tuned)
+    sd = torch.load(tuned / "pytorch_model.bin", weights_only=True)
+    key = next(k for k in sd if k.endswith("mask_decoder.iou_token.weight"))
+    sd[key] = sd[key] + 1.0
+    torch.save(sd, tuned / "pytorch_model.bin")
+    clip = root / "openai" / "clip-vit-large-patch14"
+    with pytest.raises(ExportError, match=r"checkpoint fingerprint .* differs\)"):
+        RuntimeMVLoc.from_pretrained(tuned, clip_dir=clip, onnx_dir=ort_loc.onnx_dir, **kw)
+    # a moved copy of the right checkpoint is accepted (no paths / mtimes in the fingerprint)
+    moved = tmp_path / "moved"
+    shutil.copytree(root / CKPT, moved)
+    with caplog.at_level(logging.INFO, logger="interactvlm_ros.runtime.localizer"):
+        RuntimeMVLoc.from_pretrained(moved, clip_dir=clip, onnx_dir=ort_loc.onnx_dir, **kw)
+    assert "checked: checkpoint fingerprint + tokenizer sha256" in caplog.text
+    # an older manifest (no fingerprint): model_config vs config.json + tokenizer, logged as the weaker check
+    old = tmp_path / "old_onnx"
+    shutil.copytree(ort_loc.onnx_dir, old)
+    m = json.loads((old / "manifest.json").read_text())
+    del m["source"]["checkpoint_fingerprint"]
+    (old / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ExportError, match=r"model config differs: hC_loss_weight=3.0 \(export\) vs 0.0 \(config"):
+        RuntimeMVLoc.from_pretrained(other, onnx_dir=old, **kw)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="interactvlm_ros.runtime.localizer"):
+        RuntimeMVLoc.from_pretrained(root / CKPT, onnx_dir=old, **kw)
+    assert "weaker checks of an older manifest (model config" in caplog.text
+    # the automatic cache (no onnx_dir) is keyed on the checkpoint already: not re-checked on every start
+    monkeypatch.setattr(L, "check_onnx_source", lambda *a: pytest.fail("cache path re-checked"))
+    assert RuntimeMVLoc.from_pretrained(root / CKPT, **kw).onnx_dir == ort_loc.onnx_dir

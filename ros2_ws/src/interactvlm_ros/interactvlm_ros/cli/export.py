@@ -32,15 +32,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto", help="torch.onnx exporter")
     p.add_argument("--no-parity", action="store_true", help="skip the ONNX Runtime vs PyTorch parity check")
     p.add_argument("--workspace-gb", type=float, default=8.0, help="TensorRT builder workspace")
+    p.add_argument("--device", default="cuda", help="GPU the engines are built for and will run on (cuda, cuda:1, ...)")
     p.add_argument("-v", "--verbose", action="store_true")
 
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from ..export.mvloc_export import export_mvloc
-    from ..export.tensorrt_build import build_engines, tensorrt_status
+    from ..export.tensorrt_build import build_engines, cuda_index, tensorrt_status
 
     try:
+        index = cuda_index(args.device)  # a bad --device fails before the (long) export
         manifest_path = export_mvloc(args.model, args.out, clip_dir=args.clip, opset=args.opset, exporter=args.exporter,
                                      parity=not args.no_parity)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
@@ -54,13 +56,13 @@ def run(args) -> int:
         print(f"  {g['file']:<20} {g['bytes'] / 1e6:8.1f} MB  sha256 {g['sha256'][:12]}  ({g['exporter']}, opset {g['opset']}{ptxt})")
     if not args.tensorrt:
         return 0
-    ok, why = tensorrt_status()
+    ok, why = tensorrt_status(index)
     if not ok:
         print(f"TensorRT engines NOT built: {why}. Only the ONNX graphs were written; build engines later on the "
               f"target GPU with `python model_export/build_engines.py --onnx {args.out} --precision {args.precision}`.")
         return 3 if args.require_tensorrt else 0
     res = build_engines(manifest_path, precision=args.precision, decoder_precision=args.decoder_precision,
-                        workspace_gb=args.workspace_gb)
+                        workspace_gb=args.workspace_gb, device=index)
     for name, r in res.items():
         print(f"  engine {name}: {r['status']} ({r['precision']}) -> {r['path']}")
     return 0

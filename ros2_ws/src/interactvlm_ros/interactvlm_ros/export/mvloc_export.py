@@ -217,6 +217,30 @@ def checkpoint_hash(model_dir: Path) -> str:
     return h.hexdigest()
 
 
+FINGERPRINT_BYTES = 1 << 20  # read at each end of every weight file
+
+
+def checkpoint_fingerprint(model_dir: Path) -> str:
+    """Cheap identity of a checkpoint for checking an export against it at every start: sha256 over
+    config.json's bytes and, per weight file, its name, size and first + last MiB (a few MiB read even for a
+    27 GB checkpoint, unlike :func:`checkpoint_hash`). No paths or mtimes: a moved or copied folder matches."""
+    from ..models.mvloc.checkpoint import weight_files
+
+    model_dir = Path(model_dir)
+    config = (model_dir / "config.json").read_bytes()
+    h = hashlib.sha256(b"interactvlm-checkpoint-fingerprint/1\n")
+    h.update(f"config.json:{len(config)}\n".encode() + config)
+    for f in weight_files(model_dir):
+        size = f.stat().st_size
+        h.update(f"\n{f.name}:{size}\n".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(FINGERPRINT_BYTES))
+            if size > FINGERPRINT_BYTES:
+                fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+                h.update(fh.read())
+    return h.hexdigest()
+
+
 def export_model(model, out_dir: str | Path, opset: int = DEFAULT_OPSET, exporter: str = "auto", parity: bool = True,
                  parity_tol: float = 1e-4, graphs=GRAPH_NAMES, source: dict | None = None, **spec_kw) -> Path:
     """Export an in-memory ``MVLocModel`` (fp32) to ``out_dir``; returns the manifest path."""
@@ -250,7 +274,7 @@ def export_mvloc(model_dir: str | Path, out_dir: str | Path, clip_dir: str | Pat
     model_dir = Path(model_dir)
     model, clip_used = load_mvloc(model_dir, clip_dir, precision="fp32", device="cpu")
     source = {"checkpoint": str(model_dir.resolve()), "checkpoint_sha256": checkpoint_hash(model_dir),
-              "clip": str(Path(clip_used).resolve())}
+              "checkpoint_fingerprint": checkpoint_fingerprint(model_dir), "clip": str(Path(clip_used).resolve())}
     tok = model_dir / "tokenizer.model"
     if tok.is_file():
         source["tokenizer_sha256"] = file_sha256(tok)

@@ -17,19 +17,27 @@ TensorRT 10), ``fp8`` (Hopper/Ada+, explicit Q/DQ graph only). SAM's mask decode
 reduced precision (logits reach +-20); fp16 for the encoder + LLM and fp32 for the decoder is the
 safe default the Docker image uses (``--precision fp16 --decoder-precision fp32``).
 
-Cache: engines live in ``paths.cache_dir("engines")`` as ``<graph>-<precision>-<hash12>.engine``
-plus a ``.json`` sidecar holding the full :class:`EngineKey` (graph sha256, TensorRT version, GPU
+Cache: engines live in ``paths.cache_dir("engines")`` as ``<graph>-<precision>-<hash12>-<gpu8>.engine``
+(``gpu8``: hash of the GPU name + compute capability, so each kind of GPU of a mixed machine keeps its own
+engines) plus a ``.json`` sidecar holding the full :class:`EngineKey` (graph sha256, TensorRT version, GPU
 name + compute capability, precision, profile) and the engine file's sha256. On lookup:
 
 - sidecar missing/unreadable, engine sha256 differs, or the deserialize check fails -> *corrupt*;
-- sidecar key differs from the current key (other TensorRT, other GPU, other profile) -> *stale*;
+- sidecar key differs from the current key (other TensorRT, other profile) -> *stale*;
 
 both are deleted, logged with the reason, and rebuilt; neither is ever returned. The builder and
 the deserialize check are injectable (``build_fn`` / ``validate_fn``) so the cache logic is unit
 tested without a GPU.
+
+Device: TensorRT builds and deserializes on the *current* CUDA device and an engine only runs on the
+GPU model it was built for, so :func:`build_engines` takes the device the engines will run on
+(``device=1`` / ``"cuda:1"``): the key names that GPU, and the build and the deserialize check run with
+it current.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -83,7 +91,8 @@ class EngineCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def engine_path(self, name: str, key: EngineKey) -> Path:
-        return self.root / f"{name}-{key.precision}-{key.graph_hash[:12]}.engine"
+        gpu8 = hashlib.sha256(key.gpu.encode()).hexdigest()[:8]  # one file per kind of GPU: no rebuild ping-pong
+        return self.root / f"{name}-{key.precision}-{key.graph_hash[:12]}-{gpu8}.engine"
 
     @staticmethod
     def _meta_path(engine: Path) -> Path:
@@ -173,8 +182,38 @@ def tensorrt_version() -> str | None:
     return None
 
 
+def cuda_index(device: int | str | None) -> int:
+    """CUDA device index of ``device``: an int, ``"cuda"`` (-> 0, as ``TensorRTEngine``) or ``"cuda:<i>"``."""
+    if device is None:
+        return 0
+    if isinstance(device, int):
+        return device
+    from ..runtime.base import parse_device
+
+    kind, index = parse_device(device)
+    if kind != "cuda":
+        raise ValueError(f"TensorRT engines need a CUDA device, got device '{device}' (use cuda or cuda:<index>)")
+    return index or 0
+
+
+@contextlib.contextmanager
+def on_cuda_device(index: int):
+    """Make CUDA device ``index`` current (TensorRT builds and deserializes on the current one); no-op without CUDA."""
+    try:
+        import torch
+
+        ok = torch.cuda.is_available()
+    except Exception:
+        ok = False
+    if not ok:
+        yield
+        return
+    with torch.cuda.device(index):
+        yield
+
+
 def gpu_name(device: int = 0) -> str | None:
-    """``"<name> (sm_XY)"`` of a CUDA device, or None without CUDA."""
+    """``"<name> (sm_XY)"`` of CUDA device ``device``, or None without CUDA."""
     try:
         import torch
 
@@ -279,8 +318,9 @@ def build_engine_bytes(onnx_path: str | Path, precision: str = "fp16", profile: 
 
 
 def build_engine_trtexec(onnx_path: str | Path, precision: str = "fp16", profile: dict[str, tuple] | None = None,
-                         workspace_gb: float = 8.0) -> bytes:
-    """Same as :func:`build_engine_bytes` through the ``trtexec`` binary (no Python module needed)."""
+                         workspace_gb: float = 8.0, device: int | None = None) -> bytes:
+    """Same as :func:`build_engine_bytes` through the ``trtexec`` binary (no Python module needed);
+    ``device``: the CUDA device index to build on (``--device``; trtexec's default is 0)."""
     if precision not in ENGINE_PRECISIONS:
         raise ValueError(f"precision '{precision}' unknown; choose one of {ENGINE_PRECISIONS}")
     exe = shutil.which("trtexec")
@@ -289,6 +329,8 @@ def build_engine_trtexec(onnx_path: str | Path, precision: str = "fp16", profile
     with tempfile.TemporaryDirectory() as td:
         out = Path(td) / "engine.plan"
         cmd = [exe, f"--onnx={onnx_path}", f"--saveEngine={out}", f"--memPoolSize=workspace:{int(workspace_gb * 1024)}M"]
+        if device is not None:
+            cmd.append(f"--device={int(device)}")
         if profile:
             for flag, idx in (("--minShapes", 0), ("--optShapes", 1), ("--maxShapes", 2)):
                 cmd.append(flag + "=" + ",".join(f"{n}:{'x'.join(map(str, s[idx]))}" for n, s in profile.items()))
@@ -309,12 +351,12 @@ def deserializes(path: Path) -> bool:
     return runtime.deserialize_cuda_engine(Path(path).read_bytes()) is not None
 
 
-def tensorrt_status() -> tuple[bool, str]:
-    """Can engines be built here? ``(ok, reason)``."""
+def tensorrt_status(device: int = 0) -> tuple[bool, str]:
+    """Can engines be built here (on CUDA device ``device``)? ``(ok, reason)``."""
     ver = tensorrt_version()
     if ver is None:
         return False, "TensorRT unavailable: neither the `tensorrt` Python module nor `trtexec` is installed (pip install tensorrt)"
-    gpu = gpu_name()
+    gpu = gpu_name(device)
     if gpu is None:
         return False, f"TensorRT {ver} found but no CUDA GPU is visible (torch.cuda.is_available() is False)"
     return True, f"TensorRT {ver} on {gpu}"
@@ -323,21 +365,25 @@ def tensorrt_status() -> tuple[bool, str]:
 def build_engines(manifest_path: str | Path, precision: str = "fp16", cache: EngineCache | None = None,
                   decoder_precision: str | None = None, workspace_gb: float = 8.0,
                   build_fn: Callable[..., bytes] | None = None, validate_fn: Callable[[Path], bool] | None = None,
-                  trt_version: str | None = None, gpu: str | None = None) -> dict[str, dict]:
+                  trt_version: str | None = None, gpu: str | None = None,
+                  device: int | str | None = 0) -> dict[str, dict]:
     """Build (or reuse) one engine per graph listed in an export manifest.
 
     Returns ``{graph: {"path", "status", "precision", "key"}}``. ``build_fn(onnx_path, precision,
-    profile, workspace_gb)`` defaults to the Python API, else ``trtexec``. Raises
-    ``BackendUnavailableError`` when TensorRT or a GPU is missing (and nothing was injected)."""
+    profile, workspace_gb)`` defaults to the Python API, else ``trtexec``. ``device`` (``1``, ``"cuda:1"``;
+    ``"cuda"`` is 0) is the GPU the engines will run on: its name goes into the key and the build and the
+    deserialize check run with it current. Raises ``BackendUnavailableError`` when TensorRT or a GPU is
+    missing (and nothing was injected)."""
     from ..runtime.base import BackendUnavailableError
 
     for what, p in (("precision", precision), ("decoder_precision", decoder_precision)):
         if p is not None and p not in ENGINE_PRECISIONS:
             raise ValueError(f"{what} '{p}' unknown; choose one of {ENGINE_PRECISIONS}")
+    index = cuda_index(device)
     manifest_path = Path(manifest_path)
     manifest = json.loads(manifest_path.read_text())
     if build_fn is None:
-        ok, why = tensorrt_status()
+        ok, why = tensorrt_status(index)
         if not ok:
             raise BackendUnavailableError(why)
         try:
@@ -345,7 +391,7 @@ def build_engines(manifest_path: str | Path, precision: str = "fp16", cache: Eng
 
             build_fn = build_engine_bytes
         except Exception:
-            build_fn = build_engine_trtexec
+            build_fn = functools.partial(build_engine_trtexec, device=index)
         if validate_fn is None:
             try:
                 import tensorrt  # noqa: F401,F811
@@ -354,7 +400,7 @@ def build_engines(manifest_path: str | Path, precision: str = "fp16", cache: Eng
             except Exception:
                 validate_fn = None
     trt_version = trt_version or tensorrt_version() or "unknown"
-    gpu = gpu or gpu_name() or "unknown"
+    gpu = gpu or gpu_name(index) or "unknown"
     cache = cache or EngineCache()
     results = {}
     for gname, g in manifest["graphs"].items():
@@ -363,7 +409,8 @@ def build_engines(manifest_path: str | Path, precision: str = "fp16", cache: Eng
         key = EngineKey(graph_hash=g["sha256"], trt_version=trt_version, gpu=gpu, precision=prec,
                         profile=profile_json(profile))
         onnx_path = manifest_path.parent / g["file"]
-        path, status = cache.get_or_build(
-            gname, key, lambda p=onnx_path, pr=prec, pf=profile: build_fn(p, pr, pf, workspace_gb), validate_fn)
+        with on_cuda_device(index):  # build + deserialize check on the engines' GPU, not on GPU 0
+            path, status = cache.get_or_build(
+                gname, key, lambda p=onnx_path, pr=prec, pf=profile: build_fn(p, pr, pf, workspace_gb), validate_fn)
         results[gname] = {"path": str(path), "status": status, "precision": prec, "key": asdict(key)}
     return results

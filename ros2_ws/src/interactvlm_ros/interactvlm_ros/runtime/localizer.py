@@ -158,6 +158,61 @@ def checkpoint_identity(model_dir: Path, clip_dir: Path | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
+# model_config fields read from the weights' shapes, not config.json (reading shapes opens the weights)
+_SHAPE_DERIVED = ("sam_encoder", "sam_decoder", "cam_hidden_dim", "splitter_hidden_dim", "mm_hidden_size")
+
+
+def _config_differences(model_config: dict, raw: dict) -> list[str]:
+    """Fields of a manifest's ``model_config`` that the checkpoint's config.json sets to another value."""
+    want = dict(raw)
+    if "rope_theta" in (raw.get("rope_parameters") or {}):
+        want["rope_theta"] = raw["rope_parameters"]["rope_theta"]
+    return [f"{k}={v!r} (export) vs {want[k]!r} (config.json)" for k, v in model_config.items()
+            if k not in _SHAPE_DERIVED and want.get(k) is not None and want[k] != v]
+
+
+def check_onnx_source(onnx_dir: Path, manifest: dict, model_dir: Path) -> str:
+    """Was the export in ``onnx_dir`` made from the checkpoint ``model_dir``? Returns the checks that passed;
+    raises :class:`ExportError` naming both folders and the fix when it was not.
+
+    Manifests with ``source.checkpoint_fingerprint`` (see ``export/mvloc_export.checkpoint_fingerprint``: a few
+    MiB read, even for a 27 GB checkpoint) are checked on it; older ones on ``model_config`` against config.json
+    (cannot tell apart two fine-tunes of one architecture). Both also compare ``tokenizer_sha256``."""
+    from ..export.mvloc_export import checkpoint_fingerprint
+    from ..export.onnx_export import file_sha256
+    from ..models.mvloc.checkpoint import read_official_config
+
+    src = manifest.get("source") or {}
+    checks, problems = [], []
+    if src.get("checkpoint_fingerprint"):
+        checks.append("checkpoint fingerprint")
+        if src["checkpoint_fingerprint"] != checkpoint_fingerprint(model_dir):
+            problems.append("checkpoint fingerprint (config.json + weight files) differs")
+    else:
+        checks.append("model config (manifest without checkpoint_fingerprint)")
+        diff = _config_differences(manifest.get("model_config") or {}, read_official_config(model_dir))
+        if diff:
+            problems.append("model config differs: " + ", ".join(diff))
+    tok = model_dir / "tokenizer.model"
+    if src.get("tokenizer_sha256") and tok.is_file():
+        checks.append("tokenizer sha256")
+        if file_sha256(tok) != src["tokenizer_sha256"]:
+            problems.append("tokenizer.model differs")
+    if not problems:
+        how = " + ".join(checks)
+        if src.get("checkpoint_fingerprint"):
+            log.info("%s: export matches checkpoint %s (checked: %s)", onnx_dir, model_dir, how)
+        else:
+            log.warning("%s: export matches checkpoint %s on the weaker checks of an older manifest (%s); re-export "
+                        "with `interactvlm export --model %s --out %s` to record a checkpoint fingerprint",
+                        onnx_dir, model_dir, how, model_dir, onnx_dir)
+        return how
+    exported_from = src.get("checkpoint", "another checkpoint")
+    raise ExportError(f"{Path(onnx_dir) / 'manifest.json'}: exported from {exported_from}, not from {model_dir} "
+                      f"({'; '.join(problems)}); export this checkpoint with `interactvlm export --model {model_dir} "
+                      f"--out ONNX_DIR` and pass that onnx_dir (or pass no onnx_dir to use the automatic cache)")
+
+
 def engines_from_manifest(onnx_dir: Path, manifest: dict, choice: BackendChoice, precision: str = "fp32",
                           decoder_precision: str = "fp32", engine_cache=None) -> dict[str, Engine]:
     """ORT sessions or TensorRT engines (built/cached) for the graphs of an export folder."""
@@ -175,7 +230,7 @@ def engines_from_manifest(onnx_dir: Path, manifest: dict, choice: BackendChoice,
         from .trt_engine import TensorRTEngine
 
         built = build_engines(onnx_dir / "manifest.json", precision=precision, decoder_precision=decoder_precision,
-                              cache=engine_cache)
+                              cache=engine_cache, device=choice.device)  # key + build on the chosen GPU (cuda:1)
         return {g: TensorRTEngine(built[g]["path"], name=g, device=choice.device, precision=built[g]["precision"])
                 for g in GRAPHS}
     raise ValueError(f"engines_from_manifest: backend {choice.backend!r} does not run ONNX graphs")
@@ -273,6 +328,8 @@ class RuntimeMVLoc:
                          choice.backend)
                 export_mvloc(model_dir, used_dir, clip_dir=clip, exporter=exporter, parity=True)
             manifest = load_manifest(used_dir, verify=True)
+            if onnx_dir is not None:  # the automatic cache is keyed on the checkpoint's identity already
+                check_onnx_source(used_dir, manifest, model_dir)
             cfg = config_from_manifest(manifest)
             engines = engines_from_manifest(used_dir, manifest, choice, precision, decoder_precision)
             img_size = int(manifest.get("sam_img_size", cfg.sam_encoder.img_size))
