@@ -170,6 +170,11 @@ def test_reconstruct_hands_mesh_in_millimetres_is_sized_like_the_pipeline(test_d
         v = trimesh.load(out / "object.ply", process=False).vertices
         scale = expected / float(np.ptp(metric, 0).max())
         assert _radius(v) == pytest.approx(_radius(metric) * scale, rel=1e-3)
+        assert res["object_scale"] == pytest.approx(scale / 1000.0, rel=1e-6)  # mm file → the catalog size
+        if res["status"] == "ok":  # object_pose places the rescaled, centred mesh; the file itself needs
+            # object_pose_mesh_file (a planner loading bottle_mm.ply and applying object_pose put it metres away)
+            moved = trimesh.load(mesh, process=False).apply_transform(np.array(res["object_pose_mesh_file"])).vertices
+            assert np.abs(moved - v).max() < 1e-6
 
 
 def test_reconstruct_mesh_not_in_metres_never_ok_behind_the_camera(shared_dir, test_data, tmp_path):

@@ -621,3 +621,22 @@ def test_a_model_error_frame_publishes_nothing_and_is_counted(node, monkeypatch)
     snap = node.stats.snapshot()
     assert snap["bad_input"]["model_error"] == 2 and snap["counters"]["bad_input"] == 2, snap
     assert len(lines) == 1 and "skipped (model_error)" in lines[0] and "not finite" in lines[0]
+
+
+def test_the_object_meshs_scale_and_centre_go_to_diagnostics(node):
+    """~/object_pose is the pose of the fitted mesh (centred on its vertex mean, scaled); the scale and the centre it
+    took from the input mesh are /diagnostics object_scale / object_mesh_centre, so a planner holding the mesh file
+    can place it: file pose = object_pose · [s·I, −s·c]."""
+    from interactvlm_ros.recon import Reconstruction
+
+    s, c = 0.001, np.array([400.0, -250.0, 380.0])  # a mesh in millimetres, centred 0.6 m from its origin
+    T = np.eye(4)
+    T[:3, :3] *= s
+    T[:3, 3] = -s * c
+    pose = np.eye(4)
+    pose[:3, 3] = [0.1, 0.0, 2.0]
+    rec = Reconstruction("ok", object_pose=pose, object_mesh_transform=T)
+    node._publish_reconstruction(rec, Header(frame_id="cam"))
+    info = node.stats.snapshot()["info"]
+    assert float(info["object_scale"]) == pytest.approx(s)
+    assert np.allclose([float(x) for x in info["object_mesh_centre"].split()], c)

@@ -8,7 +8,9 @@ of an earlier run in DIR that this run did not write are removed. Contacts come 
 fallback; ``--contacts auto`` takes it only when the default model's pipeline cannot be built, never for a ``--model``
 the user named (that is an error, exit 2). An --out that cannot be written is exit 2 before any work. An
 ``--object-mesh`` is sized as the pipeline sizes it (``Reconstructor.object_size``): its extent when plausible in
-metres, else the label's catalog size (a named fallback), unless ``--object-size``.
+metres, else the label's catalog size (a named fallback), unless ``--object-size``. result.json's ``object_pose``
+(rigid) is the pose of the fitted mesh — centred on its vertex mean and scaled whenever the mesh was sized — and
+``object_pose_mesh_file`` (with ``object_scale``) the pose of the mesh file's own coordinates.
 """
 from __future__ import annotations
 

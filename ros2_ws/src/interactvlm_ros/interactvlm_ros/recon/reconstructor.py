@@ -42,9 +42,20 @@ class Reconstruction:
     """Result of one frame. Camera optical frame (x right, y down, z forward), metres.
 
     human_vertices_cam [N,3], human_faces [F,3], human_contact [N] (as given); object_vertices_cam [M,3],
-    object_faces, object_contact [M] | None; object_pose 4x4 (camera ← object mesh frame, metric);
-    human_grip_poses: list of dicts (pose 4x4, centre, normal, ...) — contact patches on the object;
-    free_grasp_points [P,3] (+ free_grasp_normals) — object surface away from the person."""
+    object_faces, object_contact [M] | None; human_grip_poses: list of dicts (pose 4x4, centre, normal, ...) —
+    contact patches on the object; free_grasp_points [P,3] (+ free_grasp_normals) — object surface away from the
+    person.
+
+    object_pose 4x4, rigid (rotation + translation): camera ← the *fitted* object mesh's frame, i.e. the input mesh
+    as the fit used it — metric, and, whenever ``fit`` sized it (``object_size`` given, or a ``ContactResult``'s mesh,
+    which is always sized: by its file's extent when metric, else by label), centred on its vertex mean and scaled to
+    that size; ``object_vertices_cam`` = that mesh moved by object_pose. It is then NOT the pose of the input mesh
+    file: ``object_mesh_transform`` 4x4 (a similarity, uniform scale ``object_scale`` — 1.0 for a metric mesh sized
+    by its own extent, which is still centred) maps the input mesh's own coordinates (the file, or the arrays given)
+    to the frame object_pose maps from — identity when the mesh was used as it is (a mesh without ``object_size``),
+    None when no mesh was read — and ``object_pose_mesh_file`` = object_pose @ object_mesh_transform maps the input
+    mesh's own coordinates to the camera (``trimesh.load(file, process=False).apply_transform(object_pose_mesh_file)``
+    gives object.ply's vertices)."""
 
     status: str
     message: str = ""
@@ -62,10 +73,28 @@ class Reconstruction:
     body_state: BodyState | None = None
     metrics: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    object_mesh_transform: np.ndarray | None = None  # 4x4 similarity: object_pose's frame ← input mesh coordinates
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def object_scale(self) -> float | None:
+        """The uniform scale the fit applied to the input object mesh (1.0: not scaled, though maybe centred — see
+        ``object_mesh_transform``; None: no mesh read)."""
+        if self.object_mesh_transform is None:
+            return None if self.object_pose is None else 1.0
+        return float(np.cbrt(np.linalg.det(np.asarray(self.object_mesh_transform, np.float64)[:3, :3])))
+
+    @property
+    def object_pose_mesh_file(self) -> np.ndarray | None:
+        """4x4 similarity camera ← the input object mesh's own coordinates (its file's): object_pose @
+        object_mesh_transform; None without an object pose. Not rigid when the fit rescaled the mesh."""
+        if self.object_pose is None:
+            return None
+        P = np.asarray(self.object_pose, np.float64)
+        return P if self.object_mesh_transform is None else P @ np.asarray(self.object_mesh_transform, np.float64)
 
     def to_json(self) -> dict:
         """JSON-safe dict (``json.dumps(..., allow_nan=False)`` works): numpy values as Python ones, and a non-finite
@@ -76,6 +105,8 @@ class Reconstruction:
         return json_safe({
             "status": self.status, "message": self.message, "frame": "camera_optical (x right, y down, z forward), metres",
             "K": arr(self.K), "object_pose": arr(self.object_pose),
+            # the pose of the input mesh file itself (object_pose is the centred, metric fitted mesh's): see the class
+            "object_scale": self.object_scale, "object_pose_mesh_file": arr(self.object_pose_mesh_file),
             "human_grip_poses": [{k: (arr(v) if isinstance(v, np.ndarray) else v) for k, v in g.items()}
                                  for g in self.human_grip_poses],
             "free_grasp_points": int(0 if self.free_grasp_points is None else len(self.free_grasp_points)),
@@ -387,9 +418,13 @@ class Reconstructor:
         if _inward_wound_cached(ov, of):  # a closed mesh listed clockwise: its normals (grip poses' z, the fit's
             of = np.ascontiguousarray(of[:, ::-1])  # visibility and contact normals) would point into the object
             self._fallback("object mesh faces are wound inwards (negative volume); flipped to outward normals")
+        mesh_transform = np.eye(4)  # the fitted mesh's frame ← the input mesh's coordinates (Reconstruction)
         if object_size is not None:
             ext = float((ov.max(0) - ov.min(0)).max())
-            ov = (ov - ov.mean(0)) * (float(object_size) / max(ext, 1e-9))
+            scale, centre = float(object_size) / max(ext, 1e-9), ov.mean(0)
+            ov = (ov - centre) * scale
+            mesh_transform[:3, :3] *= scale
+            mesh_transform[:3, 3] = -scale * centre
         oc = None
         if object_contact is not None:
             oc = np.asarray(object_contact, np.float64).reshape(-1)
@@ -469,14 +504,15 @@ class Reconstructor:
             timings["total"] = 1e3 * (time.perf_counter() - t0)
             return Reconstruction("diverged", f"object penetrates the body by {100 * metrics['penetration_m']:.1f} cm "
                                   f"(> {100 * self.max_penetration:.0f} cm)", hv, body.faces, hc.astype(np.float32),
-                                  obj.vertices, of, oc32, K=K, body_state=body.state, metrics=metrics, timings=timings)
+                                  obj.vertices, of, oc32, K=K, body_state=body.state, metrics=metrics, timings=timings,
+                                  object_mesh_transform=mesh_transform)
         frame = (ov, obj.pose)  # patches / normals from the per-object cache (rigid motion keeps them)
         grips = grip_poses(obj.vertices, of, oc, hv, hc, object_frame=frame)
         free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc, object_frame=frame, obj_contact=oc)
         timings["outputs"] = 1e3 * (time.perf_counter() - t)
         timings["total"] = 1e3 * (time.perf_counter() - t0)
         return Reconstruction("ok", "", hv, body.faces, hc.astype(np.float32), obj.vertices, of, oc32, obj.pose, grips,
-                              free_p, free_n, K, body.state, metrics, timings)
+                              free_p, free_n, K, body.state, metrics, timings, object_mesh_transform=mesh_transform)
 
     @staticmethod
     def _estimate_object_mask(hv, hc, ov, K, H, W, person_mask) -> np.ndarray | None:

@@ -1078,8 +1078,16 @@ class _ContactNodeBase:
         if getattr(rec, "status", "ok") != "ok":
             return
         if getattr(rec, "object_pose", None) is not None:
+            # the pose of the fitted mesh the object marker shows (metric, centred on its vertex mean, scaled: the
+            # pipeline sizes every mesh); the scale and centre it took from the input mesh go to /diagnostics
+            # (recon.Reconstruction.object_mesh_transform: file pose = object_pose @ [s·I, -s·c])
             pose = _pose_from_matrix(rec.object_pose)
             self.pub_object_pose.publish(PoseStamped(header=header, pose=pose))
+            T = getattr(rec, "object_mesh_transform", None)
+            if T is not None:
+                s = float(rec.object_scale)
+                self.stats.set_info("object_scale", f"{s:.6g}")
+                self.stats.set_info("object_mesh_centre", " ".join(f"{x:.6g}" for x in -np.asarray(T)[:3, 3] / s))
             if self._tf is not None:
                 self._send_object_tf(pose, header)
         grips = getattr(rec, "human_grip_poses", None)
