@@ -184,6 +184,120 @@ def test_grip_and_free_points_geometry():
     assert not ((np.abs(pts[:, 1]) < 0.01) & (np.abs(pts[:, 2]) < 0.01) & (pts[:, 0] > 0.09)).any()  # under the hand
 
 
+def _sheet(n=21, size=0.2, z=0.0, down=False):
+    """An open flat n x n grid (one surface) at height z, wound so that its normals are +z (down: -z)."""
+    xs = np.linspace(-size / 2, size / 2, n)
+    X, Y = np.meshgrid(xs, xs, indexing="ij")
+    v = np.stack([X.ravel(), Y.ravel(), np.full(X.size, z)], 1)
+    i, j = (a.ravel() for a in np.meshgrid(np.arange(n - 1), np.arange(n - 1), indexing="ij"))
+    a, b, c, d = i * n + j, (i + 1) * n + j, (i + 1) * n + j + 1, i * n + j + 1
+    f = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])  # counter-clockwise seen from +z
+    return v, (f[:, ::-1] if down else f)
+
+
+def _hand_above(z=0.01, contact_z=None):
+    """A 'hand' over the origin: its contact layer (p = 1) at contact_z (default z), its bulk 2 cm higher (p = 0)."""
+    g = np.linspace(-0.03, 0.03, 7)
+    layer = np.array([[x, y, 0.0] for x in g for y in g])
+    hv = np.concatenate([layer + [0, 0, z if contact_z is None else contact_z], layer + [0, 0, z + 0.02]])
+    return hv, np.r_[np.ones(len(layer)), np.zeros(len(layer))]
+
+
+@pytest.mark.parametrize("down", [False, True])
+@pytest.mark.parametrize("contact_z", [0.002, -0.003])  # the hand's contact layer on / 3 mm through the sheet
+def test_grip_normals_of_an_open_mesh_point_to_the_person(down, contact_z):
+    """An open mesh (a sheet modelled as one surface, a single-sided scan, a mesh with holes) has no outside: its
+    normals' sign is its winding's. A sheet wound -z with the hand on +z gave the grip normal -z, away from the hand
+    (a planner approaching along -z came from under the sheet). Now the normals are turned to the person's side —
+    the body's bulk near the patch, so a contact layer fitted a few mm through the sheet does not flip it."""
+    from scipy.spatial.transform import Rotation
+
+    from interactvlm_ros.recon.outputs import grip_poses
+
+    ov, of = _sheet(down=down)
+    hv, hc = _hand_above(contact_z=contact_z)
+    oc = (np.linalg.norm(ov[:, :2], axis=1) < 0.03).astype(np.float32)
+    for contact in (oc, None):  # object contact, and the 2 cm rule
+        g = grip_poses(ov, of, contact, hv, hc)
+        assert len(g) == 1
+        assert np.allclose(g[0]["normal"], [0, 0, 1], atol=1e-6), (down, contact is None, g[0]["normal"])
+        assert np.allclose(g[0]["pose"][:3, 2], [0, 0, 1], atol=1e-6)
+    T = np.eye(4)  # the per-object cache path (tracking): the sheet and the hand moved together
+    T[:3, :3], T[:3, 3] = Rotation.from_rotvec([0.4, -1.1, 0.3]).as_matrix(), [0.1, -0.2, 1.5]
+    g = grip_poses(ov @ T[:3, :3].T + T[:3, 3], of, oc, hv @ T[:3, :3].T + T[:3, 3], hc, object_frame=(ov, T))
+    assert len(g) == 1 and np.allclose(g[0]["normal"], T[:3, 2], atol=1e-6), g[0]["normal"]
+
+
+def test_grip_normals_of_open_shells_and_layers_point_to_the_person():
+    """A bowl (an open half-sphere shell, outward wound): the hand inside it gets the inner normal (+z at its bottom),
+    the hand under it the outer one. An open two-layer sheet 5 mm thick (a thin part of a scan with holes), hand on
+    top, patches by the 2 cm rule: both layers are in the patch and their normals cancelled (the hand 5 mm above it:
+    no grip pose at all)."""
+    import trimesh
+
+    from interactvlm_ros.recon.outputs import grip_poses
+
+    s = trimesh.creation.icosphere(3, radius=0.1)
+    bowl = trimesh.Trimesh(s.vertices, s.faces[s.triangles_center[:, 2] < 0], process=True)
+    bv, bf = np.asarray(bowl.vertices), np.asarray(bowl.faces)
+    assert not bowl.is_watertight
+    boc = (np.linalg.norm(bv - [0, 0, -0.1], axis=1) < 0.03).astype(np.float32)
+    hv, hc = _hand_above(z=-0.09)
+    for hand, want in ((hv, [0, 0, 1]), (hv * [1, 1, -1] - [0, 0, 0.2], [0, 0, -1])):  # inside / under the bowl
+        g = grip_poses(bv, bf, boc, hand, hc)
+        assert len(g) == 1 and np.allclose(g[0]["normal"], want, atol=1e-6), g[0]["normal"]
+    t, tf = _sheet(z=0.0025)
+    b, bf2 = _sheet(z=-0.0025, down=True)
+    for z in (0.005, 0.0125):
+        g = grip_poses(np.r_[t, b], np.r_[tf, bf2 + len(t)], None, *_hand_above(z=z))
+        assert len(g) == 1 and np.allclose(g[0]["normal"], [0, 0, 1], atol=1e-6), (z, g)
+
+
+def test_closed_mesh_grip_normals_are_used_as_they_are():
+    """A closed mesh has one outward side: its grip normals stay the contact-weighted mean of its vertex normals,
+    exactly, even when the fitted body is on its inner side (a hand sunk into the box) — only open meshes are turned
+    to the person."""
+    import trimesh
+
+    from interactvlm_ros.recon import outputs
+    from interactvlm_ros.recon.geometry import vertex_normals
+
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    ov, of = trimesh.remesh.subdivide_to_size(np.asarray(box.vertices, float), np.asarray(box.faces), 0.03)[:2]
+    oc = (ov[:, 0] > 0.099).astype(np.float32)
+    n = vertex_normals(ov, of).astype(np.float64)  # the old mean, as it was computed
+    for x in (0.11, 0.08):  # hand outside the +x face / 2 cm inside the box
+        hv = np.array([[x + dx, y, z] for dx in (0, 0.02 if x > 0.1 else -0.02)
+                       for y in np.linspace(-0.05, 0.05, 5) for z in np.linspace(-0.05, 0.05, 5)])
+        hc = np.ones(len(hv))
+        for frame in (None, (ov, np.eye(4))):
+            g = outputs.grip_poses(ov, of, oc, hv, hc, object_frame=frame)
+            assert len(g) == 1
+            p = np.nonzero(oc > 0.3)[0]
+            ref = (n[p] * oc[p, None]).sum(0)
+            np.testing.assert_allclose(g[0]["normal"], ref / np.linalg.norm(ref), atol=1e-12)
+            assert np.allclose(g[0]["normal"], [1, 0, 0], atol=1e-6)
+
+
+def test_is_closed_agrees_with_trimesh_and_is_kept_per_mesh():
+    """The closedness test (shared by the reconstructor's winding check and the grip poses) = trimesh's watertight
+    for these meshes; the grip poses keep it in the mesh's per-mesh entry (tracking asks every frame)."""
+    import trimesh
+
+    from interactvlm_ros.recon import outputs
+    from interactvlm_ros.recon.geometry import is_closed
+
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    hv = np.array([[0.11, y, z] for y in np.linspace(-0.05, 0.05, 5) for z in np.linspace(-0.05, 0.05, 5)])
+    for v, f in ((np.asarray(box.vertices, float), np.asarray(box.faces)), _sheet()):
+        outputs.grip_poses(v, f, None, hv, np.ones(len(hv)), object_frame=(v, np.eye(4)))
+        assert outputs._mesh_entry(v, f)["closed"] is (len(f) == 12)
+    for m in (box, trimesh.creation.icosphere(2), trimesh.creation.cylinder(0.05, 0.2)):
+        assert is_closed(m.faces, len(m.vertices)) is True
+        assert is_closed(m.faces[3:], len(m.vertices)) is False  # a hole
+    assert is_closed(_sheet()[1], 21 * 21) is False
+
+
 @pytest.fixture(scope="module")
 def recon():
     pytest.importorskip("anny")

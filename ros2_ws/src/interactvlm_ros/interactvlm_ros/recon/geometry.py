@@ -85,6 +85,20 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
     return fid, bary.astype(np.float32)
 
 
+def is_closed(faces: np.ndarray, n_vertices: int) -> bool:
+    """True when every edge of the mesh is shared by exactly two faces (a closed surface: its normals have one outward
+    side). False for an open mesh — a single-sided scan, a sheet modelled as one surface, a mesh with holes —, whose
+    normal sign is the winding's, arbitrary, and for an edge shared by more than two faces."""
+    f = np.asarray(faces, np.int64)
+    if len(f) < 4:
+        return False
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    e.sort(1)
+    keys = np.sort(e[:, 0] * (int(n_vertices) + 1) + e[:, 1])  # each undirected edge as one integer
+    # every edge exactly twice (pairs equal, and no edge spilling into the next pair)
+    return bool(len(keys) % 2 == 0 and (keys[0::2] == keys[1::2]).all() and (keys[2::2] != keys[1:-1:2]).all())
+
+
 # ------------------------------------------------------------------ per-frame caches (warm-start speed)
 _INCIDENCE: list = []  # [(faces copy, n vertices, sparse [N,F] vertex-face incidence)], most recent first
 

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from interactvlm_ros.paths import remove_stale
-from interactvlm_ros.recon.geometry import bounded_nearest, vertex_normals
+from interactvlm_ros.recon.geometry import bounded_nearest, is_closed, vertex_normals
 
 HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
 OBJECT_RGB = np.array([1.0, 0.9, 0.3])
 CONTACT_RGB = np.array([1.0, 38 / 255, 25 / 255])  # official contact colour (255, 38, 25)
 OUTPUT_FILES = ("human.ply", "object.ply", "scene.glb", "overlay.png", "result.json")  # what save_outputs writes
+GRIP_SIDE_RADIUS = 0.05  # m: the body vertices this close to a grip patch's centre tell the person's side (open meshes)
 
 
 def contact_patches(vertices: np.ndarray, prob: np.ndarray, thr: float = 0.3, link: float = 0.03,
@@ -37,8 +38,9 @@ _MESH_CACHE: list = []  # [(vertices copy, faces copy, entry)], most recently us
 
 
 def _mesh_entry(vertices: np.ndarray, faces: np.ndarray) -> dict:
-    """The per-mesh entry (compared by value): ``{"normals", "surface" (None until ``object_surface``), "patches":
-    [(contact copy, thr, patches)] most recent first}``. A hit moves it to the front; 4 meshes are kept."""
+    """The per-mesh entry (compared by value): ``{"normals", "surface" (None until ``object_surface``), "closed" (None
+    until ``mesh_closed``), "patches": [(contact copy, thr, patches)] most recent first}``. A hit moves it to the front;
+    4 meshes are kept."""
     v = np.asarray(vertices, np.float64)
     f = np.asarray(faces, np.int64)
     for i, (cv, cf, entry) in enumerate(_MESH_CACHE):
@@ -46,7 +48,7 @@ def _mesh_entry(vertices: np.ndarray, faces: np.ndarray) -> dict:
             if i:
                 _MESH_CACHE.insert(0, _MESH_CACHE.pop(i))
             return entry
-    entry = {"normals": vertex_normals(v, f).astype(np.float64), "surface": None, "patches": []}
+    entry = {"normals": vertex_normals(v, f).astype(np.float64), "surface": None, "closed": None, "patches": []}
     _MESH_CACHE.insert(0, (v.copy(), f.copy(), entry))
     del _MESH_CACHE[4:]
     return entry
@@ -83,6 +85,15 @@ def object_surface(vertices: np.ndarray, faces: np.ndarray):
     return entry["surface"]
 
 
+def mesh_closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
+    """``geometry.is_closed`` (every edge shared by two faces), once per mesh (its per-mesh entry): a tracked object's
+    grip poses ask every frame."""
+    entry = _mesh_entry(vertices, faces)
+    if entry["closed"] is None:
+        entry["closed"] = is_closed(faces, len(vertices))
+    return entry["closed"]
+
+
 def patch_pose(centre: np.ndarray, normal: np.ndarray) -> np.ndarray:
     """4x4 pose at ``centre`` whose z axis is the outward surface ``normal``; x = camera x projected on the
     tangent plane (camera y when the normal is along x)."""
@@ -102,11 +113,21 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
     """Where the person holds the object: one entry per contact patch on the object (camera frame):
     ``{"pose": 4x4 (z = outward object normal), "centre", "normal", "num_vertices", "mean_contact",
     "human_distance"}``. Without object contact, the object vertices within 2 cm of the human contact
-    vertices form the patches.
+    vertices form the patches. The normal is the contact-weighted mean of the patch's vertex normals.
+
+    A closed mesh (every edge shared by two faces; an inward-wound one is flipped by the reconstructor) has one
+    outward side: its normals are used as they are. An open mesh — a single-sided scan, a sheet or tray modelled as
+    one surface, a mesh with holes — has no outside: the sign of its normals is its winding's, and a grip normal
+    pointed away from the hand as often as not (a planner approaching along −z came from the wrong side). There each
+    vertex normal of a patch is turned to the person's side before the mean: towards the mean of the body vertices
+    within ``GRIP_SIDE_RADIUS`` of the patch centre (the hand's bulk; the nearest body vertex when none is that close).
+    Not the nearest human contact vertex: contact vertices lie on the object's surface, a few mm in front or behind it
+    as the fit penetrates. Per vertex, not per patch, so that a patch spanning both faces of a thin open part (a
+    scan with holes; the 2 cm rule without object contact) does not cancel to a near-zero normal.
 
     object_frame: (object-frame vertices [M,3], pose 4x4 camera ← object) with obj_vertices = that pose
     applied to them: the patches and normals then come from ``object_frame_cache`` (rigid motion keeps
-    them) instead of being recomputed."""
+    them) instead of being recomputed, and whether the mesh is closed from ``mesh_closed``."""
     ov = np.asarray(obj_vertices, np.float64)
     if object_frame is not None and obj_contact is not None:
         entry = object_frame_cache(object_frame[0], obj_faces, obj_contact, thr)
@@ -125,18 +146,25 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
     if n is None:
         n = vertex_normals(ov, obj_faces).astype(np.float64)
         patches = contact_patches(ov, obj_contact, thr)
+    closed = mesh_closed(object_frame[0], obj_faces) if object_frame is not None else is_closed(obj_faces, len(ov))
     hv = np.asarray(human_vertices, np.float64)  # a few patch centres: a scan (a 13.7k-vertex k-d tree cost 3 ms)
     out = []
     for p in patches:
         w = np.asarray(obj_contact)[p].astype(np.float64)
         c = (ov[p] * w[:, None]).sum(0) / w.sum()
-        nn = (n[p] * w[:, None]).sum(0)
+        d2 = ((hv - c) ** 2).sum(1)
+        pn = n[p]
+        if not closed:  # open mesh: each normal to the person's side (the body's bulk near the patch)
+            near = d2 < GRIP_SIDE_RADIUS ** 2
+            side = (hv[near].mean(0) if near.any() else hv[np.argmin(d2)]) - c
+            pn = np.where((pn @ side < 0)[:, None], -pn, pn)
+        nn = (pn * w[:, None]).sum(0)
         if np.linalg.norm(nn) < 1e-9:
             continue
         nn /= np.linalg.norm(nn)
         out.append({"pose": patch_pose(c, nn), "centre": c, "normal": nn, "num_vertices": int(len(p)),
                     "mean_contact": float(w.mean()),
-                    "human_distance": float(np.sqrt(((hv - c) ** 2).sum(1).min()))})
+                    "human_distance": float(np.sqrt(d2.min()))})
     return out
 
 
@@ -148,6 +176,9 @@ def free_grasp_points(obj_vertices: np.ndarray, obj_faces: np.ndarray, human_ver
     (p > 0.5) and farther than ``body_margin`` from the body, and not on the object's own contact (``obj_contact``
     > ``contact_thr``, the grip patches' threshold: a free point never lies on a grip patch, where the person holds
     the object although the fitted hand may be a few cm off). Returns (points [P,3], normals [P,3]).
+    The normals are outward for a closed mesh; an open mesh's (a single-sided scan, a sheet, a mesh with holes) keep
+    its winding's sign, which says nothing about which side is free — no hand there to orient them by, unlike
+    ``grip_poses`` —, so a planner takes them as ± (either side of a sheet may be approached).
     object_frame: as in ``grip_poses`` (normals from the per-object cache, rotated)."""
     from scipy.spatial import cKDTree
 

@@ -26,6 +26,7 @@ from interactvlm_ros.pipeline import Fallbacks
 from interactvlm_ros.recon.body_fit import BodyFitConfig, BodyFitter, BodyState, FitCancelled
 from interactvlm_ros.recon.camera import (DepthError, IntrinsicsError, default_intrinsics, validate_K,
                                           validate_depth)
+from interactvlm_ros.recon.geometry import is_closed
 from interactvlm_ros.recon.object_fit import ObjectFitConfig, ObjectFitter
 
 log = logging.getLogger(__name__)
@@ -189,8 +190,9 @@ def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _inward_wound(vertices: np.ndarray, faces: np.ndarray) -> bool:
-    """True for a closed mesh (every edge shared by exactly two faces) whose faces are wound so that its signed volume
-    is negative: its face normals point inwards. Open meshes (volume undefined) are left as they are."""
+    """True for a closed mesh (every edge shared by exactly two faces: ``geometry.is_closed``) whose faces are wound so
+    that its signed volume is negative: its face normals point inwards. Open meshes (volume undefined) are left as they
+    are (``outputs.grip_poses`` turns their grip normals to the person's side)."""
     f = np.asarray(faces, np.int64)
     if len(f) < 4 or f.min() < 0 or f.max() >= len(vertices):
         return False
@@ -198,11 +200,7 @@ def _inward_wound(vertices: np.ndarray, faces: np.ndarray) -> bool:
     a, b, c = (v[f[:, k]] - v.mean(0) for k in range(3))
     if float(np.einsum("ij,ij->", a, np.cross(b, c))) >= 0.0:
         return False
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    e.sort(1)
-    keys = np.sort(e[:, 0] * (len(v) + 1) + e[:, 1])  # each undirected edge as one integer
-    # closed: every edge exactly twice (pairs equal, and no edge spilling into the next pair)
-    return bool(len(keys) % 2 == 0 and (keys[0::2] == keys[1::2]).all() and (keys[2::2] != keys[1:-1:2]).all())
+    return is_closed(f, len(v))
 
 
 _WINDING_CACHE: list = []  # (vertices, faces, inward) of the last meshes, compared by value
