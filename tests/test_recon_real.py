@@ -25,6 +25,15 @@ def test_real_photo_ball(test_data, tmp_path):
     import cv2
     import trimesh
 
+    # scene.glb: the optical-frame meshes under nodes rotated 180° about x (glTF is y up, its cameras look down -z):
+    # upright in a glTF viewer (it was upside down), the .ply files unchanged
+    scene = trimesh.load(out / "scene.glb")
+    for name in ("human", "object"):
+        T, geom = scene.graph[name]
+        np.testing.assert_allclose(T, np.diag([1.0, -1.0, -1.0, 1.0]))
+        ply = trimesh.load(out / f"{name}.ply", process=False).vertices
+        np.testing.assert_allclose(scene.geometry[geom].vertices, ply, atol=1e-6)
+
     ov = cv2.imread(str(out / "overlay.png"))
     img = cv2.imread(str(test_data / "person_catching_ball.png"))
     assert ov.shape == img.shape and np.abs(ov.astype(int) - img.astype(int)).mean() > 1.0  # meshes drawn

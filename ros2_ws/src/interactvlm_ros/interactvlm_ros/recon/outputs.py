@@ -13,6 +13,10 @@ HUMAN_RGB = np.array([0.05, 0.66, 0.96])  # official optim preview colours
 OBJECT_RGB = np.array([1.0, 0.9, 0.3])
 CONTACT_RGB = np.array([1.0, 38 / 255, 25 / 255])  # official contact colour (255, 38, 25)
 OUTPUT_FILES = ("human.ply", "object.ply", "scene.glb", "overlay.png", "result.json")  # what save_outputs writes
+# scene.glb: glTF is y up and its cameras look down -z; the meshes (camera optical frame: y down, z forward) sit under
+# nodes rotated 180° about x, so a glTF viewer shows the scene upright, as seen from the camera (the .ply files and
+# result.json stay in the optical frame)
+OPTICAL_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
 GRIP_SIDE_RADIUS = 0.05  # m: the body vertices this close to a grip patch's centre tell the person's side (open meshes)
 
 
@@ -277,7 +281,7 @@ def save_outputs(rec, image: np.ndarray, out_dir: str | Path, fallbacks: list[st
         p = out / f"{name}.ply"
         m.export(p)
         files[name] = str(p)
-        scene.add_geometry(m, node_name=name)
+        scene.add_geometry(m, node_name=name, transform=OPTICAL_TO_GLTF)
         meshes.append((v, f, col))
     if len(scene.geometry):
         p = out / "scene.glb"
