@@ -243,3 +243,29 @@ def test_a_missing_mask_is_named_in_the_result_and_the_fallbacks(tmp_path, monke
     said.clear()
     assert est.estimate(image, "cup").message == "model gave no mask ('It is on the hand.')"
     assert sum("no object mask" in f for f in est.all_fallbacks()) == 1
+
+
+def test_a_scanned_mesh_over_the_face_budget_is_decimated_once_and_named(tmp_path, monkeypatch):
+    """A photogrammetry / 3-D scanner mesh (0.5-2 M faces) was used whole: 1.3 M faces took 13 s and 2.8 GB for the
+    first estimate (only meshes over 1 M faces were decimated, silently for the node). It is now decimated to
+    objects.PIPELINE_MAX_FACES once, when loaded (here a 5120-face ball over a budget of 1000), a named fallback, and
+    the result's contact is per vertex of the mesh the result carries."""
+    import trimesh
+
+    monkeypatch.setattr(objects, "PIPELINE_MAX_FACES", 1000)
+    est = _estimator(tmp_path, monkeypatch)
+    path = tmp_path / "scan.ply"
+    trimesh.creation.icosphere(subdivisions=4, radius=0.1).export(path)  # 5120 faces
+    state = est._object_state("ball", str(path))
+    assert 500 <= len(state.faces) <= 1000 and state.faces.max() < len(state.vertices)
+    assert len(state.vertices) == state.assets.vertices.shape[0]  # the renders are of the decimated mesh
+    named = [f for f in est.all_fallbacks() if "scan.ply: 5120 faces decimated to" in f]
+    assert len(named) == 1 and "PIPELINE_MAX_FACES = 1000" in named[0]
+    res = est.estimate(np.zeros((48, 64, 3), np.uint8), "ball", object_mesh=str(path))
+    assert res.status == "ok", res.message
+    assert res.object_faces is state.faces and len(res.object_vertices) == len(state.vertices)
+    assert res.object_contact is not None and len(res.object_contact) == len(res.object_vertices)
+    assert len([f for f in est.all_fallbacks() if "decimated" in f]) == 1  # once, not per frame
+    small = tmp_path / "small.ply"  # a mesh within the budget is used as it is
+    trimesh.creation.icosphere(subdivisions=2, radius=0.1).export(small)
+    assert len(est._object_state("ball", str(small)).faces) == 320

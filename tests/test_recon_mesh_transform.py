@@ -208,3 +208,67 @@ def test_results_without_an_object_mesh_have_no_scale():
     j = Reconstruction("no_person", "no person observed in the image").to_json()
     assert j["object_scale"] is None and j["object_pose_mesh_file"] is None
     json.dumps(j, allow_nan=False)
+
+
+def test_a_scan_over_the_face_budget_is_fitted_decimated_in_the_files_own_coordinates(recon, monkeypatch, tmp_path):
+    """A scanner mesh given to the reconstructor (``interactvlm reconstruct --object-mesh``, or a path / arrays) was
+    fitted whole: 1.3 M faces took 5 min and 4.8 GB (the object fit and the grip / free points work per vertex). It is
+    now decimated to objects.PIPELINE_MAX_FACES (here a 5120-face ball over 1000), once per mesh, a named fallback: the
+    result's mesh, contact and pose are of the decimated mesh, which keeps the file's size and origin (the file's ball
+    moved by object_pose_mesh_file is the fitted ball), and an object_contact given on the file's vertices is carried
+    to the kept vertices (from the nearest)."""
+    import trimesh
+
+    from interactvlm_ros import objects
+
+    monkeypatch.setattr(objects, "PIPELINE_MAX_FACES", 1000)
+    calls = []
+    validate = objects.validate_mesh
+    monkeypatch.setattr(objects, "validate_mesh", lambda *a, **k: calls.append(1) or validate(*a, **k))
+    N = _doubles(recon, monkeypatch)
+    centre = np.array([0.3, 0.1, -0.2])  # metric, its origin off the ball's centre
+    path = tmp_path / "scan.ply"
+    fine = trimesh.creation.icosphere(subdivisions=4, radius=0.1).apply_translation(centre)  # 5120 faces
+    fine.export(path)
+    v_in = np.asarray(fine.vertices)
+    oc_in = (v_in[:, 0] > centre[0] + 0.05).astype(np.float64)  # contact on the +x cap of the file's vertices
+    img = np.zeros((64, 64, 3), np.uint8)
+    r = recon.fit(img, _obs(), np.ones(N), oc_in, str(path))
+    assert r.status == "ok", r.message
+    assert 500 <= len(r.object_faces) <= 1000 and r.object_faces.max() < len(r.object_vertices_cam)
+    assert len(r.object_contact) == len(r.object_vertices_cam) < len(v_in)
+    named = [f for f in recon.fallbacks if f.startswith("object mesh of 5120 faces decimated to")]
+    assert len(named) == 1 and "PIPELINE_MAX_FACES = 1000" in named[0]
+    assert np.array_equal(r.object_mesh_transform, np.eye(4))  # metric, used where it is: the file's coordinates
+    back = (r.object_vertices_cam - r.object_pose[:3, 3]) @ r.object_pose[:3, :3]  # the decimated mesh, file frame
+    assert np.abs(np.linalg.norm(back - centre, axis=1) - 0.1).max() < 0.005  # on the file's ball: size, origin kept
+    away = np.abs(back[:, 0] - (centre[0] + 0.05)) > 0.01  # off the cap's rim the nearest file vertex is on its side
+    assert np.array_equal(r.object_contact[away], (back[away, 0] > centre[0] + 0.05).astype(np.float32))
+    S = r.object_pose_mesh_file  # the file's ball centre moved by it is the fitted (decimated) ball's centre
+    assert np.abs(np.linalg.norm(r.object_vertices_cam - (S[:3, :3] @ centre + S[:3, 3]), axis=1) - 0.1).max() < 0.005
+    assert len(calls) == 1
+    again = recon.fit(img, _obs(), np.ones(N), oc_in, str(path))  # a tracked object: decimated once
+    assert len(calls) == 1 and np.array_equal(again.object_faces, r.object_faces)
+    bad = recon.fit(img, _obs(), np.ones(N), np.ones(len(r.object_vertices_cam)), str(path))
+    assert bad.status == "bad_input" and f"the object mesh {len(v_in)} vertices" in bad.message  # the file's count
+
+
+def test_a_mesh_files_size_is_read_once_per_file_version(tmp_path, monkeypatch):
+    """The pipeline's mesh is sized from its file every frame (``object_size_for``): a 1.3 M-face scan was read again
+    each frame (0.6 s). The extent is now read once per file version; a replaced file is read again."""
+    import os
+
+    from interactvlm_ros.recon import reconstructor as rec
+
+    path = _ball_file(tmp_path, 0.1, [0.0, 0.0, 0.0], "ball.ply")
+    reads = []
+    real = rec._mesh_arrays
+    monkeypatch.setattr(rec, "_mesh_arrays", lambda m: reads.append(m) or real(m))
+    assert rec.object_size_for("ball", str(path))[0] == pytest.approx(0.2, rel=0.05)
+    assert rec.object_size_for("ball", str(path))[0] == pytest.approx(0.2, rel=0.05)
+    assert len(reads) == 1
+    st = os.stat(path)
+    _ball_file(tmp_path, 0.12, [0.0, 0.0, 0.0], "ball.ply")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same time stamp, another file
+    assert rec.object_size_for("ball", str(path))[0] == pytest.approx(0.24, rel=0.05)
+    assert len(reads) == 2

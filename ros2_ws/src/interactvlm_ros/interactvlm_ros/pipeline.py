@@ -86,7 +86,9 @@ def _to_numpy(x):
 
 @dataclass
 class ContactResult:
-    """Per-frame result. Vertex arrays are canonical (template body, normalised object).
+    """Per-frame result. Vertex arrays are canonical (template body, normalised object) — the object's of the mesh the
+    pipeline used: a mesh of more than ``objects.PIPELINE_MAX_FACES`` faces is decimated (new vertices, new order; a
+    named fallback), so object_contact is per vertex of ``object_vertices``, not of the file.
 
     human_contact [Nh] / object_contact [No]: per-vertex contact probability in [0, 1] (None when the
     model does not predict that side or the frame was not processed). human_masks / object_masks:
@@ -406,15 +408,20 @@ class ContactEstimator:
             self._objects[key] = state
             return state
         known = True
-        if mesh_path:
-            mesh = objects.load_mesh(mesh_path)
+        if mesh_path:  # a scan (0.5-2 M faces) is decimated to PIPELINE_MAX_FACES here, once: all below is of that mesh
+            mesh = objects.load_mesh(mesh_path, max_faces=objects.PIPELINE_MAX_FACES)
             source = str(mesh_path)
+            if mesh.info.get("decimated_to_faces"):
+                self._fallback(f"object mesh {mesh_path}: {mesh.info['decimated_from_faces']} faces decimated to "
+                               f"{mesh.info['decimated_to_faces']} (quadric decimation; objects.PIPELINE_MAX_FACES = "
+                               f"{objects.PIPELINE_MAX_FACES}): the object contact and meshes are of the decimated "
+                               "mesh", label=True)
         else:
             entry = objects.lookup_object(label)
             known = bool(getattr(entry, "known", True))
             if getattr(entry, "mesh_path", None) is None:
                 raise _BadInput(f"object '{label}' is not in the object library and no object_mesh was given")
-            mesh = objects.load_mesh(entry.mesh_path)
+            mesh = objects.load_mesh(entry.mesh_path, max_faces=objects.PIPELINE_MAX_FACES)  # all well below it
             source = f"library:{getattr(entry, 'canonical', label)}"
             if not known:
                 self._fallback(f"object label '{label}' unknown to the library; using its stand-in mesh "

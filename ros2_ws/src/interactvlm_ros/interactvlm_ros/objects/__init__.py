@@ -6,7 +6,9 @@
   and the fix): missing file, unsupported extension, unreadable, empty, NaN/inf vertices, face indices out of
   range. Degenerate faces (repeated index or zero area) are removed and the removal is logged. More than
   ``max_faces`` faces: decimated with quadric decimation (``fast_simplification`` through trimesh; vertex order is
-  then new; logged) or, with ``on_too_many="error"``, a ``MeshError``.
+  then new; logged) or, with ``on_too_many="error"``, a ``MeshError``. The pipeline and the reconstructor use
+  meshes of at most ``PIPELINE_MAX_FACES`` (50 k) faces: a larger one (a photogrammetry / 3-D scanner mesh,
+  0.5–2 M faces) is decimated once when loaded, a named fallback; its size and origin are kept.
 * ``normalize_mesh(vertices)`` — spec 3.6: subtract the vertex mean, divide by the longest bbox side.
 * ``lookup_object(label) -> ObjectEntry`` — the built-in library (``objects/data/catalog.json``; licences in
   ``objects/data/LICENSES.md``): canonical category, synonyms, mesh path, licence. Unknown labels return the
@@ -30,6 +32,9 @@ DATA_DIR = paths.package_data("objects", "data")
 CATALOG_PATH = DATA_DIR / "catalog.json"
 MESH_EXTENSIONS = (".obj", ".ply", ".stl", ".glb", ".gltf", ".off")
 MAX_FACES = 1_000_000
+# faces of the object meshes the pipeline (renders, lifting, contact) and the reconstructor (fit, outputs) use: their
+# cost grows with the mesh (a 1.3 M-face scan: reconstruction 5 min and 4.8 GB, vs 45 s and 1.1 GB at 50 k faces)
+PIPELINE_MAX_FACES = 50_000
 GENERIC = "generic"
 
 
@@ -92,6 +97,7 @@ def validate_mesh(vertices, faces, source: str = "<array>", max_faces: int = MAX
         f = f[~degenerate]
         info["removed_degenerate_faces"] = int(degenerate.sum())
     if len(f) > max_faces:
+        info["decimated_from_faces"] = int(len(f))
         v, f = _decimate(v, f, max_faces, source)
         info["decimated_to_faces"] = int(len(f))
     return Mesh(v, f, source, info)
@@ -237,5 +243,5 @@ def lookup_object(label: str) -> ObjectEntry:
     return library().lookup(label)
 
 
-__all__ = ["GENERIC", "Mesh", "MeshError", "ObjectEntry", "ObjectLibrary", "library", "load_mesh", "lookup_object",
-           "normalize_mesh", "validate_mesh"]
+__all__ = ["GENERIC", "PIPELINE_MAX_FACES", "Mesh", "MeshError", "ObjectEntry", "ObjectLibrary", "library", "load_mesh",
+           "lookup_object", "normalize_mesh", "validate_mesh"]

@@ -43,7 +43,9 @@ class Reconstruction:
     """Result of one frame. Camera optical frame (x right, y down, z forward), metres.
 
     human_vertices_cam [N,3], human_faces [F,3], human_contact [N] (as given); object_vertices_cam [M,3],
-    object_faces, object_contact [M] | None; human_grip_poses: list of dicts (pose 4x4, centre, normal, ...) —
+    object_faces, object_contact [M] | None — of the mesh the fit used: one of more than ``objects.PIPELINE_MAX_FACES``
+    faces is decimated first (a named fallback; each kept vertex takes the object_contact given for its nearest input
+    vertex); human_grip_poses: list of dicts (pose 4x4, centre, normal, ...) —
     contact patches on the object; free_grasp_points [P,3] (+ free_grasp_normals) — object surface away from the
     person.
 
@@ -246,8 +248,7 @@ def object_size_for(label: str | None, source: str | None) -> tuple[float | None
         p = Path(str(source).split(":", 1)[-1]) if not Path(str(source)).is_file() else Path(str(source))
         if p.is_file():
             try:
-                v, _ = _mesh_arrays(p)
-                ext = float((v.max(0) - v.min(0)).max())
+                ext = _file_extent(p)
             except Exception as exc:  # noqa: BLE001 - unreadable source: try the label
                 log.debug("object size from %s failed: %s", p, exc)
             else:
@@ -260,6 +261,22 @@ def object_size_for(label: str | None, source: str | None) -> tuple[float | None
     if lib is not None:
         return lib[0], f"the object library's '{lib[1]}' mesh{note}"
     return None, f"unknown{note}"
+
+
+_EXTENT_CACHE: dict = {}  # (path, mtime, ctime, inode, size) -> longest side of the file's mesh
+
+
+def _file_extent(p: Path) -> float:
+    """Longest bbox side of a mesh file, read once per file version: the pipeline's mesh is sized from its file every
+    frame (a 1.3 M-face scan took 0.6 s to read)."""
+    st = p.stat()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
+    if key not in _EXTENT_CACHE:
+        v, _ = _mesh_arrays(p)
+        if len(_EXTENT_CACHE) >= 16:
+            _EXTENT_CACHE.pop(next(iter(_EXTENT_CACHE)))
+        _EXTENT_CACHE[key] = float((v.max(0) - v.min(0)).max())
+    return _EXTENT_CACHE[key]
 
 
 def _library_size(source: str | None) -> tuple[float, str] | None:
@@ -297,6 +314,7 @@ class Reconstructor:
         self.max_reproj_rel = float(max_reproj_rel)
         self.max_penetration = float(max_penetration)
         self.fallbacks = Fallbacks()
+        self._decimated = None  # (key, vertices, faces, nearest input vertex) of the last mesh over the face budget
 
     def _fallback(self, text: str, label: bool = False) -> None:
         if self.fallbacks.note(text, label):
@@ -413,6 +431,11 @@ class Reconstructor:
             return Reconstruction("bad_input", str(exc), K=K)
         if len(ov) < 4 or len(of) < 1 or not np.isfinite(ov).all():
             return Reconstruction("bad_input", "object mesh is empty or has NaN vertices", K=K)
+        n_input = len(ov)
+        try:
+            ov, of, nearest = self._within_budget(ov, of)
+        except ValueError as exc:  # MeshError: face indices out of range
+            return Reconstruction("bad_input", str(exc), K=K)
         if _inward_wound_cached(ov, of):  # a closed mesh listed clockwise: its normals (grip poses' z, the fit's
             of = np.ascontiguousarray(of[:, ::-1])  # visibility and contact normals) would point into the object
             self._fallback("object mesh faces are wound inwards (negative volume); flipped to outward normals")
@@ -426,8 +449,11 @@ class Reconstructor:
         oc = None
         if object_contact is not None:
             oc = np.asarray(object_contact, np.float64).reshape(-1)
-            if len(oc) != len(ov):
-                return Reconstruction("bad_input", f"object_contact has {len(oc)} entries, the object mesh {len(ov)} vertices", K=K)
+            if len(oc) != n_input:
+                return Reconstruction("bad_input", f"object_contact has {len(oc)} entries, the object mesh {n_input} "
+                                      "vertices", K=K)
+            if nearest is not None:  # the decimated mesh's vertices take the contact of the nearest input vertex
+                oc = oc[nearest]
         if isinstance(init, Reconstruction):
             init = ReconInit.from_reconstruction(init)
 
@@ -511,6 +537,30 @@ class Reconstructor:
         timings["total"] = 1e3 * (time.perf_counter() - t0)
         return Reconstruction("ok", "", hv, body.faces, hc.astype(np.float32), obj.vertices, of, oc32, obj.pose, grips,
                               free_p, free_n, K, body.state, metrics, timings, object_mesh_transform=mesh_transform)
+
+    def _within_budget(self, ov: np.ndarray, of: np.ndarray):
+        """(vertices, faces, nearest): the mesh as it is (nearest None) when it has at most
+        ``objects.PIPELINE_MAX_FACES`` faces, else decimated to that (a named fallback) — the fit's and the outputs'
+        cost grows with the mesh (a 1.3 M-face scan: minutes and GB) — with nearest [M] the input vertex nearest each
+        kept vertex (for a per-vertex object_contact given on the input mesh). Decimated once per mesh (compared by
+        value): a tracked object is fitted every frame."""
+        from interactvlm_ros import objects
+
+        budget = objects.PIPELINE_MAX_FACES
+        if len(of) <= budget:
+            return ov, of, None
+        key = (_array_digest(ov, of), budget)
+        if self._decimated is None or self._decimated[0] != key:
+            from scipy.spatial import cKDTree
+
+            m = objects.validate_mesh(ov, of, "object mesh", max_faces=budget)  # quadric; size and origin kept
+            dv = np.asarray(m.vertices, np.float64)
+            self._decimated = (key, dv, m.faces, cKDTree(ov).query(dv)[1])
+        _, dv, df, nearest = self._decimated
+        self._fallback(f"object mesh of {len(of)} faces decimated to {len(df)} (quadric decimation; "
+                       f"objects.PIPELINE_MAX_FACES = {budget}): the fitted object mesh, its contact and the grip and "
+                       "free points are of the decimated mesh", label=True)
+        return dv, df, nearest
 
     @staticmethod
     def _estimate_object_mask(hv, hc, ov, K, H, W, person_mask) -> np.ndarray | None:
