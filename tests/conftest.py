@@ -75,3 +75,28 @@ def node_under_test(domain: int, params: dict, log: Path, outputs=None, remaps=N
 def contact_node():
     """:func:`node_under_test` for the modules that test the node over Fast DDS (their module-scoped fixtures)."""
     return node_under_test
+
+
+@pytest.fixture
+def stub_tensorrt(monkeypatch):
+    """``install(fake) -> seen``: TensorRT without a GPU for the runtime's engine path. ``build_engines`` runs for real
+    with ``fake``'s injections (cache, build_fn, validate_fn, trt_version, gpu ...) and records its results in ``seen``
+    ({graph: result}); ``TensorRTEngine`` is a stub that keeps its name, device and precision and cannot run."""
+    import interactvlm_ros.export.tensorrt_build as TB
+    import interactvlm_ros.runtime.trt_engine as TE
+    from interactvlm_ros.runtime.base import Engine
+
+    class StubTRT(Engine):
+        def __init__(self, path, name=None, device="cuda", precision="fp16"):
+            super().__init__(name=name, backend="tensorrt", device=device, precision=precision)
+
+        def _run(self, inputs):
+            raise NotImplementedError
+
+    def install(fake: dict) -> dict:
+        seen, real = {}, TB.build_engines
+        monkeypatch.setattr(TB, "build_engines", lambda *a, **k: seen.update(real(*a, **{**k, **fake})) or dict(seen))
+        monkeypatch.setattr(TE, "TensorRTEngine", StubTRT)
+        return seen
+
+    return install

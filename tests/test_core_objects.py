@@ -269,3 +269,22 @@ def test_a_scanned_mesh_over_the_face_budget_is_decimated_once_and_named(tmp_pat
     small = tmp_path / "small.ply"  # a mesh within the budget is used as it is
     trimesh.creation.icosphere(subdivisions=2, radius=0.1).export(small)
     assert len(est._object_state("ball", str(small)).faces) == 320
+
+
+def test_a_result_carries_the_normalisation_of_its_object_mesh_file(tmp_path, monkeypatch):
+    """ContactResult.object_vertices are normalised (centred, longest side 1): without the map from the file's own
+    coordinates, a reconstruction from a ContactResult (the node, ``reconstruct`` with model contacts) gave an
+    ``object_pose_mesh_file`` / ``object_scale`` of the normalised mesh, not of the file (a metric 0.22 m ball: scale
+    0.22 instead of 1, the file 0.15 m off). ``object_normalization`` maps the file's vertices onto object_vertices."""
+    import trimesh
+
+    est = _estimator(tmp_path, monkeypatch)
+    path = tmp_path / "ball.ply"
+    m = trimesh.creation.icosphere(subdivisions=2, radius=0.11)
+    m.apply_translation([0.3, 0.1, -0.2])
+    m.export(path)
+    res = est.estimate(np.zeros((48, 64, 3), np.uint8), "ball", object_mesh=str(path))
+    assert res.status == "ok", res.message
+    T = np.asarray(res.object_normalization)
+    v = np.asarray(trimesh.load(path, process=False).vertices)
+    assert np.abs(v @ T[:3, :3].T + T[:3, 3] - res.object_vertices).max() < 1e-6

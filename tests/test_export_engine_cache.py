@@ -184,29 +184,16 @@ def test_engines_are_keyed_and_built_on_the_chosen_device(tmp_path, two_gpu_kind
         build_engines(tmp_path / "manifest.json", device="cpu", **kw)
 
 
-def test_runtime_builds_engines_for_its_device(tmp_path, two_gpu_kinds, monkeypatch):
+def test_runtime_builds_engines_for_its_device(tmp_path, two_gpu_kinds, stub_tensorrt):
     """``RuntimeMVLoc(device="cuda:1")`` -> engines_from_manifest keys the engines on cuda:1's GPU, not GPU 0's."""
-    import interactvlm_ros.export.tensorrt_build as TB
-    import interactvlm_ros.runtime.trt_engine as TE
-    from interactvlm_ros.runtime.base import Engine
     from interactvlm_ros.runtime.localizer import GRAPHS, engines_from_manifest
     from interactvlm_ros.runtime.select import BackendChoice
 
     manifest = {"format": "interactvlm-onnx/1", "graphs": {g: {"file": f"{g}.onnx", "sha256": str(i) * 64}
                                                           for i, g in enumerate(GRAPHS, 1)}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    seen, real = {}, TB.build_engines
-    fake = dict(cache=EngineCache(tmp_path / "engines"), build_fn=FakeBuilder(), validate_fn=None, trt_version="10.3.0")
-    monkeypatch.setattr(TB, "build_engines", lambda *a, **k: seen.update(real(*a, **{**k, **fake})) or dict(seen))
-
-    class StubTRT(Engine):
-        def __init__(self, path, name=None, device="cuda", precision="fp16"):
-            super().__init__(name=name, backend="tensorrt", device=device, precision=precision)
-
-        def _run(self, inputs):
-            raise NotImplementedError
-
-    monkeypatch.setattr(TE, "TensorRTEngine", StubTRT)
+    seen = stub_tensorrt(dict(cache=EngineCache(tmp_path / "engines"), build_fn=FakeBuilder(), validate_fn=None,
+                              trt_version="10.3.0"))
     engines = engines_from_manifest(tmp_path, manifest, BackendChoice("tensorrt", "cuda:1", "stub"), "fp16")
     assert {r["key"]["gpu"] for r in seen.values()} == {"NVIDIA L4 (sm_89)"}
     assert {e.device for e in engines.values()} == {"cuda:1"}
@@ -256,3 +243,23 @@ def test_unknown_precision_is_refused_not_built(tmp_path):
     assert build.calls == [] and not list((tmp_path / "engines").glob("*.engine"))
     with pytest.raises(ValueError, match="precision 'FP16' unknown"):
         build_engine_trtexec(tmp_path / "sam_encoder.onnx", precision="FP16")
+
+
+def test_an_engine_cached_under_the_old_file_name_is_moved_not_rebuilt(tmp_path):
+    """Engines cached before the file names carried the GPU (``<graph>-<precision>-<hash12>.engine``) were neither
+    found nor removed: every engine rebuilt (minutes for 13B) and the old GBs left in the cache. One whose sidecar has
+    this key is moved to its new name and hit; one of another GPU is left alone."""
+    import hashlib
+
+    data = b"ENGINE-BUILT-BEFORE"
+    legacy = tmp_path / f"language-fp16-{KEY.graph_hash[:12]}.engine"
+    legacy.write_bytes(data)
+    legacy.with_suffix(".json").write_text(json.dumps(
+        {"key": KEY.__dict__, "engine_sha256": hashlib.sha256(data).hexdigest(), "name": "language"}))
+    cache, build = EngineCache(tmp_path), FakeBuilder()
+    other = EngineKey(**{**KEY.__dict__, "gpu": "NVIDIA L4 (sm_89)"})
+    cache.get_or_build("language", other, build)  # another GPU's engine: the legacy file is not its own
+    assert legacy.exists() and len(build.calls) == 1
+    path, status = cache.get_or_build("language", KEY, build)
+    assert status == "hit" and path.read_bytes() == data and len(build.calls) == 1
+    assert not legacy.exists() and not legacy.with_suffix(".json").exists()

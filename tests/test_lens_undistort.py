@@ -107,6 +107,16 @@ def test_an_ideal_fisheye_with_zero_coefficients_is_still_undistorted():
     assert len(found) == len(X) and d.max() < 0.5, d.max()
 
 
+def test_an_ideal_fisheye_without_coefficients_is_undistorted_as_zeros():
+    """A CameraInfo with distortion_model equidistant and an empty d: has_distortion says it must be undone (a fisheye
+    whatever its D), but the rectifier refused 0 coefficients, so the node named a fallback and used the image as it
+    is. No coefficients are the ideal fisheye: undone as k1..k4 = 0."""
+    assert has_distortion([], "equidistant")
+    img = _dots(_project(_points(), "equidistant", np.zeros(4)))
+    r = Rectifier()
+    assert np.array_equal(r.apply(img, K, "equidistant", []), r.apply(img, K, "equidistant", np.zeros(4)))
+
+
 # ---------------------------------------------------------------------------------------------- the node's hand-off
 class EstimatorDouble:
     reconstruct = True

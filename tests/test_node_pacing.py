@@ -640,3 +640,22 @@ def test_the_object_meshs_scale_and_centre_go_to_diagnostics(node):
     info = node.stats.snapshot()["info"]
     assert float(info["object_scale"]) == pytest.approx(s)
     assert np.allclose([float(x) for x in info["object_mesh_centre"].split()], c)
+
+
+@pytest.mark.parametrize("status", ["model_error", "bad_input"])
+def test_a_skipped_frame_still_publishes_an_earlier_frames_finished_cold_fit(node, monkeypatch, status):
+    """``estimate`` hands a finished background cold fit over once, with whichever frame comes next; a frame skipped
+    as 'model_error' (or bad input) returned before ``_publish`` and the cold fit's poses were never published."""
+    from interactvlm_ros.recon import Reconstruction
+
+    monkeypatch.setattr(node, "get_logger", lambda: types.SimpleNamespace(info=print, warning=print))
+    published = []
+    monkeypatch.setattr(node, "_publish_reconstruction", lambda rec, header, late=False: published.append(
+        (rec.status, header.frame_id, late)))
+    pose = np.eye(4)
+    pose[:3, 3] = [0.0, 0.0, 2.0]
+    node.estimator.estimate = lambda *a, **k: types.SimpleNamespace(
+        status=status, timings={}, cues="", message="the localizer's output is not finite",
+        late_reconstruction=(Header(frame_id="earlier"), Reconstruction("ok", object_pose=pose)))
+    _infer(node)
+    assert published == [("ok", "earlier", True)]

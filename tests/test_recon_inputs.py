@@ -601,3 +601,21 @@ def test_tracker_starts_a_new_track_when_the_object_mesh_or_the_camera_changes(r
     K2[0, 0] = K2[1, 1] = 60.0
     assert frame((ov + [0.5, 0, 0], of), K=K2) == (False, False)  # another camera: cold
     assert frame((ov + [0.5, 0, 0], of), K=K2, object_size=0.3) == (False, False)  # another size: cold
+
+
+def test_a_closed_stl_mesh_is_closed(tmp_path):
+    """An STL file gives every face its own three vertices (an OBJ with UV seams repeats vertices too); loaded
+    unprocessed, no two faces shared a vertex index, so a closed box counted as open: its grip normals took the
+    open-mesh rule, and the inward-wound check never flipped an inward STL. Edges are now compared by position."""
+    import trimesh
+
+    from interactvlm_ros.recon.geometry import is_closed
+    from interactvlm_ros.recon.reconstructor import _inward_wound, _mesh_arrays
+
+    box = trimesh.creation.box((0.2, 0.2, 0.2))
+    v, f = np.asarray(box.vertices, float)[box.faces].reshape(-1, 3), np.arange(36).reshape(12, 3)  # STL layout
+    assert is_closed(f, len(v), v) and not is_closed(f[1:], len(v), v)  # a missing face is a hole
+    assert _inward_wound(v, f[:, ::-1]) and not _inward_wound(v, f)
+    box.export(tmp_path / "box.stl")  # the file as trimesh reads it for the fit (process=False)
+    sv, sf = _mesh_arrays(str(tmp_path / "box.stl"))
+    assert len(sv) == 36 and is_closed(sf, len(sv), sv)

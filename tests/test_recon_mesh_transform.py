@@ -181,6 +181,32 @@ def test_a_metric_pipeline_mesh_keeps_scale_one_but_is_centred(recon, monkeypatc
     assert np.abs(v @ S[:3, :3].T + S[:3, 3] - r.object_vertices_cam).max() < 1e-6
 
 
+def test_a_normalised_pipeline_mesh_gives_the_pose_of_its_file(recon, monkeypatch, tmp_path):
+    """What the pipeline really hands over: ContactResult.object_vertices normalised (centred, longest side 1) and
+    ``object_normalization`` (those vertices ← the file's). object_scale is the file's (1 for a metric file, not the
+    0.22 that sized the normalised mesh) and the file moved by object_pose_mesh_file is the fitted mesh."""
+    import trimesh
+
+    from interactvlm_ros import objects
+
+    N = _doubles(recon, monkeypatch)
+    path = _ball_file(tmp_path, 0.11, [0.3, 0.1, -0.2], "ball_m.ply")
+    v = np.asarray(trimesh.load(path, process=False).vertices)
+    vn = objects.normalize_mesh(v)
+    ext = float((v.max(0) - v.min(0)).max())
+    T = np.eye(4)
+    T[:3, :3] /= ext
+    T[:3, 3] = -v.mean(0) / ext
+    cr = types.SimpleNamespace(human_contact=np.ones(N), object_contact=None, object_vertices=vn,
+                               object_faces=np.asarray(trimesh.load(path, process=False).faces), object_label="ball",
+                               object_source=str(path), object_normalization=T)
+    r = recon.fit(np.zeros((64, 64, 3), np.uint8), _obs(), cr)
+    assert r.status == "ok", r.message
+    assert r.object_scale == pytest.approx(1.0, abs=1e-6)
+    S = np.array(r.to_json()["object_pose_mesh_file"])
+    assert np.abs(v @ S[:3, :3].T + S[:3, 3] - r.object_vertices_cam).max() < 1e-5
+
+
 def test_warm_starts_use_the_rigid_object_pose(recon, monkeypatch, tmp_path):
     """The tracker's warm start (ReconInit) carries object_pose, the fitted mesh's rigid pose — not the file's
     similarity: the next fit's candidates are that pose carried with the body and that pose as it was."""

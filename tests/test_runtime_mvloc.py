@@ -138,17 +138,25 @@ def test_onnx_dir_without_export_fails_fast_for_any_backend_spelling(fx, tmp_pat
         assert not (tmp_path / "typo").exists()
 
 
-def test_manifest_without_a_graph_names_the_file(ort_loc, fx, tmp_path):
+def _export_copy(src, dst, *key_path):
+    """A copy of the export folder ``src`` at ``dst`` whose manifest lacks the entry at ``key_path``."""
     import shutil
 
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    parent = m
+    for k in key_path[:-1]:
+        parent = parent[k]
+    del parent[key_path[-1]]
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+def test_manifest_without_a_graph_names_the_file(ort_loc, fx, tmp_path):
     from interactvlm_ros.export.onnx_export import ExportError
 
     root, _, _ = fx
-    d = tmp_path / "onnx"
-    shutil.copytree(ort_loc.onnx_dir, d)
-    m = json.loads((d / "manifest.json").read_text())
-    del m["graphs"]["mask_decoder"]
-    (d / "manifest.json").write_text(json.dumps(m))
+    d = _export_copy(ort_loc.onnx_dir, tmp_path / "onnx", "graphs", "mask_decoder")
     with pytest.raises(ExportError, match=r"manifest.json: no graph\(s\) \['mask_decoder'\].*interactvlm export"):
         RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", device="cpu", onnx_dir=d, disk_cache=False)
 
@@ -173,30 +181,19 @@ def test_backend_and_fallbacks_reach_the_pipeline(ort_loc, fx, caplog):
     assert half.runtime_info["fallbacks"] == [fb]
 
 
-def test_tensorrt_default_precision_uses_the_engines_build_engines_py_builds(ort_loc, fx, tmp_path, monkeypatch):
+def test_tensorrt_default_precision_uses_the_engines_build_engines_py_builds(ort_loc, fx, tmp_path, monkeypatch,
+                                                                             stub_tensorrt):
     """model_export/build_engines.py (and `interactvlm export --tensorrt`) build fp16 + fp32 decoder by default; the
     runtime's default must hit those engines, not build a second fp32 set on first start (no GPU: stubs)."""
     import interactvlm_ros.export.tensorrt_build as TB
     import interactvlm_ros.runtime.localizer as L
-    import interactvlm_ros.runtime.trt_engine as TE
-    from interactvlm_ros.runtime.base import Engine
     from interactvlm_ros.runtime.select import BackendChoice
 
     root, _, _ = fx
     fake = dict(cache=TB.EngineCache(tmp_path / "engines"), build_fn=lambda p, pr, pf, ws: b"plan:" + pr.encode(),
                 validate_fn=None, trt_version="10.11.0", gpu="GPU (sm_90)")
     TB.build_engines(ort_loc.onnx_dir / "manifest.json", precision="fp16", decoder_precision="fp32", **fake)  # the script
-    seen, real = {}, TB.build_engines
-    monkeypatch.setattr(TB, "build_engines", lambda *a, **k: seen.update(real(*a, **{**k, **fake})) or dict(seen))
-
-    class StubTRT(Engine):
-        def __init__(self, path, name=None, device="cuda", precision="fp16"):
-            super().__init__(name=name, backend="tensorrt", device=device, precision=precision)
-
-        def _run(self, inputs):
-            raise NotImplementedError
-
-    monkeypatch.setattr(TE, "TensorRTEngine", StubTRT)
+    seen = stub_tensorrt(fake)
     monkeypatch.setattr(L, "select_backend", lambda b, d: BackendChoice("tensorrt", "cuda", "stub", requested=b))
     loc = RuntimeMVLoc.from_pretrained(root / CKPT, backend="auto", onnx_dir=ort_loc.onnx_dir, disk_cache=False)
     assert {g: (r["status"], r["precision"]) for g, r in seen.items()} == {
@@ -260,11 +257,7 @@ def test_onnx_dir_from_another_checkpoint_is_refused(ort_loc, fx, conformance_di
         RuntimeMVLoc.from_pretrained(moved, clip_dir=clip, onnx_dir=ort_loc.onnx_dir, **kw)
     assert "checked: checkpoint fingerprint + tokenizer sha256" in caplog.text
     # an older manifest (no fingerprint): model_config vs config.json + tokenizer, logged as the weaker check
-    old = tmp_path / "old_onnx"
-    shutil.copytree(ort_loc.onnx_dir, old)
-    m = json.loads((old / "manifest.json").read_text())
-    del m["source"]["checkpoint_fingerprint"]
-    (old / "manifest.json").write_text(json.dumps(m))
+    old = _export_copy(ort_loc.onnx_dir, tmp_path / "old_onnx", "source", "checkpoint_fingerprint")
     with pytest.raises(ExportError, match=r"model config differs: hC_loss_weight=3.0 \(export\) vs 0.0 \(config"):
         RuntimeMVLoc.from_pretrained(other, onnx_dir=old, **kw)
     caplog.clear()

@@ -78,6 +78,8 @@ class Rectifier:
                 raise RectifyError(f"distortion model {model} with {D.size} coefficients: OpenCV takes 4, 5, 8, 12 or 14")
             return cv2.initUndistortRectifyMap(K, D, None, K, size, cv2.CV_16SC2)
         if model in FISHEYE_MODELS:
+            if D.size == 0:  # no coefficients: the ideal fisheye (has_distortion says a fisheye always needs undoing)
+                D = np.zeros(4)
             if D.size < 4:
                 raise RectifyError(f"distortion model {model} with {D.size} coefficients: 4 needed")
             return cv2.fisheye.initUndistortRectifyMap(K, D[:4], np.eye(3), K, size, cv2.CV_16SC2)

@@ -101,7 +101,9 @@ class ContactResult:
     ``recon.Reconstruction`` (``reconstruct=True``); late_reconstruction: ``(frame_tag, Reconstruction)`` of an earlier
     frame whose background cold fit finished since the previous frame (``reconstruct_cold_start="background"``).
     cues: the inputs the localizer read besides the image, e.g. ``pose+hands+label+box+depth`` (the default model;
-    "" when the localizer does not say).
+    "" when the localizer does not say). object_normalization: 4x4 similarity, ``object_vertices`` ← the object mesh
+    file's own coordinates (``objects.normalize_mesh``: centred on the vertex mean of the mesh used, divided by its
+    longest side), so that a reconstruction can give the pose of the file itself (``object_pose_mesh_file``).
     """
 
     status: str
@@ -132,6 +134,7 @@ class ContactResult:
     timings: dict[str, float] = field(default_factory=dict)
     reconstruction: Any = None
     late_reconstruction: Any = None
+    object_normalization: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
@@ -214,6 +217,7 @@ class _ObjectState:
     faces: np.ndarray
     assets: Any
     lifter: Any
+    normalization: np.ndarray | None = None  # 4x4: vertices ← the mesh file's own coordinates
 
 
 class ContactEstimator:
@@ -430,6 +434,12 @@ class ContactEstimator:
         lift = _import("interactvlm_ros.lift", "lifting")
         assets = assets_mod.object_assets(mesh, self.asset_size)
         verts = np.asarray(objects.normalize_mesh(np.asarray(mesh.vertices, np.float32)), np.float32)
+        raw = np.asarray(mesh.vertices, np.float32).astype(np.float64)  # as normalize_mesh read them
+        centre = raw.mean(0)
+        ext = float(((raw - centre).max(0) - (raw - centre).min(0)).max())
+        normalization = np.eye(4)  # verts ← the file's coordinates (Reconstruction.object_pose_mesh_file needs it)
+        normalization[:3, :3] /= ext
+        normalization[:3, 3] = -centre / ext
         if getattr(assets, "vertices", None) is None:  # the default model paints its view input from them
             try:
                 assets.vertices = verts
@@ -440,11 +450,12 @@ class ContactEstimator:
         twin = next((s for s in self._objects.values() if getattr(assets, "key", None) is not None
                      and getattr(s.assets, "key", None) == assets.key), None)
         if twin is not None:
-            state = _ObjectState(key, label, known, source, twin.vertices, twin.faces, twin.assets, twin.lifter)
+            state = _ObjectState(key, label, known, source, twin.vertices, twin.faces, twin.assets, twin.lifter,
+                                 normalization)
         else:
             fill = (verts, faces) if getattr(self.localizer, "fill_unseen_vertices", False) else None
             state = _ObjectState(key, label, known, source, verts, faces, assets,
-                                 lift.Lifter(assets, mode="object", fill_unseen_from=fill))
+                                 lift.Lifter(assets, mode="object", fill_unseen_from=fill), normalization)
         if len(self._objects) >= 16:  # bounded: a long-running node cycling through meshes; least recently used out
             self._objects.pop(next(iter(self._objects)))
         self._objects[key] = state
@@ -650,6 +661,7 @@ class ContactEstimator:
             part_names=self.part_names,
             object_vertices=obj.vertices if obj is not None else None,
             object_faces=obj.faces if obj is not None else None,
+            object_normalization=obj.normalization if obj is not None else None,
             human_masks=_sigmoid(human_logits) if human_logits is not None else None,
             object_masks=_sigmoid(object_logits) if object_logits is not None else None,
             human_renders=getattr(self.human_assets, "renders", None),

@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--object-box", default=None, metavar="X0,Y0,X1,Y1",
                    help="a detector's box around the object in pixels (optional; used when there is no --object-mask): "
                         "its region selects the depth points and bounds where the object may project")
-    p.add_argument("--depth", default=None, help="depth registered to the image: .npy (m) or 16-bit .png (mm)")
+    p.add_argument("--depth", default=None, help="depth registered to the image: .npy or 16-bit .png; integer depth is mm, float depth m")
     p.add_argument("--depth-scale", type=float, default=None, help="metres per depth unit (default: integer depth, png or npy, is mm: 0.001; float depth is m: 1)")
     p.add_argument("--K", default=None, help="intrinsics fx,fy,cx,cy (default: fx=fy=1.2·max(W,H), centre)")
     p.add_argument("--D", default=None, help="lens distortion --D=k1,k2,p1,p2[,k3,...] (CameraInfo.d; needs --K): the image, "

@@ -127,12 +127,30 @@ class EngineCache:
                 return "corrupt", f"engine does not deserialize ({why})"
         return "hit", f"cached engine {path.name} matches key"
 
+    def _adopt_legacy(self, name: str, key: EngineKey) -> None:
+        """An engine cached before the file names carried the GPU (``<graph>-<precision>-<hash12>.engine``) whose
+        sidecar holds this very key is moved to its current name (then checked as any other): not rebuilt (minutes
+        for 13B) and not left behind (GBs). One of another key is left alone (another GPU's may still move)."""
+        legacy = self.root / f"{name}-{key.precision}-{key.graph_hash[:12]}.engine"
+        path = self.engine_path(name, key)
+        if path.exists() or not legacy.exists():
+            return
+        try:
+            if EngineKey(**json.loads(self._meta_path(legacy).read_text())["key"]) != key:
+                return
+        except Exception:  # noqa: BLE001 - no readable sidecar: not known to be this key's
+            return
+        os.replace(self._meta_path(legacy), self._meta_path(path))
+        os.replace(legacy, path)
+        log.info("engine %s moved to %s (file names now name the GPU)", legacy.name, path.name)
+
     def get_or_build(self, name: str, key: EngineKey, build_fn: Callable[[], bytes],
                      validate_fn: Callable[[Path], bool] | None = None) -> tuple[Path, str]:
         """Return ``(engine path, status)``; status is ``hit``, ``built`` or ``rebuilt (<why>)``.
 
         ``build_fn() -> bytes`` builds a serialized engine; it runs only when the cache cannot be used.
         The new engine is written atomically (temp file + rename) with its sidecar."""
+        self._adopt_legacy(name, key)
         state, why = self.check(name, key, validate_fn)
         path = self.engine_path(name, key)
         if state == "hit":

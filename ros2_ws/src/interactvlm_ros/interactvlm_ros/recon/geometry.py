@@ -85,13 +85,21 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int, seed: int = 
     return fid, bary.astype(np.float32)
 
 
-def is_closed(faces: np.ndarray, n_vertices: int) -> bool:
+def is_closed(faces: np.ndarray, n_vertices: int, vertices: np.ndarray | None = None) -> bool:
     """True when every edge of the mesh is shared by exactly two faces (a closed surface: its normals have one outward
     side). False for an open mesh — a single-sided scan, a sheet modelled as one surface, a mesh with holes —, whose
-    normal sign is the winding's, arbitrary, and for an edge shared by more than two faces."""
+    normal sign is the winding's, arbitrary, and for an edge shared by more than two faces.
+
+    ``vertices`` [N,3]: edges are compared by their corners' positions, not their indices — an STL file (every face
+    with its own three vertices) or an OBJ with UV seams (a vertex repeated per texture coordinate), loaded unprocessed,
+    is closed when its surface is."""
     f = np.asarray(faces, np.int64)
     if len(f) < 4:
         return False
+    if vertices is not None:  # weld vertices at the same position (exactly: exporters repeat the same numbers)
+        _, weld = np.unique(np.asarray(vertices), axis=0, return_inverse=True)
+        weld = weld.reshape(-1)
+        f, n_vertices = weld[f], int(weld.max()) + 1
     e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
     e.sort(1)
     keys = np.sort(e[:, 0] * (int(n_vertices) + 1) + e[:, 1])  # each undirected edge as one integer

@@ -94,7 +94,7 @@ def mesh_closed(vertices: np.ndarray, faces: np.ndarray) -> bool:
     grip poses ask every frame."""
     entry = _mesh_entry(vertices, faces)
     if entry["closed"] is None:
-        entry["closed"] = is_closed(faces, len(vertices))
+        entry["closed"] = is_closed(faces, len(vertices), vertices)
     return entry["closed"]
 
 
@@ -150,7 +150,7 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
     if n is None:
         n = vertex_normals(ov, obj_faces).astype(np.float64)
         patches = contact_patches(ov, obj_contact, thr)
-    closed = mesh_closed(object_frame[0], obj_faces) if object_frame is not None else is_closed(obj_faces, len(ov))
+    closed = mesh_closed(object_frame[0], obj_faces) if object_frame is not None else is_closed(obj_faces, len(ov), ov)
     hv = np.asarray(human_vertices, np.float64)  # a few patch centres: a scan (a 13.7k-vertex k-d tree cost 3 ms)
     out = []
     for p in patches:

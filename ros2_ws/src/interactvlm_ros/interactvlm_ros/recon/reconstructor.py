@@ -56,8 +56,9 @@ class Reconstruction:
     file: ``object_mesh_transform`` 4x4 (a similarity, uniform scale ``object_scale`` — 1.0 for a metric mesh sized
     by its own extent, which is still centred) maps the input mesh's own coordinates (the file, or the arrays given)
     to the frame object_pose maps from — identity when the mesh was used as it is (a mesh without ``object_size``),
-    None when no mesh was read — and ``object_pose_mesh_file`` = object_pose @ object_mesh_transform maps the input
-    mesh's own coordinates to the camera (``trimesh.load(file, process=False).apply_transform(object_pose_mesh_file)``
+    None when no mesh was read; for a ``ContactResult``'s normalised mesh it includes the pipeline's normalisation
+    (``ContactResult.object_normalization``), so it maps the mesh file's own coordinates — and
+    ``object_pose_mesh_file`` = object_pose @ object_mesh_transform maps the input mesh's own coordinates to the camera (``trimesh.load(file, process=False).apply_transform(object_pose_mesh_file)``
     gives object.ply's vertices)."""
 
     status: str
@@ -202,7 +203,7 @@ def _inward_wound(vertices: np.ndarray, faces: np.ndarray) -> bool:
     a, b, c = (v[f[:, k]] - v.mean(0) for k in range(3))
     if float(np.einsum("ij,ij->", a, np.cross(b, c))) >= 0.0:
         return False
-    return is_closed(f, len(v))
+    return is_closed(f, len(v), v)
 
 
 _WINDING_CACHE: list = []  # (vertices, faces, inward) of the last meshes, compared by value
@@ -264,6 +265,7 @@ def object_size_for(label: str | None, source: str | None) -> tuple[float | None
 
 
 _EXTENT_CACHE: dict = {}  # (path, mtime, ctime, inode, size) -> longest side of the file's mesh
+_EXTENT_LOCK = threading.Lock()
 
 
 def _file_extent(p: Path) -> float:
@@ -271,12 +273,16 @@ def _file_extent(p: Path) -> float:
     frame (a 1.3 M-face scan took 0.6 s to read)."""
     st = p.stat()
     key = (str(p.resolve()), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
-    if key not in _EXTENT_CACHE:
+    with _EXTENT_LOCK:  # a warm fit and a background cold fit may size meshes at once
+        ext = _EXTENT_CACHE.get(key)
+    if ext is None:
         v, _ = _mesh_arrays(p)
-        if len(_EXTENT_CACHE) >= 16:
-            _EXTENT_CACHE.pop(next(iter(_EXTENT_CACHE)))
-        _EXTENT_CACHE[key] = float((v.max(0) - v.min(0)).max())
-    return _EXTENT_CACHE[key]
+        ext = float((v.max(0) - v.min(0)).max())
+        with _EXTENT_LOCK:
+            while len(_EXTENT_CACHE) >= 16:
+                _EXTENT_CACHE.pop(next(iter(_EXTENT_CACHE)))
+            _EXTENT_CACHE[key] = ext
+    return ext
 
 
 def _library_size(source: str | None) -> tuple[float, str] | None:
@@ -367,6 +373,7 @@ class Reconstructor:
                 return Reconstruction("bad_input", f"object_size {object_size} m: the object's longest side must be a "
                                       "finite length > 0 (or None: the mesh is metric)")
         # ---- contacts from a ContactResult
+        given_transform = None  # the given mesh arrays ← the input mesh file's coordinates (a ContactResult's mesh)
         if human_contact is not None and hasattr(human_contact, "human_contact"):
             cr = human_contact
             human_contact = cr.human_contact
@@ -374,6 +381,7 @@ class Reconstructor:
                 object_contact = cr.object_contact
             if object_mesh is None and getattr(cr, "object_vertices", None) is not None:
                 object_mesh = (cr.object_vertices, cr.object_faces)
+                given_transform = getattr(cr, "object_normalization", None)  # normalised vertices ← the file's
                 if object_size is None:  # pipeline meshes are normalised (longest side 1)
                     object_size, why = self.object_size(getattr(cr, "object_label", None),
                                                         getattr(cr, "object_source", None))
@@ -446,6 +454,8 @@ class Reconstructor:
             ov = (ov - centre) * scale
             mesh_transform[:3, :3] *= scale
             mesh_transform[:3, 3] = -scale * centre
+        if given_transform is not None:  # a pipeline mesh is normalised: the file's own coordinates are one step back
+            mesh_transform = mesh_transform @ np.asarray(given_transform, np.float64)
         oc = None
         if object_contact is not None:
             oc = np.asarray(object_contact, np.float64).reshape(-1)
@@ -550,13 +560,14 @@ class Reconstructor:
         if len(of) <= budget:
             return ov, of, None
         key = (_array_digest(ov, of), budget)
-        if self._decimated is None or self._decimated[0] != key:
+        done = self._decimated  # one read: a background cold fit may replace the slot meanwhile
+        if done is None or done[0] != key:
             from scipy.spatial import cKDTree
 
             m = objects.validate_mesh(ov, of, "object mesh", max_faces=budget)  # quadric; size and origin kept
             dv = np.asarray(m.vertices, np.float64)
-            self._decimated = (key, dv, m.faces, cKDTree(ov).query(dv)[1])
-        _, dv, df, nearest = self._decimated
+            done = self._decimated = (key, dv, m.faces, cKDTree(ov).query(dv)[1])
+        _, dv, df, nearest = done
         self._fallback(f"object mesh of {len(of)} faces decimated to {len(df)} (quadric decimation; "
                        f"objects.PIPELINE_MAX_FACES = {budget}): the fitted object mesh, its contact and the grip and "
                        "free points are of the decimated mesh", label=True)

@@ -1015,6 +1015,8 @@ class _ContactNodeBase:
         self._sync_fallbacks()
         if getattr(result, "cues", ""):
             self.stats.set_info("model_cues", result.cues)  # what the model read this frame, e.g. +box+depth
+        if result.status in ("bad_input", "model_error"):  # skipped: an earlier frame's finished cold fit still goes out
+            self._publish_late(result)
         if result.status == "bad_input":
             reason = "bad_mesh" if "mesh" in result.message else "bad_input"
             self._bad(conv.InputError(result.message, reason), frame=True)
@@ -1053,16 +1055,22 @@ class _ContactNodeBase:
         if self._visual_slot.put((result, header)):
             self.stats.inc("markers_skipped")
         self._publish_reconstruction(result.reconstruction, header)
-        late = getattr(result, "late_reconstruction", None)
-        if late is not None:  # a background cold fit of an earlier frame finished: its poses, with that frame's header
-            late_header, late_rec = late
-            self._publish_reconstruction(late_rec, late_header, late=True)
+        self._publish_late(result)
         result.timings["publish"] = 1e3 * (time.monotonic() - t0)
         self.stats.inc("published")
         search = getattr(result.observation, "hand_search", "none")
         if search != "none":  # video mode rate-limits the full-frame hand search (perception.human)
             self.stats.inc(f"hand_frame_search_{search}")
         self.stats.processed(result.status, time.monotonic() - t_recv, result.timings)
+
+    def _publish_late(self, result) -> None:
+        """The poses of a background cold fit of an earlier frame that finished (``result.late_reconstruction``), with
+        that frame's header: handed over once, by whichever frame comes next — also one skipped as bad input or a
+        model error."""
+        late = getattr(result, "late_reconstruction", None)
+        if late is not None:
+            late_header, late_rec = late
+            self._publish_reconstruction(late_rec, late_header, late=True)
 
     def _publish_reconstruction(self, rec, header: Header, late: bool = False) -> None:
         """Diagnostics of one reconstruction (reconstruction/<status>, warm (tracked) frames, resets to a cold fit,
