@@ -433,13 +433,10 @@ class ContactEstimator:
         assets_mod = _import("interactvlm_ros.assets", "view assets")
         lift = _import("interactvlm_ros.lift", "lifting")
         assets = assets_mod.object_assets(mesh, self.asset_size)
-        verts = np.asarray(objects.normalize_mesh(np.asarray(mesh.vertices, np.float32)), np.float32)
-        raw = np.asarray(mesh.vertices, np.float32).astype(np.float64)  # as normalize_mesh read them
-        centre = raw.mean(0)
-        ext = float(((raw - centre).max(0) - (raw - centre).min(0)).max())
-        normalization = np.eye(4)  # verts ← the file's coordinates (Reconstruction.object_pose_mesh_file needs it)
-        normalization[:3, :3] /= ext
-        normalization[:3, 3] = -centre / ext
+        raw = np.asarray(mesh.vertices, np.float32)
+        verts = np.asarray(objects.normalize_mesh(raw), np.float32)
+        centre, ext = objects.normalization(raw)  # verts ← the file's coordinates (Reconstruction.object_pose_mesh_file)
+        normalization = objects.similarity(1.0 / ext, centre)
         if getattr(assets, "vertices", None) is None:  # the default model paints its view input from them
             try:
                 assets.vertices = verts
@@ -617,9 +614,10 @@ class ContactEstimator:
         t = time.perf_counter()
         human_logits = _to_numpy(out.human_logits)
         object_logits = _to_numpy(out.object_logits)
+        human_direct = _to_numpy(getattr(out, "human_vertex_contact", None))  # vertex heads: on the CPU once
+        object_direct = _to_numpy(getattr(out, "object_vertex_contact", None))
         broken = _non_finite_outputs(human_logits=human_logits, object_logits=object_logits,
-                                     human_vertex_contact=_to_numpy(getattr(out, "human_vertex_contact", None)),
-                                     object_vertex_contact=_to_numpy(getattr(out, "object_vertex_contact", None)))
+                                     human_vertex_contact=human_direct, object_vertex_contact=object_direct)
         if broken:  # lifted, NaN became NaN contact (or silently none) on an "ok" frame
             self._fallback("localizer output with NaN/inf: such frames are 'model_error' (no contact); an fp16/int8 "
                            "engine overflowing (try precision fp32) or damaged weights")
@@ -630,11 +628,11 @@ class ContactEstimator:
         human_contact = object_contact = None
         if human_logits is not None and self.human_lifter is not None:
             human_contact = self._merged_contact(
-                self.human_lifter, human_logits, getattr(out, "human_vertex_contact", None),
+                self.human_lifter, human_logits, human_direct,
                 getattr(out, "human_vertex_merge", "max"), "human")
         if object_logits is not None and obj is not None:
             object_contact = self._merged_contact(
-                obj.lifter, object_logits, getattr(out, "object_vertex_contact", None),
+                obj.lifter, object_logits, object_direct,
                 getattr(out, "object_vertex_merge", "max"), "object")
         timings["lift"] = 1e3 * (time.perf_counter() - t)
 
@@ -704,15 +702,15 @@ class ContactEstimator:
 
     def _merged_contact(self, lifter, logits, direct, rule: str, side: str) -> np.ndarray:
         """Per-vertex contact of one side: the lifted masks, combined with the model's own per-vertex contact
-        (vertex heads) by ``rule`` (lift.merge_direct_contact). Under "direct" the masks are not lifted at all
+        ``direct`` (vertex heads, numpy) by ``rule`` (lift.merge_direct_contact). Under "direct" the masks are not lifted at all
         (their contact would be discarded); a direct contact of the wrong length is a named fallback to the masks."""
         if direct is not None and rule == "direct" and np.shape(direct) == (lifter.num_vertices,):
-            return np.asarray(_to_numpy(direct), np.float32)
+            return np.asarray(direct, np.float32)
         contact = np.asarray(_to_numpy(lifter(logits.astype(np.float32))), np.float32)
         if direct is not None:
             lift = _import("interactvlm_ros.lift", "lifting")
             try:
-                contact = lift.merge_direct_contact(contact, _to_numpy(direct), rule)
+                contact = lift.merge_direct_contact(contact, direct, rule)
             except lift.LiftError as exc:
                 self._fallback(f"direct per-vertex contact not used ({side}): {exc}")
         return contact

@@ -52,6 +52,8 @@ from typing import Callable, Iterable
 
 from .. import paths
 
+from ..runtime.base import cuda_index  # noqa: F401 - the CLIs take it from here with build_engines
+
 log = logging.getLogger(__name__)
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -198,20 +200,6 @@ def tensorrt_version() -> str | None:
             v = m.group(1)  # e.g. 100300 -> 10.3.0
             return f"{int(v[:-4])}.{int(v[-4:-2])}.{int(v[-2:])}" if len(v) >= 5 else v
     return None
-
-
-def cuda_index(device: int | str | None) -> int:
-    """CUDA device index of ``device``: an int, ``"cuda"`` (-> 0, as ``TensorRTEngine``) or ``"cuda:<i>"``."""
-    if device is None:
-        return 0
-    if isinstance(device, int):
-        return device
-    from ..runtime.base import parse_device
-
-    kind, index = parse_device(device)
-    if kind != "cuda":
-        raise ValueError(f"TensorRT engines need a CUDA device, got device '{device}' (use cuda or cuda:<index>)")
-    return index or 0
 
 
 @contextlib.contextmanager

@@ -147,16 +147,33 @@ def load_mesh(path, max_faces: int = MAX_FACES, on_too_many: str = "decimate") -
     return validate_mesh(np.asarray(m.vertices), np.asarray(m.faces), str(p), max_faces, on_too_many)
 
 
-def normalize_mesh(vertices) -> np.ndarray:
-    """Spec 3.6: centre = vertex mean (not bbox centre), then divide by the longest bbox side → float32 [N,3]."""
+def normalization(vertices) -> tuple[np.ndarray, float]:
+    """Spec 3.6's normalisation of a mesh: (centre = vertex mean, not bbox centre; extent = longest bbox side).
+    MeshError for a mesh of zero extent or with NaN vertices."""
     v = np.asarray(vertices, np.float64)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
         raise MeshError(f"normalize_mesh: vertices must be [N,3] with N > 0, got {v.shape}")
-    v = v - v.mean(axis=0)
-    ext = float((v.max(axis=0) - v.min(axis=0)).max())
+    centre = v.mean(axis=0)
+    c = v - centre
+    ext = float((c.max(axis=0) - c.min(axis=0)).max())
     if not np.isfinite(ext) or ext <= 0:
         raise MeshError("normalize_mesh: the mesh has zero extent (all vertices coincide) or NaN vertices")
-    return (v / ext).astype(np.float32)
+    return centre, ext
+
+
+def normalize_mesh(vertices) -> np.ndarray:
+    """Spec 3.6: centre = vertex mean (not bbox centre), then divide by the longest bbox side → float32 [N,3]."""
+    centre, ext = normalization(vertices)
+    return ((np.asarray(vertices, np.float64) - centre) / ext).astype(np.float32)
+
+
+def similarity(scale: float, centre) -> np.ndarray:
+    """4x4 ``x ↦ scale · (x − centre)``: the map from a mesh's own coordinates to the mesh centred and scaled (with
+    :func:`normalization`'s centre and 1 / extent, to what :func:`normalize_mesh` gives)."""
+    T = np.eye(4)
+    T[:3, :3] *= scale
+    T[:3, 3] = -scale * np.asarray(centre, np.float64)
+    return T
 
 
 # ------------------------------------------------------------------------------------------- library
@@ -244,4 +261,4 @@ def lookup_object(label: str) -> ObjectEntry:
 
 
 __all__ = ["GENERIC", "PIPELINE_MAX_FACES", "Mesh", "MeshError", "ObjectEntry", "ObjectLibrary", "library", "load_mesh",
-           "lookup_object", "normalize_mesh", "validate_mesh"]
+           "lookup_object", "normalization", "normalize_mesh", "similarity", "validate_mesh"]

@@ -448,12 +448,15 @@ class Reconstructor:
             of = np.ascontiguousarray(of[:, ::-1])  # visibility and contact normals) would point into the object
             self._fallback("object mesh faces are wound inwards (negative volume); flipped to outward normals")
         mesh_transform = np.eye(4)  # the fitted mesh's frame ← the input mesh's coordinates (Reconstruction)
-        if object_size is not None:
-            ext = float((ov.max(0) - ov.min(0)).max())
-            scale, centre = float(object_size) / max(ext, 1e-9), ov.mean(0)
-            ov = (ov - centre) * scale
-            mesh_transform[:3, :3] *= scale
-            mesh_transform[:3, 3] = -scale * centre
+        if object_size is not None:  # centred on its vertex mean, longest side object_size (objects.normalize_mesh's)
+            from interactvlm_ros import objects
+
+            try:
+                centre, ext = objects.normalization(ov)
+            except ValueError as exc:  # MeshError: all vertices coincide
+                return Reconstruction("bad_input", str(exc), K=K)
+            mesh_transform = objects.similarity(float(object_size) / ext, centre)
+            ov = (ov - centre) * (float(object_size) / ext)
         if given_transform is not None:  # a pipeline mesh is normalised: the file's own coordinates are one step back
             mesh_transform = mesh_transform @ np.asarray(given_transform, np.float64)
         oc = None

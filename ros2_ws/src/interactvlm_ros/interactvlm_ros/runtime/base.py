@@ -34,6 +34,19 @@ def parse_device(device: str) -> tuple[str, int | None]:
     return m.group(1), (int(m.group(2)) if m.group(2) is not None else None)
 
 
+def cuda_index(device: int | str | None) -> int:
+    """CUDA device index of ``device``: an int, ``"cuda"`` (0; None too) or ``"cuda:<i>"``. ValueError for a
+    device that is not CUDA (TensorRT engines are built for and run on one GPU) or a typo (:func:`parse_device`)."""
+    if device is None:
+        return 0
+    if isinstance(device, int):
+        return device
+    kind, index = parse_device(device)
+    if kind != "cuda":
+        raise ValueError(f"device '{device}' is not a CUDA device: TensorRT needs cuda or cuda:<index>")
+    return index or 0
+
+
 class BackendUnavailableError(RuntimeError):
     """An explicitly requested backend (or device) cannot run here; the message says what to install."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackendUnavailableError, Engine, TensorSpec, parse_device
+from .base import BackendUnavailableError, Engine, TensorSpec, cuda_index
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ class TensorRTEngine(Engine):
     tensors via :meth:`run_torch` (zero-copy; outputs stay on the GPU)."""
 
     def __init__(self, engine_path: str | Path, name: str | None = None, device: str = "cuda", precision: str = "fp16"):
-        kind, index = parse_device(device)  # ValueError on "cudafoo", "cuda:x", ...
-        if kind != "cuda":
-            raise ValueError(f"TensorRTEngine: device '{device}' is not a CUDA device (use cuda or cuda:<index>)")
+        index = cuda_index(device)  # ValueError on "cpu", "cudafoo", "cuda:x", ...
         trt = import_tensorrt()
         import torch
 
@@ -68,7 +66,7 @@ class TensorRTEngine(Engine):
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         data = engine_path.read_bytes()
-        dev = torch.device("cuda", index or 0)
+        dev = torch.device("cuda", index)
         # TensorRT places an engine, its context and their memory on the *current* CUDA device: make it ``dev``
         # (cuda:1 used to land on GPU 0)
         with torch.cuda.device(dev):
