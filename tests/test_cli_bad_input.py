@@ -78,7 +78,48 @@ def test_estimate_label_fields_and_stale_outputs(test_data, tmp_path):
     assert (out / "contacts.npz").is_file() and (out / "overlay.png").is_file()
 
 
+def test_estimate_truncated_jpeg_or_folder_is_one_line(test_data, tmp_path, capsys):
+    """A JPEG cut short (interrupted download/copy): OpenCV decodes it without an error, the missing rows grey, and the
+    contact came out 'ok' for a partial image; a folder was reported as 'not found'. Both: one line, exit 2, before the
+    model loads. A whole JPEG (also a progressive one) is not refused: it reaches the model (here one that cannot
+    load)."""
+    from PIL import Image
+
+    photo = Image.open(test_data / "person_catching_ball.png").convert("RGB")
+    photo.save(tmp_path / "whole.jpg", quality=90)
+    photo.save(tmp_path / "progressive.jpg", quality=90, progressive=True)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 2])
+    prog = (tmp_path / "progressive.jpg").read_bytes()
+    (tmp_path / "cut_progressive.jpg").write_bytes(prog[:len(prog) * 2 // 3])
+    (tmp_path / "photos.jpg").mkdir()
+    for name, word in (("cut.jpg", "truncated JPEG"), ("cut_progressive.jpg", "truncated JPEG"),
+                       ("photos.jpg", "is a folder"), ("whole.jpg", "neither a registered model"),
+                       ("progressive.jpg", "neither a registered model")):
+        rc = main(["estimate", str(tmp_path / name), "--object", "ball", "--model", "/nonexistent/model",
+                   "--out", str(tmp_path / "o")])
+        line = _err_line(capsys)
+        assert rc == 2 and line.startswith("interactvlm estimate:") and word in line, (name, line)
+        assert not (tmp_path / "o" / "contacts.json").exists()
+
+
 # --------------------------------------------------------------------------------------------- reconstruct
+def test_reconstruct_reads_images_like_estimate(test_data, tmp_path, capsys):
+    """reconstruct reads IMAGE with estimate's reader (cli.read_image_rgb): a truncated JPEG or a folder is one line,
+    exit 2, before any work (it used to fit a partial image)."""
+    from PIL import Image
+
+    Image.open(test_data / "person_catching_ball.png").convert("RGB").save(tmp_path / "whole.jpg", quality=90)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 2])
+    (tmp_path / "photos.jpg").mkdir()
+    for name, word in (("cut.jpg", "truncated JPEG"), ("photos.jpg", "is a folder"), ("none.jpg", "not found")):
+        rc = main(["reconstruct", str(tmp_path / name), "--object", "ball", "--out", str(tmp_path / "o")])
+        line = _err_line(capsys)
+        assert rc == 2 and word in line, (name, line)
+        assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("size", ["-0.2", "0", "nan", "inf", "big"])
 def test_reconstruct_object_size_must_be_positive(size, test_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
@@ -196,3 +237,108 @@ def test_reconstruct_mesh_not_in_metres_never_ok_behind_the_camera(shared_dir, t
         assert float(trimesh.load(out / "object.ply", process=False).vertices[:, 2].mean()) > 0
     else:
         assert res["object_pose"] is None and not (out / "object.ply").exists(), res["message"]
+
+
+def test_reconstruct_distortion_with_unusable_K_or_bad_depth_units_is_one_line(test_data, tmp_path, capsys):
+    """``--D`` with a K that cannot be undistorted (fx = 0) raised a cv2.error traceback; an 8-bit depth image was read
+    as millimetres (0..0.255 m); ``--depth-scale`` 0 or negative made every pixel invalid ("all zero/NaN?") after the
+    whole contact estimation. Each is one error line, exit 2, before any work and nothing written."""
+    import cv2
+
+    out = tmp_path / "o"
+    base = ["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "ball", "--contacts", "hands",
+            "--out", str(out)]
+    for K in ("0,0,320,240", "-500,500,320,240", "500,500,5000,240"):
+        assert main([*base, f"--K={K}", "--D=0.1,0,0,0"]) == 2
+        line = _err_line(capsys)
+        assert f"--K {K}" in line and "--D" in line, line
+    cv2.imwrite(str(tmp_path / "d8.png"), np.full((480, 640), 200, np.uint8))
+    assert main([*base, "--depth", str(tmp_path / "d8.png")]) == 2
+    line = _err_line(capsys)
+    assert "8-bit" in line and "--depth-scale" in line, line
+    for scale in ("0", "-0.001", "nan"):
+        with pytest.raises(SystemExit) as e:
+            main([*base, "--depth", str(tmp_path / "d8.png"), f"--depth-scale={scale}"])
+        assert e.value.code == 2 and "--depth-scale" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("box, word", [("10,10,10,50", "x1 <= x0"), ("180,153,121,95", "x1 <= x0"),
+                                       ("nan,95,180,153", "four finite numbers")])
+def test_reconstruct_empty_or_reversed_object_box_is_one_line(box, word, test_data, tmp_path, capsys):
+    """A zero-area, reversed or non-finite --object-box ran the whole contact estimation and ended as a bad_input
+    result.json; like a box of three numbers it is now one error line, exit 2, before any work."""
+    out = tmp_path / "o"
+    assert main(["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "ball", "--contacts", "hands",
+                 f"--object-box={box}", "--out", str(out)]) == 2
+    line = _err_line(capsys)
+    assert f"--object-box '{box}'" in line and word in line, line
+    assert not out.exists()
+
+
+class _RecordingEstimator:
+    """Stands in for ContactEstimator: records what ``estimate`` was given and answers no_person (no fit runs)."""
+    calls: list = []
+
+    def __init__(self, *a, **kw):
+        pass
+
+    def estimate(self, image, label, **kw):
+        from interactvlm_ros.pipeline import ContactResult
+
+        _RecordingEstimator.calls.append(kw)
+        return ContactResult(status="no_person", message="stub", object_label=label, cues="pose+hands+label+box")
+
+    def all_fallbacks(self):
+        return []
+
+
+@pytest.mark.parametrize("kind", ["box", "mask01", "mask255"])
+def test_reconstruct_gives_the_box_or_mask_to_the_contact_model(kind, test_data, tmp_path, monkeypatch):
+    """``--object-box`` / ``--object-mask`` reached only the fit, never the contact model, which reads them as input
+    cues (the default model; on the ball photo the box moves the human contact of 862 → 1130 vertices). A mask saved as
+    0/1 (a segmenter's label image) was read as empty (> 127): nonzero = object, as the node's object_mask."""
+    import cv2
+
+    import interactvlm_ros.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "ContactEstimator", _RecordingEstimator)
+    _RecordingEstimator.calls = []
+    extra = ["--object-box", "121,95,180,153"]
+    if kind != "box":
+        m = np.zeros((480, 640), np.uint8)
+        m[95:153, 121:180] = 1 if kind == "mask01" else 255
+        cv2.imwrite(str(tmp_path / "mask.png"), m)
+        extra = ["--object-mask", str(tmp_path / "mask.png")]
+    out = tmp_path / "o"
+    assert main(["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "ball", *extra,
+                 "--out", str(out)]) == 1
+    (kw,) = _RecordingEstimator.calls
+    if kind == "box":
+        assert kw["object_box"] == [121.0, 95.0, 180.0, 153.0] and kw["object_mask"] is None
+    else:
+        assert kw["object_box"] is None and kw["object_mask"].dtype == bool and kw["object_mask"].sum() == 58 * 59
+    res = json.loads((out / "result.json").read_text())
+    assert res["status"] == "no_person" and res["contact_cues"] == "pose+hands+label+box"
+
+
+def test_reconstruct_unreadable_object_mesh_writes_an_honest_result(test_data, tmp_path):
+    """``--contacts hands --object-mesh`` of a file trimesh cannot read (an image): a traceback, and the earlier run's
+    result.json (status ok) and meshes stayed in --out. Now result.json says bad_input naming the file, exit 1, and the
+    earlier run's files are gone."""
+    pytest.importorskip("anny")
+    pytest.importorskip("mediapipe")
+    out = tmp_path / "o"
+    out.mkdir()
+    for stale in ("human.ply", "object.ply", "scene.glb"):
+        (out / stale).write_text("from an earlier run")
+    (out / "result.json").write_text('{"status": "ok"}')
+    rc = main(["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "ball", "--contacts", "hands",
+               "--object-mesh", str(test_data / "coffee_cup_no_person.png"), "--out", str(out)])
+
+    def strict(c):
+        raise ValueError(c)
+
+    res = json.loads((out / "result.json").read_text(), parse_constant=strict)
+    assert rc == 1 and res["status"] == "bad_input" and "coffee_cup_no_person.png" in res["message"], res
+    assert sorted(p.name for p in out.iterdir()) == ["overlay.png", "result.json"]

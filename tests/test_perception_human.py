@@ -72,6 +72,21 @@ def test_image_validation():
         as_rgb_uint8([[1, 2]])
 
 
+def test_float_image_resized_bicubic_stays_in_unit_range(test_data):
+    """A float [0,1] photo resized with bicubic interpolation overshoots (max 1.06, min -0.04): it was read as a
+    [0,255] image, i.e. black — no person, silently. It converts like the uint8 photo; a [0,255] float one still
+    reads as [0,255]."""
+    import cv2
+
+    rgb = _load(test_data, "cameraman_operating_camera.png")
+    small = cv2.resize(rgb.astype(np.float32) / 255, (400, 400), interpolation=cv2.INTER_CUBIC)
+    assert small.max() > 1.0
+    ref = as_rgb_uint8(np.clip(small, 0, 1))
+    assert np.abs(as_rgb_uint8(small).astype(int) - ref).max() == 0
+    assert as_rgb_uint8(np.full((20, 20, 3), 1.0, np.float32))[0, 0, 0] == 255
+    assert as_rgb_uint8(np.full((20, 20, 3), 200.0, np.float32))[0, 0, 0] == 200
+
+
 @pytest.mark.parametrize("hand_complexity", [1, 0])
 def test_video_mode_tracks_hands_and_rate_limits_the_frame_search(test_data, hand_complexity):
     """Video mode (the node's): per-wrist tracking hand landmarkers keep the hand at the ball frame after frame;

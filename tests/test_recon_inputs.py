@@ -72,6 +72,26 @@ def test_depth_npy_must_be_a_numeric_array(tmp_path):
     assert load_depth(tmp_path / "m.npy", 0.5) == pytest.approx(np.full((4, 5), 0.75, np.float32))
 
 
+def test_8bit_depth_image_needs_a_scale(tmp_path):
+    """An 8-bit depth image (a visualisation, or a JPEG) was read as millimetres: 0..0.255 m everywhere, all 'valid',
+    silently wrong. It is a DepthError naming the fix unless its scale is given; 16-bit and float images are as before."""
+    import cv2
+
+    from interactvlm_ros.recon.camera import load_depth
+
+    cv2.imwrite(str(tmp_path / "d8.png"), np.full((4, 5), 200, np.uint8))
+    with pytest.raises(DepthError, match="8-bit.*--depth-scale"):
+        load_depth(tmp_path / "d8.png")
+    np.save(tmp_path / "d8.npy", np.full((4, 5), 200, np.uint8))
+    with pytest.raises(DepthError, match="8-bit"):
+        load_depth(tmp_path / "d8.npy")
+    assert load_depth(tmp_path / "d8.png", 0.01) == pytest.approx(np.full((4, 5), 2.0, np.float32))
+    cv2.imwrite(str(tmp_path / "d16.png"), np.full((4, 5), 2000, np.uint16))
+    assert load_depth(tmp_path / "d16.png") == pytest.approx(np.full((4, 5), 2.0, np.float32))
+    cv2.imwrite(str(tmp_path / "d32.tif"), np.full((4, 5), 2.0, np.float32))
+    assert load_depth(tmp_path / "d32.tif") == pytest.approx(np.full((4, 5), 2.0, np.float32))
+
+
 def _scaled_library_mesh(tmp_path, label, factor):
     import trimesh
 
@@ -337,6 +357,20 @@ def test_bad_inputs_give_status(recon):
     assert r.status == "bad_input" and "Anny" in r.message
     r = recon.fit(img, _obs(), hc, np.zeros(3), mesh)
     assert r.status == "bad_input" and "object_contact" in r.message
+
+
+def test_an_object_mesh_file_trimesh_cannot_read_is_bad_input(recon, tmp_path):
+    """A mesh path trimesh has no reader for (an image passed by mistake) or a corrupt file: ``bad_input`` naming the
+    file — an image raised NotImplementedError out of ``fit`` (a traceback in the CLI, no result.json)."""
+    import cv2
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    hc = np.zeros(recon.body_fitter.poser.N)
+    cv2.imwrite(str(tmp_path / "mask.png"), np.zeros((8, 8), np.uint8))
+    (tmp_path / "broken.glb").write_bytes(b"not a glb file at all")
+    for name in ("mask.png", "broken.glb"):
+        r = recon.fit(img, _obs(), hc, None, str(tmp_path / name))
+        assert r.status == "bad_input" and name in r.message and "cannot be read as a mesh" in r.message, r.message
 
 
 def test_object_size_must_be_positive_and_non_extent_sizes_are_named(recon, tmp_path):

@@ -6,7 +6,8 @@ part names), ``contacts.json`` (status, per-part max/mean contact, label used an
 the object library know it, model, backend, timings), ``overlay.png`` (views with contact painted),
 ``human_contact.ply`` / ``object_contact.ply`` (meshes with vertex colours: grey → red with contact). Files of
 this set an earlier run left in DIR that this run does not write are removed. A model, backend or device that
-cannot be used, or an --out that cannot be written, is one error line and exit 2 (checked before the model loads).
+cannot be used, or an --out that cannot be written, is one error line and exit 2 (checked before the model loads);
+so is an IMAGE that is missing, a folder, unreadable, or a truncated JPEG.
 """
 from __future__ import annotations
 
@@ -49,15 +50,13 @@ def run(args) -> int:
     import cv2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    img_path = Path(args.image)
-    if not img_path.is_file():
-        print(f"interactvlm estimate: image '{img_path}' not found", file=sys.stderr)
+    from . import ImageReadError, read_image_rgb
+
+    try:
+        image = read_image_rgb(args.image)
+    except ImageReadError as exc:
+        print(f"interactvlm estimate: {exc}", file=sys.stderr)
         return 2
-    bgr = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        print(f"interactvlm estimate: '{img_path}' is not an image OpenCV can read (png/jpg/...)", file=sys.stderr)
-        return 2
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     from . import prepare_out
     from ..paths import remove_stale
     from ..pipeline import ContactEstimator, PipelineError
@@ -84,7 +83,7 @@ def run(args) -> int:
     info = {
         "status": res.status,
         "message": res.message,
-        "image": str(img_path),
+        "image": str(args.image),
         "object_label": res.object_label or args.object_label,
         "label_known": label_known,
         "library_label_known": bool(res.library_known),

@@ -6,7 +6,8 @@ of an earlier run in DIR that this run did not write are removed. Contacts come 
 ``ContactEstimator`` (``--contacts pipeline``, default when it can be built) or, as a named heuristic, from the hands
 (``--contacts hands``: palm/finger vertices of the Anny body as human contact, no object contact) — logged as a
 fallback; ``--contacts auto`` takes it only when the default model's pipeline cannot be built, never for a ``--model``
-the user named (that is an error, exit 2). An --out that cannot be written is exit 2 before any work. An
+the user named (that is an error, exit 2); ``--object-box`` / ``--object-mask`` (nonzero = object) go to the contact model
+as input cues too. An --out that cannot be written is exit 2 before any work. An
 ``--object-mesh`` is sized as the pipeline sizes it (``Reconstructor.object_size``): its extent when plausible in
 metres, else the label's catalog size (a named fallback), unless ``--object-size``. result.json's ``object_pose``
 (rigid) is the pose of the fitted mesh — centred on its vertex mean and scaled whenever the mesh was sized — and
@@ -32,12 +33,15 @@ def add_arguments(p) -> None:
                    "for the label, else the label's catalog size; --object-size overrides)")
     p.add_argument("--object-size", type=positive_float, default=None,
                    help="longest side of the object in metres (> 0)")
-    p.add_argument("--object-mask", default=None, help="binary mask image of the object (optional)")
+    p.add_argument("--object-mask", default=None, help="mask image of the object, the image's size (optional; "
+                   "nonzero = object, as the node's object_mask: a 0/1 or a 0/255 PNG)")
     p.add_argument("--object-box", default=None, metavar="X0,Y0,X1,Y1",
                    help="a detector's box around the object in pixels (optional; used when there is no --object-mask): "
                         "its region selects the depth points and bounds where the object may project")
-    p.add_argument("--depth", default=None, help="depth registered to the image: .npy or 16-bit .png; integer depth is mm, float depth m")
-    p.add_argument("--depth-scale", type=float, default=None, help="metres per depth unit (default: integer depth, png or npy, is mm: 0.001; float depth is m: 1)")
+    p.add_argument("--depth", default=None, help="depth registered to the image: .npy, 16-bit .png or float .tif; "
+                   "integer depth is mm, float depth m (an 8-bit image needs --depth-scale)")
+    p.add_argument("--depth-scale", type=positive_float, default=None,
+                   help="metres per depth unit, > 0 (default: integer depth, png or npy, is mm: 0.001; float depth is m: 1)")
     p.add_argument("--K", default=None, help="intrinsics fx,fy,cx,cy (default: fx=fy=1.2·max(W,H), centre)")
     p.add_argument("--D", default=None, help="lens distortion --D=k1,k2,p1,p2[,k3,...] (CameraInfo.d; needs --K): the image, "
                    "depth and mask are undistorted to the pinhole K first (overlay.png shows the undistorted image)")
@@ -60,25 +64,18 @@ def hand_contact(num_vertices: int) -> np.ndarray:
     return c
 
 
-def _read_rgb(path: str) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from interactvlm_ros.recon import Reconstruction, Reconstructor, load_depth, parse_K
 
+    from . import ImageReadError, read_image_rgb
+
     try:
-        image = _read_rgb(args.image)
-    except FileNotFoundError as exc:
+        image = read_image_rgb(args.image)
+    except ImageReadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from interactvlm_ros.recon.camera import DepthError, IntrinsicsError
+    from interactvlm_ros.recon.camera import DepthError, IntrinsicsError, validate_K
 
     try:
         K = parse_K(args.K) if args.K else None
@@ -90,11 +87,11 @@ def run(args) -> int:
     if args.object_mask:
         import cv2
 
-        m = cv2.imread(args.object_mask, cv2.IMREAD_GRAYSCALE)
+        m = cv2.imread(args.object_mask, cv2.IMREAD_ANYDEPTH)  # one channel, 8 or 16 bits as saved
         if m is None:
             print(f"error: cannot read --object-mask {args.object_mask}", file=sys.stderr)
             return 2
-        mask = m > 127
+        mask = m != 0  # nonzero = object, as the node's object_mask and ContactEstimator (a 0/1 mask was read as empty)
     box = None
     if args.object_box:
         try:
@@ -104,12 +101,24 @@ def run(args) -> int:
         except ValueError:
             print(f"error: --object-box {args.object_box!r}: expected four numbers x0,y0,x1,y1 (pixels)", file=sys.stderr)
             return 2
+        from interactvlm_ros.recon.reconstructor import box_pixels
+
+        try:  # reversed, empty or non-finite: refused here, not as bad_input after the contact estimation (a box off
+            box_pixels(box, *image.shape[:2])  # the image is the frame's object_not_visible, as in the node)
+        except ValueError as exc:
+            print(f"error: --object-box {args.object_box!r}: {exc}", file=sys.stderr)
+            return 2
     extra = {}
     if args.D:
         from interactvlm_ros.lens import Rectifier, RectifyError, parse_distortion, undistorted_box
 
         if K is None:
             print("error: --D needs --K (a distortion is relative to the camera's intrinsics)", file=sys.stderr)
+            return 2
+        try:  # the undistortion maps need a usable K (fx = 0 raised a cv2.error traceback)
+            validate_K(K, *image.shape[:2])
+        except IntrinsicsError as exc:
+            print(f"error: --K {args.K}: {exc}; --D needs the camera's valid intrinsics", file=sys.stderr)
             return 2
         try:
             D, rect = parse_distortion(args.D), Rectifier()
@@ -159,7 +168,10 @@ def run(args) -> int:
                              "no object contact")
             log.warning("fallback: %s", fallbacks[-1])
         if est is not None:
-            contact_result = est.estimate(image, args.object, object_mesh=args.object_mesh, depth=depth, K=K)
+            # the box / mask also go to the contact model (the default model reads them as cues: ContactResult.cues)
+            contact_result = est.estimate(image, args.object, object_mesh=args.object_mesh, depth=depth, K=K,
+                                          object_mask=mask, object_box=box)
+            extra["contact_cues"] = contact_result.cues
             fallbacks += est.all_fallbacks()
             if not contact_result.ok:  # no person, bad input: result.json says so (no meshes)
                 print(f"contact estimation: {contact_result.status}: {contact_result.message}", file=sys.stderr)
@@ -171,8 +183,8 @@ def run(args) -> int:
             from interactvlm_ros.perception.human import HumanPerception
 
             obs = HumanPerception().observe(image)
-        rec = rc.fit(image, obs, contact_result, depth=depth, K=K, object_mask=mask, object_size=args.object_size,
-                     object_box=box)
+        rec = _fit(rc, image, obs, contact_result, depth=depth, K=K, object_mask=mask, object_size=args.object_size,
+                   object_box=box)
     else:
         if args.object_mesh:
             mesh = args.object_mesh
@@ -194,9 +206,21 @@ def run(args) -> int:
         from interactvlm_ros.perception.human import HumanPerception
 
         obs = HumanPerception().observe(image)
-        rec = rc.fit(image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
-                     object_mask=mask, object_size=size, object_label=args.object, object_box=box)
+        rec = _fit(rc, image, obs, hand_contact(rc.body_fitter.poser.N), None, mesh, depth=depth, K=K,
+                   object_mask=mask, object_size=size, object_label=args.object, object_box=box)
     return _finish(rec, image, out, fallbacks + rc.fallbacks, extra)
+
+
+def _fit(rc, *args, **kwargs):
+    """``rc.fit``; a fit that raises (a bug) is status ``failed`` with the error, as ContactEstimator reports it, so
+    result.json says so (it was a traceback, and an earlier run's result.json stayed in --out)."""
+    from interactvlm_ros.recon import Reconstruction
+
+    try:
+        return rc.fit(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported in result.json, traceback logged
+        log.warning("reconstruction failed", exc_info=True)
+        return Reconstruction("failed", f"reconstruction failed: {type(exc).__name__}: {exc}")
 
 
 def _library_key(label: str) -> str | None:

@@ -51,6 +51,7 @@ L_SHOULDER, R_SHOULDER = 11, 12
 L_WRIST, R_WRIST = 15, 16
 HAND_POSE_IDS = {LEFT: (15, 17, 19, 21), RIGHT: (16, 18, 20, 22)}  # wrist, pinky, index, thumb
 MIN_SIDE = 16  # smallest image side perception takes (pixels)
+FLOAT_UNIT_MAX = 2.0  # a float image whose max is ≤ this is in [0,1] (resampling overshoots a little)
 
 
 @dataclass
@@ -82,7 +83,8 @@ def as_rgb_uint8(image, name: str = "image") -> np.ndarray:
     """Return an HxWx3 uint8 RGB copy-or-view of ``image``; clear ValueError/TypeError otherwise.
 
     Accepts uint8 grey [H,W] / [H,W,1], RGB [H,W,3], RGBA [H,W,4] (alpha dropped), and float images in
-    [0,1] (scaled ×255). Images smaller than 16×16 are rejected.
+    [0,1] (max ≤ 2: scaled ×255 and clipped, so a resize's overshoot stays [0,1]) or [0,255]. Images smaller than
+    16×16 are rejected.
     """
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{name} must be a numpy array (HxWx3 uint8 RGB), got {type(image).__name__}")
@@ -102,7 +104,9 @@ def as_rgb_uint8(image, name: str = "image") -> np.ndarray:
             if not np.isfinite(img).all():
                 raise ValueError(f"{name} contains NaN/inf values")
             hi = float(img.max()) if img.size else 0.0
-            if hi <= 1.0 + 1e-6:
+            # [0,1], also with the overshoot of a bicubic/Lanczos resize (max 1.06): read as [0,255] it was a black
+            # image (no person, silently). A [0,255] image whose brightest pixel is ≤ FLOAT_UNIT_MAX shows nothing.
+            if hi <= FLOAT_UNIT_MAX:
                 img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
             elif hi <= 255.0:
                 img = np.clip(img + 0.5, 0, 255).astype(np.uint8)

@@ -87,8 +87,9 @@ def load_depth(path: str | Path, scale: float | None = None) -> np.ndarray:
 
     Units unless ``scale`` is given follow the ROS depth encodings for every format: integer depth is millimetres
     (``16UC1``: ``scale`` = 0.001 — a RealSense/Kinect frame saved with ``numpy.save`` or as a 16-bit PNG), float depth
-    is metres (``32FC1``). ``.npy`` is read without unpickling (a corrupt file or an object/string array is a
-    ``DepthError``); ``.png``/``.tif`` through OpenCV."""
+    is metres (``32FC1``); 8-bit depth (at most 255 mm: a visualisation) only with a ``scale``. ``.npy`` is read
+    without unpickling (a corrupt file or an object/string array is a ``DepthError``); ``.png``/``.tif`` through
+    OpenCV."""
     p = Path(path)
     if not p.is_file():
         raise DepthError(f"depth file {p} does not exist")
@@ -110,6 +111,9 @@ def load_depth(path: str | Path, scale: float | None = None) -> np.ndarray:
             raise DepthError(f"depth file {p} cannot be read (expected a 16-bit PNG in mm or a .npy in m)")
         if d.ndim == 3:
             raise DepthError(f"depth file {p} has {d.shape[2]} channels; expected a single-channel depth image")
+    if scale is None and d.dtype.itemsize == 1:  # as mm it would be 0..0.255 m everywhere: silently wrong depth
+        raise DepthError(f"depth file {p} is 8-bit (a depth visualisation, or depth that lost its units); save depth as a "
+                         "16-bit PNG in mm or a .npy/.tif in m, or give its metres per unit (--depth-scale)")
     s = (0.001 if d.dtype.kind in "ui" else 1.0) if scale is None else float(scale)
     return d.astype(np.float32) * s
 

@@ -183,8 +183,12 @@ def _mesh_arrays(mesh) -> tuple[np.ndarray, np.ndarray]:
         p = Path(mesh)
         if not p.is_file():
             raise ValueError(f"object_mesh {p} does not exist")
-        m = trimesh.load(p, force="mesh", process=False)
-        return np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64)
+        try:  # a file trimesh cannot read (an image, a corrupt mesh) raises anything: bad_input, not a crash
+            m = trimesh.load(p, force="mesh", process=False)
+            return np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64)
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"object_mesh {p} cannot be read as a mesh ({type(exc).__name__}: {exc}); give a "
+                             "ply/obj/stl/glb mesh file") from None
     if isinstance(mesh, tuple) and len(mesh) == 2:
         return np.asarray(mesh[0], np.float64), np.asarray(mesh[1], np.int64)
     if hasattr(mesh, "vertices") and hasattr(mesh, "faces"):
