@@ -117,6 +117,17 @@ def test_an_ideal_fisheye_without_coefficients_is_undistorted_as_zeros():
     assert np.array_equal(r.apply(img, K, "equidistant", []), r.apply(img, K, "equidistant", np.zeros(4)))
 
 
+def test_a_fisheye_with_more_than_four_coefficients():
+    """equidistant has k1..k4: extra coefficients that are not zero (a D of another model under the wrong
+    distortion_model) were cut off silently; a driver's zero padding is still undone as k1..k4."""
+    D = np.array([0.05, -0.01, 0.002, 0.0])
+    img = _dots(_project(_points(), "equidistant", D))
+    r = Rectifier()
+    assert np.array_equal(r.apply(img, K, "equidistant", np.r_[D, 0.0]), r.apply(img, K, "equidistant", D))
+    with pytest.raises(RectifyError, match="after k4 not zero"):
+        Rectifier().apply(img, K, "equidistant", np.r_[D, 0.1])
+
+
 # ---------------------------------------------------------------------------------------------- the node's hand-off
 class EstimatorDouble:
     reconstruct = True

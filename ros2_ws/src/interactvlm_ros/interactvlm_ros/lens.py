@@ -82,6 +82,9 @@ class Rectifier:
                 D = np.zeros(4)
             if D.size < 4:
                 raise RectifyError(f"distortion model {model} with {D.size} coefficients: 4 needed")
+            if np.any(D[4:] != 0):  # k1..k4 only; trailing zeros (a driver padding D to 5) are harmless
+                raise RectifyError(f"distortion model {model} with {D.size} coefficients, the ones after k4 not zero: "
+                                   "the equidistant model has k1..k4 only (is the distortion_model right?)")
             return cv2.fisheye.initUndistortRectifyMap(K, D[:4], np.eye(3), K, size, cv2.CV_16SC2)
         raise RectifyError(f"distortion model '{model}' is not supported (use "
                            f"{', '.join(PINHOLE_MODELS + FISHEYE_MODELS)}, or rectify upstream with image_proc and keep "
