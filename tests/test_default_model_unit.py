@@ -714,6 +714,9 @@ def test_object_vertex_head_trains_alone_and_the_localizer_returns_object_contac
     assert isinstance(run, DefaultLocalizer) and Path(run.weights_dir) == tmp_path / "a"
     with pytest.raises(LocalizerError, match="model.pt"):
         load_localizer(str(tmp_path / "data"))
+    # `model: ~/...` in a params file: no shell expands it there
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Path(load_localizer("~/a", backend="torch", text_encoder=enc).weights_dir) == tmp_path / "a"
     bare = SimpleNamespace(renders=big.renders, cam_params=big.cam_params, key="no-mesh", num_vertices=nv,
                            vertex_ids=big.vertex_ids)
     out = lt.predict(img, "cup", human, bare, observation=obs)

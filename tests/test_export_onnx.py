@@ -233,3 +233,50 @@ def test_dynamo_exporter_on_decoder(model, tmp_path):
     res = check_parity(spec, tmp_path / entry["file"], inputs=(torch.randn(1, 64, generator=g),
                        torch.randn(2, 256, 64, 64, generator=g), torch.rand(2, 5, generator=g)))
     assert res["rel_err"]["low_res_masks"] <= 1e-4
+
+
+def test_cli_out_that_cannot_be_written_fails_before_the_export(tmp_path, capsys, monkeypatch):
+    """An --out under a file / on a read-only volume was a traceback after the checkpoint was loaded and traced."""
+    import interactvlm_ros.export.mvloc_export as X
+    from interactvlm_ros.cli.main import main
+
+    monkeypatch.setattr(X, "export_mvloc", lambda *a, **k: pytest.fail("exported into an --out that cannot be written"))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    rc = main(["export", "--model", str(tmp_path / "nope"), "--out", str(afile / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot write --out {afile / 'o'}" in err and "Traceback" not in err
+
+
+def test_export_keeps_the_users_files_and_still_folds_per_tensor_files(tmp_path, monkeypatch):
+    """Files in --out that the export did not write were deleted as "stray per-tensor files": their mtime was compared
+    with time.perf_counter(), so every file not ending in .onnx/.json/.engine/.data went — with --out = the checkpoint
+    folder, pytorch_model.bin and tokenizer.model. Only the files the graph references as external data are folded
+    into <name>.onnx.data and removed."""
+    import interactvlm_ros.export.onnx_export as OX
+    from interactvlm_ros.export.onnx_export import GraphSpec, export_graph
+
+    lin = torch.nn.Linear(64, 32).eval()  # 8 KiB weight: above the 1 KiB external-data threshold
+    spec = GraphSpec("tiny", lin, (torch.randn(2, 64),), ["x"], ["y"], {"x": {0: "b"}, "y": {0: "b"}},
+                     {"b": (1, 2, 4)}, (torch.randn(3, 64),))
+    mine = {"pytorch_model.bin": b"weights", "tokenizer.model": b"sp", "export.log": b"log", "notes.txt": b"n"}
+    for name, data in mine.items():
+        (tmp_path / name).write_bytes(data)
+    export_graph(spec, tmp_path)
+    assert {n: (tmp_path / n).read_bytes() for n in mine} == mine
+    assert not (tmp_path / "tiny.onnx.data").exists()
+
+    real = OX._export_torchscript
+
+    def per_tensor(spec, path, opset):  # what the legacy exporter does for a > 2 GiB graph
+        real(spec, path, opset)
+        m = onnx.load(str(path))
+        onnx.save_model(m, str(path), save_as_external_data=True, all_tensors_to_one_file=False, size_threshold=0)
+
+    monkeypatch.setattr(OX, "_export_torchscript", per_tensor)
+    entry = export_graph(spec, tmp_path)
+    assert entry["data"] == ["tiny.onnx.data"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*mine, "tiny.onnx", "tiny.onnx.data"])
+    assert {n: (tmp_path / n).read_bytes() for n in mine} == mine
+    res = check_parity(spec, tmp_path / "tiny.onnx")
+    assert res["ok"]

@@ -293,7 +293,7 @@ def test_tokenizer_files_checked_before_weights(new_ckpt, tmp_path, monkeypatch,
         MVLocPredictor.from_pretrained(d, new_ckpt["clip"])
     img = new_ckpt["root"] / "inputs" / "bottle__synthetic_224.png"
     assert cli_main(["localize", str(img), "--object", "bottle", "--model", str(d), "--clip", str(new_ckpt["clip"]),
-                     "--out", str(tmp_path / "out")]) == 2
+                     "--assets", str(new_ckpt["root"] / "data" / "hcontact_vitruvian"), "--out", str(tmp_path / "out")]) == 2
     assert "tokenizer.model" in capsys.readouterr().out
     shutil.copyfile(new_ckpt["single"] / "tokenizer.model", d / "tokenizer.model")
     (d / "added_tokens.json").unlink()  # would tokenize <im_start>/<im_end> as text, silently
@@ -350,3 +350,101 @@ def test_label_braces_substituted_once(new_ckpt):
               question="Touching the {class_name}? ({object})")
     want = P.build_prompt("Touching the {object} cup? ({object} cup)", "It is [SEG].")
     assert r["input_ids"].tolist() == new_ckpt["tok"].tokenize_with_image(want)
+
+
+# ---- audit regressions: the CLIP folder, caches and --out a user's machine has -----------------------
+def test_clip_folder_with_missing_weights_or_other_patch_count_is_refused(new_ckpt, tmp_path):
+    """transformers fills CLIP weights a folder lacks with random values (a log line only), and a CLIP of another
+    input size (``clip-vit-large-patch14-336``: same width, 576 patches) shifts the [SEG] row silently; both were
+    accepted, with wrong contact and exit 0."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    part = tmp_path / "clip_partial"
+    shutil.copytree(new_ckpt["clip"], part)
+    sd = torch.load(part / "pytorch_model.bin", weights_only=True)
+    torch.save({k: v for k, v in sd.items() if ".layers.1." not in k}, part / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"clip_partial: \d+ CLIP vision weight\(s\) missing.*--clip"):
+        load_mvloc(new_ckpt["single"], part)
+    vcfg = CLIPVisionConfig.from_pretrained(str(new_ckpt["clip"]))
+    vcfg.image_size = 252  # 18 x 18 patches
+    CLIPVisionModel(vcfg).save_pretrained(tmp_path / "clip252", safe_serialization=False)
+    with pytest.raises(CheckpointError, match=r"clip252: CLIP gives 324 image tokens .* img_emb_len=255 needs 256"):
+        load_mvloc(new_ckpt["single"], tmp_path / "clip252")
+    img = new_ckpt["root"] / "inputs" / "bottle__synthetic_224.png"
+    assert cli_main(["localize", str(img), "--object", "bottle", "--model", str(new_ckpt["single"]), "--clip",
+                     str(part), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_unwritable_sam_cache_is_a_named_fallback(new_ckpt, tmp_path, monkeypatch, caplog):
+    """A cache folder that cannot be created/written (read-only home or volume) made every frame raise OSError; the
+    SAM embeddings are an optimisation: kept in memory, with one warning naming the fix."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(afile / "cache"))  # under a file: mkdir fails, also as root
+    p = MVLocPredictor.from_pretrained(new_ckpt["single"], new_ckpt["clip"])
+    with caplog.at_level("WARNING"):
+        r = p.run(new_ckpt["image"], LABEL, "hcontact", new_ckpt["assets"], mode="forward")
+    assert r["logits"] is not None and not r["cache_hit"]
+    assert "SAM embedding cache not writable" in caplog.text and "INTERACTVLM_CACHE_DIR" in caplog.text
+    assert p.disk_cache is False
+    assert [f for f in p.fallbacks if "SAM embedding cache not writable" in f]  # listed: contacts.json, /diagnostics
+    assert p.run(new_ckpt["image"], LABEL, "hcontact", new_ckpt["assets"], mode="forward")["cache_hit"]  # in memory
+
+
+def test_cli_rerun_leaves_no_stale_outputs_and_checks_out(new_ckpt, tmp_path, capsys):
+    """A re-run into the same --out that generates no [SEG] (exit 1) left the first run's contact.npz, overlays and
+    summary.json beside its masks.npz; an --out that cannot be written was a traceback after the model loaded."""
+    img = new_ckpt["root"] / "inputs" / "bottle__synthetic_224.png"
+    out = tmp_path / "out"
+    base = ["localize", str(img), "--object", LABEL, "--model", str(new_ckpt["single"]), "--clip", str(new_ckpt["clip"]),
+            "--assets", str(new_ckpt["root"] / "data" / "hcontact_vitruvian"), "--out", str(out)]
+    assert cli_main(base) == 0
+    assert (out / "contact.npz").is_file() and (out / "summary.json").is_file() and list(out.glob("overlay_*.png"))
+    assert cli_main(base + ["--max-new-tokens", "1"]) == 1  # steered: [SEG] is the 3rd generated token
+    assert sorted(p.name for p in out.iterdir()) == ["masks.npz"]
+    assert "logits" not in np.load(out / "masks.npz")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    capsys.readouterr()
+    assert cli_main(base[:-1] + [str(afile / "sub")]) == 2
+    assert f"cannot write --out {afile / 'sub'}" in capsys.readouterr().out
+
+
+def test_unusable_device_is_a_checkpoint_error_before_the_weights(new_ckpt, tmp_path, monkeypatch, capsys):
+    """``localize --device cuda`` on a CPU-only torch (or a typo such as ``cudafoo``) was a torch traceback from inside
+    model construction, after the weights' shapes were read; now one error line naming the device."""
+    import interactvlm_ros.models.mvloc.checkpoint as C
+
+    monkeypatch.setattr(C, "read_shapes", lambda *a, **k: pytest.fail("weights read before the device was checked"))
+    with pytest.raises(CheckpointError, match="device: unknown device 'cudafoo'"):
+        load_mvloc(new_ckpt["single"], new_ckpt["clip"], device="cudafoo")
+    if not torch.cuda.is_available():
+        with pytest.raises(CheckpointError, match="device 'cuda': CUDA is not available.*'cpu'"):
+            load_mvloc(new_ckpt["single"], new_ckpt["clip"], device="cuda")
+    else:
+        with pytest.raises(CheckpointError, match="device 'cuda:99' does not exist"):
+            load_mvloc(new_ckpt["single"], new_ckpt["clip"], device="cuda:99")
+    img = new_ckpt["root"] / "inputs" / "bottle__synthetic_224.png"
+    assert cli_main(["localize", str(img), "--object", "bottle", "--model", str(new_ckpt["single"]), "--clip",
+                     str(new_ckpt["clip"]), "--assets", str(new_ckpt["root"] / "data" / "hcontact_vitruvian"),
+                     "--device", "cudafoo", "--out", str(tmp_path / "out")]) == 2
+    assert "unknown device 'cudafoo'" in capsys.readouterr().out
+
+
+def test_cli_label_and_assets_checked_before_the_model_loads(new_ckpt, tmp_path, monkeypatch, capsys):
+    """A missing --assets (object model), an asset folder that does not exist (hcontact's default
+    <model>/../data/hcontact_vitruvian when data.zip was not unpacked there) or a bad label were reported only after
+    the checkpoint was loaded — minutes and ~26 GB for the 13B release."""
+    monkeypatch.setattr(MVLocPredictor, "from_pretrained",
+                        classmethod(lambda *a, **k: pytest.fail("model loaded before the label/assets were checked")))
+    img = new_ckpt["root"] / "inputs" / "bottle__synthetic_224.png"
+    base = ["localize", str(img), "--model", str(new_ckpt["single"]), "--clip", str(new_ckpt["clip"]),
+            "--out", str(tmp_path / "out")]
+    assert cli_main(base + ["--object", "bottle"]) == 2  # default assets folder: <model>/../data/... not there
+    assert "data/hcontact_vitruvian: view-asset folder not found" in capsys.readouterr().out
+    assert cli_main(base + ["--object", "bottle", "--assets", str(tmp_path / "nope")]) == 2
+    assert "nope: view-asset folder not found; pass --assets DIR" in capsys.readouterr().out
+    assert cli_main(base + ["--object", "bottle", "--task", "oafford"]) == 2
+    assert "--assets: object tasks need" in capsys.readouterr().out
+    assert cli_main(base + ["--object", "a\nb", "--assets", str(new_ckpt["root"] / "data" / "hcontact_vitruvian")]) == 2
+    assert "control" in capsys.readouterr().out

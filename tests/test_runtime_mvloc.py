@@ -267,3 +267,28 @@ def test_onnx_dir_from_another_checkpoint_is_refused(ort_loc, fx, conformance_di
     # the automatic cache (no onnx_dir) is keyed on the checkpoint already: not re-checked on every start
     monkeypatch.setattr(L, "check_onnx_source", lambda *a: pytest.fail("cache path re-checked"))
     assert RuntimeMVLoc.from_pretrained(root / CKPT, **kw).onnx_dir == ort_loc.onnx_dir
+
+
+def test_tokenizer_checked_and_cache_writable_before_the_onnx_export(fx, tmp_path, monkeypatch):
+    """ONNX Runtime / TensorRT: a folder whose added_tokens.json lacks [SEG] was exported to ONNX (for 13B: the whole
+    checkpoint read in fp32 and traced) before the tokenizer was checked; an ONNX cache that cannot be written was a
+    bare OSError. Both are now errors naming the file / the fix, before any export."""
+    import shutil
+
+    import interactvlm_ros.export.mvloc_export as X
+    from interactvlm_ros.export.onnx_export import ExportError
+    from interactvlm_ros.models.mvloc.checkpoint import CheckpointError
+
+    root, _, _ = fx
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))  # no earlier export to reuse
+    d = tmp_path / "ckpt"
+    shutil.copytree(root / CKPT, d)
+    (d / "added_tokens.json").write_text(json.dumps({"<im_start>": 513, "<im_end>": 514}))
+    monkeypatch.setattr(X, "export_mvloc", lambda *a, **k: pytest.fail("exported before the tokenizer was checked"))
+    with pytest.raises(CheckpointError, match=r"added_tokens.json: added token '\[SEG\]' missing"):
+        RuntimeMVLoc.from_pretrained(d, root / "openai/clip-vit-large-patch14", backend="onnxruntime", device="cpu")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(afile / "cache"))  # cannot be created (also as root)
+    with pytest.raises(ExportError, match="cannot export the ONNX graphs.*INTERACTVLM_CACHE_DIR.*onnx_dir"):
+        RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", device="cpu")

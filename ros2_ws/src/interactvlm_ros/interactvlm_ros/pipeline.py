@@ -340,7 +340,7 @@ class ContactEstimator:
         assets_mod = _import("interactvlm_ros.assets", "view assets")
         lift = _import("interactvlm_ros.lift", "lifting")
         if assets_folder is not None:
-            folder = Path(assets_folder)
+            folder = Path(assets_folder).expanduser()
             if not folder.is_dir():
                 raise PipelineError(f"assets folder '{folder}' does not exist; pass the official data/hcontact_vitruvian folder")
             self.human_assets = assets_mod.load_official_human_assets(folder)

@@ -6,7 +6,7 @@ Writes ``<out>/{language,sam_encoder,mask_decoder}.onnx`` and ``<out>/manifest.j
 hashes, IO names/shapes, model config, source checkpoint hash, parity results). With
 ``--tensorrt`` it also builds engines into the engine cache (``paths.cache_dir("engines")``) when
 TensorRT and a GPU are present; otherwise it says so and exits 0 with only ONNX written (exit 3
-with ``--require-tensorrt``).
+with ``--require-tensorrt``). An ``--out`` that cannot be written is an error before the model loads.
 """
 from __future__ import annotations
 
@@ -38,14 +38,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from . import prepare_out
     from ..export.mvloc_export import export_mvloc
     from ..export.tensorrt_build import build_engines, cuda_index, tensorrt_status
 
+    why = prepare_out(args.out)
+    if why:
+        print(f"interactvlm export: cannot write --out {args.out} ({why}); give a folder that can be created and "
+              f"written", file=sys.stderr)
+        return 2
     try:
         index = cuda_index(args.device)  # a bad --device fails before the (long) export
         manifest_path = export_mvloc(args.model, args.out, clip_dir=args.clip, opset=args.opset, exporter=args.exporter,
                                      parity=not args.no_parity)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # OSError: disk full, folder made read-only meanwhile, ...
         print(f"interactvlm export: {exc}", file=sys.stderr)
         return 2
     manifest = json.loads(manifest_path.read_text())

@@ -169,6 +169,9 @@ def export_graph(spec: GraphSpec, out_dir: str | Path, opset: int = DEFAULT_OPSE
     export_s = time.perf_counter() - t0
     weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     weight_bytes += sum(b.numel() * b.element_size() for b in module.buffers())
+    # per-tensor files the exporter wrote for a > 2 GiB graph: exactly the ones the graph references (a file of the
+    # user's in the folder, e.g. a log `tee` writes meanwhile, is never one of them)
+    external = _external_locations(path)
     model = onnx.load(str(path), load_external_data=True)
     # the dynamo exporter may name the graph differently; make IO names authoritative
     got_in = [i.name for i in model.graph.input]
@@ -178,8 +181,7 @@ def export_graph(spec: GraphSpec, out_dir: str | Path, opset: int = DEFAULT_OPSE
                           f"{list(spec.input_names)} -> {list(spec.output_names)} (an input unused by the "
                           f"module is dropped by the exporter; remove it from input_names)")
     files = [path]
-    stray = [p for p in out_dir.iterdir() if p.suffix not in (".onnx", ".json", ".engine", ".data") and p.is_file()
-             and p.stat().st_mtime >= t0 - 1 and p.name != data_name]
+    stray = [out_dir / n for n in sorted(external) if n != data_name and (out_dir / n).is_file()]
     if weight_bytes > external_data_threshold or len(stray) > 0:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data_name, size_threshold=1024)
@@ -213,6 +215,16 @@ def export_graph(spec: GraphSpec, out_dir: str | Path, opset: int = DEFAULT_OPSE
     }
     log.info("exported %s (%s, opset %d, %.1f MB) in %.2fs", path.name, used, opset_used, entry["bytes"] / 1e6, export_s)
     return entry
+
+
+def _external_locations(path: Path) -> set[str]:
+    """Files (relative to the graph) that the ONNX graph at ``path`` keeps tensors in (external data)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {e.value for t in _get_all_tensors(model) if uses_external_data(t) for e in t.external_data
+            if e.key == "location"}
 
 
 def trt_profile(spec: GraphSpec) -> dict[str, list]:

@@ -62,7 +62,10 @@ def load_localizer(model: str = "default", backend: str = "auto", device: str = 
     """
     if model in LOADERS:
         return _resolve(LOADERS[model])(backend=backend, device=device, **kwargs)
-    path = Path(model)
+    path = Path(model).expanduser()  # a params file's `model: ~/models/...` (no shell expands it there)
+    for k in ("clip_dir", "onnx_dir"):
+        if isinstance(kwargs.get(k), str):
+            kwargs[k] = str(Path(kwargs[k]).expanduser())
     if not path.exists():
         raise LocalizerError(f"model {model!r}: neither a registered model ({sorted(LOADERS)}) nor an existing path")
     if not is_official_checkpoint(path):

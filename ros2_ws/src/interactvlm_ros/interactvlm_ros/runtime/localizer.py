@@ -279,10 +279,19 @@ class RuntimeMVLoc:
         precision there is a named fallback (logged, listed in ``fallbacks``). ``onnx_dir`` must hold an export
         (``manifest.json``) whenever the selected backend runs ONNX graphs."""
         from ..export.onnx_export import load_manifest
-        from ..models.mvloc.checkpoint import resolve_clip_dir
-        from ..models.mvloc.tokenizer import LegacyLlamaTokenizer
+        from ..models.mvloc.checkpoint import CheckpointError, read_official_config, resolve_clip_dir
+        from ..models.mvloc.predictor import required_tokens
+        from ..models.mvloc.tokenizer import LegacyLlamaTokenizer, TokenizerError
 
         model_dir = Path(model_dir)
+        # config + tokenizer files first, as MVLocPredictor.from_pretrained: a folder without them must fail before a
+        # 13B checkpoint is read and exported to ONNX (hours), not after
+        raw = read_official_config(model_dir)
+        try:
+            tok = LegacyLlamaTokenizer(model_dir)
+            tok.require(required_tokens(raw))
+        except TokenizerError as exc:
+            raise CheckpointError(str(exc)) from None
         clip = resolve_clip_dir(model_dir, clip_dir)
         choice = select_backend(backend, device)
         fallbacks = [f"runtime backend: {choice.summary()}"] if choice.fallback else []
@@ -320,13 +329,19 @@ class RuntimeMVLoc:
             img_size = model.image_encoder.img_size
             used_dir = None
         else:
-            used_dir = Path(onnx_dir) if onnx_dir is not None else paths.cache_dir("onnx", ident)
-            if not (used_dir / "manifest.json").is_file():
-                from ..export.mvloc_export import export_mvloc
+            try:
+                used_dir = Path(onnx_dir) if onnx_dir is not None else paths.cache_dir("onnx", ident)
+                if not (used_dir / "manifest.json").is_file():
+                    from ..export.mvloc_export import export_mvloc
 
-                log.info("exporting %s to ONNX in %s (first use of this checkpoint with %s)", model_dir, used_dir,
-                         choice.backend)
-                export_mvloc(model_dir, used_dir, clip_dir=clip, exporter=exporter, parity=True)
+                    log.info("exporting %s to ONNX in %s (first use of this checkpoint with %s)", model_dir, used_dir,
+                             choice.backend)
+                    export_mvloc(model_dir, used_dir, clip_dir=clip, exporter=exporter, parity=True)
+            except OSError as exc:  # read-only home / cache volume, disk full
+                raise ExportError(f"cannot export the ONNX graphs of {model_dir} for {choice.backend} ({exc}); set "
+                                  f"INTERACTVLM_CACHE_DIR to a writable folder, or export once with `interactvlm export "
+                                  f"--model {model_dir} --out ONNX_DIR` and pass onnx_dir=ONNX_DIR, or use "
+                                  f"backend='torch'") from exc
             manifest = load_manifest(used_dir, verify=True)
             if onnx_dir is not None:  # the automatic cache is keyed on the checkpoint's identity already
                 check_onnx_source(used_dir, manifest, model_dir)
@@ -334,7 +349,6 @@ class RuntimeMVLoc:
             engines = engines_from_manifest(used_dir, manifest, choice, precision, decoder_precision)
             img_size = int(manifest.get("sam_img_size", cfg.sam_encoder.img_size))
         emodel = EngineMVLocModel(cfg, engines, img_size)
-        tok = LegacyLlamaTokenizer(model_dir)
         prec = {g: e.precision for g, e in engines.items()}
         model_id = hashlib.sha256(f"{ident}|{choice.backend}|{json.dumps(prec, sort_keys=True)}".encode()).hexdigest()[:16]
         pred = _predictor_cls()(emodel, tok, clip, model_id=model_id, **predictor_kw)

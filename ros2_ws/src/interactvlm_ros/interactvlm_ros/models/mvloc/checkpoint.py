@@ -235,10 +235,17 @@ def load_vision_tower(clip_dir: Path, dtype: torch.dtype):
                               f"openai/clip-vit-large-patch14 folder") from exc
     vcfg._attn_implementation = "sdpa"
     try:
-        tower = CLIPVisionModel.from_pretrained(str(clip_dir), config=vcfg, dtype=dtype, local_files_only=True)
+        tower, info = CLIPVisionModel.from_pretrained(str(clip_dir), config=vcfg, dtype=dtype, local_files_only=True,
+                                                      output_loading_info=True)
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{clip_dir}: CLIP weights could not be loaded ({type(exc).__name__}: {exc}); the "
                               f"folder needs pytorch_model.bin or model.safetensors of openai/clip-vit-large-patch14") from exc
+    # transformers fills weights the file lacks with random values and only logs it: strict, like the checkpoint
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.endswith("position_ids"))
+    if missing:
+        raise CheckpointError(f"{clip_dir}: {len(missing)} CLIP vision weight(s) missing from the folder's weight file, "
+                              f"e.g. {missing[:3]}; it is not (all of) openai/clip-vit-large-patch14 — pass that folder "
+                              f"with --clip DIR / clip_dir= (re-download it if the file is truncated)")
     return tower.eval()
 
 
@@ -265,6 +272,25 @@ def _build(cfg: MVLocConfig, vision_tower, dtype: torch.dtype, device: str) -> M
     return model
 
 
+def check_device(device: str) -> None:
+    """:class:`CheckpointError` for a device torch cannot use here (a typo, CUDA on a CPU-only torch, a GPU index that
+    is not visible), before any weight is read: torch itself fails deep inside model construction."""
+    from ...runtime.base import parse_device
+
+    try:
+        kind, index = parse_device(device)
+    except ValueError as exc:
+        raise CheckpointError(f"device: {exc}") from None
+    if kind != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise CheckpointError(f"device {device!r}: CUDA is not available (torch {torch.__version__}: "
+                              f"torch.cuda.is_available() is False); use device 'cpu' or install a CUDA build of torch")
+    if index is not None and index >= torch.cuda.device_count():
+        raise CheckpointError(f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
+                              f"pick one of cuda:0 .. cuda:{torch.cuda.device_count() - 1} or device 'cpu'")
+
+
 def load_mvloc(model_dir: str | Path, clip_dir: str | Path | None = None, precision: str = "fp32",
                device: str = "cpu", quantization: str | None = None) -> tuple[MVLocModel, Path]:
     """Build an :class:`MVLocModel` from an official HF folder + a CLIP folder (local paths only).
@@ -275,6 +301,7 @@ def load_mvloc(model_dir: str | Path, clip_dir: str | Path | None = None, precis
     if precision not in PRECISIONS:
         raise CheckpointError(f"precision {precision!r}: expected one of {sorted(PRECISIONS)}")
     dtype = PRECISIONS[precision]
+    check_device(device)
     raw = read_official_config(model_dir)
     files = weight_files(model_dir)
     shapes = read_shapes(files)
@@ -287,6 +314,12 @@ def load_mvloc(model_dir: str | Path, clip_dir: str | Path | None = None, precis
     if tower.config.hidden_size != cfg.mm_hidden_size:
         raise CheckpointError(f"{clip}: CLIP hidden size {tower.config.hidden_size} != checkpoint mm_projector input "
                               f"{cfg.mm_hidden_size} (model.mm_projector.weight); pass the CLIP the model was trained with")
+    patches = (tower.config.image_size // tower.config.patch_size) ** 2
+    if patches - 1 != cfg.img_emb_len:  # the [SEG] row is i - 1 + img_emb_len (spec 2.5): a wrong count shifts it
+        raise CheckpointError(f"{clip}: CLIP gives {patches} image tokens ({tower.config.image_size} px / patch "
+                              f"{tower.config.patch_size}) but config.json img_emb_len={cfg.img_emb_len} needs "
+                              f"{cfg.img_emb_len + 1}; pass the CLIP the model was trained with (openai/"
+                              f"clip-vit-large-patch14, 224 px, not the -336 variant)")
     model = _build(cfg, tower, dtype, device)
     load_official_weights(model, files)
     if quantization:

@@ -10,6 +10,7 @@ are computed once per view-asset key (and precision) and cached in memory and on
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -119,8 +120,11 @@ class MVLocPredictor:
         if self.disk_cache and self.model_id:
             from interactvlm_ros.paths import cache_dir
 
-            path = cache_dir("mvloc_sam") / f"{key}.pt"
-            if path.is_file():
+            try:
+                path = cache_dir("mvloc_sam") / f"{key}.pt"
+            except OSError as exc:  # read-only home / cache volume: a named fallback, never a failed frame
+                self._no_disk_cache(exc)
+            if path is not None and path.is_file():
                 try:
                     d = torch.load(path, map_location=self.device, weights_only=True)
                     self._emb_cache[key] = (d["emb"].to(self.dtype), tuple(d["size"]))
@@ -132,9 +136,25 @@ class MVLocPredictor:
         self._emb_cache[key] = (emb, size)
         if path is not None:
             tmp = path.with_suffix(".tmp")
-            torch.save({"emb": emb.cpu(), "size": list(size)}, tmp)
-            tmp.replace(path)
+            try:
+                torch.save({"emb": emb.cpu(), "size": list(size)}, tmp)
+                tmp.replace(path)
+            except OSError as exc:
+                with contextlib.suppress(OSError):  # a partial file (disk full)
+                    tmp.unlink(missing_ok=True)
+                self._no_disk_cache(exc)
         return emb, size, False
+
+    def _no_disk_cache(self, exc: OSError) -> None:
+        """The SAM embedding disk cache cannot be written: keep them in memory only (this process), logged once."""
+        self.disk_cache = False
+        msg = (f"SAM embedding cache not writable ({exc}): embeddings kept in memory only, every new process re-encodes "
+               "the renders; set INTERACTVLM_CACHE_DIR to a writable folder")
+        log.warning("MV-Loc fallback: %s", msg)
+        # named in ContactEstimator.all_fallbacks -> contacts.json / the node's /diagnostics
+        if getattr(self, "fallbacks", None) is None:  # the runtime shares its list (runtime_info): appended in place
+            self.fallbacks = []
+        self.fallbacks.append(msg)
 
     # -- one task on one image ----------------------------------------------------------------------
     def run(self, image_rgb: np.ndarray, object_label: str, task: str, assets, question: str | None = None,
