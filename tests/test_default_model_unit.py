@@ -839,6 +839,40 @@ def test_a_fresh_run_into_an_earlier_runs_folder_leaves_no_stale_graph_or_log(tm
     assert steps == [1, 2, 4, 6, 8], steps
 
 
+def test_resume_after_a_kill_between_checkpoints_logs_each_step_once_and_another_config_is_one_line(
+        tmp_path, monkeypatch, capsys):
+    """A run killed between checkpoints resumes from the last checkpoint and runs (and logs) the steps after it again:
+    log.jsonl listed those steps twice. --resume into a folder whose last.pt has another model config was a
+    RuntimeError traceback (exit 1) listing every size mismatch."""
+    import shutil
+
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    text = pytest.importorskip("interactvlm_ros.perception.text")
+    from interactvlm_ros.training.train import ConfigError, train
+
+    _tiny_dataset(tmp_path / "data")
+    enc = text.TextEncoder()
+    cfg = _cfg(tmp_path, "b", 8)
+    cfg.update(val_split=None, log_every=1, checkpoint_every=4)
+    train(cfg, text_encoder=enc, provider=_Provider(16), stop_at=4)
+    shutil.copy(tmp_path / "b" / "last.pt", tmp_path / "step4.pt")
+    train(cfg, resume=True, text_encoder=enc, provider=_Provider(16), stop_at=6)
+    shutil.copy(tmp_path / "step4.pt", tmp_path / "b" / "last.pt")  # = killed after step 6: checkpoint of step 4
+    with open(tmp_path / "b" / "log.jsonl", "a") as f:
+        f.write('{"step": 7, "lo')  # a row cut off by the kill
+    train(cfg, resume=True, text_encoder=enc, provider=_Provider(16))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9)), steps
+
+    other = {**cfg, "model": {**cfg["model"], "dim": 16}}
+    with pytest.raises(ConfigError, match="--resume: cannot continue from") as e:
+        train(other, resume=True, text_encoder=enc, provider=_Provider(16))
+    assert "\n" not in str(e.value) and "another --out" in str(e.value)
+    (tmp_path / "b" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="--resume: cannot continue from"):
+        train(cfg, resume=True, text_encoder=enc, provider=_Provider(16))
+
+
 def test_split_cache_follows_a_sample_regenerated_in_place(tmp_path, monkeypatch):
     """The split cache was keyed by (folder, meta.json, split): a sample file regenerated in place with meta.json
     unchanged (docs: regenerate the seeds, copy the shipped meta back) kept loading the old sample."""

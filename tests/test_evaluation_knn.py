@@ -64,3 +64,23 @@ def test_evaluate_knn_retrieves_within_the_same_interaction_and_object(tmp_path)
     assert r["per_interaction"] == {"kick": pytest.approx(0.5), "wear_head": 0.0}
     assert r["human_f1"] == pytest.approx(1 / 3)
     assert r["object_f1"] == pytest.approx(0.5)
+
+
+def test_an_empty_unknown_or_incomplete_split_is_one_line_and_exit_2(tmp_path, capsys):
+    """An empty split (a small `interactvlm synth --n` has an empty val/test) scored NaN with a numpy warning, an empty
+    training split and an unknown split were tracebacks; now one line naming the split, exit 2."""
+    from interactvlm_ros.evaluation.knn_baseline import main
+    from interactvlm_ros.training.data import DatasetError
+
+    (tmp_path / "samples").mkdir()
+    _write(tmp_path, 1, np.zeros((104, 3)), "kick", "ball", [1, 1, 0, 0], [1, 0, 0])
+    splits = {"train": [1], "val": [1, 2], "test": [], "none": []}  # sample 2 is not on disk
+    (tmp_path / "meta.json").write_text(json.dumps({"splits": {"indices": splits}}))
+    with pytest.raises(DatasetError, match="split 'test' of .* is empty"):
+        evaluate_knn(tmp_path, "test")
+    with pytest.raises(DatasetError, match="split 'none' of .* is empty"):  # an empty training split
+        evaluate_knn(tmp_path, "train", train_split="none")
+    for split, word in (("test", "split 'test' of"), ("nope", "split 'nope' not in"), ("val", "000002.npz listed by")):
+        rc = main(["--data", str(tmp_path), "--split", split])
+        out = capsys.readouterr().out.strip().splitlines()
+        assert rc == 2 and len(out) == 1 and out[0].startswith("knn_baseline: ") and word in out[0], (split, out)

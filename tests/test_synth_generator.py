@@ -361,6 +361,7 @@ def test_continuing_a_dataset_with_other_options_is_refused(tmp_path, monkeypatc
     (["--n", "1", "--seed", "-3"], "--seed -3"),
     (["--n", "1", "--workers", "3"], "--workers 3"),
     (["--n", "1", "--out", "AFILE"], "cannot write --out"),
+    (["--n", "6", "--split", "test"], "--split test: the test seed range of --n 6 is empty"),  # was a no-op, exit 0
 ])
 def test_synth_bad_options_are_one_line_and_exit_2(argv, word, tmp_path, capsys):
     from interactvlm_ros.cli.main import main
@@ -372,3 +373,95 @@ def test_synth_bad_options_are_one_line_and_exit_2(argv, word, tmp_path, capsys)
     lines = cap.err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith("interactvlm synth: ") and word in lines[0], cap.err
     assert "Traceback" not in cap.err and not (tmp_path / "o" / "meta.json").exists(), cap.err
+
+
+def test_an_unreadable_sample_in_the_folder_is_generated_again(tmp_path, monkeypatch, caplog):
+    """A sample file in --out that cannot be read (a truncated copy, a disk error) stopped `interactvlm synth` with a
+    BadZipFile traceback — also the run that train/eval's "unreadable sample; regenerate it" asks for. It is now named
+    in a warning and generated again; readable samples are kept as before."""
+    from types import SimpleNamespace
+
+    from interactvlm_ros.synth import generator as G
+
+    calls = []
+
+    class Stub:
+        def __init__(self, cfg):
+            self.T = SimpleNamespace(template_hash="hash", template_source="test", num_vertices=13718)
+
+        def sample(self, s):
+            calls.append(s)
+            return {"object_category": np.asarray("cup"), "interaction": np.asarray("hold_one_hand"),
+                    "seed": np.int64(s)}
+
+    monkeypatch.setattr(G, "Generator", Stub)
+    (tmp_path / "samples").mkdir()
+    np.savez(tmp_path / "samples" / "000001.npz", object_category=np.asarray("ball"), interaction=np.asarray("kick"))
+    (tmp_path / "samples" / "000002.npz").write_bytes(b"PK\x03\x04 cut off")
+    (tmp_path / "samples" / "000003.npz").write_bytes(b"")
+    with caplog.at_level("WARNING", logger=G.log.name):
+        rows, *_ = G._generate_chunk(GeneratorConfig(), [1, 2, 3], str(tmp_path))
+    assert calls == [2, 3] and [r[1] for r in rows] == ["ball", "cup", "cup"], (calls, rows)
+    assert "000002.npz is unreadable" in caplog.text and "000003.npz is unreadable" in caplog.text, caplog.text
+    with np.load(tmp_path / "samples" / "000002.npz") as d:
+        assert int(d["seed"]) == 2
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_extra_worker_ends_when_synth_is_killed(tmp_path):
+    """`synth --workers 2` stopped with SIGTERM/SIGKILL left its spawned worker generating the rest of its seeds into
+    --out, then idling forever; the worker now ends with the process that started it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, time\n"
+        "from interactvlm_ros.synth.generator import _pool\n"
+        "if __name__ == '__main__':\n"
+        "    ex = _pool()\n"
+        "    print(ex.submit(os.getpid).result(), flush=True)\n"
+        "    ex.submit(time.sleep, 60)\n"
+        "    time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(p.stdout.readline())
+    finally:
+        p.kill()
+        p.wait()
+
+    def alive(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 20
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    dead = not alive(child)
+    if not dead:
+        os.kill(child, 9)
+    assert dead, "the worker outlived the killed synth process"
+
+
+def test_split_runs_that_overlap_in_time_keep_each_others_seeds(tmp_path, monkeypatch):
+    """`synth --split train` (long) and `--split val` in another terminal: the train run merged the meta.json it read
+    when it *started*, so when it finished after the val run it dropped the val seeds from meta.json."""
+    from interactvlm_ros.synth import generator as G
+
+    ranges = split_ranges(0, 40)  # train [0, 32), val [32, 36)
+    inner = _fake_worker(lambda s: "cup")
+
+    def work(args):  # while the train run generates, a val run starts and finishes
+        if args[1] and args[1][0] == 0:
+            write_dataset(tmp_path, n=4, seed=32, ranges=ranges)
+        return inner(args)
+
+    monkeypatch.setattr(G, "_worker", work)
+    meta = write_dataset(tmp_path, n=32, seed=0, ranges=ranges)
+    assert meta["splits"]["indices"]["val"] == [32, 33, 34, 35] and len(meta["splits"]["indices"]["train"]) == 32
+    assert json.loads((tmp_path / "meta.json").read_text())["counts"]["val"] == 4

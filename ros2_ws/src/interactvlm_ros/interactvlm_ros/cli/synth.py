@@ -56,7 +56,13 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from . import prepare_out
 
-    why = _bad(args) or (f"cannot write --out {args.out} ({reason})" if (reason := prepare_out(args.out)) else "")
+    why = _bad(args)
+    if not why and args.split != "all":
+        a, b = split_ranges(args.seed, args.n)[args.split]
+        if b <= a:  # it generated nothing and exited 0
+            why = (f"--split {args.split}: the {args.split} seed range of --n {args.n} is empty (80/10/10 % of --n, "
+                   f"rounded); use a larger --n")
+    why = why or (f"cannot write --out {args.out} ({reason})" if (reason := prepare_out(args.out)) else "")
     if why:
         print(f"interactvlm synth: {why}", file=sys.stderr)
         return 2

@@ -67,13 +67,18 @@ def _f1(pred: np.ndarray, gt: np.ndarray) -> float:
     return 2 * tp / (pred.sum() + gt.sum() + 1e-10)
 
 
-def _load(root: Path, indices) -> list[dict]:
-    from ..training.data import sample_path
+def _load(root: Path, indices, split: str) -> list[dict]:
+    from ..training.data import DatasetError, sample_path
+
+    if len(indices) == 0:  # the mean F1 of no sample was NaN (and an empty training split a np.stack traceback)
+        raise DatasetError(f"split '{split}' of {root} is empty")
 
     keys = ("body_pose", "landmarks_3d", "object_pose_cam", "object_scale", "human_contact", "object_contact",
             "interaction", "object_id", "object_category")
     out = []
     for i in indices:
+        if not sample_path(root, int(i)).is_file():
+            raise DatasetError(f"{sample_path(root, int(i))} listed by split '{split}' is missing")
         with np.load(sample_path(root, int(i))) as d:
             out.append({k: (str(d[k]) if d[k].dtype.kind == "U" else np.asarray(d[k])) for k in keys})
     return out
@@ -86,8 +91,8 @@ def evaluate_knn(data_dir: str | Path, split: str, features: str = "pose", k: in
 
     root = Path(data_dir)
     meta = read_meta(root)
-    train = _load(root, split_indices(root, meta, train_split))
-    test = _load(root, split_indices(root, meta, split))
+    train = _load(root, split_indices(root, meta, train_split), train_split)
+    test = _load(root, split_indices(root, meta, split), split)
     feats = np.stack([sample_features(s, features) for s in train])
     groups: dict[tuple, list[int]] = defaultdict(list)
     by_cat: dict[tuple, list[int]] = defaultdict(list)
@@ -116,19 +121,25 @@ def evaluate_knn(data_dir: str | Path, split: str, features: str = "pose", k: in
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..training.data import DatasetError
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="synthetic dataset folder (interactvlm synth)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--features", choices=FEATURES, nargs="+", default=list(FEATURES))
     ap.add_argument("--k", type=int, nargs="+", default=[1, 5])
     a = ap.parse_args(argv)
-    print(f"{'features':16s} {'k':>2s} {'human F1':>9s} {'object F1':>9s}  per interaction (human F1)")
-    for feats in a.features:
-        for k in a.k:
+    for n, (feats, k) in enumerate((f, k) for f in a.features for k in a.k):
+        try:
             r = evaluate_knn(a.data, a.split, feats, k)
-            obj = "-" if r["object_f1"] is None else f"{r['object_f1']:.3f}"
-            print(f"{feats:16s} {k:2d} {r['human_f1']:9.3f} {obj:>9s}  " + json.dumps(
-                {i: round(v, 2) for i, v in r["per_interaction"].items()}))
+        except DatasetError as exc:  # no dataset / unknown or empty split / missing sample: one line, exit 2
+            print(f"knn_baseline: {exc}")
+            return 2
+        if n == 0:
+            print(f"{'features':16s} {'k':>2s} {'human F1':>9s} {'object F1':>9s}  per interaction (human F1)")
+        obj = "-" if r["object_f1"] is None else f"{r['object_f1']:.3f}"
+        print(f"{feats:16s} {k:2d} {r['human_f1']:9.3f} {obj:>9s}  " + json.dumps(
+            {i: round(v, 2) for i, v in r["per_interaction"].items()}))
     return 0
 
 

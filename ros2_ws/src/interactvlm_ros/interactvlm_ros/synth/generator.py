@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -861,15 +862,44 @@ def _worker(args):
         torch.set_num_threads(prev)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Initializer of the extra worker: it ends when the process that started it does (Linux ``PR_SET_PDEATHSIG``).
+    A ``synth --workers 2`` stopped by SIGTERM/SIGKILL left its worker generating the rest of its seeds and then
+    idling forever (and racing a rerun into the same folder)."""
+    import ctypes
+    import signal
+
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM)) != 0:  # 1 = PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    except (AttributeError, OSError, TypeError) as exc:  # not Linux
+        log.warning("synth worker: cannot end with its parent (%s); stopping synth with SIGKILL leaves it running", exc)
+        return
+    if os.getppid() != parent:  # the parent was gone before the line above
+        os._exit(1)
+
+
+def _pool():
+    """The one extra generator process (spawned: no forked torch/Embree state), tied to this process's life."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp
+
+    return ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+
+
 def _generate_chunk(cfg, seeds, out):
     gen = Generator(cfg)
     results = []
     for s in seeds:
         path = Path(out) / "samples" / f"{s:06d}.npz"
         if path.exists():
-            with np.load(path) as d:
-                results.append((int(s), str(d["object_category"]), str(d["interaction"])))
-            continue
+            try:
+                with np.load(path) as d:
+                    results.append((int(s), str(d["object_category"]), str(d["interaction"])))
+                continue
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # truncated copy, disk error
+                log.warning("%s is unreadable (%s: %s); generating it again", path, type(exc).__name__, exc)
         try:
             sample = gen.sample(s)
         except RuntimeError as exc:  # a seed with no valid configuration is skipped and recorded
@@ -918,10 +948,7 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfi
     if workers == 1:
         parts = [_worker((cfg, chunks[0], str(out)))]
     else:  # exactly one extra process; this process works on the other half meanwhile
-        from concurrent.futures import ProcessPoolExecutor
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        with _pool() as ex:
             fut = ex.submit(_worker, (cfg, chunks[1], str(out)))
             mine = _worker((cfg, chunks[0], str(out)))
             parts = [mine, fut.result()]
@@ -932,6 +959,7 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfi
     for s, cat, _ in rows:
         splits[split_of(s, cat, ranges)].append(s)
     failed_old = {}
+    old = _previous_meta(out) or old  # as it is now: another --split run may have finished while this one ran
     if (old.get("splits") or {}).get("seed_ranges") == ranges:  # the same dataset (e.g. another --split of it):
         mine = set(seeds)  # keep the seeds an earlier run listed outside this run's seeds (and still on disk)
         for k, v in (old["splits"].get("indices") or {}).items():
@@ -963,5 +991,7 @@ def write_dataset(out: str | Path, n: int, seed: int = 0, config: GeneratorConfi
         "failed_seeds": {**failed_old, **{str(r[0]): r[2] for r in failed}},
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=1))
+    tmp = out / f"meta.json.{os.getpid()}.tmp"  # renamed: a reader (another run, train's refresh) sees all or nothing
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, out / "meta.json")
     return meta

@@ -470,6 +470,21 @@ def _refresh(root, cfg, space, label_feats, aug, text_encoder, train_data, val_d
             Batcher(new_val, label_feats, None) if new_val is not None else None)
 
 
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the rows of ``log.jsonl`` up to ``step`` (and drop a line cut off by a kill)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and int(rec.get("step", 0)) <= step:
+            keep.append(line + "\n")
+    path.write_text("".join(keep))
+
+
 def train(cfg: dict, resume: bool = False, text_encoder=None, provider=None, stop_at: int | None = None) -> dict | None:
     """Run training; returns the final metrics dict. ``provider``: an AssetProvider (tests inject one).
     ``stop_at``: leave after that many steps with only ``last.pt`` written (an interrupted run; returns None).
@@ -556,10 +571,16 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
     step = 0
     last = out / "last.pt"
     if resume and last.is_file():
-        st = torch.load(str(last), map_location="cpu", weights_only=False)
-        net.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        step = int(st["step"])
+        try:  # another model/train_only config (or a damaged file) cannot continue this run: one line, not a traceback
+            st = torch.load(str(last), map_location="cpu", weights_only=False)
+            net.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            step = int(st["step"])
+        except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/ValueError/KeyError/UnpicklingError
+            why = " ".join(str(exc).split())
+            raise ConfigError(f"--resume: cannot continue from {last} ({why[:300]}): it was written with another "
+                              "model/train_only config or is damaged; resume with the config of the run that wrote it, "
+                              "or train into another --out (or without --resume)") from None
         log.info("resumed from %s at step %d", last, step)
     else:
         fresh = init_weights(net, cfg["init_from"]) if cfg.get("init_from") else None
@@ -577,6 +598,8 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
     data_info = {"path": str(root), "generator": meta.get("generator_version", meta.get("version")),
                  "seed": meta.get("seed"), "n": meta.get("n"), "train_split": cfg["train_split"],
                  "train_samples": len(train_data), "categories": space.categories}
+    if step:  # resumed: rows of the steps after last.pt (a run stopped between checkpoints) are run and logged again
+        _truncate_log(out / "log.jsonl", step)
     logf = open(out / "log.jsonl", "a" if step else "w")  # a fresh run does not continue an earlier run's log
     lc = cfg["loss"]
     net.train()
