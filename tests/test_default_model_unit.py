@@ -796,6 +796,7 @@ def test_train_and_eval_cli_bad_data_model_or_out_is_one_line_exit_2(tmp_path, c
     _tiny_dataset(tmp_path / "data")
     afile = tmp_path / "afile"
     afile.write_text("x")
+    (tmp_path / "run").mkdir()
     cases = [
         (["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--steps", "1"],
          "meta.json not found"),
@@ -805,6 +806,9 @@ def test_train_and_eval_cli_bad_data_model_or_out_is_one_line_exit_2(tmp_path, c
          "checkpoint not found"),
         (["eval", "--split", "val", "--data", str(tmp_path / "data"), "--model", str(tmp_path / "nope"),
           "--out", str(afile)], f"cannot write --out {afile}"),
+        # a user's run folder without model.pt: not "reinstall interactvlm_ros" (it advised that)
+        (["eval", "--split", "val", "--data", str(tmp_path / "data"), "--model", str(tmp_path / "run")],
+         "`interactvlm train` run"),
         (["eval", "--split", "val", "--data", str(tmp_path / "data"), "--limit", "-1"], "--limit -1"),
     ]
     for argv, word in cases:

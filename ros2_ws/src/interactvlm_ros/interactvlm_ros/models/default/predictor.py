@@ -102,10 +102,14 @@ def load_checkpoint(path: str | Path):
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
-        raise DefaultModelError(
-            f"default model checkpoint not found: {path}. The package ships it in models/default/weights/; "
-            "reinstall interactvlm_ros or retrain with `interactvlm train --config <package>/training/configs/default_model.yaml`"
-        )
+        if path.parent.resolve() == WEIGHTS_DIR:
+            raise DefaultModelError(
+                f"default model checkpoint not found: {path}. The package ships it in models/default/weights/; "
+                "reinstall interactvlm_ros or retrain with `interactvlm train --config <package>/training/configs/default_model.yaml`"
+            )
+        raise DefaultModelError(  # a user's folder (a training run): reinstalling the package would not help
+            f"default model checkpoint not found: {path}; give the --out folder of an `interactvlm train` run (it writes "
+            f"{CHECKPOINT} at the end; `--resume` finishes an interrupted run) or `default` for the shipped model")
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
     except Exception as exc:
