@@ -45,7 +45,8 @@ def test_teacher_forced_prompt_from_templates(conformance_dir):
                                                    "contact region is [OTOKEN].")
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "bot\x00tle", "cup\nof tea", "mug\u200b", 3])
+@pytest.mark.parametrize("bad", ["", "   ", "bot\x00tle", "cup\nof tea", "mug\u200b", 3, "cup\u2028of tea",
+                                 "cup\u2029", "mug " * 60])
 def test_bad_labels_rejected(bad):
     with pytest.raises(LocalizerError, match="object_label"):
         P.normalize_label(bad)

@@ -22,6 +22,9 @@ IMAGE = "<image>"
 # strings the tokenizer does not treat as text (LLaVA image placeholder, added/special LLaMA tokens; labels are
 # lower-cased, and the segmentation tokens are upper case, so they cannot occur in a label)
 RESERVED_TOKENS = (IMAGE, IM_START, IM_END, "<s>", "</s>", "<unk>")
+#: longest object label taken (the node's limit too): a 5000-character label made a 5115-token prompt, past the
+#: checkpoint's max_position_embeddings (1024) and the TensorRT profile, and ran silently without a [SEG]
+MAX_LABEL_CHARS = 200
 
 HCONTACT_QUESTION_LIST = [
     "Segment the area on the human's body that is in direct contact with the {class_name} in this image.",
@@ -110,13 +113,16 @@ def normalize_label(label: object, field: str = "object_label") -> str:
     control characters (they would silently change the token ids the model sees)."""
     if not isinstance(label, str):
         raise LocalizerError(f"{field}: expected a string such as 'bottle', got {type(label).__name__}")
-    bad = [c for c in label if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn")]
+    bad = [c for c in label if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")]
     if bad:
         raise LocalizerError(f"{field}: {label!r} contains control/invisible characters {bad!r}; "
                              f"pass a plain object name such as 'tennis_racket'")
     label = label.strip()
     if not label:
         raise LocalizerError(f"{field}: empty object label; pass the object's name, e.g. 'bottle'")
+    if len(label) > MAX_LABEL_CHARS:
+        raise LocalizerError(f"{field}: the label is {len(label)} characters long (at most {MAX_LABEL_CHARS}); pass the "
+                             f"object's name, e.g. 'bottle'")
     label = label.lower()
     reserved = [t for t in RESERVED_TOKENS if t in label]
     if reserved:
