@@ -342,3 +342,17 @@ def test_reconstruct_unreadable_object_mesh_writes_an_honest_result(test_data, t
     res = json.loads((out / "result.json").read_text(), parse_constant=strict)
     assert rc == 1 and res["status"] == "bad_input" and "coffee_cup_no_person.png" in res["message"], res
     assert sorted(p.name for p in out.iterdir()) == ["overlay.png", "result.json"]
+
+
+def test_reconstruct_depth_or_mask_of_another_size_is_one_line_before_any_work(test_data, tmp_path, capsys):
+    """A depth (or object mask) not registered to the image was refused only after the contact estimation (~30 s on
+    a CPU), as bad_depth / bad_input; now one line, exit 2, before the model loads."""
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "d.png"), np.full((240, 320), 1500, np.uint16))
+    cv2.imwrite(str(tmp_path / "m.png"), np.full((240, 320), 255, np.uint8))
+    for flag, name in (("--depth", "d.png"), ("--object-mask", "m.png")):
+        rc = main(["reconstruct", str(test_data / "person_catching_ball.png"), "--object", "ball", flag,
+                   str(tmp_path / name), "--model", "/nonexistent/model", "--out", str(tmp_path / "o")])
+        line = _err_line(capsys)
+        assert rc == 2 and f"{flag} is 320x240 but the image is 640x480" in line, line

@@ -246,6 +246,49 @@ def test_the_frames_object_box_mask_and_depth_reach_the_default_model(stack, tes
     est.close()
 
 
+def test_estimator_answers_bad_input_for_depth_in_millimetres_or_of_another_size_and_non_numeric_K_or_box(
+        stack, test_data):
+    """A uint16 depth (a 16UC1 driver's millimetres) was read as metres: the model's depth cue clipped at 10 m, frame
+    'ok' (now millimetres, as the node and recon.load_depth read integer depth; 8-bit depth is bad_input); a depth of another size than the image was silently left out of the cues; a non-numeric depth, K or
+    object_box raised a bare ValueError out of estimate() (documented: never raises for bad input). All bad_input now,
+    naming the field; float metres of the image's size still reach the model."""
+    from interactvlm_ros.pipeline import ContactEstimator
+
+    est = ContactEstimator(localizer=stack[0], perception="none")
+    img = _read(test_data / "person_catching_ball.png")
+    H, W = img.shape[:2]
+    for kw, words in (({"depth": np.full((H, W), 200, np.uint8)}, ("uint8", "millimetres")),
+                      ({"depth": np.full((H // 2, W // 2), 2.0, np.float32)}, ("depth is 320x240", "image is 640x480")),
+                      ({"depth": np.full((H, W), "a")}, ("depth", "numeric")),
+                      ({"K": "abc"}, ("K",)),
+                      ({"object_box": "abcd"}, ("object_box", "not numeric")),
+                      ({"object_box": ("a", "b", "c", "d")}, ("object_box", "not numeric"))):
+        res = est.estimate(img, "ball", **kw)
+        assert res.status == "bad_input" and all(w in res.message for w in words), (kw, res.message)
+    res = est.estimate(img, "ball", depth=np.full((H, W), 2.0, np.float32))
+    assert res.status == "ok" and res.cues.endswith("+depth"), res.cues
+    mm = est.estimate(img, "ball", depth=np.full((H, W), 2000, np.uint16))  # 16UC1 millimetres: the same 2 m
+    assert mm.status == "ok" and mm.cues == res.cues
+    np.testing.assert_allclose(mm.human_contact, res.human_contact, atol=1e-6)
+    est.close()
+
+
+def test_estimator_is_a_context_manager_and_refuses_use_after_close(stack, test_data):
+    """close() was the only way to release the estimator's perception (``with`` raised TypeError), and a frame after
+    close() raised "HumanPerception.observe after close()" (or, without perception, went on building a new one). Now
+    ``with ContactEstimator(...)`` closes it, a second close() does nothing and use after close is one PipelineError."""
+    from interactvlm_ros.pipeline import ContactEstimator, PipelineError
+
+    img = _read(test_data / "person_catching_ball.png")
+    with ContactEstimator(localizer=stack[0]) as est:
+        assert est.estimate(img, "ball").status == "ok"
+    est.close()  # a second time: nothing
+    for call in (lambda: est.estimate(img, "ball"), lambda: est.observe(img), lambda: est.prepare("ball")):
+        with pytest.raises(PipelineError, match="after close"):
+            call()
+    assert stack[0].predict(img, "ball", stack[2]).human_logits is not None  # a given localizer is not closed
+
+
 def test_close_releases_the_perception_the_default_model_built_for_itself(test_data):
     """perception='none' with the default model: the localizer builds its own mediapipe perception (it needs the
     landmarks) — said in the fallbacks — and ContactEstimator.close() now releases it (mediapipe keeps ~300 MB and 10

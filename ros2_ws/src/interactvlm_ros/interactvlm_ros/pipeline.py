@@ -274,6 +274,7 @@ class ContactEstimator:
             raise PipelineError(f"reconstruct_cold_start='{reconstruct_cold_start}': use inline or background")
         self.fallbacks = Fallbacks()
         self._lock = threading.Lock()
+        self._closed = False
         self._objects: dict[tuple, _ObjectState] = {}
         t0 = time.perf_counter()
 
@@ -473,6 +474,7 @@ class ContactEstimator:
         what it computes on first use: the label's text embedding, the render embeddings — e.g. at start-up or when
         the node's label changes, so that the next frame does not pay seconds for them."""
         with self._lock:
+            self._check_open()
             state = self._object_state(object_label, object_mesh)
             warm = getattr(self.localizer, "prepare", None)
             if warm is not None:
@@ -482,7 +484,11 @@ class ContactEstimator:
     def estimate(self, image_rgb, object_label: str, object_mesh: str | None = None, depth=None, K=None,
                  observation=None, frame_tag=None, object_mask=None, object_box=None) -> ContactResult:
         """Contact for one image. Never raises for bad input: returns status ``bad_input`` with a message
-        (``no_person``: nobody in the image; ``model_error``: the localizer's output had NaN/inf — no contact).
+        (``no_person``: nobody in the image; ``model_error``: the localizer's output had NaN/inf — no contact); raises
+        ``PipelineError`` after :meth:`close`.
+
+        ``depth``: [H,W] registered to the image, float metres or 16/32-bit integer millimetres (ROS 16UC1), 0/NaN: no
+        reading (8-bit or bool, or another size than the image: ``bad_input``). ``K``: 3x3 intrinsics, for the reconstruction.
 
         ``observation``: this image's human perception from :meth:`observe` (then perception is not run
         again; its time is reported as ``timings['perception']``). ``object_mask``: [H,W] bool (nonzero = object)
@@ -494,6 +500,7 @@ class ContactEstimator:
         anything naming this frame (the node: its header), returned with its reconstruction when a background cold fit
         of it finishes later (``ContactResult.late_reconstruction``)."""
         with self._lock:
+            self._check_open()
             res = self._estimate(image_rgb, object_label, object_mesh, depth, K, observation, frame_tag, object_mask,
                                  object_box)
             if self.tracker is not None:  # any frame (with a person or not) hands over a finished background fit
@@ -509,8 +516,12 @@ class ContactEstimator:
 
     def close(self) -> None:
         """Stop background work (a running background cold fit is cancelled at its next iteration) and release human
-        perception (mediapipe's graphs are not freed with the estimator: ≈ 300 MB and 10 threads each). The estimator
-        is not used afterwards."""
+        perception (mediapipe's graphs are not freed with the estimator: ≈ 300 MB and 10 threads each). A second call
+        does nothing; ``estimate`` / ``observe`` / ``prepare`` afterwards raise ``PipelineError``. ``with
+        ContactEstimator(...) as est:`` closes it on leaving the block."""
+        if self._closed:
+            return
+        self._closed = True
         if self.tracker is not None:
             self.tracker.close()
         elif self.reconstructor is not None:
@@ -521,10 +532,21 @@ class ContactEstimator:
         if release is not None:  # e.g. the default model's own perception (perception='none')
             release()
 
+    def __enter__(self) -> "ContactEstimator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:  # was "HumanPerception.observe after close()", or a frame that rebuilt the closed perception
+            raise PipelineError("ContactEstimator used after close(); build a new one")
+
     def observe(self, image_rgb):
         """Human perception of one image (thread-safe; may overlap ``estimate`` of an earlier frame).
         None when this estimator has no perception (official checkpoints); raises ``PipelineError`` for an
         image ``estimate`` would reject."""
+        self._check_open()
         if self.perception is None:
             return None
         err = _check_image(image_rgb, getattr(self.perception, "min_side", 8))
@@ -547,13 +569,35 @@ class ContactEstimator:
             return self._result("bad_input", "object_label must be a non-empty string", "")
         label = label.strip()
         if K is not None:
-            K = np.asarray(K, dtype=np.float64)
+            try:  # a string or a ragged list raised a bare ValueError out of estimate()
+                K = np.asarray(K, dtype=np.float64)
+            except (TypeError, ValueError):
+                K = np.full(1, np.nan)
             if K.shape != (3, 3) or not np.all(np.isfinite(K)):
                 return self._result("bad_input", "K must be a finite 3x3 intrinsics matrix", label)
         if depth is not None:
-            depth = np.asarray(depth, dtype=np.float32)
+            d = np.asarray(depth)
+            if d.dtype.kind == "b" or (d.dtype.kind in "iu" and d.dtype.itemsize == 1):
+                return self._result("bad_input", f"depth is {d.dtype} (a mask or a depth visualisation?); give float "
+                                    "metres or 16-bit millimetres", label)
+            try:
+                # integer depth is millimetres, as everywhere in the package (ROS 16UC1: the node, recon.load_depth);
+                # read as metres it was 1000x too far (the depth cue silently clipped at 10 m, the fit bad_depth)
+                depth = d.astype(np.float32) * np.float32(0.001) if d.dtype.kind in "iu" else d.astype(np.float32)
+            except (TypeError, ValueError):
+                return self._result("bad_input", "depth must be a numeric HxW array of metres", label)
             if depth.ndim != 2:
                 return self._result("bad_input", f"depth must be HxW, got shape {depth.shape}", label)
+            if depth.shape != image.shape[:2]:  # was silently left out of the model's cues
+                return self._result("bad_input", f"depth is {depth.shape[1]}x{depth.shape[0]} but the image is "
+                                    f"{image.shape[1]}x{image.shape[0]}; register depth to the colour camera first",
+                                    label)
+        if object_box is not None:
+            try:  # not numbers at all: a caller's bug, not a detector's odd box (those are left out, a named fallback)
+                np.asarray(object_box, np.float64)
+            except (TypeError, ValueError):
+                return self._result("bad_input", f"object_box {object_box!r} is not numeric; give x0, y0, x1, y1 in "
+                                    "pixels", label)
         if object_mask is not None:
             object_mask = np.asarray(object_mask) != 0
             if object_mask.shape != image.shape[:2]:

@@ -92,6 +92,11 @@ def run(args) -> int:
             print(f"error: cannot read --object-mask {args.object_mask}", file=sys.stderr)
             return 2
         mask = m != 0  # nonzero = object, as the node's object_mask and ContactEstimator (a 0/1 mask was read as empty)
+    for name, arr in (("--depth", depth), ("--object-mask", mask)):  # before the contact estimation (seconds), not after
+        if arr is not None and arr.shape[:2] != image.shape[:2]:
+            print(f"error: {name} is {arr.shape[1]}x{arr.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}; "
+                  "register it to the colour camera first (it is not resized)", file=sys.stderr)
+            return 2
     box = None
     if args.object_box:
         try:
