@@ -25,6 +25,9 @@ class _Recon:
         self.error: Exception | None = None  # raised by the cold fits (a bug)
         self.warm_status = "ok"  # status of the warm fits (e.g. object_not_visible)
 
+    def unfittable(self, image, observation, K=None, depth=None):  # as Reconstructor's: None = a fit would run
+        return Reconstruction("bad_depth", "as asked") if depth is not None and not np.isfinite(depth).any() else None
+
     def fit(self, image, observation, human_contact=None, init=None, **kw):
         self.calls.append("cold" if init is None else "warm")
         if self.error is not None and init is None:
@@ -209,3 +212,39 @@ def test_request_cancel_stops_an_inline_fit_in_another_thread():
     assert not rc.cancel.is_set()
     rc.release.set()
     assert _update(tr).status == "ok"
+
+
+def test_a_frame_no_fit_can_use_is_answered_at_once_without_a_background_fit():
+    """A frame whose depth is unusable (or K, or no person) was answered cold_start_pending, its background cold fit
+    ended bad_depth in ms and was handed over with the next frame — which started another one: every frame one thread
+    job and a late answer. Now the frame is answered at once (Reconstructor.unfittable) and no cold fit starts; a
+    usable frame still starts one."""
+    rc = _Recon()
+    tr = Tracker(rc, background=True)
+    img = np.zeros((4, 4, 3), np.uint8)
+    for _ in range(3):
+        r = tr.update(img, object(), np.zeros(4), depth=np.full((4, 4), np.nan, np.float32))
+        assert r.status == "bad_depth" and r.metrics["warm_start"] is False
+    assert tr.cold_fits == 0 and rc.calls == [] and not tr.cold_running
+    assert tr.update(img, object(), np.zeros(4), depth=np.ones((4, 4), np.float32)).status == "cold_start_pending"
+    rc.release.set()
+    assert tr.wait(5.0) and tr.cold_fits == 1
+    tr.close()
+
+
+def test_reconstructor_unfittable_names_the_frames_a_fit_refuses():
+    """The real check: what fit() returns at once for K, depth and the person (the same code)."""
+    from types import SimpleNamespace
+
+    from interactvlm_ros.recon import Reconstructor
+
+    rc = Reconstructor()
+    img = np.zeros((48, 64, 3), np.uint8)
+    kp = np.zeros((33, 3))
+    kp[:, :2], kp[:, 2] = (10.0, 10.0), 1.0
+    person = SimpleNamespace(found=True, keypoints_2d=kp)
+    assert rc.unfittable(img, person) is None
+    assert rc.unfittable(img, person, depth=np.full((48, 64), np.nan, np.float32)).status == "bad_depth"
+    assert rc.unfittable(img, person, K=np.zeros((3, 3))).status == "bad_intrinsics"
+    assert rc.unfittable(img, SimpleNamespace(found=False)).status == "no_person"
+    assert rc.unfittable(np.zeros((4, 4)), person).status == "bad_input"

@@ -346,6 +346,37 @@ class Reconstructor:
         return size, why
 
     # ---------------------------------------------------------------------------------------------
+    def _camera_and_person(self, H: int, W: int, observation, K, depth):
+        """(K, depth in metres, None) for a frame the fit can use, else (K, depth, the failed Reconstruction):
+        ``bad_intrinsics``, ``bad_depth``, ``no_person``. Milliseconds: also the background tracker's check before
+        it starts a cold fit (seconds) of a frame that cannot be fitted."""
+        if K is None:
+            K = default_intrinsics(H, W)
+            self._fallback("no camera intrinsics: default fx = fy = 1.2·max(W, H), principal point at the centre")
+        try:
+            K = validate_K(K, H, W)
+        except IntrinsicsError as exc:
+            return K, depth, Reconstruction("bad_intrinsics", str(exc))
+        if depth is not None:
+            try:
+                depth = validate_depth(depth, H, W)
+            except DepthError as exc:
+                return K, depth, Reconstruction("bad_depth", str(exc), K=K)
+        if observation is None or not getattr(observation, "found", False):
+            return K, depth, Reconstruction("no_person", "no person observed in the image", K=K)
+        kp2d = np.asarray(observation.keypoints_2d, np.float64)
+        if kp2d.shape != (33, 3) or not np.isfinite(kp2d).all() or (kp2d[:, 2] > 0.5).sum() < 6:
+            return K, depth, Reconstruction("no_person", "fewer than 6 visible body landmarks; cannot fit a body", K=K)
+        return K, depth, None
+
+    def unfittable(self, image, observation, K=None, depth=None) -> "Reconstruction | None":
+        """The failed Reconstruction (``bad_input`` image, ``bad_intrinsics``, ``bad_depth``, ``no_person``) a fit of
+        this frame would return at once, else None; milliseconds."""
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3:
+            return Reconstruction("bad_input", f"image must be HxWx3 RGB, got shape {image.shape}")
+        return self._camera_and_person(image.shape[0], image.shape[1], observation, K, depth)[2]
+
     def fit(self, image: np.ndarray, observation: Any, human_contact: Any = None, object_contact=None,
             object_mesh=None, depth=None, K=None, init: ReconInit | Reconstruction | None = None,
             object_mask=None, object_size: float | None = None, object_label: str | None = None,
@@ -391,26 +422,11 @@ class Reconstructor:
                                                         getattr(cr, "object_source", None))
                     timings["object_size_source"] = why  # type: ignore[assignment]
             object_label = object_label or getattr(cr, "object_label", None)
-        # ---- intrinsics
-        if K is None:
-            K = default_intrinsics(H, W)
-            self._fallback("no camera intrinsics: default fx = fy = 1.2·max(W, H), principal point at the centre")
-        try:
-            K = validate_K(K, H, W)
-        except IntrinsicsError as exc:
-            return Reconstruction("bad_intrinsics", str(exc))
-        # ---- depth
-        if depth is not None:
-            try:
-                depth = validate_depth(depth, H, W)
-            except DepthError as exc:
-                return Reconstruction("bad_depth", str(exc), K=K)
-        # ---- person
-        if observation is None or not getattr(observation, "found", False):
-            return Reconstruction("no_person", "no person observed in the image", K=K)
+        # ---- intrinsics, depth, person
+        K, depth, failed = self._camera_and_person(H, W, observation, K, depth)
+        if failed is not None:
+            return failed
         kp2d = np.asarray(observation.keypoints_2d, np.float64)
-        if kp2d.shape != (33, 3) or not np.isfinite(kp2d).all() or (kp2d[:, 2] > 0.5).sum() < 6:
-            return Reconstruction("no_person", "fewer than 6 visible body landmarks; cannot fit a body", K=K)
         # ---- object mask
         if object_mask is not None:
             object_mask = np.asarray(object_mask, bool)
@@ -813,6 +829,11 @@ class Tracker:
                 return rec
             self.resets += 1  # degraded warm fit → a cold fit of this frame, in the background
         answered = rec is not None and rec.ok  # ok, but above reset_reproj_rel: the frame keeps its warm result
+        if not answered:  # a frame a fit refuses at once (bad depth/K, no person): said now, not one frame late, and no
+            failed = self.reconstructor.unfittable(image, observation, K=kw.get("K"), depth=kw.get("depth"))
+            if failed is not None:  # thread started per such frame
+                failed.metrics["warm_start"] = False
+                return failed
         with self._cv:
             self.last = None
             self.cold_fits += 1
