@@ -227,3 +227,21 @@ def test_smplh_vitruvian_pose_on_a_synthetic_model_file(tmp_path):
     assert set(body.part_names) >= set(REQUIRED_PARTS) and body.part_labels.shape == (6890,)
     assert body.keypoints(body.template_vertices).shape == (22, 3)
     assert np.allclose(body.pose(), body.template_vertices, atol=1e-6)
+
+
+def test_smpl_model_file_of_any_name_loads_as_the_kind_asked(tmp_path):
+    """smplx.create took the model type from the file's name, not from the spec: the SMPL-H download laid out as
+    'smplh/neutral/model.npz' (AMASS / MANO site) failed as 'Unknown model type model.npz', and a SMPL-H file given
+    as 'smplx:' loaded silently as a SMPL-H model named smplx."""
+    pytest.importorskip("smplx")
+    folder = tmp_path / "smplh" / "neutral"
+    folder.mkdir(parents=True)
+    d = _write_fake_smplh(folder / "model.pkl")
+    np.savez(folder / "model.npz", **d)
+    for name in ("model.pkl", "model.npz"):
+        body = get_body_model(f"smplh:{folder / name}")
+        assert body.name == "smplh" and type(body.model).__name__ == "SMPLH" and body.num_vertices == 6890, name
+    renamed = tmp_path / "SMPLH_NEUTRAL.pkl"
+    renamed.write_bytes((folder / "model.pkl").read_bytes())
+    with pytest.raises(BodyError, match=r"smplx: cannot load .*SMPLH_NEUTRAL.pkl.*SMPLX_NEUTRAL.npz"):
+        get_body_model(f"smplx:{renamed}")

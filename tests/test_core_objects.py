@@ -61,6 +61,32 @@ def test_obj_keeps_file_vertex_order(shared_dir):
     assert g.num_vertices > 1000 and g.faces.max() < g.num_vertices
 
 
+def test_obj_with_several_materials_or_a_bom_keeps_the_file_vertices(tmp_path):
+    """trimesh split an OBJ into one mesh per 'usemtl' material, each with its own copy of the vertices: a Blender
+    cube with two materials loaded as 16 vertices, not the file's 8 (a 518-vertex can as 798), so per-vertex contact
+    no longer matched the file's vertex ids. A UTF-8 byte-order mark hid the first 'v' line (faces one vertex off)."""
+    v = ["v 1 1 -1", "v 1 -1 -1", "v 1 1 1", "v 1 -1 1", "v -1 1 -1", "v -1 -1 -1", "v -1 1 1", "v -1 -1 1"]
+    vt = ["vt 0.625 0.5", "vt 0.875 0.5", "vt 0.875 0.75", "vt 0.625 0.75", "vt 0.375 0.75", "vt 0.625 1",
+          "vt 0.375 1", "vt 0.375 0", "vt 0.625 0", "vt 0.625 0.25", "vt 0.375 0.25", "vt 0.125 0.5", "vt 0.375 0.5",
+          "vt 0.125 0.75"]
+    f = ["f 1/1 5/2 7/3 3/4", "f 4/5 3/4 7/6 8/7", "f 8/8 7/9 5/10 6/11", "usemtl Blue", "f 6/12 2/13 4/5 8/14",
+         "f 2/13 1/1 3/4 4/5", "f 6/11 5/10 1/1 2/13"]
+    lines = ["mtllib cube.mtl", "o Cube", *v, *vt, "usemtl Red", *f]
+    expected = np.array([[float(x) for x in ln.split()[1:]] for ln in v], np.float32)
+    two = tmp_path / "two_materials.obj"
+    two.write_text("\n".join(lines) + "\n")
+    one = tmp_path / "one_material.obj"
+    one.write_text("\n".join(ln for ln in lines if ln != "usemtl Blue") + "\n")
+    bom = tmp_path / "bom.obj"
+    bom.write_bytes(b"\xef\xbb\xbf" + one.read_bytes())
+    ref = load_mesh(one)
+    assert np.array_equal(ref.vertices, expected) and ref.faces.shape == (12, 3)
+    for p in (two, bom):
+        m = load_mesh(p)
+        assert np.array_equal(m.vertices, expected), p.name
+        assert np.array_equal(m.faces, ref.faces), p.name
+
+
 def test_lookup_synonyms_and_unknown(caplog):
     assert lookup_object("mug").canonical == "cup"
     assert lookup_object("Coffee Mugs").canonical == "cup"
@@ -122,6 +148,34 @@ def test_degenerate_faces_removed_or_rejected(tmp_path, caplog):
     (tmp_path / "alldeg.obj").write_text("v 0 0 0\nv 1 0 0\nv 2 0 0\nf 1 2 3\n")
     with pytest.raises(MeshError, match="all 1 faces are degenerate"):
         load_mesh(tmp_path / "alldeg.obj")
+
+
+def test_a_mesh_far_from_its_origin_is_one_error_not_a_rounded_shape(tmp_path):
+    """float32 vertices rounded a 0.2 m sphere placed 1e6 from the origin (a georeferenced scan) by 0.06: 892 of its
+    1280 faces were dropped as 'degenerate' and the rest loaded as a wrong shape; at 5e6 the error said 'all faces are
+    degenerate'. 1e4 away it loads (rounding < 0.1 % of its size)."""
+    import trimesh
+
+    ball = trimesh.creation.icosphere(3, 0.1)
+    for off in (1e6, 5e6):
+        p = tmp_path / f"scan_{int(off)}.ply"
+        trimesh.Trimesh(ball.vertices + [off, off, 0], ball.faces, process=False).export(p)
+        with pytest.raises(MeshError, match=r"scan_\d+.ply: the mesh is 0.\d+ across but lies .* from its origin.*"
+                                            r"move it to the origin"):
+            load_mesh(p)
+    m = validate_mesh(ball.vertices + [1e4, 1e4, 0], ball.faces, "near")
+    assert len(m.faces) == len(ball.faces)
+    assert np.abs(normalize_mesh(m.vertices) - normalize_mesh(ball.vertices)).max() < 5e-3
+
+
+def test_vertices_no_face_uses_are_kept_and_named(tmp_path, caplog):
+    """A loose vertex (Blender exports them) counts in the normalisation: a 0.1 m box with one at (10, 10, 10) rendered
+    to 0-2 pixels per view with status ok and no word about why."""
+    (tmp_path / "loose.obj").write_text(QUAD_OBJ + "v 10 10 10\n")
+    with caplog.at_level(logging.WARNING):
+        m = load_mesh(tmp_path / "loose.obj")
+    assert m.num_vertices == 5 and len(m.faces) == 2  # kept: the file's vertex order
+    assert "1 of 5 vertices are not used by any face" in caplog.text and "only 1/" in caplog.text
 
 
 def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,20 @@ def test_resolve_singularises_the_last_word(label, category):
     assert library().resolve(label) == category
 
 
+@pytest.mark.parametrize("label, category", [
+    ("knives", "knife"), ("Kitchen Knives", "knife"), ("shelves", "cabinet"), ("bòwl", "bowl"), ("Café Cups", "cup"),
+])
+def test_ves_plurals_and_accented_labels_resolve(label, category):
+    """'knives' / 'shelves' were unknown (only s/es plurals were undone) and accented letters were deleted, not folded
+    ('bòwl' → 'bwl')."""
+    assert library().resolve(label) == category
+
+
 def test_unknown_labels_stay_unknown():
     assert library().resolve("zorblax") is None and library().resolve("two zorblaxes") is None
     assert library().lookup("two zorblaxes").known is False
+    assert library().resolve("wolves") is None
+    assert library().resolve("カップ") is None  # another script: unknown (lookup flags it)
 
 
 def test_every_library_mesh_is_metric():

@@ -205,9 +205,10 @@ class SmplBody(BodyModel):
         self.name = kind
         self.model_file = _resolve_smpl_file(kind, path)
         ext = self.model_file.suffix.lstrip(".")
-        kw = dict(model_type=kind, gender="neutral", use_pca=False, flat_hand_mean=True, ext=ext, num_betas=10)
-        try:
-            self.model = smplx.create(str(self.model_file), **kw)
+        kw = dict(gender="neutral", use_pca=False, flat_hand_mean=True, ext=ext, num_betas=10)
+        try:  # the class of `kind`: smplx.create takes the type from a file's name ('model.npz' → unknown type,
+            # SMPLH_NEUTRAL.pkl given as smplx: → a SMPL-H model)
+            self.model = (smplx.SMPLH if kind == "smplh" else smplx.SMPLX)(str(self.model_file), **kw)
         except Exception as exc:  # noqa: BLE001 - smplx raises many kinds; name the file
             raise BodyError(f"{kind}: cannot load '{self.model_file}' with smplx ({type(exc).__name__}: {exc}); "
                             f"is it the {SMPL_FILES[kind][0]} model file?") from exc

@@ -16,9 +16,12 @@
 """
 from __future__ import annotations
 
+import codecs
+import io
 import json
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +73,7 @@ def validate_mesh(vertices, faces, source: str = "<array>", max_faces: int = MAX
                         "give a triangle mesh (obj, ply, stl, glb)")
     if not np.issubdtype(f.dtype, np.integer):
         raise MeshError(f"{source}: face indices must be integers, got {f.dtype}")
+    v64 = v.astype(np.float64)
     v = v.astype(np.float32)
     f = f.astype(np.int64)
     bad = ~np.isfinite(v).all(axis=1)
@@ -79,6 +83,23 @@ def validate_mesh(vertices, faces, source: str = "<array>", max_faces: int = MAX
     if f.min() < 0 or f.max() >= len(v):
         raise MeshError(f"{source}: face indices out of range [0, {len(v)}) (min {f.min()}, max {f.max()}); "
                         "the file is corrupt — re-export it")
+    # float32 vertices (renders, lifting, outputs) round a mesh far from its origin (a georeferenced scan, a part placed
+    # in a large assembly): its shape is lost, and many faces become "degenerate"
+    size = float(np.ptp(v64, axis=0).max())
+    step = float(np.spacing(np.float32(np.abs(v64).max())))
+    if size > 0 and step > 1e-2 * size:
+        raise MeshError(f"{source}: the mesh is {size:.4g} across but lies {float(np.abs(v64).max()):.4g} from its "
+                        f"origin; its float32 vertices would be rounded by {step:.3g} ({100 * step / size:.3g} % of "
+                        "its size); move it to the origin (Blender 'Origin to Geometry' + clear location, MeshLab "
+                        "'Transform: Translate' to the centre) and re-export")
+    used = np.zeros(len(v), bool)
+    used[f.ravel()] = True
+    if not used.all():  # kept: the file's vertex order; but they count in the normalisation (vertex mean, longest side)
+        grow = size / max(float(np.ptp(v64[used], axis=0).max()), 1e-30)
+        log.warning("%s: %d of %d vertices are not used by any face; they are kept (the file's vertex order) and count "
+                    "in the normalisation (vertex mean, longest side)%s; remove them (MeshLab 'Remove Unreferenced "
+                    "Vertices', Blender 'Delete Loose')", source, int((~used).sum()), len(v),
+                    f": the surface is only 1/{grow:.3g} of the rendered size" if grow > 1.05 else "")
     if len(f) > max_faces and on_too_many != "decimate":  # fail fast, before the per-face work
         raise MeshError(f"{source}: {len(f)} faces > max_faces={max_faces}; decimate it (e.g. MeshLab quadric "
                         "edge collapse, Blender 'Decimate') or call load_mesh(..., on_too_many='decimate')")
@@ -116,6 +137,17 @@ def _decimate(v: np.ndarray, f: np.ndarray, target: int, source: str) -> tuple[n
     return np.asarray(v2, np.float32), np.asarray(f2, np.int64)
 
 
+def _obj_bytes(p: Path) -> bytes:
+    """An OBJ file's bytes without its ``usemtl`` lines and a UTF-8 byte-order mark. trimesh splits an OBJ into one
+    mesh per material, each with its own copy of the vertices (a two-material cube: 16 vertices, not the file's 8 —
+    the ``v`` order the official lifting maps index is lost), and a BOM hides the first ``v`` line (every face then
+    points one vertex off). Materials are not used here (renders are coloured by position)."""
+    data = p.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    return re.sub(rb"(?m)^[ \t]*usemtl\b[^\r\n]*", b"", data)
+
+
 def load_mesh(path, max_faces: int = MAX_FACES, on_too_many: str = "decimate") -> Mesh:
     """Load and validate a triangle mesh file (obj, ply, stl, glb/gltf, off). Scenes are flattened with their
     transforms. OBJ keeps the ``v``-line vertex order (PyTorch3D ``load_obj`` order)."""
@@ -137,7 +169,10 @@ def load_mesh(path, max_faces: int = MAX_FACES, on_too_many: str = "decimate") -
     if ext == ".obj":
         kw.update(maintain_order=True, skip_materials=True)
     try:
-        m = trimesh.load(str(p), force="mesh", **kw)
+        if ext == ".obj":  # read as one mesh in the file's v order (see _obj_bytes)
+            m = trimesh.load(io.BytesIO(_obj_bytes(p)), file_type="obj", force="mesh", **kw)
+        else:
+            m = trimesh.load(str(p), force="mesh", **kw)
     except Exception as exc:  # noqa: BLE001 - trimesh raises many kinds; name the file
         raise MeshError(f"mesh file '{path}' could not be read ({type(exc).__name__}: {exc}); check it is a valid "
                         f"{ext} file (open it in MeshLab/Blender) or convert it") from exc
@@ -191,7 +226,9 @@ class ObjectEntry:
 
 
 def _norm_label(label: str) -> str:
-    s = str(label).strip().lower().replace("_", " ").replace("-", " ")
+    # accents folded ('bòwl' → bowl; they were deleted: 'bwl'); letters of other scripts go (→ unknown, flagged)
+    s = unicodedata.normalize("NFKD", str(label)).encode("ascii", "ignore").decode("ascii")
+    s = s.strip().lower().replace("_", " ").replace("-", " ")
     s = re.sub(r"[^a-z0-9 ]", "", s)
     s = re.sub(r"^(a|an|the|some)\s+", "", s)
     return re.sub(r"\s+", " ", s).strip()
@@ -223,13 +260,15 @@ class ObjectLibrary:
                            e.get("source", ""), tuple(e.get("synonyms", [])))
 
     def resolve(self, label: str) -> str | None:
-        """Canonical category of a label (synonyms, articles, plural 's'/'es'), or None; then its last word, also
+        """Canonical category of a label (synonyms, articles, plural 's'/'es'/'ves'), or None; then its last word, also
         singularised ('red cups' → cup)."""
         key = _norm_label(label)
         for word in (key, key.split(" ")[-1] if " " in key else None):
             if not word:
                 continue
-            for cand in (word, word[:-1] if word.endswith("s") else None, word[:-2] if word.endswith("es") else None):
+            ves = word[:-3] if word.endswith("ves") else None  # knives → knife, shelves → shelf
+            for cand in (word, word[:-1] if word.endswith("s") else None, word[:-2] if word.endswith("es") else None,
+                         ves and ves + "fe", ves and ves + "f"):
                 if cand and cand in self._index:
                     return self._index[cand]
         return None
