@@ -356,3 +356,20 @@ def test_reconstruct_depth_or_mask_of_another_size_is_one_line_before_any_work(t
                    str(tmp_path / name), "--model", "/nonexistent/model", "--out", str(tmp_path / "o")])
         line = _err_line(capsys)
         assert rc == 2 and f"{flag} is 320x240 but the image is 640x480" in line, line
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["--mesh", "/nonexistent/mesh.obj"], "not found"),
+    (["--object", ""], "non-empty"),
+    (["--body", "smplh:/nonexistent"], "no model file"),
+    (["--body", "foo"], "unknown body model"),
+    (["--object", "cup", "--size", "0"], "--size 0"),
+    (["--object", "cup", "--views", "bogus"], "unknown view set"),
+])
+def test_render_bad_input_is_one_line(argv, word, tmp_path, capsys):
+    """interactvlm render printed a traceback for every bad body, mesh, label, size or view set."""
+    rc = main(["render", *argv, "--no-cache", "--out", str(tmp_path / "o")])
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.out + cap.err
+    line = cap.err.strip().splitlines()[-1]
+    assert rc == 2 and line.startswith("interactvlm render:") and word in line, line

@@ -37,12 +37,32 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    """A bad body/mesh/label/view set/size or an --out that cannot be written: one line, exit 2 (was a traceback)."""
+    import sys
+
+    from . import prepare_out
+
+    why = prepare_out(args.out)
+    if why:
+        print(f"interactvlm render: cannot write --out {args.out} ({why}); give a folder that can be created and "
+              "written", file=sys.stderr)
+        return 2
+    try:
+        return _run(args)
+    except (ValueError, OSError) as exc:  # BodyError, MeshError, AssetError, RenderError, a view set; a file
+        print(f"interactvlm render: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     from PIL import Image
 
     from .. import assets as A
     from ..views import get_view_set
 
     t0 = time.perf_counter()
+    if args.size < 16:
+        raise ValueError(f"--size {args.size}: renders need at least 16 pixels a side (official: 1024)")
     if args.body:
         from ..bodies import get_body_model
 
