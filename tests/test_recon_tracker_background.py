@@ -248,3 +248,7 @@ def test_reconstructor_unfittable_names_the_frames_a_fit_refuses():
     assert rc.unfittable(img, person, K=np.zeros((3, 3))).status == "bad_intrinsics"
     assert rc.unfittable(img, SimpleNamespace(found=False)).status == "no_person"
     assert rc.unfittable(np.zeros((4, 4)), person).status == "bad_input"
+    # a K for twice the resolution (cx, cy at the image's corner) is legal (a crop) but named
+    assert not [f for f in rc.fallbacks if "another resolution" in f]
+    assert rc.unfittable(img, person, K=np.array([[80.0, 0, 64], [0, 80, 48], [0, 0, 1]])) is None
+    assert [f for f in rc.fallbacks if "another resolution" in f]

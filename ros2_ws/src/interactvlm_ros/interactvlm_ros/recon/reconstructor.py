@@ -357,6 +357,10 @@ class Reconstructor:
             K = validate_K(K, H, W)
         except IntrinsicsError as exc:
             return K, depth, Reconstruction("bad_intrinsics", str(exc))
+        if abs(K[0, 2] / W - 0.5) > OFF_CENTRE or abs(K[1, 2] / H - 0.5) > OFF_CENTRE:  # legal (a crop), but the usual
+            self._fallback(  # sign of a K for another resolution (a 1280x720 calibration on 640x480 images): named
+                f"K's principal point ({K[0, 2]:.0f}, {K[1, 2]:.0f}) is far from the centre of the {W}x{H} image: is K "
+                "for another resolution? (scale fx, fy, cx, cy with the image; fine for a crop)")
         if depth is not None:
             try:
                 depth = validate_depth(depth, H, W)
@@ -677,6 +681,11 @@ def _track_key(image, human_contact, kw: dict) -> tuple:
     except (TypeError, ValueError):
         k_id = ("unreadable", repr(K))
     return (tuple(np.shape(image)[:2]), k_id, mesh_id, size, label)
+
+
+#: principal point further than this fraction of the image size from its centre: a named fallback (K for another
+#: resolution?). Real cameras are within a few %; a 2x-resolution K puts it at the image's edge or corner.
+OFF_CENTRE = 0.3
 
 
 class Tracker:
