@@ -659,3 +659,37 @@ def test_a_skipped_frame_still_publishes_an_earlier_frames_finished_cold_fit(nod
         late_reconstruction=(Header(frame_id="earlier"), Reconstruction("ok", object_pose=pose)))
     _infer(node)
     assert published == [("ok", "earlier", True)]
+
+
+def test_lifecycle_node_parameters_are_declared_and_checked_while_unconfigured():
+    """docs/node.md: an unconfigured lifecycle node has its parameters declared — a manager (or `ros2 param set`) sets
+    them before `configure`, which reads them. They used to be declared only by `configure` (set before it: 'parameter
+    not declared'), and after `cleanup` nothing checked a value any more: a blank label or a missing mesh was taken and
+    only the next `configure` failed. Unconfigured, a value is checked (refused with the reason, the old value stays)
+    and put in force by the next `configure`."""
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+
+    from interactvlm_ros.ros.node import PARAMETERS, ContactLifecycleNode
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=95)
+    n = ContactLifecycleNode(estimator=EstimatorDouble(), context=ctx, parameter_overrides=[
+        Parameter("camera_info_wait", value=0.0)])
+    try:
+        assert all(n.has_parameter(name) for name in PARAMETERS)
+        assert n.set_parameters([Parameter("object_label", value="cup")])[0].successful
+        for name, value in [("object_label", ""), ("object_mesh", "/nonexistent/mug.obj"), ("max_rate_hz", -1.0),
+                            ("max_rate_hz", "fast"), ("object_frame_id", " ")]:
+            r = n.set_parameters([Parameter(name, value=value)])[0]
+            assert not r.successful and r.reason, (name, value)
+        assert n.get_parameter("object_label").value == "cup" and n.get_parameter("max_rate_hz").value == 0.0
+        assert n.trigger_configure() == R.SUCCESS and n._label == "cup"
+        assert n.set_parameters([Parameter("contact_threshold", value=0.3)])[0].successful and n._threshold == 0.3
+        assert n.trigger_cleanup() == R.SUCCESS
+        for name, value in [("object_label", ""), ("object_mesh", "/nonexistent/mug.obj")]:
+            assert not n.set_parameters([Parameter(name, value=value)])[0].successful, (name, value)
+        assert n.set_parameters([Parameter("object_label", value="bottle")])[0].successful
+        assert n.trigger_configure() == R.SUCCESS and n._label == "bottle" and n._threshold == 0.3
+    finally:
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -63,3 +63,15 @@ def test_a_live_stream_without_a_partner_costs_at_most_the_wait():
     t0 = time.monotonic()
     assert b.nearest(1000 * MS, 50 * MS, wait_s=0.2) == (None, -100 * MS)
     assert 0.19 < time.monotonic() - t0 < 2.0
+
+
+def test_equal_stamps_take_the_newest_item():
+    """Several items as near (a driver or segmenter that leaves header.stamp at zero, or repeats a stamp): the newest
+    is paired. min() over the buffer used to return its oldest, the depth / mask of 8 frames ago, counted as matched."""
+    b = StampedBuffer(8)
+    for v in range(8):
+        b.put(0, v)  # unstamped: all zero
+    assert b.nearest(0, 50 * MS) == (7, 0)
+    b.put(1000 * MS, "first")
+    b.put(1000 * MS, "second")  # the same stamp again (a driver repeating its header)
+    assert b.nearest(1000 * MS, 50 * MS) == ("second", 0)

@@ -186,20 +186,23 @@ def _descriptor(name: str, default, description: str, read_only: bool) -> Parame
     return d
 
 
-def _declare(node: Node) -> dict:
+def _declare(node: Node, strict: bool = True) -> dict:
     """Declare ``PARAMETERS`` on ``node`` → {name: value} (numbers as their parameter's type). A value the node
     cannot run with raises ConfigError naming the parameter and what it takes (rclpy's own type and range errors
-    included), so that ``main`` logs one line instead of a traceback."""
+    included), so that ``main`` logs one line instead of a traceback. ``strict=False`` (an unconfigured lifecycle
+    node's constructor): such a parameter is left undeclared, for ``configure`` to name it; the others are declared."""
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
     p = {}
     for name, (default, desc, ro) in PARAMETERS.items():
         try:
-            if node.has_parameter(name):  # a lifecycle node configured again: the values in force
+            if node.has_parameter(name):  # a lifecycle node (configured again): the values in force
                 p[name] = node.get_parameter(name).value
             else:
                 p[name] = node.declare_parameter(name, default, _descriptor(name, default, desc, ro)).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            if not strict:
+                continue
             if name in _NUMERIC:
                 raise ConfigError(f"parameter {_rule(name)} ({exc})") from None
             like = str(default).lower() if isinstance(default, bool) else repr(default)
@@ -207,7 +210,7 @@ def _declare(node: Node) -> dict:
             raise ConfigError(f"parameter {name} must be a {kind} like {like} ({exc})") from None
         if name in _NUMERIC:
             p[name], err = _number(name, p[name])
-            if err:
+            if err and strict:
                 raise ConfigError(f"parameter {err}")
     return p
 
@@ -317,6 +320,8 @@ class _ContactNodeBase:
     _active = True  # frames are processed (a lifecycle node: only while active)
     _load_failure = "fatal"  # how a model that cannot be loaded is logged (the plain node then exits with code 1)
     _param_source = "parameter"  # what set a parameter, for the log: "topic" while ~/object_label, ~/object_mesh do
+    _applying = False  # parameter changes are put in force (set up); else only checked (an unconfigured lifecycle node)
+    _keep_parameter_checks = False  # _teardown leaves the parameter check in place (a lifecycle node: unconfigured)
 
     def _setup(self, estimator=None, start: bool = True) -> None:
         """Everything the node runs with. ``estimator``: an already-built ContactEstimator (otherwise built from the
@@ -381,7 +386,8 @@ class _ContactNodeBase:
         self._image_timeout = float(p["image_timeout"])
         self._bad_log: dict[str, tuple[float, int]] = {}  # reason -> (time of its last log line, lines held back since)
         self._bad_log_lock = threading.Lock()
-        self.add_on_set_parameters_callback(self._on_parameters)
+        if not self._keep_parameter_checks:  # a lifecycle node has it from its start
+            self.add_on_set_parameters_callback(self._on_parameters)
 
         if str(p["image_qos"]) == "sensor_data" and dds.profile_missing(os.environ):
             self.get_logger().info(
@@ -470,6 +476,7 @@ class _ContactNodeBase:
                                         name="interactvlm_worker", daemon=True)
         self._visuals = threading.Thread(target=self._run_visuals, args=(stop,), name="interactvlm_visuals", daemon=True)
         self._own_entities = {k: v - entities_before[k] for k, v in self._entities().items()}
+        self._applying = True
         if start:
             self._start_threads()
 
@@ -701,6 +708,8 @@ class _ContactNodeBase:
                 return SetParametersResult(successful=False, reason=err)
             if apply is not None:
                 changes.append(apply)
+        if not self._applying:  # an unconfigured lifecycle node: checked only; the next configure reads the values
+            return SetParametersResult(successful=True)
         for apply in changes:
             apply()
         return SetParametersResult(successful=True)
@@ -1180,6 +1189,7 @@ class _ContactNodeBase:
         if self._torn_down:
             return
         self._torn_down = True
+        self._applying = False
         self._stop_event.set()
         # a background cold fit is cancelled at its next iteration (no fit outlives the node); an estimator the node was
         # given stays usable (a lifecycle node configures with it again): its track is reset (that cancels a running
@@ -1202,7 +1212,8 @@ class _ContactNodeBase:
         stop = getattr(self.estimator, "reset_tracking" if given else "close", None)
         if stop is not None:
             stop()
-        self.remove_on_set_parameters_callback(self._on_parameters)
+        if not self._keep_parameter_checks:
+            self.remove_on_set_parameters_callback(self._on_parameters)
         for sub in self._own_entities["subscriptions"]:
             self.destroy_subscription(sub)
         for pub in self._own_entities["publishers"]:
@@ -1249,12 +1260,21 @@ class ContactLifecycleNode(_ContactNodeBase, LifecycleNode):
     """
 
     _load_failure = "configure failed: the node stays unconfigured"
+    _keep_parameter_checks = True
 
     def __init__(self, estimator=None, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
         self.fatal = None  # stays None: a model that cannot be loaded fails ``configure`` instead of ending the process
         self._configured = False
         self._given_estimator = estimator
+        # unconfigured: the parameters are declared (a manager or `ros2 param set` sets them before configure, which
+        # reads them) and every change is checked as when configured (refused with the reason), not yet applied; a
+        # start-up value of the wrong type or range is left undeclared here and named by configure
+        self.stats = NodeStats()
+        self._bad_log: dict[str, tuple[float, int]] = {}
+        self._bad_log_lock = threading.Lock()
+        _declare(self, strict=False)
+        self.add_on_set_parameters_callback(self._on_parameters)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False

@@ -46,7 +46,8 @@ class StampedBuffer:
         deadline = time.monotonic() + max(0.0, float(wait_s))
         with self._cv:
             while True:
-                best = min(self._items, key=lambda it: abs(it[0] - stamp), default=None)
+                # items of one stamp (an unstamped stream: every stamp 0; a repeated stamp): the newest, not the oldest
+                best = min(reversed(self._items), key=lambda it: (abs(it[0] - stamp), it[0] - stamp), default=None)
                 if best is None:
                     return None, None
                 offset = best[0] - stamp
