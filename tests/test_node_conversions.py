@@ -140,7 +140,7 @@ def test_depth_units_and_invalid_values():
 @pytest.mark.parametrize(
     "over, reason, words",
     [
-        (dict(encoding="yuv422"), "bad_encoding", "encoding 'yuv422'"),
+        (dict(encoding="nv21"), "bad_encoding", "encoding 'nv21'"),
         (dict(encoding=""), "bad_encoding", "encoding ''"),
         (dict(step=10), "bad_step", "step=10"),
         (dict(data=b"\0" * 50), "short_data", "data has 50 bytes"),
@@ -506,3 +506,42 @@ def test_binned_and_roi_camera_info_gives_the_intrinsics_of_the_images_sent():
     info.roi = RegionOfInterest(x_offset=600, y_offset=0, width=800, height=600)
     with pytest.raises(conv.InputError, match="outside the calibrated 1280x720"):
         conv.camera_info_binning_roi(info, K)
+
+
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """The Bayer mosaic of ``rgb``: ``pattern`` names the colours at (0,0), (0,1), (1,0), (1,1)."""
+    out = np.zeros(rgb.shape[:2], rgb.dtype)
+    for (dy, dx), c in zip(((0, 0), (0, 1), (1, 0), (1, 1)), pattern):
+        out[dy::2, dx::2] = rgb[dy::2, dx::2, "rgb".index(c)]
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_images_are_demosaiced(pattern, bits):
+    """A raw colour camera (FLIR/Spinnaker, machine-vision drivers) publishes its Bayer mosaic: it was refused as
+    bad_encoding; now demosaiced as cv_bridge does (OpenCV names the pattern by its second row: rggb is BayerBG)."""
+    colour = np.array([200, 90, 30], np.uint8)
+    raw = _mosaic(np.broadcast_to(colour, (8, 10, 3)).copy(), pattern)
+    if bits == 16:
+        raw = raw.astype(np.uint16) << 8
+    out = conv.image_to_rgb8(_msg(raw, f"bayer_{pattern}{bits}", pad=4))
+    assert out.shape == (8, 10, 3) and out.dtype == np.uint8
+    np.testing.assert_allclose(out[2:-2, 2:-2].reshape(-1, 3).mean(0), colour, atol=2)
+    with pytest.raises(conv.InputError, match="odd size"):
+        conv.image_to_rgb8(_msg(raw[:, :9], f"bayer_{pattern}{bits}"))
+
+
+@pytest.mark.parametrize("encoding, order", [("yuv422", "UYVY"), ("uyvy", "UYVY"), ("yuv422_yuy2", "YUYV"),
+                                             ("yuyv", "YUYV")])
+def test_yuv422_images_are_converted(encoding, order):
+    """usb_cam's raw yuyv / uyvy (ROS yuv422 is UYVY, yuv422_yuy2 YUYV): refused before; converted by OpenCV (BT.601
+    video range): Y 120, U 100, V 160 is RGB ≈ (172, 106, 65)."""
+    y, u, v = 120, 100, 160
+    quad = {"UYVY": [u, y, v, y], "YUYV": [y, u, y, v]}[order]
+    raw = np.tile(np.array(quad, np.uint8).reshape(1, 2, 2), (6, 4, 1))  # 6 rows of 8 pixels, 2 bytes each
+    out = conv.image_to_rgb8(_msg(raw, encoding))
+    assert out.shape == (6, 8, 3)
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(0), [172, 106, 65], atol=3)
+    with pytest.raises(conv.InputError, match="odd width"):
+        conv.image_to_rgb8(_msg(raw[:, :3], encoding))

@@ -2,7 +2,8 @@
 
 Images go through ``cv_bridge`` when it is importable (a real ROS install); otherwise through the
 equivalent numpy decoder below, which covers rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1, 32FC1
-(+ the aliases 8UC1/8UC3/8UC4), row padding (``step`` > width * bytes per pixel) and big-endian data.
+(+ the aliases 8UC1/8UC3/8UC4), raw colour (bayer_* 8/16 bit, yuv422 = UYVY, yuv422_yuy2 = YUYV: demosaiced /
+converted by OpenCV as cv_bridge does), row padding (``step`` > width * bytes per pixel) and big-endian data.
 The decoder is hand-written because cv_bridge is not installable from PyPI and nothing else decodes
 ``sensor_msgs/Image`` buffers. Either way the header fields are validated first, so a malformed
 message never reaches cv_bridge/numpy and every problem raises :class:`InputError` with a message
@@ -34,8 +35,27 @@ ENCODINGS: dict[str, tuple[str, int, str]] = {
     "mono16": ("u2", 1, "mono"),
     "16UC1": ("u2", 1, "mono"),
     "32FC1": ("f4", 1, "mono"),
+    # raw colour cameras (no image_proc in front): Bayer mosaics (FLIR/Spinnaker, many machine-vision drivers) and
+    # YUV 4:2:2 (usb_cam's raw yuyv/uyvy), converted by OpenCV as cv_bridge converts them
+    "bayer_rggb8": ("u1", 1, "bayer_rggb"),
+    "bayer_bggr8": ("u1", 1, "bayer_bggr"),
+    "bayer_gbrg8": ("u1", 1, "bayer_gbrg"),
+    "bayer_grbg8": ("u1", 1, "bayer_grbg"),
+    "bayer_rggb16": ("u2", 1, "bayer_rggb"),
+    "bayer_bggr16": ("u2", 1, "bayer_bggr"),
+    "bayer_gbrg16": ("u2", 1, "bayer_gbrg"),
+    "bayer_grbg16": ("u2", 1, "bayer_grbg"),
+    "yuv422": ("u1", 2, "uyvy"),  # ROS's yuv422 is UYVY
+    "uyvy": ("u1", 2, "uyvy"),
+    "yuv422_yuy2": ("u1", 2, "yuyv"),
+    "yuyv": ("u1", 2, "yuyv"),
 }
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "8UC4", "16UC1")
+#: the OpenCV conversion of each raw colour order to RGB (OpenCV names a Bayer pattern by its second row/column:
+#: ROS bayer_rggb8 is OpenCV's BayerBG, as in cv_bridge)
+_RAW_TO_RGB = {"bayer_rggb": "COLOR_BayerBG2RGB", "bayer_bggr": "COLOR_BayerRG2RGB", "bayer_gbrg": "COLOR_BayerGR2RGB",
+               "bayer_grbg": "COLOR_BayerGB2RGB", "uyvy": "COLOR_YUV2RGB_UYVY", "yuyv": "COLOR_YUV2RGB_YUYV"}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "8UC1", "8UC3", "8UC4", "16UC1",
+                   *(e for e, v in ENCODINGS.items() if v[2] in _RAW_TO_RGB))
 DEPTH_ENCODINGS = ("16UC1", "32FC1", "mono16")
 MASK_ENCODINGS = ("mono8", "8UC1")
 
@@ -96,7 +116,12 @@ def validate_image_header(msg, what: str = "Image") -> tuple[str, int, int]:
             "the header is corrupt or the camera needs downscaling",
             "image_too_large",
         )
-    base, ch, _ = ENCODINGS[enc]
+    base, ch, order = ENCODINGS[enc]
+    if order in ("uyvy", "yuyv") and w % 2:
+        raise InputError(f"{what} is {enc} (YUV 4:2:2: two pixels share their colour) with an odd width {w}; fix the "
+                         "publisher", "bad_step")
+    if order.startswith("bayer") and (w % 2 or h % 2):
+        raise InputError(f"{what} is {enc} (a 2x2 Bayer mosaic) of odd size {w}x{h}; fix the publisher", "bad_step")
     bpp = np.dtype(base).itemsize * ch
     row = w * bpp
     step = int(msg.step)
@@ -162,9 +187,14 @@ def image_to_rgb8(msg, what: str = "Image") -> np.ndarray:
 
 
 def _rgb8(arr: np.ndarray, order: str) -> np.ndarray:
-    """8/16-bit pixels in channel ``order`` (mono, rgb, bgr, rgba, bgra) -> uint8 RGB HxWx3 (16 bit: 1/256)."""
+    """8/16-bit pixels in channel ``order`` (mono, rgb, bgr, rgba, bgra; a Bayer mosaic, YUV 4:2:2) -> uint8 RGB
+    HxWx3 (16 bit: 1/256)."""
     if arr.dtype == np.uint16:
         arr = (arr >> 8).astype(np.uint8)
+    if order in _RAW_TO_RGB:
+        import cv2
+
+        return cv2.cvtColor(np.ascontiguousarray(arr), getattr(cv2, _RAW_TO_RGB[order]))
     if order == "mono":
         return np.repeat(arr.reshape(arr.shape[0], arr.shape[1], 1), 3, axis=2)
     if order == "rgb":
