@@ -605,6 +605,23 @@ def test_an_image_without_a_frame_id_is_named(fit_node):
     assert any("empty header.frame_id" in f and "frame_id_override" in f for f in n.stats.snapshot()["fallbacks"])
     assert n.set_parameters([Parameter("frame_id_override", value="camera_optical")])[0].successful
     assert n._out_header(Header(frame_id="")).frame_id == "camera_optical"
+    # tf2 refuses a leading '/' (ROS 1's '/camera_link') and spaces: refused with the fix, the frame in force kept
+    for name in ("frame_id_override", "object_frame_id"):
+        for bad, word in (("/camera_link", "use 'camera_link'"), ("camera link", "no spaces")):
+            r = n.set_parameters([Parameter(name, value=bad)])[0]
+            assert not r.successful and word in r.reason, (name, bad, r.reason)
+    assert n._out_header(Header(frame_id="")).frame_id == "camera_optical"
+    from interactvlm_ros.ros.node import ConfigError, _declare
+
+    class _Start:  # a node started with -p frame_id_override:=/camera_link: one ConfigError line, as other values
+        def has_parameter(self, name):
+            return True
+
+        def get_parameter(self, name):
+            return Parameter(name, value="/camera_link" if name == "frame_id_override" else n.get_parameter(name).value)
+
+    with pytest.raises(ConfigError, match="frame_id_override='/camera_link'"):
+        _declare(_Start())
 
 
 def test_a_model_error_frame_publishes_nothing_and_is_counted(node, monkeypatch):

@@ -212,7 +212,26 @@ def _declare(node: Node, strict: bool = True) -> dict:
             p[name], err = _number(name, p[name])
             if err and strict:
                 raise ConfigError(f"parameter {err}")
+        if name in _FRAME_PARAMETERS and strict and (err := _frame_problem(name, p[name])):
+            raise ConfigError(f"parameter {err}")
     return p
+
+
+#: frame-name parameters -> whether '' is allowed ('' frame_id_override: the image's own frame)
+_FRAME_PARAMETERS = {"object_frame_id": False, "frame_id_override": True}
+
+
+def _frame_problem(name: str, value) -> str | None:
+    """Why ``value`` cannot be the tf2 frame name of parameter ``name``, else None: tf2 refuses a leading '/' (ROS 1's
+    '/camera_link') and names with spaces or control characters; RViz then cannot place the outputs."""
+    v = str(value)
+    if not v:
+        return None if _FRAME_PARAMETERS[name] else f"{name} must be a non-empty frame name"
+    if v.startswith("/"):
+        return f"{name}='{v}': tf2 frame names do not start with '/' (ROS 1 style); use '{v.lstrip('/')}'"
+    if any(c.isspace() or ord(c) < 32 for c in v):
+        return f"{name}={v!r}: a frame name has no spaces or control characters"
+    return None
 
 
 def image_qos(kind: str, depth: int = 1) -> QoSProfile:
@@ -741,9 +760,9 @@ class _ContactNodeBase:
             if not isinstance(value, bool):
                 return "enabled must be a bool", None
             return None, lambda: self._set_enabled(value)
+        if name in _FRAME_PARAMETERS and (err := _frame_problem(name, value)):
+            return err, None
         if name == "object_frame_id":
-            if not str(value).strip() or str(value).strip() != str(value) or any(ord(c) < 32 for c in str(value)):
-                return "object_frame_id must be a non-empty frame name without spaces around it", None
             return None, lambda: self._set_object_frame(str(value))
         attr = {"publish_overlay": ("_publish_overlay", bool), "frame_id_override": ("_frame_override", str),
                 "object_detection_class": ("_det_class", str), "undistort": ("_undistort", bool),
