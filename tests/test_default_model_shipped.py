@@ -262,7 +262,10 @@ def test_estimator_answers_bad_input_for_depth_in_millimetres_or_of_another_size
                       ({"depth": np.full((H, W), "a")}, ("depth", "numeric")),
                       ({"K": "abc"}, ("K",)),
                       ({"object_box": "abcd"}, ("object_box", "not numeric")),
-                      ({"object_box": ("a", "b", "c", "d")}, ("object_box", "not numeric"))):
+                      ({"object_box": ("a", "b", "c", "d")}, ("object_box", "not numeric")),
+                      # a NaN float mask counted as all object (NaN != 0); a non-observation read as "no person"
+                      ({"object_mask": np.full((H, W), np.nan, np.float32)}, ("object_mask", "NaN")),
+                      ({"observation": "x"}, ("observation is a str", "HumanObservation"))):
         res = est.estimate(img, "ball", **kw)
         assert res.status == "bad_input" and all(w in res.message for w in words), (kw, res.message)
     res = est.estimate(img, "ball", depth=np.full((H, W), 2.0, np.float32))

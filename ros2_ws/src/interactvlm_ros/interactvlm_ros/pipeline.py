@@ -598,8 +598,14 @@ class ContactEstimator:
             except (TypeError, ValueError):
                 return self._result("bad_input", f"object_box {object_box!r} is not numeric; give x0, y0, x1, y1 in "
                                     "pixels", label)
+        if observation is not None and not hasattr(observation, "keypoints_2d"):  # read as "nobody" before
+            return self._result("bad_input", f"observation is a {type(observation).__name__}; pass the "
+                                "HumanObservation observe() returned (or None: perception runs here)", label)
         if object_mask is not None:
-            object_mask = np.asarray(object_mask) != 0
+            m = np.asarray(object_mask)
+            if m.dtype.kind == "f" and not np.isfinite(m).all():  # NaN != 0: the whole image counted as object
+                return self._result("bad_input", "object_mask contains NaN/inf; pass a bool or 0/1 (0/255) mask", label)
+            object_mask = m != 0
             if object_mask.shape != image.shape[:2]:
                 return self._result("bad_input", f"object_mask must be HxW like the image {image.shape[:2]}, got shape "
                                     f"{object_mask.shape}", label)
@@ -616,7 +622,8 @@ class ContactEstimator:
         if self.perception is None:
             observation = None
         elif observation is not None:  # from observe(), possibly on another thread
-            timings["perception"] = float((getattr(observation, "timings", None) or {}).get("total_ms", float("nan")))
+            # 0 when the caller's observation carries no timing (NaN was a non-JSON token in contacts.json)
+            timings["perception"] = float((getattr(observation, "timings", None) or {}).get("total_ms", 0.0))
         else:
             t = time.perf_counter()
             observation = self.perception.observe(image)
