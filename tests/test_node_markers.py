@@ -243,6 +243,24 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     assert "perception/hand_frame_search_ran" not in diagnostic_values(to_diagnostic_array(NodeStats().snapshot(), "interactvlm_contact", "test"))
 
 
+def test_output_rate_falls_when_outputs_stop(monkeypatch):
+    """output_rate_hz (outputs over the last 5 s) kept showing the old rate for up to 5 s after the stream stopped:
+    it divided by the outputs' own span. A steady 10 Hz reads 10; 2 s after the last output it reads less."""
+    from interactvlm_ros.ros import diagnostics
+
+    clock = [100.0]
+    monkeypatch.setattr(diagnostics.time, "monotonic", lambda: clock[0])
+    st = diagnostics.NodeStats()
+    for _ in range(30):
+        st.processed("ok", 0.05)
+        clock[0] += 0.1
+    assert st.snapshot()["output_rate_hz"] == pytest.approx(10.0, rel=0.01)
+    clock[0] += 2.0
+    assert st.snapshot()["output_rate_hz"] < 6.5
+    clock[0] += 10.0
+    assert st.snapshot()["output_rate_hz"] == 0.0
+
+
 def test_diagnostics_keep_a_bounded_list_of_the_nodes_fallbacks():
     """Fallback texts that name a label (detections with none of the class, one per label a planner sends) are kept
     to the latest FALLBACKS_KEPT, the dropped ones counted; a repeated text is listed once."""

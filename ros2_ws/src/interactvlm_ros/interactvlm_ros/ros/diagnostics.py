@@ -119,7 +119,11 @@ class NodeStats:
             lat = np.asarray(self.latencies, dtype=np.float64) * 1e3
             now = time.monotonic()
             recent = [t for t in self.done_times if now - t <= 5.0]
-            rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+            rate = 0.0
+            if len(recent) > 1 and recent[-1] > recent[0]:
+                # outputs per second over the last 5 s; the gap since the last one counts too, so the rate falls as
+                # soon as outputs stop (it showed the old rate for up to 5 s); a steady stream keeps (n-1)/span
+                rate = min((len(recent) - 1) / (recent[-1] - recent[0]), len(recent) / (now - recent[0]))
             return {
                 "state": self.state,
                 "counters": dict(self.counters),
