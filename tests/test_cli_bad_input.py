@@ -373,3 +373,17 @@ def test_render_bad_input_is_one_line(argv, word, tmp_path, capsys):
     assert "Traceback" not in cap.out + cap.err
     line = cap.err.strip().splitlines()[-1]
     assert rc == 2 and line.startswith("interactvlm render:") and word in line, line
+
+
+def test_reconstruct_hands_sizes_a_library_object_as_the_pipeline_does(test_data, tmp_path, caplog):
+    """--contacts hands sized the library mesh by its file's extent (a can 0.08 m, a bottle 0.16 m) while the pipeline
+    (and the node) take the label's catalog size (0.12 m, 0.25 m): one label, two sizes. Both take the catalog now."""
+    from interactvlm_ros.recon.reconstructor import object_size_for
+
+    want, why = object_size_for("can", "library:can")
+    assert why.startswith("catalog size") and want == pytest.approx(0.12)
+    with caplog.at_level("INFO"):
+        rc = main(["reconstruct", str(test_data / "coffee_cup_no_person.png"), "--object", "can", "--contacts", "hands",
+                   "--out", str(tmp_path / "o")])
+    assert rc == 1 and json.loads((tmp_path / "o" / "result.json").read_text())["status"] == "no_person"
+    assert any(f"size {want:.3f} m ({why})" in r.getMessage() for r in caplog.records), caplog.text

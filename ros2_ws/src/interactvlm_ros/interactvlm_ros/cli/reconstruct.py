@@ -204,7 +204,10 @@ def run(args) -> int:
             mesh = library().lookup(args.object).mesh_path
         # sized as the pipeline sizes a mesh (Reconstructor.object_size): the file's extent when plausible in metres
         # (then the mesh is used as it is), else the label's catalog size / the default — named fallbacks
-        size, why = (args.object_size, "--object-size") if args.object_size else rc.object_size(args.object, mesh)
+        # a library mesh is named as the pipeline names it (library:<category>), so the same label gets the same size
+        # whatever the contacts come from (the file's extent came first here: a bottle 0.16 m, 0.25 m in the pipeline)
+        source = mesh if args.object_mesh else f"library:{label_key}"
+        size, why = (args.object_size, "--object-size") if args.object_size else rc.object_size(args.object, source)
         log.info("object mesh: %s, size %.3f m (%s)", mesh, size, why)
         if args.object_mesh and why.startswith("extent of"):
             size = None  # metric: object_pose maps the file's own coordinates
