@@ -545,3 +545,23 @@ def test_yuv422_images_are_converted(encoding, order):
     np.testing.assert_allclose(out.reshape(-1, 3).mean(0), [172, 106, 65], atol=3)
     with pytest.raises(conv.InputError, match="odd width"):
         conv.image_to_rgb8(_msg(raw[:, :3], encoding))
+
+
+class _CvBridgeGetCvType(_CvBridgeLike):
+    """cv_bridge's getCvType (Humble/Jazzy cv_bridge.cpp): of the YUV 4:2:2 names it knows yuv422 and yuv422_yuy2 only;
+    any other encoding raises CvBridgeError (a TypeError) from imgmsg_to_cv2."""
+
+    def imgmsg_to_cv2(self, msg, desired_encoding="passthrough"):
+        if msg.encoding in ("uyvy", "yuyv"):
+            raise TypeError(f"Unrecognized image encoding [{msg.encoding}]")
+        return super().imgmsg_to_cv2(msg, desired_encoding)
+
+
+@pytest.mark.parametrize("encoding, quad", [("uyvy", [100, 120, 160, 120]), ("yuyv", [120, 100, 120, 160])])
+def test_uyvy_yuyv_never_reach_cv_bridge(monkeypatch, encoding, quad):
+    """With cv_bridge importable (a ROS install), 'uyvy' / 'yuyv' went to it and every frame raised CvBridgeError (not
+    an InputError: an internal error per frame); they take the numpy decoder, as yuv422 gives the same colour."""
+    monkeypatch.setattr(conv, "_BRIDGE", _CvBridgeGetCvType())
+    raw = np.tile(np.array(quad, np.uint8).reshape(1, 2, 2), (6, 4, 1))
+    out = conv.image_to_rgb8(_msg(raw, encoding))
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(0), [172, 106, 65], atol=3)

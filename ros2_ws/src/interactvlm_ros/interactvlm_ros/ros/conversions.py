@@ -163,7 +163,9 @@ def image_to_numpy(msg, what: str = "Image") -> tuple[np.ndarray, str]:
     # cv_bridge views the buffer as (height, step / pixel size, channels) with default strides: rows padded by a number of
     # bytes that is not a multiple of the pixel size (rgb8 at width 641 with a 4-byte aligned step of 1924) come out
     # skewed. Padded rows are therefore decoded here (validated, exact); unpadded ones by cv_bridge.
-    if bridge is not None and enc not in ("8UC1", "8UC3", "8UC4") and int(msg.step) == row:
+    # 'uyvy' / 'yuyv' (newer sensor_msgs names of yuv422 / yuv422_yuy2): cv_bridge's getCvType does not know them
+    # (CvBridgeError, a TypeError, on every frame); the numpy decoder reads their two bytes per pixel exactly
+    if bridge is not None and enc not in ("8UC1", "8UC3", "8UC4", "uyvy", "yuyv") and int(msg.step) == row:
         arr = np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"))
         arr = arr.astype(arr.dtype.newbyteorder("="), copy=True)
     else:
