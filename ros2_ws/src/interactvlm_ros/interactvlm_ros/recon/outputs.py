@@ -17,6 +17,8 @@ OUTPUT_FILES = ("human.ply", "object.ply", "scene.glb", "overlay.png", "result.j
 # nodes rotated 180° about x, so a glTF viewer shows the scene upright, as seen from the camera (the .ply files and
 # result.json stay in the optical frame)
 OPTICAL_TO_GLTF = np.diag([1.0, -1.0, -1.0, 1.0])
+# a patch whose weighted normals cancel to below this fraction of its contact weight has no direction: no grip pose
+GRIP_MIN_ALIGNMENT = 0.01
 GRIP_SIDE_RADIUS = 0.05  # m: the body vertices this close to a grip patch's centre tell the person's side (open meshes)
 
 
@@ -117,7 +119,9 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
     """Where the person holds the object: one entry per contact patch on the object (camera frame):
     ``{"pose": 4x4 (z = outward object normal), "centre", "normal", "num_vertices", "mean_contact",
     "human_distance"}``. Without object contact, the object vertices within 2 cm of the human contact
-    vertices form the patches. The normal is the contact-weighted mean of the patch's vertex normals.
+    vertices form the patches. The normal is the contact-weighted mean of the patch's vertex normals (none, and no
+    entry, when they cancel: ``GRIP_MIN_ALIGNMENT``); the centre is the contact-weighted mean moved along the normal
+    onto the surface (a curved patch's mean lies inside the object). Vertices no face uses are left out.
 
     A closed mesh (every edge shared by two faces; an inward-wound one is flipped by the reconstructor) has one
     outward side: its normals are used as they are. An open mesh — a single-sided scan, a sheet or tray modelled as
@@ -152,8 +156,13 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
         patches = contact_patches(ov, obj_contact, thr)
     closed = mesh_closed(object_frame[0], obj_faces) if object_frame is not None else is_closed(obj_faces, len(ov), ov)
     hv = np.asarray(human_vertices, np.float64)  # a few patch centres: a scan (a 13.7k-vertex k-d tree cost 3 ms)
+    used = np.zeros(len(ov), bool)  # a vertex no face uses (a stray vertex of a scan or OBJ) is not on the surface
+    used[np.asarray(obj_faces, np.int64).reshape(-1)] = True
     out = []
     for p in patches:
+        p = p[used[p]]
+        if not len(p):
+            continue
         w = np.asarray(obj_contact)[p].astype(np.float64)
         c = (ov[p] * w[:, None]).sum(0) / w.sum()
         d2 = ((hv - c) ** 2).sum(1)
@@ -163,9 +172,17 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
             side = (hv[near].mean(0) if near.any() else hv[np.argmin(d2)]) - c
             pn = np.where((pn @ side < 0)[:, None], -pn, pn)
         nn = (pn * w[:, None]).sum(0)
-        if np.linalg.norm(nn) < 1e-9:
-            continue
+        if np.linalg.norm(nn) < GRIP_MIN_ALIGNMENT * w.sum():  # normals all round (a patch wrapping the object, both
+            continue  # faces of a thin part): their mean is rounding noise, no direction (it used to be one at random)
         nn /= np.linalg.norm(nn)
+        # the weighted centre of a curved patch lies inside the object (a hand round a bottle: 1-3 cm; the two faces
+        # of a thin part: mid-way): moved along the normal to the level of the patch vertex facing it nearest that
+        # axis, so the origin is on the surface under the hand
+        facing = np.nonzero(pn @ nn > 0)[0]
+        rel = ov[p[facing]] - c
+        k = facing[np.argmin(((rel - np.outer(rel @ nn, nn)) ** 2).sum(1))]
+        c = c + ((ov[p[k]] - c) @ nn) * nn
+        d2 = ((hv - c) ** 2).sum(1)
         out.append({"pose": patch_pose(c, nn), "centre": c, "normal": nn, "num_vertices": int(len(p)),
                     "mean_contact": float(w.mean()),
                     "human_distance": float(np.sqrt(d2.min()))})
@@ -198,6 +215,9 @@ def free_grasp_points(obj_vertices: np.ndarray, obj_faces: np.ndarray, human_ver
         keep[near] &= cKDTree(hc).query(ov[near])[0] > margin
     if obj_contact is not None:
         keep &= ~(np.asarray(obj_contact, np.float64).reshape(-1) > contact_thr)
+    used = np.zeros(len(ov), bool)  # a vertex no face uses (a stray vertex of a scan or OBJ) is off the surface
+    used[np.asarray(obj_faces, np.int64).reshape(-1)] = True
+    keep &= used
     if object_frame is not None:
         R = np.asarray(object_frame[1], np.float64)[:3, :3]
         n = (object_frame_cache(object_frame[0], obj_faces, None)["normals"][keep] @ R.T).astype(np.float32)

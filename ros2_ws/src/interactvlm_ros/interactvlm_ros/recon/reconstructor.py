@@ -489,6 +489,8 @@ class Reconstructor:
             if len(oc) != n_input:
                 return Reconstruction("bad_input", f"object_contact has {len(oc)} entries, the object mesh {n_input} "
                                       "vertices", K=K)
+            if not np.isfinite(oc).all():  # as human_contact: a NaN read as no contact put free points on the grip
+                return Reconstruction("bad_input", "object_contact contains NaN/inf", K=K)
             if nearest is not None:  # the decimated mesh's vertices take the contact of the nearest input vertex
                 oc = oc[nearest]
         if isinstance(init, Reconstruction):
