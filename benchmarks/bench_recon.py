@@ -6,6 +6,7 @@
     python benchmarks/bench_recon.py --seeds 9000001 9000005 9000003 --frames 6 --motion 2 2  # tracking, moving camera
     python benchmarks/bench_recon.py --frames 0 --landmarks mediapipe --lens -0.3 0.1 [--undistort]  # a distorting lens
     python benchmarks/bench_recon.py --seeds $(seq 9000001 9000012) --frames 0 --object-input box  # a detector's box
+    python benchmarks/bench_recon.py --patches   # contact-patch clustering of dense contact (grip poses): cells vs pairs
 
 Seeds not in CASES take the generator's own interaction and category (a held-out draw). The last lines
 summarise the errors against the issue's targets (rotation is modulo the object's symmetries).
@@ -23,6 +24,30 @@ import numpy as np
 import torch
 
 CASES = {9000001: ("hold_one_hand", "phone"), 9000005: ("hold_one_hand", "cup"), 9000002: ("sit", "chair")}
+
+
+def _bench_patches() -> None:
+    import trimesh
+
+    from interactvlm_ros.recon import outputs as O
+
+    print(f"{'object':<30} | contact vertices | cells ms | pairs ms | same patches")
+    print("-" * 30 + "-|------------------|----------|----------|-------------")
+    for r in (0.1, 0.05, 0.03):
+        v = np.asarray(trimesh.creation.icosphere(subdivisions=6, radius=r).vertices)
+        p = np.where(np.abs(v[:, 0] / r) > 0.75, 0.9, 0.0)
+        t = time.perf_counter()
+        fast = O.contact_patches(v, p)
+        t_fast = time.perf_counter() - t
+        keep, O.DENSE_PATCH_VERTICES = O.DENSE_PATCH_VERTICES, 10 ** 9
+        t = time.perf_counter()
+        pairs = O.contact_patches(v, p)
+        t_pairs = time.perf_counter() - t
+        O.DENSE_PATCH_VERTICES = keep
+        same = {frozenset(x.tolist()) for x in fast} == {frozenset(x.tolist()) for x in pairs}
+        name = f"ball r={r} m, {len(v)} vertices"
+        print(f"{name:<30} | {int((p > 0.3).sum()):>16} | {1e3 * t_fast:8.0f} | "
+              f"{1e3 * t_pairs:8.0f} | {same}")
 
 
 def main() -> None:
@@ -57,7 +82,12 @@ def main() -> None:
     ap.add_argument("--undistort", action="store_true",
                     help="with --lens: undistort them again before perception and the fit (interactvlm_ros/lens.py, the "
                          "node's undistort:=true)")
+    ap.add_argument("--patches", action="store_true",
+                    help="only time recon.outputs.contact_patches on dense contact (two caps of finely tessellated "
+                         "balls): merged cells (the default above DENSE_PATCH_VERTICES) against every pair")
     a = ap.parse_args()
+    if a.patches:
+        return _bench_patches()
     if a.lens is not None and a.landmarks != "mediapipe":
         ap.error("--lens needs --landmarks mediapipe (the GT landmarks are pinhole projections: no lens to see)")
     depth_modes = {"both": (True, False), "with": (True,), "without": (False,)}[a.depth]
