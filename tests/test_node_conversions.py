@@ -237,6 +237,16 @@ def test_contact_cloud_layout_and_roundtrip():
     assert empty.width == 0 and len(empty.data) == 0
     with pytest.raises(ValueError):
         conv.make_contact_cloud(pts, c[:3])
+    # the free grasp regions carry their surface normals (PCL PointNormal names), the approach axes of a gripper
+    nrm = RNG.normal(size=(11, 3)).astype(np.float32)
+    msg = conv.make_contact_cloud(pts, np.zeros(11, np.float32), normals=nrm)
+    assert [f.name for f in msg.fields] == ["x", "y", "z", "contact", "normal_x", "normal_y", "normal_z"]
+    assert [f.offset for f in msg.fields][4:] == [16, 20, 24] and msg.point_step == 28 and len(msg.data) == 28 * 11
+    back = conv.cloud_to_numpy(msg)
+    np.testing.assert_array_equal(np.stack([back["normal_x"], back["normal_y"], back["normal_z"]], 1), nrm)
+    np.testing.assert_array_equal(np.stack([back["x"], back["y"], back["z"]], 1), pts)
+    with pytest.raises(ValueError):
+        conv.make_contact_cloud(pts, c, normals=nrm[:3])
 
 
 def test_cloud_reader_padded_rows_counts_and_byte_order():

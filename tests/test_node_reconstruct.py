@@ -85,6 +85,8 @@ def test_reconstruction_outputs_published_and_tracked(recon_node):
             assert np.linalg.norm([g.position.x - p.x, g.position.y - p.y, g.position.z - p.z]) < 0.3
         free = conv.cloud_to_numpy(out["free_grasp_regions"])
         assert len(free["x"]) > 0 and np.isfinite(free["z"]).all()
+        n = np.stack([free["normal_x"], free["normal_y"], free["normal_z"]], 1)  # approach axes (were not published)
+        np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-3)
     # the same image again: the tracked (warm) fits stay near the cold fit's object (a monocular photo without depth:
     # the video-mode landmarks of frames 2-3 differ slightly and move the fitted hands by a few cm; measured 7 cm)
     pos = np.array([[o["object_pose"].pose.position.x, o["object_pose"].pose.position.y,

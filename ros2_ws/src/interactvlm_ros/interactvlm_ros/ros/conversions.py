@@ -580,12 +580,15 @@ PART_UNKNOWN = 255
 _POINTFIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}  # PointField datatypes
 
 
-def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None, part: np.ndarray | None = None):
+def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None, part: np.ndarray | None = None,
+                       normals: np.ndarray | None = None):
     """PointCloud2 with float32 fields x, y, z, contact (point_step 16, dense, little-endian).
 
     points [N,3] (metres, in header.frame_id), contact [N] in [0,1]. N may be 0 (no contact).
     part [N] | None: body-part ids (``bodies.parts.PART_NAMES`` index, ``PART_UNKNOWN`` = unknown); given, the
     cloud gains a uint8 field ``part`` at offset 16 (point_step 20, 3 bytes of padding).
+    normals [N,3] | None: surface normals; given (not with ``part``), float32 fields ``normal_x/y/z`` at offsets
+    16/20/24 (point_step 28; PCL's PointNormal names) — the free grasp regions' approach directions.
     """
     from sensor_msgs.msg import PointCloud2, PointField
 
@@ -593,10 +596,19 @@ def make_contact_cloud(points: np.ndarray, contact: np.ndarray, header=None, par
     c = np.asarray(contact, dtype=np.float32).reshape(-1)
     if len(pts) != len(c):
         raise ValueError(f"points ({len(pts)}) and contact ({len(c)}) differ in length")
-    step = 16 if part is None else 20
+    if part is not None and normals is not None:
+        raise ValueError("a cloud carries part ids or normals, not both")
+    step = 16 if part is None and normals is None else (20 if normals is None else 28)
     data = np.zeros((len(pts), step), dtype=np.uint8)
     data[:, :16] = np.concatenate([pts, c[:, None]], 1).astype("<f4").view(np.uint8).reshape(len(pts), 16)
     fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate(CONTACT_FIELDS)]
+    if normals is not None:
+        nrm = np.asarray(normals, dtype=np.float32).reshape(-1, 3)
+        if len(nrm) != len(pts):
+            raise ValueError(f"points ({len(pts)}) and normals ({len(nrm)}) differ in length")
+        data[:, 16:28] = nrm.astype("<f4").view(np.uint8).reshape(len(pts), 12)
+        fields += [PointField(name=f"normal_{a}", offset=16 + 4 * i, datatype=PointField.FLOAT32, count=1)
+                   for i, a in enumerate("xyz")]
     if part is not None:
         ids = np.asarray(part).reshape(-1)
         if len(ids) != len(pts):

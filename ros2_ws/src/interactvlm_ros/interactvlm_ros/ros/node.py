@@ -1134,7 +1134,11 @@ class _ContactNodeBase:
         free = getattr(rec, "free_grasp_points", None)
         if free is not None:
             free = np.asarray(free, np.float32).reshape(-1, 3)
-            self.pub_free.publish(conv.make_contact_cloud(free, np.zeros(len(free), np.float32), header))
+            normals = getattr(rec, "free_grasp_normals", None)  # the outward surface normal: a gripper's approach axis
+            if normals is not None and np.shape(normals) != free.shape:
+                normals = None
+            self.pub_free.publish(conv.make_contact_cloud(free, np.zeros(len(free), np.float32), header,
+                                                          normals=normals))
 
     def _tf_broadcaster(self):
         """tf2_ros.TransformBroadcaster on this node, or None (a named fallback) where tf2_ros is not importable — the
