@@ -1,6 +1,8 @@
 """Bad input → clear status, no garbage poses; intrinsics/depth helpers; geometry units."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -715,3 +717,17 @@ def test_a_closed_stl_mesh_is_closed(tmp_path):
     box.export(tmp_path / "box.stl")  # the file as trimesh reads it for the fit (process=False)
     sv, sf = _mesh_arrays(str(tmp_path / "box.stl"))
     assert len(sv) == 36 and is_closed(sf, len(sv), sv)
+
+
+def test_empty_grip_and_free_outputs_say_why(recon, monkeypatch):
+    """An ok reconstruction with no grip pose (no object contact) or no free grasp point (everything in contact) gave
+    empty lists with nothing saying why; metrics grip_poses_none / free_grasp_none (result.json, /diagnostics) do."""
+    ov, of, N = _box_scene(recon, monkeypatch)
+    img = np.zeros((64, 64, 3), np.uint8)
+    r = recon.fit(img, _obs(), np.ones(N), (ov[:, 0] > 0.099).astype(float), (ov, of))
+    assert r.status == "ok" and r.human_grip_poses and "grip_poses_none" not in r.metrics
+    r = recon.fit(img, _obs(), np.ones(N), np.ones(len(ov)), (ov, of))
+    assert r.status == "ok" and not len(r.free_grasp_points) and "in contact" in r.metrics["free_grasp_none"]
+    assert json.loads(json.dumps(r.to_json()))["metrics"]["free_grasp_none"] == r.metrics["free_grasp_none"]
+    r = recon.fit(img, _obs(), np.ones(N), np.zeros(len(ov)), (ov, of))
+    assert r.status == "ok" and r.human_grip_poses == [] and "no contact patch" in r.metrics["grip_poses_none"]

@@ -572,6 +572,13 @@ class Reconstructor:
         frame = (ov, obj.pose)  # patches / normals from the per-object cache (rigid motion keeps them)
         grips = grip_poses(obj.vertices, of, oc, hv, hc, object_frame=frame)
         free_p, free_n = free_grasp_points(obj.vertices, of, hv, hc, object_frame=frame, obj_contact=oc)
+        # why a planner gets nothing (an empty list alone does not say): metrics, result.json, the node's /diagnostics
+        if not grips:
+            metrics["grip_poses_none"] = ("no contact patch of >= 3 object vertices (contact > 0.3, or within 2 cm of "
+                                          "the person's contact), or its normals cancel (contact all round the object, "
+                                          "or on both faces of a thin part)")
+        if free_p is None or not len(free_p):
+            metrics["free_grasp_none"] = "every object vertex is in contact or within 3 cm of the person's contact"
         timings["outputs"] = 1e3 * (time.perf_counter() - t)
         timings["total"] = 1e3 * (time.perf_counter() - t0)
         return Reconstruction("ok", "", hv, body.faces, hc.astype(np.float32), obj.vertices, of, oc32, obj.pose, grips,

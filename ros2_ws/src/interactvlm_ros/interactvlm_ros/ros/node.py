@@ -1126,6 +1126,8 @@ class _ContactNodeBase:
                 self.stats.set_info("object_mesh_centre", " ".join(f"{x:.6g}" for x in -np.asarray(T)[:3, 3] / s))
             if self._tf is not None:
                 self._send_object_tf(pose, header)
+        for key in ("grip_poses_none", "free_grasp_none"):  # why this frame's list is empty ("" when it is not)
+            self.stats.set_info(f"reconstruction_{key}", str(m.get(key, "")))
         grips = getattr(rec, "human_grip_poses", None)
         if grips is not None:  # contact patches: dicts with a 4x4 "pose" (recon.outputs.grip_poses)
             pa = PoseArray(header=header)
