@@ -3,7 +3,8 @@
     ros2 launch interactvlm_ros contact.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info object_label:=cup [reconstruct:=true] [lifecycle:=true]
     # arguments: image camera_info depth object_mask object_detections (topic remaps), object_label model backend
-    #            image_transport depth_transport reconstruct (parameters), params_file rviz lifecycle autostart
+    #            image_transport depth_transport reconstruct (parameters), params_file rviz rviz_fixed_frame lifecycle
+    #            autostart
 
 Parameters come from ``params_file`` (default: the installed config/contact.yaml). A parameter argument given on the
 command line overrides the file's value; one left empty (the default) keeps it — so a params file of your own is not
@@ -31,6 +32,8 @@ ARGUMENTS = {
                     "grasp regions, /tf) ('' = the params file's; config/contact.yaml: false)"),
     "params_file": ("", "parameter YAML (default: share/interactvlm_ros/config/contact.yaml)"),
     "rviz": ("false", "also start RViz with share/interactvlm_ros/rviz/contact.rviz"),
+    "rviz_fixed_frame": ("camera_optical_frame", "with rviz:=true: RViz's fixed frame, your camera's optical frame "
+                         "(e.g. camera_color_optical_frame of a RealSense)"),
     "lifecycle": ("false", "true: the managed node interactvlm-contact-lifecycle-node (configure loads the model, "
                   "activate starts processing) instead of the plain one"),
     "autostart": ("true", "with lifecycle:=true: this launch configures and then activates the node; false leaves it "
@@ -125,7 +128,8 @@ def generate_launch_description():
         package="rviz2",
         executable="rviz2",
         name="rviz2",
-        arguments=["-d", PathJoinSubstitution([share, "rviz", "contact.rviz"])],
+        arguments=["-d", PathJoinSubstitution([share, "rviz", "contact.rviz"]),
+                   "--fixed-frame", LaunchConfiguration("rviz_fixed_frame")],
         remappings=[(RVIZ_CAMERA_TOPIC, LaunchConfiguration("image"))],
         condition=IfCondition(LaunchConfiguration("rviz")),
     )

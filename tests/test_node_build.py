@@ -224,6 +224,10 @@ def test_launch_remaps_the_rviz_camera_display_to_the_image_argument():
     src = LAUNCH.read_text()
     assert 'remappings=[(RVIZ_CAMERA_TOPIC, LaunchConfiguration("image"))]' in src
     assert src.index("RVIZ_CAMERA_TOPIC, LaunchConfiguration") > src.index('executable="rviz2"')
+    # its fixed frame is an argument (rviz2 --fixed-frame), the .rviz file's by default (a RealSense's optical frame
+    # is camera_color_optical_frame: nothing showed until it was changed by hand)
+    assert mod.ARGUMENTS["rviz_fixed_frame"][0] == cfg["Visualization Manager"]["Global Options"]["Fixed Frame"]
+    assert '"--fixed-frame", LaunchConfiguration("rviz_fixed_frame")' in src
 
 
 def _run_replay(test_data, monkeypatch, subscriptions: dict, extra_args=()):
