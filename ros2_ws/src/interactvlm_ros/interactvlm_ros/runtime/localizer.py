@@ -279,19 +279,11 @@ class RuntimeMVLoc:
         precision there is a named fallback (logged, listed in ``fallbacks``). ``onnx_dir`` must hold an export
         (``manifest.json``) whenever the selected backend runs ONNX graphs."""
         from ..export.onnx_export import load_manifest
-        from ..models.mvloc.checkpoint import CheckpointError, read_official_config, resolve_clip_dir
-        from ..models.mvloc.predictor import required_tokens
-        from ..models.mvloc.tokenizer import LegacyLlamaTokenizer, TokenizerError
+        from ..models.mvloc.checkpoint import resolve_clip_dir
+        from ..models.mvloc.predictor import checked_tokenizer
 
         model_dir = Path(model_dir)
-        # config + tokenizer files first, as MVLocPredictor.from_pretrained: a folder without them must fail before a
-        # 13B checkpoint is read and exported to ONNX (hours), not after
-        raw = read_official_config(model_dir)
-        try:
-            tok = LegacyLlamaTokenizer(model_dir)
-            tok.require(required_tokens(raw))
-        except TokenizerError as exc:
-            raise CheckpointError(str(exc)) from None
+        tok = checked_tokenizer(model_dir)  # first, as MVLocPredictor.from_pretrained: before a 13B ONNX export (hours)
         clip = resolve_clip_dir(model_dir, clip_dir)
         choice = select_backend(backend, device)
         fallbacks = [f"runtime backend: {choice.summary()}"] if choice.fallback else []

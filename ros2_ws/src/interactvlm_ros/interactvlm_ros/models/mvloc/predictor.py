@@ -45,6 +45,19 @@ def required_tokens(cfg: dict) -> dict[str, int | None]:
     return need
 
 
+def checked_tokenizer(model_dir: Path):
+    """The checkpoint's tokenizer with the tokens its prompts need checked, read before anything else of the checkpoint
+    (a folder without them must fail before ~27 GB of weights are read, or a 13B export to ONNX runs for hours);
+    ``CheckpointError`` naming the missing file/token."""
+    raw = read_official_config(model_dir)
+    try:
+        tok = LegacyLlamaTokenizer(model_dir)
+        tok.require(required_tokens(raw))
+    except TokenizerError as exc:
+        raise CheckpointError(str(exc)) from None
+    return tok
+
+
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
@@ -85,13 +98,7 @@ class MVLocPredictor:
     def from_pretrained(cls, model_dir: str | Path, clip_dir: str | Path | None = None, precision: str = "fp32",
                         device: str = "cpu", quantization: str | None = None, **kw) -> "MVLocPredictor":
         model_dir = Path(model_dir)
-        # tokenizer files first: a folder without them must fail before ~27 GB of weights are read
-        raw = read_official_config(model_dir)
-        try:
-            tok = LegacyLlamaTokenizer(model_dir)
-            tok.require(required_tokens(raw))
-        except TokenizerError as exc:
-            raise CheckpointError(str(exc)) from None
+        tok = checked_tokenizer(model_dir)  # first: before ~27 GB of weights are read
         model, clip = load_mvloc(model_dir, clip_dir, precision=precision, device=device, quantization=quantization)
         files = weight_files(model_dir)
         ident = "|".join(f"{f.resolve()}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files)
