@@ -914,8 +914,13 @@ def test_eval_scores_a_batch_without_any_person_as_misses(tmp_path, monkeypatch)
     res = evaluate(tmp_path / "data", "val", str(tmp_path / "base"), limit=1, oracle=False, remask_gt=False)
     assert res["samples"] == 1 and res["overall"]["human"]["f1"] == 0.0 and res["overall"]["human"]["n"] == 1
     res = evaluate(tmp_path / "data", "val", str(tmp_path / "base"), limit=3, batch_size=1, oracle=False,
-                   remask_gt=False)
+                   remask_gt=False, out=tmp_path / "ev")
     assert res["samples"] == 3
+    # --cues full is written beside the deploy figures (it overwrote metrics_val.json)
+    evaluate(tmp_path / "data", "val", str(tmp_path / "base"), limit=1, oracle=False, remask_gt=False, cues="full",
+             out=tmp_path / "ev")
+    assert json.loads((tmp_path / "ev" / "metrics_val.json").read_text())["cues"] == "deploy"
+    assert json.loads((tmp_path / "ev" / "metrics_val_full.json").read_text())["cues"] == "full"
 
 
 def test_labels_that_name_nothing_are_a_localizer_error_and_share_the_text_encoders_form():

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cues", default="deploy", choices=("deploy", "full"),
                         help="deploy = pose+hands+label (plain RGB camera); full = + object box + depth")
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples")
-    parser.add_argument("--out", default=None, help="folder for metrics_<split>.json (default: print only)")
+    parser.add_argument("--out", default=None, help="folder for metrics_<split>.json (--cues full: metrics_<split>_full.json; default: print only)")
 
 
 def run(args) -> int:

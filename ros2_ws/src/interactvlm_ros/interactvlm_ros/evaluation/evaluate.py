@@ -27,7 +27,8 @@ OBJECT_KEYS = ["f1", "precision", "recall", "sim", "auc"]
 def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str = "deploy", limit: int | None = None,
              batch_size: int = 32, out: str | Path | None = None, body: str = "anny", oracle: bool = True,
              remask_gt: bool = True) -> dict:
-    """-> metrics dict (also written to ``out``/metrics_<split>.json when ``out`` is given)."""
+    """-> metrics dict (also written to ``out``/metrics_<split>.json when ``out`` is given; ``cues="full"``:
+    metrics_<split>_full.json, beside the deploy figures)."""
     import torch
 
     from ..lift import Lifter, merge_direct_contact
@@ -111,7 +112,8 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
     if out is not None:
         outp = Path(out)
         outp.mkdir(parents=True, exist_ok=True)
-        (outp / f"metrics_{split}.json").write_text(json.dumps(res, indent=2))
+        # cues=full beside the deploy figures (it overwrote them): metrics_<split>_full.json
+        (outp / f"metrics_{split}{'' if cues == 'deploy' else '_' + cues}.json").write_text(json.dumps(res, indent=2))
     return res
 
 
