@@ -70,6 +70,25 @@ def test_object_lifting_matches_official(object_assets, conformance_dir, which):
     assert nz.min() > 0.3  # object votes: 0 or > 0.3, no clamp
 
 
+
+def test_object_bookkeeping_takes_masks_of_another_size_like_lifting(object_assets, conformance_dir):
+    """``selected_pixels_per_view`` / ``views_per_vertex`` indexed the masks with the maps' 1024² pixel numbers: the
+    SAM 256² low-res masks (which ``lifter(...)`` takes directly) raised IndexError, and 2048² masks were read at
+    the wrong pixels. They now resample like the lifting (bilinear, align_corners=False)."""
+    e = np.load(conformance_dir / OBJECT / "expected" / "generate.npz")
+    lifter = Lifter(object_assets, mode="object")
+    low = e["low_res_masks"][:, 0]
+    np.testing.assert_array_equal(lifter.selected_pixels_per_view(low), e["lift_selected_pixels_per_view"])
+    np.testing.assert_array_equal(lifter.views_per_vertex(low), e["lift_views_per_vertex"])
+    big = torch.nn.functional.interpolate(torch.as_tensor(e["low_res_masks"]), (2048, 2048), mode="bilinear",
+                                          align_corners=False)[:, 0]
+    ref = torch.nn.functional.interpolate(big[:, None], (1024, 1024), mode="bilinear", align_corners=False)[:, 0]
+    np.testing.assert_array_equal(lifter.selected_pixels_per_view(big), lifter.selected_pixels_per_view(ref.numpy()))
+    np.testing.assert_array_equal(lifter.views_per_vertex(big), lifter.views_per_vertex(ref.numpy()))
+    with pytest.raises(LiftError, match="views"):
+        lifter.views_per_vertex(low[:3])
+
+
 def test_torch_input_batched_and_modes(human_assets, conformance_dir):
     e = np.load(conformance_dir / HUMAN / "expected" / "generate.npz")
     logits = _ref_logits(e)

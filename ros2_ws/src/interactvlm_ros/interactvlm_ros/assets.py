@@ -268,8 +268,20 @@ def _colors(colors, vertices, faces) -> np.ndarray:
     return c
 
 
-def _cache_root() -> Path:
-    return paths.cache_dir("assets")
+_cache_root_failed: set[str] = set()
+
+
+def _cache_root() -> Path | None:
+    """The asset cache folder, or None (logged once per folder) when it cannot be created — a read-only home or
+    INTERACTVLM_CACHE_DIR: the assets are then rendered without the cache instead of failing."""
+    try:
+        return paths.cache_dir("assets")
+    except OSError as exc:
+        if str(exc) not in _cache_root_failed:
+            _cache_root_failed.add(str(exc))
+            log.warning("fallback: asset cache folder unavailable (%s); rendering view assets without the cache "
+                        "(each new process re-renders). Fix: set INTERACTVLM_CACHE_DIR to a writable folder", exc)
+        return None
 
 
 _CACHE_FILES = ("renders", "offsets", "pix", "vid", "bary", "fid")
@@ -384,7 +396,8 @@ def _cached_or_rendered(vertices, faces, view_set, size, colors, backend, cache)
     if size < 8 or size > 4096:
         raise AssetError(f"size={size}: use 8..4096 (official assets are 1024)")
     key = asset_key(vertices, faces, vs, size, colors)
-    path = _cache_root() / key if cache else None
+    root = _cache_root() if cache else None
+    path = root / key if root is not None else None
     if path is not None:
         with _pending_lock:
             hit = _pending.get(path)

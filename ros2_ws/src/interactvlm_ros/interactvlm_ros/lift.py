@@ -389,8 +389,7 @@ class Lifter:
             if logits is None:
                 sel = torch.ones(self._ops[v].shape[1], 1, device=self.device)
             else:
-                lv = torch.as_tensor(np.asarray(logits[v], np.float32)).reshape(-1)[self._gather[v].cpu()]
-                sel = (torch.sigmoid(lv) > OBJECT_PROB_THRESHOLD).float()[:, None].to(self.device)
+                sel = (torch.sigmoid(self._pixel_logits(logits, v)) > OBJECT_PROB_THRESHOLD).float()[:, None]
             counts += ((self._ops[v] @ sel)[:, 0] > 0).cpu().numpy()
         return counts
 
@@ -398,9 +397,24 @@ class Lifter:
         """int [V]: valid foreground pixels with sigmoid(logit) > 0.3 per view (official ``lift_selected_pixels_per_view``)."""
         out = []
         for v in range(self.num_views):
-            lv = torch.as_tensor(np.asarray(logits[v], np.float32)).reshape(-1)[self._gather[v].cpu()]
-            out.append(int((torch.sigmoid(lv) > OBJECT_PROB_THRESHOLD).sum()))
+            out.append(int((torch.sigmoid(self._pixel_logits(logits, v)) > OBJECT_PROB_THRESHOLD).sum()))
         return np.asarray(out, np.int64)
+
+    def _pixel_logits(self, logits, v: int) -> torch.Tensor:
+        """View ``v`` of ``logits [V,h,w]`` at the view's foreground pixels [P_v] (on ``self.device``); a mask of
+        another size than the maps is resampled like in ``__call__`` (bilinear, align_corners=False) — indexing it
+        with the maps' pixel numbers raised IndexError (smaller) or read the wrong pixels (larger)."""
+        if len(logits) != self.num_views:
+            raise LiftError(f"logits have {len(logits)} views but the assets have {self.num_views}")
+        x = logits[v].detach().float() if isinstance(logits[v], torch.Tensor) else torch.as_tensor(
+            np.asarray(logits[v], np.float32))
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+            raise LiftError(f"logits must be [V,H,W] with H, W >= 1; got view {v} of shape {tuple(x.shape)}")
+        x = x.to(self.device)
+        h, w = x.shape
+        if (h, w) == tuple(self.size):
+            return x.reshape(-1).index_select(0, self._gather[v])
+        return (self._resize_op(v, h, w) @ x.reshape(-1, 1))[:, 0]
 
 
 def lift(logits, assets, mode: str = "human"):

@@ -27,7 +27,8 @@ from .shading import shade, shade_compact, vertex_normals_torch
 
 log = logging.getLogger(__name__)
 
-RENDERER_VERSION = "core-render-2"  # 2: foreground-only shading (±1 LSB on a few pixels vs 1)
+RENDERER_VERSION = "core-render-3"  # 2: foreground-only shading (±1 LSB on a few pixels vs 1); 3: nvdiffrast
+# entries (shared cache) no longer clipped at znear 1 — old ones are not reused
 BACKENDS = ("auto", "torch", "nvdiffrast", "embree")
 _logged: set[str] = set()
 

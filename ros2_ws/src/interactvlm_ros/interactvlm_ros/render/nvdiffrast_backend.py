@@ -4,7 +4,13 @@
 ``(u, v, z/w, triangle_id + 1)`` (0 = background) with perspective-correct barycentrics such that an attribute
 interpolates as ``u·a0 + v·a1 + (1−u−v)·a2``; row 0 of the output is the *bottom* of the image (OpenGL), so rows
 are flipped. Clip space is OpenGL's (+X right); PyTorch3D's NDC has +X left, so x is negated. Pixel centres
-are at (i + 0.5) in both. Not testable without a GPU here: ``available()`` reports why it is not used.
+are at (i + 0.5) in both. nvdiffrast clips triangles to the depth range (−w ≤ z ≤ w) like OpenGL, but PyTorch3D's
+rasterizer (and ``raster_torch``) keeps everything in front of the camera: the camera's znear = 1 would cut away the
+parts of a normalised object closer than 1 to an object camera at distance 1.5 (up to 45 % of a library object's
+pixels), so the clip-space near/far planes are fitted around the mesh's depth range per view. The barycentrics are
+perspective-correct, so depth is their plain interpolation of view z. Not testable without a GPU here:
+``available()`` reports why it is not used; ``tests/test_core_render.py`` checks the conventions against an
+emulated ``dr.rasterize``.
 """
 from __future__ import annotations
 
@@ -42,6 +48,10 @@ def rasterize_view(verts_view: torch.Tensor, faces: torch.Tensor, size: int, fov
     dev = verts_view.device
     s = 1.0 / math.tan(math.radians(fov_deg) / 2.0)
     x, y, z = verts_view[:, 0], verts_view[:, 1], verts_view[:, 2]
+    front = z[z > 1e-6]  # no znear clipping (PyTorch3D semantics): near/far planes around the mesh's depths
+    if front.numel():
+        znear = min(znear, 0.5 * float(front.min()))
+        zfar = max(zfar, 2.0 * float(front.max()))
     # OpenGL clip coordinates; w = z (view depth); x negated (PyTorch3D +X left)
     zc = (z * (zfar + znear) - 2.0 * zfar * znear) / (zfar - znear)
     pos = torch.stack([-x * s, y * s, zc, z], 1)[None].contiguous().float()
@@ -53,7 +63,7 @@ def rasterize_view(verts_view: torch.Tensor, faces: torch.Tensor, size: int, fov
     bary = torch.stack([u, v, 1.0 - u - v], -1)
     fg = tid >= 0
     f = faces.to(dev)[tid.clamp_min(0)]
-    depth = 1.0 / (bary / z[f]).sum(-1)
+    depth = (bary * z[f]).sum(-1)  # perspective-correct barycentrics interpolate view z linearly
     bary = torch.where(fg[..., None], bary, torch.full_like(bary, -1.0))
     depth = torch.where(fg, depth, torch.full_like(depth, -1.0))
     return tid.masked_fill(~fg, -1), bary, depth
