@@ -575,3 +575,53 @@ def test_uyvy_yuyv_never_reach_cv_bridge(monkeypatch, encoding, quad):
     raw = np.tile(np.array(quad, np.uint8).reshape(1, 2, 2), (6, 4, 1))
     out = conv.image_to_rgb8(_msg(raw, encoding))
     np.testing.assert_allclose(out.reshape(-1, 3).mean(0), [172, 106, 65], atol=3)
+
+
+def test_replay_plays_a_numbered_folder_in_number_order(tmp_path):
+    """ffmpeg's ``%d.png`` frames are not zero-padded: a plain name sort played 1, 10, 11, 2, ... (jumps in time)."""
+    import cv2
+
+    from interactvlm_ros.ros.replay import FrameSource
+
+    order = [1, 2, 9, 10, 11, 100]
+    for i in order:
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((4, 4, 3), i, np.uint8))
+        cv2.imwrite(str(tmp_path / f"frame_{i}.jpg"), np.full((4, 4, 3), i, np.uint8))
+    src = FrameSource(tmp_path)
+    names = [p.name for p in src._files]
+    assert names == [f"{i}.png" for i in order] + [f"frame_{i}.jpg" for i in order]
+    assert [int(src.next()[0, 0, 0]) for _ in order] == order
+
+
+@pytest.mark.parametrize("args, words", [(["--max-frames", "-1"], "--max-frames -1"), (["--rate", "nan"], "--rate")])
+def test_replay_refuses_a_negative_max_frames_and_a_nan_rate(args, words, tmp_path, capsys):
+    """Refused before ROS starts (exit code 2, one line), instead of one frame (-1) / frames as fast as read (nan)."""
+    import cv2
+
+    from interactvlm_ros.ros.replay import main
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    assert main([str(tmp_path / "a.png"), *args]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_listener_survives_a_message_it_cannot_describe():
+    """A malformed output message (a cloud shorter than its layout) is recorded and named in one line; it used to
+    raise out of the callback and end the client's spin thread, silently: nothing was received afterwards."""
+    import collections
+    import threading
+
+    from interactvlm_ros.ros.listener import ContactClient
+
+    client = ContactClient.__new__(ContactClient)  # the recorder only: no rclpy context, no DDS
+    lines = []
+    client.printer, client._lock = lines.append, threading.Lock()
+    client.received = {"human_contacts": collections.deque()}
+    bad = conv.make_contact_cloud(np.zeros((4, 3)), np.full(4, 0.9))
+    bad.data = bytes(bad.data)[:10]
+    cb = client._recorder("human_contacts")
+    cb(bad)
+    cb(conv.make_contact_cloud(np.zeros((2, 3)), np.full(2, 0.7)))
+    assert len(client.received["human_contacts"]) == 2
+    assert lines[0].startswith("[human_contacts] unreadable PointCloud2: ValueError: PointCloud2 data has 10 bytes")
+    assert lines[1].endswith("2 points, contact max 0.70")

@@ -112,7 +112,9 @@ class ContactClient:
         while self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.1)
-            except Exception:  # context shut down under us
+            except Exception as exc:  # context shut down under us; anything else is said, not swallowed
+                if self.context.ok():
+                    print(f"ContactClient: stopped receiving: {type(exc).__name__}: {exc}", file=sys.stderr)
                 break
 
     def _recorder(self, kind):
@@ -120,7 +122,11 @@ class ContactClient:
             with self._lock:
                 self.received[kind].append((time.monotonic(), msg))
             if self.printer is not None and not isinstance(msg, bytes):
-                self.printer(describe(kind, msg))
+                try:
+                    line = describe(kind, msg)
+                except Exception as exc:  # a malformed message must not end the client's spin thread
+                    line = f"[{kind}] unreadable {type(msg).__name__}: {type(exc).__name__}: {exc}"
+                self.printer(line)
         return cb
 
     # -------------------------------------------------------------------------------- inputs

@@ -9,8 +9,9 @@ publish time, frame_id = --frame-id), remappable as usual. ``--transport compres
 sensor_msgs/CompressedImage on ``<image>/compressed`` instead, as image_transport's compressed plugin does
 (jpeg, format "<encoding>; jpeg compressed bgr8"): a camera over a thin link, for the node's
 ``image_transport:=compressed``. OpenCV reads videos (anything
-cv2.VideoCapture opens) and images (png, jpg, jpeg, bmp, tif, tiff, webp; a folder is played in sorted
-name order; a single image is repeated). Default intrinsics (no calibration known): the package's default,
+cv2.VideoCapture opens) and images (png, jpg, jpeg, bmp, tif, tiff, webp; a folder is played in natural
+name order — numbers by value, ``9.png`` before ``10.png``, as ffmpeg's unpadded ``%d.png`` writes them; a single
+image is repeated). Default intrinsics (no calibration known): the package's default,
 the one the node and ``interactvlm reconstruct`` use without CameraInfo (``recon.camera.default_intrinsics``:
 pinhole, fx = fy = 1.2·max(W, H), ≈ 45° horizontal field of view on 4:3, principal point at the image centre,
 zero distortion); ``--hfov DEG`` publishes that horizontal field of view instead (0 < DEG < 180). An image of a
@@ -19,6 +20,7 @@ folder that OpenCV cannot read is passed over with a warning naming it.
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import time
@@ -27,6 +29,13 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key of a frame file: its name with runs of digits compared by value (``frame_9.png`` before
+    ``frame_10.png``; a plain sort played ``1, 10, 11, 2, ...``), then the name itself (``01`` vs ``1``)."""
+    chunks = re.split(r"(\d+)", path.name)  # text, number, text, ...: the same kind at the same position
+    return tuple(int(c) if i % 2 else c for i, c in enumerate(chunks)), path.name
 
 
 class FrameSource:
@@ -49,7 +58,7 @@ class FrameSource:
         if not self.path.exists():
             raise FileNotFoundError(f"replay source '{self.path}' does not exist")
         if self.path.is_dir():
-            self._files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+            self._files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=natural_key)
             if not self._files:
                 raise ValueError(f"folder '{self.path}' has no images ({', '.join(sorted(IMAGE_EXTS))})")
             self.kind = "folder"
@@ -137,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv if argv is None else ["interactvlm-replay", *argv])
     args = build_parser().parse_args(remove_ros_args(argv)[1:])
-    if args.rate <= 0:
+    if not args.rate > 0:  # also NaN: no period, the frames went out as fast as they were read
         print("interactvlm-replay: --rate must be > 0", file=sys.stderr)
+        return 2
+    if args.max_frames < 0:  # -N stopped after the first frame
+        print(f"interactvlm-replay: --max-frames {args.max_frames}: give N >= 0 (0 = no limit)", file=sys.stderr)
         return 2
     if not 1 <= args.jpeg_quality <= 100:
         print("interactvlm-replay: --jpeg-quality must be in 1..100", file=sys.stderr)
