@@ -60,6 +60,30 @@ def test_features_reject_bad_cues_with_named_errors():
         build_features(invisible, np.zeros((2, 21, 3), np.float32))
 
 
+def test_landmarks_outside_the_image_are_not_visible_as_in_training():
+    """The synthetic cues are visible only inside the image (synth.generator); mediapipe extrapolates a cut-off body with
+    high visibility (knees 0.8 below a chest crop of the catching photo). Those landmarks were read as visible: the person
+    box stretched past the image and the model saw legs that are not in it."""
+    import types
+
+    from interactvlm_ros.models.default.features import features_from_observation
+
+    rng = np.random.default_rng(3)
+    pose, hands = _person(rng, scale=200.0, offset=(300.0, 200.0))  # landmarks in x 200..400, y 100..300
+    pose[25:29, 1] = [330.0, 335.0, 400.0, 410.0]  # knees and ankles below the 320-px-high image, visibility 1
+    hands[1, :11, 1] = 325.0  # most of the right hand below the bottom edge: not a visible hand (training's rule)
+    obs = types.SimpleNamespace(found=True, keypoints_2d=pose, hands_2d=hands, image_size=(320, 640), mask=None)
+    f, _ = features_from_observation(obs)
+    assert np.all(f.pose[25:29, 2] == 0.0) and np.all(f.pose[:25, 2] == 1.0)
+    assert np.all(f.hands[1] == 0.0)
+    inside = pose[pose[:, 1] < 320, :2]
+    assert f.scale == pytest.approx(float((inside.max(0) - inside.min(0)).max()))  # the box covers what the image shows
+    assert obs.keypoints_2d[25, 2] == 1.0  # the observation itself is left as perception gave it
+    # an observation without image_size (a caller's own cues) is taken as it is
+    del obs.image_size
+    assert np.all(features_from_observation(obs)[0].pose[25:29, 2] == 1.0)
+
+
 def test_label_space_projects_synonyms_and_flags_unknown_words():
     text = pytest.importorskip("interactvlm_ros.perception.text")
     enc = text.TextEncoder()

@@ -117,6 +117,10 @@ def test_static_mode_always_searches_and_bad_settings_are_rejected(hp, test_data
         HumanPerception(hand_model_complexity=2)
     with pytest.raises(ValueError, match="frame_hand_search_every"):
         HumanPerception(static_image_mode=False, frame_hand_search_every=0)
+    # video mode tracks one person; the most prominent of a fresh search per frame switched people mid-stream on the
+    # pedestrians video (135-183 px jumps to another person and back), so max_people > 1 is photo mode only
+    with pytest.raises(ValueError, match="max_people=2 needs static_image_mode=True"):
+        HumanPerception(static_image_mode=False, max_people=2)
 
 
 def test_video_mode_survives_a_change_of_image_size(test_data, caplog):

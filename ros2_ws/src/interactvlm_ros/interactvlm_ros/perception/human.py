@@ -144,7 +144,8 @@ class HumanPerception:
         static_image_mode: True = every call is an independent photo; False = video (Pose tracking).
         hands: run the hand landmarker (on wrist crops, then the full frame).
         segmentation: "pose" (person mask from Pose), "selfie" (Selfie Segmentation) or "none".
-        max_people: > 1 looks for further people (static mode) and keeps the most prominent one.
+        max_people: > 1 looks for further people and keeps the most prominent one (static mode only: a
+            ValueError in video mode, where a per-frame choice would switch between people mid-stream).
         min_detection_confidence: Pose/Hands detector threshold.
         hand_crop_size: side of the square crop fed to the hand landmarker (pixels).
         hand_model_complexity: 1 = full hand landmarker, 0 = lite (both ship in the wheel).
@@ -170,6 +171,11 @@ class HumanPerception:
             raise ValueError(f"segmentation={segmentation!r}; expected 'pose', 'selfie' or 'none'")
         if max_people < 1:
             raise ValueError(f"max_people={max_people}; must be ≥ 1")
+        if max_people > 1 and not static_image_mode:
+            # the most prominent of a fresh search each frame is not the tracked person: on the pedestrians video the
+            # chosen person (and the hand trackers' crops) jumped 135-183 px to another one and back mid-stream
+            raise ValueError(f"max_people={max_people} needs static_image_mode=True; video mode tracks one person "
+                             "(picking the most prominent per frame switches between people): use max_people=1")
         if hand_model_complexity not in (0, 1):
             raise ValueError(f"hand_model_complexity={hand_model_complexity}; expected 0 (lite) or 1 (full)")
         if frame_hand_search_every < 1:

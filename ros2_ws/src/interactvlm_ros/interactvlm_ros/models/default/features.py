@@ -133,7 +133,24 @@ def features_from_observation(observation, object_bbox=None, depth=None, object_
     mask = None if object_mask is None else np.asarray(object_mask) != 0
     box, problem = cue_box(object_bbox, mask, observation)
     cue = None if depth is None else depth_cue_from_maps(depth, getattr(observation, "mask", None), mask)
-    return build_features(observation.keypoints_2d, observation.hands_2d, box, cue), problem
+    pose2d, hands2d = outside_image_not_visible(observation.keypoints_2d, observation.hands_2d,
+                                                getattr(observation, "image_size", None))
+    return build_features(pose2d, hands2d, box, cue), problem
+
+
+def outside_image_not_visible(pose2d, hands2d, image_size) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the landmarks with visibility 0 where they fall outside the image (``image_size`` = (H, W); None
+    leaves them as they are). The synthetic training cues are visible only inside the image (synth.generator), but
+    mediapipe extrapolates a cut-off body with high visibility (knees 0.8 below the bottom edge of a chest crop)."""
+    pose2d = np.array(pose2d, np.float32)
+    hands2d = np.array(hands2d, np.float32)
+    if image_size is None or pose2d.shape[-1:] != (3,) or hands2d.shape[-1:] != (3,):
+        return pose2d, hands2d  # shapes are checked (named errors) by build_features
+    H, W = (float(v) for v in image_size[:2])
+    for a in (pose2d, hands2d):
+        x, y = a[..., 0], a[..., 1]
+        a[..., 2] = np.where((x >= 0) & (x < W) & (y >= 0) & (y < H), a[..., 2], 0.0)
+    return pose2d, hands2d
 
 
 def cue_box(object_box, object_mask, observation) -> tuple[np.ndarray | None, str]:
