@@ -184,6 +184,7 @@ class DefaultLocalizer:
         self._emb_cache: dict[tuple, np.ndarray] = {}
         self._key_cache: dict[str, Any] = {}
         self._label_cache: dict[str, Any] = {}
+        self._label_lock = threading.Lock()  # label_feature is public: callers outside predict's lock (the CLI)
         self._perception = perception
         self._own_perception = perception is None
         self._text = text_encoder
@@ -277,9 +278,10 @@ class DefaultLocalizer:
             if not lf.known:
                 self._fallback(f"label '{label}' is unlike every trained category (best '{lf.nearest}', "
                                f"cos {lf.similarity:.2f}); using the generic-object input", label=True)
-            if len(self._label_cache) >= 64:  # bounded: a long-running node fed many labels
-                self._label_cache.pop(next(iter(self._label_cache)))
-            self._label_cache[key] = lf
+            with self._label_lock:  # two threads evicting at once: KeyError / "dict changed size" before
+                if len(self._label_cache) >= 64:  # bounded: a long-running node fed many labels
+                    self._label_cache.pop(next(iter(self._label_cache)), None)
+                self._label_cache[key] = lf
         return lf
 
     def render_embeddings(self, assets: Any, side: str) -> np.ndarray:
