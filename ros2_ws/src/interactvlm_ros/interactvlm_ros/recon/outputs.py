@@ -75,10 +75,25 @@ def _mesh_entry(vertices: np.ndarray, faces: np.ndarray) -> dict:
             if i:
                 _MESH_CACHE.insert(0, _MESH_CACHE.pop(i))
             return entry
-    entry = {"normals": vertex_normals(v, f).astype(np.float64), "surface": None, "closed": None, "patches": []}
+    entry = {"normals": vertex_normals(v, f).astype(np.float64), "surface": None, "closed": None, "patches": [],
+             "used": _faces_use(f, len(v))}
     _MESH_CACHE.insert(0, (v.copy(), f.copy(), entry))
     del _MESH_CACHE[4:]
     return entry
+
+
+def _faces_use(faces: np.ndarray, n: int) -> np.ndarray:
+    """[n] bool: the vertices some face uses (a stray vertex of a scan or OBJ is not on the surface)."""
+    used = np.zeros(n, bool)
+    used[np.asarray(faces, np.int64).reshape(-1)] = True
+    return used
+
+
+def _used_vertices(vertices: np.ndarray, faces: np.ndarray, object_frame) -> np.ndarray:
+    """``_faces_use`` of the object: once per mesh from its per-mesh entry while it is tracked (``object_frame``)."""
+    if object_frame is not None:
+        return _mesh_entry(object_frame[0], faces)["used"]
+    return _faces_use(faces, len(vertices))
 
 
 def object_frame_cache(vertices: np.ndarray, faces: np.ndarray, contact: np.ndarray | None, thr: float = 0.3) -> dict:
@@ -177,8 +192,7 @@ def grip_poses(obj_vertices: np.ndarray, obj_faces: np.ndarray, obj_contact: np.
         patches = contact_patches(ov, obj_contact, thr)
     closed = mesh_closed(object_frame[0], obj_faces) if object_frame is not None else is_closed(obj_faces, len(ov), ov)
     hv = np.asarray(human_vertices, np.float64)  # a few patch centres: a scan (a 13.7k-vertex k-d tree cost 3 ms)
-    used = np.zeros(len(ov), bool)  # a vertex no face uses (a stray vertex of a scan or OBJ) is not on the surface
-    used[np.asarray(obj_faces, np.int64).reshape(-1)] = True
+    used = _used_vertices(ov, obj_faces, object_frame)  # stray vertices are not on the surface
     out = []
     for p in patches:
         p = p[used[p]]
@@ -236,9 +250,7 @@ def free_grasp_points(obj_vertices: np.ndarray, obj_faces: np.ndarray, human_ver
         keep[near] &= cKDTree(hc).query(ov[near])[0] > margin
     if obj_contact is not None:
         keep &= ~(np.asarray(obj_contact, np.float64).reshape(-1) > contact_thr)
-    used = np.zeros(len(ov), bool)  # a vertex no face uses (a stray vertex of a scan or OBJ) is off the surface
-    used[np.asarray(obj_faces, np.int64).reshape(-1)] = True
-    keep &= used
+    keep &= _used_vertices(ov, obj_faces, object_frame)  # a stray vertex is off the surface
     if object_frame is not None:
         R = np.asarray(object_frame[1], np.float64)[:3, :3]
         n = (object_frame_cache(object_frame[0], obj_faces, None)["normals"][keep] @ R.T).astype(np.float32)
