@@ -246,6 +246,30 @@ def test_contact_metrics_numbers():
     assert g.error_cm(gt_v, gt_v) == 0.0
 
 
+def test_geodesic_reaches_a_separate_mesh_component_through_its_nearest_vertex(tmp_path, monkeypatch):
+    """Anny's mouth interior and eyes are separate components: a contact vertex there was unreachable and read as
+    the farthest body vertex (a bottle at the lips with the mouth interior predicted: 43 cm instead of ~1 cm)."""
+    from interactvlm_ros.evaluation.metrics import GeodesicMesh
+
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path))
+    n = 6
+    verts = [[x, y, 0] for y in (0, 1) for x in range(n)]
+    faces = []
+    for x in range(n - 1):
+        a, b, c, d = x, x + 1, n + x, n + x + 1
+        faces += [[a, b, d], [a, d, c]]
+    verts += [[1, -0.2, 0], [1.2, -0.2, 0], [1, -0.4, 0]]  # an island 0.2 m below vertex 1 (an "eye")
+    faces += [[2 * n, 2 * n + 1, 2 * n + 2]]
+    for cache in (False, True, True):  # built, then written to and read from the cache
+        g = GeodesicMesh(np.asarray(verts, np.float64), np.asarray(faces), cache=cache)
+        gt_v = np.zeros(2 * n + 3)
+        gt_v[0] = 1
+        pred_v = np.zeros(2 * n + 3)
+        pred_v[2 * n] = 1.0
+        assert g.error_cm(pred_v, gt_v) == pytest.approx(120.0)  # 1 m along the strip + the 0.2 m gap (was 541)
+        np.testing.assert_allclose(g.distance_to(np.array([0]))[:n], np.arange(n), atol=1e-9)  # body unchanged
+
+
 def test_bootstrap_interval_brackets_the_mean_narrows_with_samples_and_reaches_the_table():
     from interactvlm_ros.evaluation.evaluate import format_table
     from interactvlm_ros.evaluation.metrics import bootstrap_ci, summarize
@@ -945,6 +969,22 @@ def test_eval_scores_a_batch_without_any_person_as_misses(tmp_path, monkeypatch)
              out=tmp_path / "ev")
     assert json.loads((tmp_path / "ev" / "metrics_val.json").read_text())["cues"] == "deploy"
     assert json.loads((tmp_path / "ev" / "metrics_val_full.json").read_text())["cues"] == "full"
+    # weights gone NaN (a diverged training): NaN >= 0.5 scored as "no contact" and SIM/AUC were NaN in the json;
+    # now the CLI's one-line model error naming the sample
+    import shutil
+
+    import torch
+
+    from interactvlm_ros.models.default.predictor import DefaultModelError
+
+    shutil.copytree(tmp_path / "base", tmp_path / "nan")
+    ck = torch.load(tmp_path / "nan" / "model.pt", weights_only=False)
+    ck["state_dict"] = {k: v.float() * float("nan") if v.is_floating_point() else v
+                        for k, v in ck["state_dict"].items()}
+    torch.save(ck, tmp_path / "nan" / "model.pt")
+    (tmp_path / "nan" / "frame.onnx").unlink(missing_ok=True)
+    with pytest.raises(DefaultModelError, match="predicts NaN/inf contact for sample"):
+        evaluate(tmp_path / "data", "val", str(tmp_path / "nan"), limit=2, oracle=False, remask_gt=False)
 
 
 def test_labels_that_name_nothing_are_a_localizer_error_and_share_the_text_encoders_form():

@@ -731,3 +731,23 @@ def test_empty_grip_and_free_outputs_say_why(recon, monkeypatch):
     assert json.loads(json.dumps(r.to_json()))["metrics"]["free_grasp_none"] == r.metrics["free_grasp_none"]
     r = recon.fit(img, _obs(), np.ones(N), np.zeros(len(ov)), (ov, of))
     assert r.status == "ok" and r.human_grip_poses == [] and "no contact patch" in r.metrics["grip_poses_none"]
+
+
+def test_symmetry_group_is_closed_so_a_fit_equal_modulo_symmetry_reads_zero():
+    """A hexagonal prism: sixth turns about its axis and half-turn flips; their products (the other flips) were
+    missing, so a perfect fit turned by one of them read 60°."""
+    import trimesh
+    from scipy.spatial.transform import Rotation
+
+    from interactvlm_ros.recon.geometry import rotation_angle_deg
+    from interactvlm_ros.recon.metrics import symmetries, symmetry_rotation_error
+
+    for sections, order in ((6, 12), (4, 8)):
+        s = symmetries(trimesh.creation.cylinder(radius=0.5, height=0.3, sections=sections).vertices)
+        assert len(s["discrete"]) == order  # the dihedral group: n turns x (no flip, flip)
+        for A in s["discrete"]:
+            for B in s["discrete"]:
+                assert min(rotation_angle_deg(A @ B, S) for S in s["discrete"]) < 1e-3
+        R_gt = Rotation.random(random_state=3).as_matrix()
+        for S in s["discrete"]:
+            assert symmetry_rotation_error(R_gt @ S, R_gt, s) == pytest.approx(0.0, abs=1e-3)

@@ -32,7 +32,7 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
     import torch
 
     from ..lift import Lifter, merge_direct_contact
-    from ..models.default.predictor import DefaultLocalizer
+    from ..models.default.predictor import DefaultLocalizer, DefaultModelError
     from ..training.assets_provider import AssetProvider
     from ..training.data import load_split, read_meta
     from ..training.train import Batcher, GeometryBank, RenderBank, forward_batch, object_vertex_logits, project_labels
@@ -94,6 +94,12 @@ def evaluate(data_dir: str | Path, split: str, model: str = "default", cues: str
                 oc = np.asarray(o_lifters[oid](ol[j]))
                 if obj_direct is not None:
                     oc = merge_direct_contact(oc, obj_direct[j], loc.object_vertex_merge)
+                bad = [f"{name} {int((~np.isfinite(a)).sum())}/{a.size}" for name, a in (("human", hc), ("object", oc))
+                       if not np.isfinite(a).all()]
+                if bad:  # NaN >= 0.5 read as "no contact" (F1 0) and SIM/AUC became NaN in the table and the json
+                    raise DefaultModelError(f"model '{model}' predicts NaN/inf contact for sample {data.indices[i]} "
+                                            f"({', '.join(bad)} vertices): broken weights (a diverged training? "
+                                            "evaluate an earlier checkpoint) or non-finite cues in that sample")
                 row = _row(data, int(i), hc, oc, geo, known)
                 if oracle:  # the same lifting applied to the GT view masks: the ceiling of any mask predictor
                     ho = np.asarray(h_lifter(np.where(data.human_masks[i] > 0, 20.0, -20.0).astype(np.float32)))

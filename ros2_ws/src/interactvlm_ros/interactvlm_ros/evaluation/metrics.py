@@ -5,7 +5,8 @@ geodesic metric and the soft-prediction precision quirk are not reproduced; see 
   F1 = 2PR/(P+R+1e-10).
 - geodesic (human): mean over predicted contact vertices of the geodesic distance to the nearest GT
   contact vertex (the official FP error); if no vertex is predicted, all vertices are used; if the GT is
-  empty, the error is 0. Distances along mesh edges (scipy multi-source Dijkstra), so no N×N matrix.
+  empty, the error is 0. Distances along mesh edges (scipy multi-source Dijkstra), so no N×N matrix; each extra
+  connected component (Anny's mouth interior, eyes) is joined to the largest by its nearest vertex pair.
 - object: SIM = Σ min(g/Σg, p/Σp); AUC = ROC-AUC(GT ≥ 0.5, pred) (samples with one GT class skipped).
 """
 from __future__ import annotations
@@ -61,7 +62,7 @@ class GeodesicMesh:
         v = np.asarray(vertices, np.float64)
         f = np.asarray(faces, np.int64)
         key = hashlib.sha1(v.astype(np.float32).tobytes() + f.tobytes()).hexdigest()[:16]
-        path = cache_dir("geodesic") / f"graph_{key}.npz"
+        path = cache_dir("geodesic") / f"graph_bridged_{key}.npz"  # not graph_*: those lacked the bridges below
         if cache and path.is_file():
             self.graph = sp.load_npz(path).tocsr()
         else:
@@ -69,6 +70,7 @@ class GeodesicMesh:
             e = np.unique(np.sort(e, axis=1), axis=0)
             w = np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1)
             n = len(v)
+            e, w = _bridge_components(v, e, w)
             g = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([e[:, 0], e[:, 1]]),
                                                          np.concatenate([e[:, 1], e[:, 0]]))), shape=(n, n))
             self.graph = g.tocsr()
@@ -83,7 +85,7 @@ class GeodesicMesh:
         if len(src) == 0:
             return np.zeros(self.num_vertices)
         d = dijkstra(self.graph, directed=False, indices=src, min_only=True)
-        # vertices in another connected component: unreachable -> use the largest finite distance
+        # unreachable (only for a graph given from outside: the built one is bridged) -> the largest finite distance
         finite = np.isfinite(d)
         if not finite.all():
             d[~finite] = d[finite].max() if finite.any() else 0.0
@@ -97,6 +99,34 @@ class GeodesicMesh:
         p = np.asarray(pred) >= threshold
         rows = p if p.any() else np.ones_like(p)
         return float(self.distance_to(g)[rows].mean() * 100.0)
+
+
+def _bridge_components(v: np.ndarray, e: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges ``e`` [E,2] / lengths ``w`` [E] plus one bridge per extra connected component: the shortest
+    (Euclidean) vertex pair between that component and the largest one. Anny's mouth interior and eyes are separate
+    components; unbridged, a contact vertex there was unreachable and read as the farthest body vertex (~2 m)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(v)
+    adj = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+    k, lab = connected_components(adj, directed=False)
+    if k < 2:
+        return e, w
+    main = int(np.argmax(np.bincount(lab)))
+    main_idx = np.nonzero(lab == main)[0]
+    tree = cKDTree(v[main_idx])
+    bridges = []
+    for c in range(k):
+        if c == main:
+            continue
+        idx = np.nonzero(lab == c)[0]
+        d, j = tree.query(v[idx])
+        i = int(np.argmin(d))
+        bridges.append((idx[i], main_idx[j[i]], d[i]))
+    b = np.asarray(bridges)
+    return np.concatenate([e, b[:, :2].astype(np.int64)]), np.concatenate([w, b[:, 2]])
 
 
 def bootstrap_ci(values, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:

@@ -104,6 +104,18 @@ def symmetries(vertices: np.ndarray, tol: float = 0.01) -> dict:
                     Rk = Rotation.from_rotvec(a * 2 * np.pi * k / n).as_matrix()
                     if all(rotation_angle_deg(Rk, S) > 1e-3 for S in disc):
                         disc.append(Rk)
+    # closed under composition: a square plate's quarter turn and half-turn flips also give its diagonal flips, a
+    # hexagonal prism's sixth turns and flips 12 rotations (without them, a perfect fit modulo symmetry read 60°);
+    # bounded (120 > the 24 of a cube) against turns about axes that are not exactly perpendicular
+    grew = True
+    while grew and len(disc) < 120:
+        grew = False
+        for A in list(disc):
+            for B in list(disc):
+                C = A @ B
+                if len(disc) < 120 and all(rotation_angle_deg(C, S) > 1e-3 for S in disc):
+                    disc.append(C)
+                    grew = True
     return {"continuous": cont, "discrete": disc}
 
 
