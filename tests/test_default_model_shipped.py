@@ -115,6 +115,20 @@ def test_catching_ball_photo_puts_contact_on_the_hands(stack, test_data):
     assert contact.max() >= 0.5  # a confident contact, not a flat map
 
 
+def test_a_person_who_fills_less_of_the_frame_still_gets_contact_on_the_hands(stack, test_data):
+    """The catching photo with a 100 px grey border: Pose's detector no longer finds the (now smaller) man in the
+    full frame — the result was no_person — while the zoomed person search finds him in a crop (perception.human)."""
+    import cv2
+
+    img = cv2.copyMakeBorder(_read(test_data / "person_catching_ball.png"), 100, 100, 200, 200, cv2.BORDER_CONSTANT,
+                             value=(128, 128, 128))
+    obs, out, contact = _contact(stack, img, "ball")
+    assert obs.found and obs.person_source == "zoom" and contact is not None
+    scores = _part_scores(contact, stack[4], stack[5])
+    assert "hand" in max(scores, key=scores.get), scores
+    assert contact.max() >= 0.5
+
+
 def test_held_object_label_on_a_real_photo_puts_contact_on_a_hand(stack, test_data):
     """Pose + label path on real pixels: a held-object label ('cup', trained as hold_one_hand) -> a hand."""
     img = _read(test_data / "person_catching_ball.png")

@@ -223,6 +223,8 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     st.inc("hand_frame_search_ran")
     for _ in range(4):
         st.inc("hand_frame_search_skipped")
+    st.inc_all(["person_zoom_search_ran", "person_found_zoom"])  # found only in a zoomed crop, then followed
+    st.inc("person_found_roi", 3)
     st.processed("ok", 0.040, {"perception": 30.0})
     st.inc("markers_published")
     st.inc("markers_skipped", 2)
@@ -236,6 +238,8 @@ def test_diagnostics_report_counters_latency_and_reduced_rate_hand_search():
     assert kv["frames_bad_input"] == "1" and "K has NaN" in kv["last_error"]
     assert kv["result/ok"] == "1" and kv["result/no_person"] == "1"
     assert kv["perception/hand_frame_search_ran"] == "1" and kv["perception/hand_frame_search_skipped"] == "4"
+    assert kv["perception/person_zoom_search_ran"] == "1" and kv["perception/person_found_zoom"] == "1"
+    assert kv["perception/person_found_roi"] == "3" and "perception/person_zoom_search_skipped" not in kv
     assert float(kv["latency_ms_p50"]) == pytest.approx(50.0) and kv["stage_ms/perception"] == "30.5"  # median
     assert kv["stage_ms_p95/perception"] == "30.9"  # numpy's linear percentile of (30, 31)
     assert kv["markers/published"] == "1" and kv["markers/skipped"] == "2" and kv["stage_ms/visuals"] == "12.5"

@@ -47,6 +47,37 @@ def test_no_person_on_coffee_cup(hp, test_data):
     obs = hp.observe(_load(test_data, "coffee_cup_no_person.png"))
     assert not obs.found and obs.mask is None and obs.bbox is None
     assert not obs.hand_found.any() and "no person" in obs.message
+    assert obs.person_search == "ran" and obs.person_source == "none"  # the zoomed crops found nobody either
+    for blank in (np.zeros((480, 640, 3), np.uint8), np.random.default_rng(1).integers(0, 256, (480, 640, 3), np.uint8)):
+        assert not hp.observe(blank).found
+
+
+def _padded(img, pad):
+    import cv2
+
+    rgb = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+    return cv2.copyMakeBorder(rgb, pad, pad, 2 * pad, 2 * pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+
+
+@pytest.mark.parametrize("pad", [50, 100])
+def test_zoomed_search_finds_a_person_the_full_frame_misses(hp, test_data, pad):
+    """A grey border around the catching photo makes the man fill less of the frame: Pose's person detector
+    misses him in the full frame (checked with person_search=False), its landmark model reads him in a crop.
+    The landmarks come back in the padded frame's pixels, where the unpadded ones are."""
+    img = _load(test_data, "person_catching_ball.png")
+    ref = hp.observe(img)
+    big = _padded(img, pad)
+    with HumanPerception(person_search=False) as plain:
+        assert not plain.observe(big).found
+    obs = hp.observe(big)
+    assert obs.found and obs.person_source == "zoom" and obs.person_search == "ran"
+    ids = [0, 11, 12, 15, 16, 23, 24]  # nose, shoulders, wrists, hips
+    moved = obs.keypoints_2d[ids, :2] - (ref.keypoints_2d[ids, :2] + [2 * pad, pad])
+    assert np.abs(moved).max() < 25, moved
+    assert obs.mask is not None and obs.mask.shape == big.shape[:2] and not obs.mask[:pad].any()
+    x0, y0, x1, y1 = obs.bbox
+    assert x0 >= 2 * pad - 5 and x1 < 2 * pad + 260 and y1 > pad + 400  # the catching man, in padded pixels
+    assert obs.hand_found.any() and "person_search_ms" in obs.timings
 
 
 def test_astronaut_portrait_found(hp, test_data):
@@ -107,6 +138,27 @@ def test_video_mode_tracks_hands_and_rate_limits_the_frame_search(test_data, han
                          frame_hand_search_every=3) as p:
         searches = [p.observe(portrait).hand_search for _ in range(7)]
     assert searches == ["ran", "skipped", "skipped", "ran", "skipped", "skipped", "ran"], searches
+
+
+def test_video_mode_follows_a_small_person_found_zoomed_and_rate_limits_the_search(test_data):
+    """The pedestrians clip (people 70-90 px tall): Pose's full frame finds nobody; the zoomed grid search finds a
+    walker on the first frame and a crop that follows them keeps them frame after frame, moving smoothly. With
+    nobody in view the grid search runs on the first frame, then every person_search_every-th."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(test_data / "pedestrians_768x576_10fps.avi"))
+    frames = [cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB) for _ in range(12)]
+    with HumanPerception(static_image_mode=False, hand_model_complexity=0) as p:
+        obs = [p.observe(f) for f in frames]
+    assert [o.person_source for o in obs] == ["zoom"] + ["roi"] * 11, [o.person_source for o in obs]
+    hips = np.array([o.keypoints_2d[[23, 24], :2].mean(0) for o in obs])
+    assert np.linalg.norm(np.diff(hips, axis=0), axis=1).max() < 20  # one walker, not a jump to another person
+    with HumanPerception(static_image_mode=False, hand_model_complexity=0, person_search_every=3) as p:
+        blank = np.full((240, 320, 3), 90, np.uint8)
+        searches = [p.observe(blank).person_search for _ in range(7)]
+    assert searches == ["ran", "skipped", "skipped", "ran", "skipped", "skipped", "ran"], searches
+    with pytest.raises(ValueError, match="person_search_every"):
+        HumanPerception(static_image_mode=False, person_search_every=0)
 
 
 def test_static_mode_always_searches_and_bad_settings_are_rejected(hp, test_data):

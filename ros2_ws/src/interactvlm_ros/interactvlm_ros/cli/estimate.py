@@ -92,6 +92,8 @@ def run(args) -> int:
         "model": res.model,
         "backend": res.backend,
         "cues": res.cues,
+        # "frame", or "zoom" when Pose found the person only in a zoomed crop (perception.human); None without perception
+        "person_source": getattr(getattr(res, "observation", None), "person_source", None),
         "timings_ms": {k: round(float(v), 3) for k, v in res.timings.items()},
         "human_parts": res.part_summary(),
         "contact_parts": res.contact_parts(0.5) if res.ok else [],

@@ -12,6 +12,14 @@ What ``HumanPerception.observe(image_rgb)`` does:
    person segmentation mask). mediapipe Pose is single-person: it tracks the person its detector
    scores highest. With ``max_people > 1`` (static mode) we blank that person and run again, then
    keep the most prominent candidate (bbox area × mean visibility) — see :meth:`_pick_prominent`;
+   **zoomed person search**: Pose's person detector misses people who fill less of the frame than it expects (the
+   catching man of ``person_catching_ball.png`` is missed once 50 px of grey border is added around the photo;
+   the pedestrians clip's people are found in 3 of 40 frames), while its landmark model reads them well once
+   given a crop. When the full frame finds nobody, Pose runs again on a 3×3 grid of overlapping crops of 0.6 of
+   each side and keeps the most prominent candidate whose mean landmark visibility is ≥ 0.6, mapped back to the
+   frame (``HumanObservation.person_source`` = ``"zoom"``). In video mode the grid search runs at most every
+   ``person_search_every`` frames while nobody is found, and a person found so is followed in a crop of the same
+   size centred on them (``"roi"``) until that crop loses them (``person_search`` says "ran" / "skipped");
 3. **Hands**: the hand landmarker finds small hands badly in a full frame, so it runs on square crops
    around each pose wrist (size from the shoulder width, resized to 256²), then on the full frame as a
    second chance; each detected hand is assigned to the person's left/right by the nearest pose wrist
@@ -51,6 +59,9 @@ L_SHOULDER, R_SHOULDER = 11, 12
 L_WRIST, R_WRIST = 15, 16
 HAND_POSE_IDS = {LEFT: (15, 17, 19, 21), RIGHT: (16, 18, 20, 22)}  # wrist, pinky, index, thumb
 MIN_SIDE = 16  # smallest image side perception takes (pixels)
+ZOOM_SCALE = 0.6  # zoomed person search: crop side as a fraction of the frame side (3x3 grid of such crops)
+FOLLOW_MARGIN = 2.0  # video mode: side of the square crop following a person found zoomed, × their extent
+ZOOM_MIN_VISIBILITY = 0.6  # mean landmark visibility a person found in a crop needs (an edge of a roof read 0.53)
 FLOAT_UNIT_MAX = 2.0  # a float image whose max is ≤ this is in [0,1] (resampling overshoots a little)
 
 
@@ -69,6 +80,8 @@ class HumanObservation:
     hand_found: np.ndarray = field(default_factory=lambda: np.zeros(2, bool))
     hand_source: tuple[str, str] = ("none", "none")  # per side: "crop" | "frame" | "none"
     hand_search: str = "none"  # full-frame hand search this frame: "ran" | "skipped" (video mode, rate-limited) | "none"
+    person_source: str = "none"  # where Pose found the person: "frame" | "zoom" (crop grid) | "roi" (followed crop)
+    person_search: str = "none"  # zoomed person search this frame: "ran" | "skipped" (video mode, rate-limited) | "none"
     score: float = 0.0  # mean visibility of the 33 pose landmarks
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage
     message: str = ""
@@ -151,6 +164,10 @@ class HumanPerception:
         hand_model_complexity: 1 = full hand landmarker, 0 = lite (both ship in the wheel).
         frame_hand_search_every: video mode only — run the full-frame hand search for a hand the wrist crops
             missed at most every N frames (1 = every frame). Static mode always searches.
+        person_search: when Pose finds nobody in the full frame, look again in a grid of zoomed crops (module
+            docstring); False = the full frame only.
+        person_search_every: video mode only — run that grid search at most every N frames while nobody is found
+            (it costs 9 Pose runs, ≈ 0.2–0.6 s on one core; 1 = every frame). Static mode always searches.
     """
 
     min_side = MIN_SIDE  # images with a smaller side are refused (ValueError); callers check it up front
@@ -166,6 +183,8 @@ class HumanPerception:
         hand_crop_size: int = 256,
         hand_model_complexity: int = 1,
         frame_hand_search_every: int = 5,
+        person_search: bool = True,
+        person_search_every: int = 10,
     ):
         if segmentation not in ("pose", "selfie", "none"):
             raise ValueError(f"segmentation={segmentation!r}; expected 'pose', 'selfie' or 'none'")
@@ -180,7 +199,14 @@ class HumanPerception:
             raise ValueError(f"hand_model_complexity={hand_model_complexity}; expected 0 (lite) or 1 (full)")
         if frame_hand_search_every < 1:
             raise ValueError(f"frame_hand_search_every={frame_hand_search_every}; must be ≥ 1")
+        if person_search_every < 1:
+            raise ValueError(f"person_search_every={person_search_every}; must be ≥ 1")
         self.frame_hand_search_every = 1 if static_image_mode else int(frame_hand_search_every)
+        self.person_search = bool(person_search)
+        self.person_search_every = 1 if static_image_mode else int(person_search_every)
+        self._frames_since_person_search = self.person_search_every  # search on the first frame without a person
+        self._person_roi: tuple[int, int, int, int] | None = None  # video: crop following a person found zoomed
+        self._pose_zoom = None  # static Pose for crops (video mode; static mode reuses its own Pose)
         self._frames_since_search = self.frame_hand_search_every  # search on the first frame that needs it
         mp = _import_mediapipe()
         self.static_image_mode = bool(static_image_mode)
@@ -242,15 +268,25 @@ class HumanPerception:
             res = self._pose.process(img)
             timings["pose_ms"] = (time.perf_counter() - t0) * 1e3
             cand = self._candidate(res, H, W)
+            source, search = ("frame" if cand is not None else "none"), "none"
             if self._pose_extra is not None and cand is not None:
                 t1 = time.perf_counter()
                 cand = self._pick_prominent(img, cand)
                 timings["people_ms"] = (time.perf_counter() - t1) * 1e3
+            if cand is None and self.person_search:
+                t1 = time.perf_counter()
+                cand, source, search = self._search_person(img)
+                timings["person_search_ms"] = (time.perf_counter() - t1) * 1e3
+            elif cand is not None:
+                self._person_roi = None  # the full frame has them again
             if cand is None:
                 timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-                return HumanObservation(found=False, image_size=(H, W), timings=timings, message="no person detected")
+                msg = "no person detected" + (" (zoomed search skipped this frame)" if search == "skipped" else "")
+                return HumanObservation(found=False, image_size=(H, W), timings=timings, message=msg,
+                                        person_search=search)
             kp2d, kp3d, seg = cand
-            obs = HumanObservation(found=True, image_size=(H, W), keypoints_2d=kp2d, keypoints_3d=kp3d)
+            obs = HumanObservation(found=True, image_size=(H, W), keypoints_2d=kp2d, keypoints_3d=kp3d,
+                                   person_source=source, person_search=search)
             obs.score = float(kp2d[:, 2].mean())
             # ---- mask
             t1 = time.perf_counter()
@@ -279,8 +315,8 @@ class HumanPerception:
                 return
             self._closed = True
             trackers = list((self._hand_trackers or {}).values())
-            for m in (self._pose, self._pose_extra, self._hands, getattr(self, "_hands_frame", None), self._selfie,
-                      *trackers):
+            for m in (self._pose, self._pose_extra, self._pose_zoom, self._hands, getattr(self, "_hands_frame", None),
+                      self._selfie, *trackers):
                 if m is not None:
                     m.close()
 
@@ -301,6 +337,8 @@ class HumanPerception:
             for m in (self._pose, *(self._hand_trackers or {}).values()):
                 m.reset()
             self._frames_since_search = self.frame_hand_search_every
+            self._frames_since_person_search = self.person_search_every
+            self._person_roi = None
         self._video_size = (H, W)
 
     @staticmethod
@@ -313,6 +351,70 @@ class HumanPerception:
             kp3d = np.array([[lm.x, lm.y, lm.z] for lm in res.pose_world_landmarks.landmark], np.float32)
         seg = None if res.segmentation_mask is None else np.asarray(res.segmentation_mask, np.float32)
         return kp2d, kp3d, seg
+
+    def _crop_candidate(self, img: np.ndarray, box):
+        """Pose (static) on ``img[y0:y1, x0:x1]``; the candidate mapped back to the frame, or None when nobody is
+        found there or the mean landmark visibility is below ZOOM_MIN_VISIBILITY."""
+        x0, y0, x1, y1 = box
+        H, W = img.shape[:2]
+        pose = self._pose if self.static_image_mode else self._pose_zoom
+        cand = self._candidate(pose.process(np.ascontiguousarray(img[y0:y1, x0:x1])), y1 - y0, x1 - x0)
+        if cand is None or float(cand[0][:, 2].mean()) < ZOOM_MIN_VISIBILITY:
+            return None
+        kp2d, kp3d, seg = cand
+        kp2d = kp2d.copy()
+        kp2d[:, 0] += x0
+        kp2d[:, 1] += y0
+        if seg is not None:
+            full = np.zeros((H, W), np.float32)
+            full[y0:y1, x0:x1] = seg
+            seg = full
+        return kp2d, kp3d, seg
+
+    @staticmethod
+    def _zoom_boxes(H: int, W: int) -> list[tuple[int, int, int, int]]:
+        """The 3×3 grid of crops (x0, y0, x1, y1) of ZOOM_SCALE of each side: at the two edges and the centre."""
+        ch, cw = int(round(H * ZOOM_SCALE)), int(round(W * ZOOM_SCALE))
+        ys = sorted({0, (H - ch) // 2, H - ch})
+        xs = sorted({0, (W - cw) // 2, W - cw})
+        return [(x, y, x + cw, y + ch) for y in ys for x in xs]
+
+    @staticmethod
+    def _follow_box(kp2d: np.ndarray, H: int, W: int) -> tuple[int, int, int, int]:
+        """Video mode's ROI: a square crop FOLLOW_MARGIN × the person's landmark extent, centred on them, inside the
+        frame (at most the frame's shorter side)."""
+        vis = kp2d[:, 2] > 0.5
+        pts = kp2d[vis, :2] if vis.sum() >= 2 else kp2d[:, :2]
+        cx, cy = (pts.min(0) + pts.max(0)) / 2
+        side = int(round(min(max(FOLLOW_MARGIN * float((pts.max(0) - pts.min(0)).max()), 4 * MIN_SIDE), H, W)))
+        x0 = int(np.clip(round(cx - side / 2), 0, W - side))
+        y0 = int(np.clip(round(cy - side / 2), 0, H - side))
+        return x0, y0, x0 + side, y0 + side
+
+    def _search_person(self, img: np.ndarray):
+        """Nobody in the full frame: the followed crop (video), then the grid (rate-limited in video mode).
+        Returns (candidate or None, person_source, person_search)."""
+        H, W = img.shape[:2]
+        if not self.static_image_mode and self._pose_zoom is None:
+            self._pose_zoom = _import_mediapipe().solutions.pose.Pose(
+                static_image_mode=True, model_complexity=1, enable_segmentation=(self.segmentation == "pose"))
+        if self._person_roi is not None:
+            cand = self._crop_candidate(img, self._person_roi)
+            if cand is not None:
+                self._person_roi = self._follow_box(cand[0], H, W)
+                return cand, "roi", "none"
+            self._person_roi = None
+        self._frames_since_person_search += 1
+        if self._frames_since_person_search < self.person_search_every:
+            return None, "none", "skipped"
+        self._frames_since_person_search = 0
+        cands = [c for c in (self._crop_candidate(img, b) for b in self._zoom_boxes(H, W)) if c is not None]
+        if not cands:
+            return None, "none", "ran"
+        best = cands[int(np.argmax([self._prominence(c[0]) for c in cands]))]
+        if not self.static_image_mode:
+            self._person_roi = self._follow_box(best[0], H, W)
+        return best, "zoom", "ran"
 
     @staticmethod
     def _prominence(kp2d: np.ndarray) -> float:

@@ -178,7 +178,8 @@ def to_diagnostic_array(snap: dict, name: str, hardware_id: str, stamp=None, ima
         kv.append((f"frames_{key}", str(c.get(key, 0))))
     if "inactive" in c:  # a lifecycle node's frames while not active
         kv.append(("frames_inactive", str(c["inactive"])))
-    for key in ("hand_frame_search_ran", "hand_frame_search_skipped"):  # video-mode perception (reduced-rate search)
+    for key in ("hand_frame_search_ran", "hand_frame_search_skipped",  # video-mode perception (reduced-rate search)
+                "person_zoom_search_ran", "person_zoom_search_skipped", "person_found_zoom", "person_found_roi"):
         if key in c:
             kv.append((f"perception/{key}", str(c[key])))
     for key in sorted(k for k in c if k.startswith("reconstruction_")):  # <status>, warm, resets (reconstruct:=true)

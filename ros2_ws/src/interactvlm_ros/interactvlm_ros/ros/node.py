@@ -1086,9 +1086,16 @@ class _ContactNodeBase:
         self._publish_late(result)
         result.timings["publish"] = 1e3 * (time.monotonic() - t0)
         self.stats.inc("published")
-        search = getattr(result.observation, "hand_search", "none")
+        obs = result.observation
+        search = getattr(obs, "hand_search", "none")
         if search != "none":  # video mode rate-limits the full-frame hand search (perception.human)
             self.stats.inc(f"hand_frame_search_{search}")
+        search = getattr(obs, "person_search", "none")
+        if search != "none":  # nobody in the full frame: the zoomed person search ran or waited (rate-limited)
+            self.stats.inc(f"person_zoom_search_{search}")
+        source = getattr(obs, "person_source", "none")
+        if source in ("zoom", "roi"):  # the person was found only in a zoomed / followed crop
+            self.stats.inc(f"person_found_{source}")
         self.stats.processed(result.status, time.monotonic() - t_recv, result.timings)
 
     def _publish_late(self, result) -> None:
