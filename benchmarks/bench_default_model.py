@@ -72,15 +72,23 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from interactvlm_ros.models.default.predictor import DefaultLocalizer
+    from interactvlm_ros.models.default.predictor import DefaultLocalizer, DefaultModelError
     from interactvlm_ros.perception.human import HumanPerception
 
+    bgr = cv2.imread(args.image)
+    if bgr is None:  # cv2 returns None for a missing / unreadable file (cvtColor then failed with an assertion)
+        print(f"cannot read --image {args.image}; give a photo of a person", file=sys.stderr)
+        return 2
+    img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     rows = []
-    loc_t = DefaultLocalizer(args.weights, backend="torch")
-    loc_o = DefaultLocalizer(args.weights, backend="onnxruntime", threads=args.threads)
+    try:
+        loc_t = DefaultLocalizer(args.weights, backend="torch")
+        loc_o = DefaultLocalizer(args.weights, backend="onnxruntime", threads=args.threads)
+    except DefaultModelError as exc:
+        print(f"--weights: {exc}", file=sys.stderr)
+        return 2
     h, o, src = _assets(loc_t)
     hl, ol, lname = _lifters(h, o)
-    img = cv2.cvtColor(cv2.imread(args.image), cv2.COLOR_BGR2RGB)
     perc = HumanPerception()
     obs = perc.observe(img)
     if not obs.found:

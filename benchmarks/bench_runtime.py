@@ -108,6 +108,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seq", type=int, default=142, help="prompt length in tokens (fixture teacher-forced: 142)")
     ap.add_argument("--views", type=int, default=4)
     a = ap.parse_args(argv)
+    from interactvlm_ros.models.mvloc.config import MVLocConfig
+
+    if a.seq < 36:  # before the export: the prompt holds the image token at position 35 (an IndexError after it)
+        ap.error(f"--seq {a.seq}: use >= 36 (the prompt holds the image token at position 35, as the fixture's)")
+    if not 1 <= a.views <= MVLocConfig().multiview_channels:
+        ap.error(f"--views {a.views}: use 1..{MVLocConfig().multiview_channels} (the mask decoder's view channels)")
     torch.set_num_threads(a.threads)
     rows = []
     for name in a.configs.split(","):

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from pathlib import Path
 
-    from interactvlm_ros.export.onnx_export import load_manifest
+    from interactvlm_ros.export.onnx_export import ExportError, load_manifest
     from interactvlm_ros.export.tensorrt_build import build_engines, cuda_index, tensorrt_status
     from interactvlm_ros.runtime.base import BackendUnavailableError
 
@@ -34,7 +34,11 @@ def main(argv=None) -> int:
         index = cuda_index(a.device)
     except ValueError as exc:
         ap.error(str(exc))
-    load_manifest(a.onnx, verify=True)  # refuse modified / truncated graphs
+    try:
+        load_manifest(a.onnx, verify=True)  # refuse a folder without an export, modified / truncated graphs
+    except ExportError as exc:
+        print(f"cannot build engines: {exc}", file=sys.stderr)
+        return 2
     ok, why = tensorrt_status(index)
     if not ok:
         print(f"cannot build engines: {why}", file=sys.stderr)

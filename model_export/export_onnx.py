@@ -24,9 +24,20 @@ def main(argv=None) -> int:
     ap.add_argument("--no-parity", action="store_true", help="skip the ORT-vs-PyTorch parity check (saves time on 13B)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from interactvlm_ros.cli import prepare_out
     from interactvlm_ros.export.mvloc_export import export_mvloc, manifest_summary
 
-    path = export_mvloc(a.model, a.out, clip_dir=a.clip, opset=a.opset, exporter=a.exporter, parity=not a.no_parity)
+    why = prepare_out(a.out)  # as `interactvlm export`: one line, before the (long) model load
+    if why:
+        print(f"export_onnx.py: cannot write --out {a.out} ({why}); give a folder that can be created and written",
+              file=sys.stderr)
+        return 2
+    try:
+        path = export_mvloc(a.model, a.out, clip_dir=a.clip, opset=a.opset, exporter=a.exporter,
+                            parity=not a.no_parity)
+    except (OSError, ValueError, RuntimeError) as exc:  # bad --model/--clip (CheckpointError), parity, disk full
+        print(f"export_onnx.py: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {path}: {manifest_summary(path)}")
     return 0
 

@@ -268,6 +268,18 @@ def test_labels_of_one_library_mesh_share_one_asset_set(tmp_path, monkeypatch):
     assert est._object_state("ball", None).lifter is not states[0].lifter
 
 
+def test_a_label_naming_nothing_is_bad_input_before_the_library_stand_in(tmp_path, monkeypatch):
+    """'_', '-', '!!' passed the estimator's strip() check: the library lookup listed "object label '_' unknown to the
+    library; using its stand-in mesh" as a fallback (contacts.json, the node's diagnostics) and built the stand-in's
+    assets, then the default model refused the label — a bad_input frame reporting a substitution never used."""
+    est = _estimator(tmp_path, monkeypatch)
+    img = np.zeros((64, 64, 3), np.uint8)
+    for label in ("_", " - ", "__-__", "!!", '"."'):
+        res = est.estimate(img, label)
+        assert res.status == "bad_input" and "object_label" in res.message and "names nothing" in res.message
+    assert est.all_fallbacks() == [] and len(est._objects) == 0
+
+
 def test_object_cache_keeps_the_object_in_use(tmp_path, monkeypatch):
     """The 16-entry object cache evicts the least recently used entry: the object a node works with every frame stays
     while a planner's one-off labels come and go (first-in-first-out evicted it after 16 other labels)."""

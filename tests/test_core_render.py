@@ -323,3 +323,41 @@ def test_nvdiffrast_backend_conventions_and_no_near_plane_clipping(monkeypatch):
         np.testing.assert_allclose(bn[same].numpy(), bt[same].numpy(), atol=1e-4)
         np.testing.assert_allclose(dn[same].numpy(), dt[same].numpy(), rtol=1e-4)
         assert bool((dn[fn < 0] == -1).all()) and bool((bn[fn < 0] == -1).all())
+
+
+def test_bench_core_names_the_render_backend_it_times(monkeypatch):
+    """benchmarks/bench_core.py labelled its view-asset row "torch CPU, views on N threads" whatever build_view_assets
+    ran: on a GPU machine (auto → nvdiffrast) the nvdiffrast timings were reported as CPU ones."""
+    import importlib.util
+    from pathlib import Path
+
+    from interactvlm_ros import render
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_core.py"
+    spec = importlib.util.spec_from_file_location("bench_core", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(render, "select_backend", lambda *a, **k: ("nvdiffrast", "cuda", "nvdiffrast on CUDA"))
+    label = bench.render_label(1024)
+    assert "nvdiffrast cuda" in label and "cpu" not in label.lower() and "threads" not in label
+    monkeypatch.setattr(render, "select_backend", lambda *a, **k: ("torch", "cpu", "torch rasterizer on cpu"))
+    monkeypatch.setenv("INTERACTVLM_RENDER_WORKERS", "3")
+    assert "torch cpu, views on 3 threads" in bench.render_label(256)
+
+
+def test_bench_core_removes_its_temp_cache(tmp_path, monkeypatch, capsys):
+    """benchmarks/bench_core.py rendered into a fresh temp cache and left it in /tmp: ~0.3 GB per default run."""
+    import importlib.util
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_core.py"
+    spec = importlib.util.spec_from_file_location("bench_core", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    before = os.environ.get("INTERACTVLM_CACHE_DIR")
+    assert bench.main(["--size", "32", "--repeat", "1", "--threads", "1"]) == 0
+    assert "lift 4×32² logits" in capsys.readouterr().out
+    assert not list(tmp_path.glob("bench_core_*")) and os.environ.get("INTERACTVLM_CACHE_DIR") == before

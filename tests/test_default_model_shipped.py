@@ -80,6 +80,11 @@ def test_weights_ship_inside_the_package_within_budget():
     assert WEIGHTS_DIR.resolve().is_relative_to(PKG)
     metrics = json.loads((WEIGHTS_DIR / "metrics.json").read_text())
     assert "training" in metrics and any(k.startswith("eval_") for k in metrics), sorted(metrics)
+    # the dataset the weights were trained on (its generator and seed) readable beside them, as model.pt records it
+    import torch
+
+    data = torch.load(str(WEIGHTS_DIR / "model.pt"), map_location="cpu", weights_only=False)["data"]
+    assert {k: metrics["data"][k] for k in ("generator", "seed", "n")} == {k: data[k] for k in ("generator", "seed", "n")}
 
 
 def test_loads_and_runs_offline_with_a_fresh_cache(tmp_path):
@@ -328,3 +333,19 @@ def test_close_releases_the_perception_the_default_model_built_for_itself(test_d
     given.close()
     assert est.localizer._perception is kept
     est.localizer.close()
+
+
+def test_bench_default_model_refuses_a_missing_image_or_weights_folder_in_one_line(tmp_path, test_data, capsys):
+    """benchmarks/bench_default_model.py --image typo was a cv2 assertion traceback (cvtColor of None), --weights typo
+    a DefaultModelError traceback: one line each and exit 2."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_default_model.py"
+    spec = importlib.util.spec_from_file_location("bench_default_model", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--image", str(tmp_path / "nope.png"), "--threads", "1"]) == 2
+    assert f"cannot read --image {tmp_path / 'nope.png'}" in capsys.readouterr().err
+    img = str(test_data / "person_catching_ball.png")
+    assert bench.main(["--weights", str(tmp_path / "nope"), "--image", img, "--threads", "1"]) == 2
+    assert "--weights: default model checkpoint not found" in capsys.readouterr().err

@@ -98,6 +98,28 @@ def test_label_space_projects_synonyms_and_flags_unknown_words():
     assert not unk.known and np.all(unk.feature == 0)
 
 
+def test_plural_and_article_forms_keep_the_category_of_the_label():
+    """MiniLM put 'the cans' (0.38), 'red cans' (0.41) and 'cameras' (0.44) below the known threshold while 'can' (1.0)
+    and 'camera' (0.52) were known: a plural or an article switched the model to the generic-object input (the object
+    library knew all three). An unknown label is now also tried without its article and with its last word singular;
+    one that is unknown in every form stays unknown ('canes' is not 'can')."""
+    pytest.importorskip("interactvlm_ros.perception.text")
+    from interactvlm_ros.models.default.labels import label_variants
+    from interactvlm_ros.models.default.predictor import DefaultLocalizer
+
+    assert label_variants("the cans") == ["the can", "cans", "can"]
+    assert label_variants("boxes") == ["box"] and label_variants("batteries") == ["battery"]
+    assert "knife" in label_variants("knives") and label_variants("canes") == ["cane"] and label_variants("glass") == []
+    loc = DefaultLocalizer(backend="torch")
+    for label, form in (("the cans", "can"), ("red cans", "red can"), ("cameras", "camera")):
+        lf = loc.label_feature(label)
+        assert lf.known and lf.read_as == form, (label, lf)
+        np.testing.assert_array_equal(lf.feature, loc.label_feature(form).feature)
+    assert loc.label_feature("can").read_as == ""  # a known label is read as it is
+    for label in ("canes", "flux capacitors"):
+        assert not loc.label_feature(label).known, label
+
+
 def test_network_shapes_and_onnx_matches_torch(tmp_path):
     from interactvlm_ros.models.default.export import export_onnx, example_inputs
     from interactvlm_ros.models.default.model import DefaultContactNet
@@ -821,6 +843,16 @@ def test_label_cache_and_label_fallbacks_stay_bounded_with_many_labels():
     ("steps: [1\n", "is not valid YAML"),                           # a yaml traceback before
     ("threads: 0\n", "threads: 0"),                                 # torch's RuntimeError before
     ("checkpoint_every: 0\n", "checkpoint_every: 0"),               # ZeroDivisionError at step 1 before
+    # YAML 1.1 reads 1e-3 (no dot) as text: a TypeError traceback in AdamW after the data loaded before
+    ("lr: 1e-3\n", "lr: '1e-3' is not a number > 0.0 (YAML reads 1e-3 as text"),
+    ("lr: -1.0\n", "lr: -1.0 is not a number"),                     # AdamW's ValueError traceback before
+    ("seed: -1\n", "seed: -1 is not a whole number >= 0"),          # numpy's ValueError at the first batch before
+    ("train_limit: -3\n", "train_limit: -3"),                       # silently dropped the last 3 samples before
+    ("loss: {focal: x}\n", "loss.focal: 'x' is not a number"),     # a TypeError in the loss at step 1 before
+    ("model: {dim: abc}\n", "model.dim: 'abc'"),                     # torch TypeError building the net before
+    ("model: {dim: 15, heads: 2}\n", "model.dim 15"),               # an AssertionError in Attention before
+    ("asset_size: -5\n", "asset_size: -5"),                         # an AssetError traceback after the data loaded
+    ("body: smpl\n", "body: 'smpl' is not known"),                  # a BodyError traceback after the data loaded
 ])
 def test_training_config_typos_and_unparsable_files_are_config_errors(tmp_path, text, word):
     from interactvlm_ros.training.train import ConfigError, load_config
@@ -917,12 +949,141 @@ def test_resume_after_a_kill_between_checkpoints_logs_each_step_once_and_another
     assert steps == list(range(1, 9)), steps
 
     other = {**cfg, "model": {**cfg["model"], "dim": 16}}
-    with pytest.raises(ConfigError, match="--resume: cannot continue from") as e:
+    with pytest.raises(ConfigError, match="--resume: .*(cannot continue from|another config)") as e:
         train(other, resume=True, text_encoder=enc, provider=_Provider(16))
     assert "\n" not in str(e.value) and "another --out" in str(e.value)
     (tmp_path / "b" / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="--resume: cannot continue from"):
         train(cfg, resume=True, text_encoder=enc, provider=_Provider(16))
+
+
+class _HashText:
+    """A TextEncoder stand-in (each word its own fixed random embedding): no MiniLM load for mechanics tests."""
+
+    def encode(self, keys):
+        return [np.random.default_rng(zlib.crc32(k.encode())).normal(size=384).astype(np.float32) for k in keys]
+
+
+def test_resume_with_another_seed_or_lr_is_refused_and_a_fresh_run_does_not_leave_an_earlier_checkpoint(
+        tmp_path, monkeypatch, caplog):
+    """last.pt held only weights, optimiser and step: --resume with another seed (another data order), lr or dataset
+    silently mixed two runs (and config.yaml then named the second one's). A fresh run into an earlier run's folder
+    left that run's last.pt (a later --resume continued *it*) and its model.pt/metrics.json beside the new config."""
+    import logging
+
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    from interactvlm_ros.training.train import ConfigError, train
+
+    _tiny_dataset(tmp_path / "data")
+    enc = _HashText()
+    cfg = _cfg(tmp_path, "b", 2)
+    cfg.update(val_split=None, log_every=1, checkpoint_every=2)
+    (tmp_path / "b").mkdir()
+    for f in ("model.pt", "metrics.json"):  # an earlier finished run's outputs
+        (tmp_path / "b" / f).write_text("earlier run")
+    train({**cfg, "seed": 3}, text_encoder=enc, provider=_Provider(16), stop_at=1)  # a fresh run, "killed" at step 1
+    assert not (tmp_path / "b" / "model.pt").exists() and not (tmp_path / "b" / "metrics.json").exists()
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 1
+    for change, word in (({"seed": 7}, "seed: 3 -> 7"), ({"lr": 5e-3}, "lr: 0.001 -> 0.005"),
+                         ({"batch_size": 4}, "batch_size: 8 -> 4")):
+        with pytest.raises(ConfigError, match="was written with another config") as e:
+            train({**cfg, "seed": 3, **change}, resume=True, text_encoder=enc, provider=_Provider(16))
+        assert word in str(e.value) and "\n" not in str(e.value), e.value
+    meta = json.loads((tmp_path / "data" / "meta.json").read_text())
+    (tmp_path / "data" / "meta.json").write_text(json.dumps({**meta, "seed": 5}))  # another dataset, same path
+    with pytest.raises(ConfigError, match="dataset"):
+        train({**cfg, "seed": 3}, resume=True, text_encoder=enc, provider=_Provider(16))
+    (tmp_path / "data" / "meta.json").write_text(json.dumps(meta))
+    # what does not change the weights may change; more steps are logged (the schedule follows the new count)
+    with caplog.at_level(logging.WARNING, logger="interactvlm_ros.training.train"):
+        train({**cfg, "seed": 3, "log_every": 2, "threads": 2, "steps": 3}, resume=True, text_encoder=enc,
+              provider=_Provider(16))
+    assert "steps 2 -> 3" in caplog.text
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 3
+
+
+def test_a_non_finite_loss_stops_training_without_saving_nan_weights(tmp_path, monkeypatch):
+    """lr 1e30 sends the weights to inf after step 1: the run went on, logged NaN losses (not valid JSON), saved NaN
+    last.pt/model.pt and exited 0 with F1 0. Now it stops at the first non-finite loss, one line, exit 2."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    import interactvlm_ros.perception.text as text
+    from interactvlm_ros.cli.main import main
+
+    monkeypatch.setattr(text, "TextEncoder", _HashText)
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("lr: 1.0e+30\nwarmup: 0\nbatch_size: 4\nval_split: null\nexport_onnx: false\nremask: false\n"
+                   "checkpoint_every: 50\nmodel: {dim: 16, depth: 1, heads: 2, render_size: 16, up_channels: 4}\n")
+    import interactvlm_ros.training.assets_provider as ap
+
+    monkeypatch.setattr(ap, "AssetProvider", lambda *a, **k: _Provider(16))
+    rc = main(["train", "--config", str(cfg), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "o"),
+               "--steps", "4"])
+    assert rc == 2
+    assert not (tmp_path / "o" / "model.pt").exists() and not (tmp_path / "o" / "last.pt").exists()
+    rows = [json.loads(line) for line in (tmp_path / "o" / "log.jsonl").read_text().splitlines()]
+    assert rows and all(np.isfinite(r["loss"]) for r in rows), rows
+
+
+def test_package_refuses_an_unfinished_run_and_leaves_dest_as_it_was_over_the_budget(tmp_path, monkeypatch):
+    """The packager wrote into --dest (by default the shipped weights) and only then checked the 30 MB budget; a run
+    without config.yaml/metrics.json was packaged with empty metrics beside the *previous* model's config.yaml; a
+    run folder without model.pt was a FileNotFoundError traceback. The dataset (its seed) is now in metrics.json."""
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    from interactvlm_ros.training import package as P
+    from interactvlm_ros.training.train import train
+
+    _tiny_dataset(tmp_path / "data")
+    cfg = _cfg(tmp_path, "run", 2)
+    cfg.update(val_split=None)
+    train(cfg, text_encoder=_HashText(), provider=_Provider(16))
+    ck = torch.load(tmp_path / "run" / "model.pt", weights_only=False)  # the template the packager would look up
+    ck.update(human_template_faces=np.zeros((1, 3), np.int32), human_part_ids=np.zeros(10, np.int16))
+    torch.save(ck, tmp_path / "run" / "model.pt")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for f in ("model.pt", "config.yaml", "metrics.json", "frame.onnx"):
+        (dest / f).write_text("the shipped one")
+    monkeypatch.setattr(P, "BUDGET_MB", 0.01)
+    with pytest.raises(ValueError, match="budget"):  # PackageError
+        P.package(tmp_path / "run", dest, [])
+    assert all((dest / f).read_text() == "the shipped one" for f in ("model.pt", "config.yaml", "metrics.json"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".dest")) == []  # no scratch left
+    (tmp_path / "run" / "config.yaml").unlink()
+    assert P.main([str(tmp_path / "run"), "--dest", str(dest)]) == 2
+    assert (dest / "config.yaml").read_text() == "the shipped one"
+    monkeypatch.setattr(P, "BUDGET_MB", 30.0)
+    (tmp_path / "run" / "config.yaml").write_text("seed: 0\n")
+    P.package(tmp_path / "run", dest, [])
+    m = json.loads((dest / "metrics.json").read_text())
+    assert m["data"]["seed"] == 0 and m["data"]["n"] == 32 and m["training"]["steps"] == 2
+    assert (dest / "config.yaml").read_text() == "seed: 0\n"
+
+
+def test_init_from_another_architecture_or_not_a_checkpoint_is_one_line(tmp_path):
+    """init_from a checkpoint of another model.dim loaded the few tensors whose shapes happened to match (20 of 202 from
+    the shipped dim-64 model into a dim-16 one) and trained the rest from scratch, logged as info only; a pickle that
+    is not a dict was an AttributeError traceback; a run folder was 'not found' (after the data and GT masks loaded)."""
+    from interactvlm_ros.models.default.model import DefaultContactNet
+    from interactvlm_ros.training.train import ConfigError, init_weights, load_config
+
+    small = dict(depth=1, heads=2, render_size=16, mask_size=16, up_channels=8)
+    torch.save({"model": DefaultContactNet(dim=16, **small).state_dict()}, tmp_path / "dim16.pt")
+    net = DefaultContactNet(dim=32, **small)
+    with pytest.raises(ConfigError, match=r"dim16\.pt is another architecture \(\d+ tensors of another shape") as e:
+        init_weights(net, tmp_path / "dim16.pt")
+    assert "\n" not in str(e.value)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ConfigError, match="list.pt is not a default-model checkpoint"):
+        init_weights(net, tmp_path / "list.pt")
+    # a new vertex head on the same network still starts from a checkpoint without one
+    torch.save({"model": DefaultContactNet(dim=32, **small).state_dict()}, tmp_path / "dim32.pt")
+    assert init_weights(DefaultContactNet(dim=32, vertex_head=4, vertices=10, **small), tmp_path / "dim32.pt") == [
+        "human_vertex_decoder"]
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ConfigError, match="run is a folder; give the file"):
+        load_config(None, {"data": "/data", "out": "/out", "init_from": str(tmp_path / "run")})
 
 
 def test_split_cache_follows_a_sample_regenerated_in_place(tmp_path, monkeypatch):
@@ -1003,3 +1164,14 @@ def test_labels_that_name_nothing_are_a_localizer_error_and_share_the_text_encod
         with pytest.raises(LocalizerError, match="object_label"):
             loc.label_feature(bad)
     assert loc.label_feature("Coffee_Mug") is loc.label_feature("coffee mug")
+
+
+def test_export_command_refuses_a_folder_without_model_pt_in_one_line(tmp_path, capsys):
+    """`python -m interactvlm_ros.models.default.export --weights DIR` without DIR/model.pt was a DefaultModelError
+    traceback; it is one line naming the file and exit 2 (and a successful export prints its max |ORT - torch|)."""
+    from interactvlm_ros.models.default.export import main
+
+    assert main(["--weights", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'model.pt'}" in err and "Traceback" not in err
+    assert not (tmp_path / "frame.onnx").exists()

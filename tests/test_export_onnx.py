@@ -280,3 +280,34 @@ def test_export_keeps_the_users_files_and_still_folds_per_tensor_files(tmp_path,
     assert {n: (tmp_path / n).read_bytes() for n in mine} == mine
     res = check_parity(spec, tmp_path / "tiny.onnx")
     assert res["ok"]
+
+
+def _script(name):
+    """model_export/<name>.py as a module (the scripts are not in the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "model_export" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"model_export_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_model_export_scripts_refuse_bad_folders_in_one_line(tmp_path, capsys):
+    """model_export/export_onnx.py with a missing --model or an --out under a file, and build_engines.py with an
+    --onnx folder holding no (or an unreadable) manifest, were tracebacks; `interactvlm export` says one line."""
+    export_onnx, build = _script("export_onnx"), _script("build_engines")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert export_onnx.main(["--model", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "folder does not exist" in err
+    assert export_onnx.main(["--model", str(tmp_path / "nope"), "--out", str(afile / "o")]) == 2
+    assert f"cannot write --out {afile / 'o'}" in capsys.readouterr().err
+    assert build.main(["--onnx", str(tmp_path / "empty")]) == 2
+    assert "no manifest; run `interactvlm export" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text("{")
+    assert build.main(["--onnx", str(tmp_path / "bad")]) == 2
+    assert "unreadable manifest" in capsys.readouterr().err

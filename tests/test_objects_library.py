@@ -23,6 +23,17 @@ def test_ves_plurals_and_accented_labels_resolve(label, category):
     assert library().resolve(label) == category
 
 
+@pytest.mark.parametrize("label, category", [
+    ("soccer\tball", "ball"), ("coffee\nmug", "cup"), ("cup/mug", "cup"), ("tennis.ball", "ball"),
+    ('"the ball"', "ball"), ("the cup's", "cup"),
+])
+def test_marks_and_spaces_between_words_separate_them(label, category):
+    """A tab, newline or mark between two words deleted it: 'soccer\tball' → 'soccerball', 'cup/mug' → 'cupmug' —
+    the generic stand-in mesh, while the default model (which reads the words) knew the label."""
+    assert library().resolve(label) == category
+    assert library().lookup(label).known is True
+
+
 def test_unknown_labels_stay_unknown():
     assert library().resolve("zorblax") is None and library().resolve("two zorblaxes") is None
     assert library().lookup("two zorblaxes").known is False

@@ -40,6 +40,13 @@ def test_bad_labels():
     with pytest.raises(TypeError, match="str"):
         normalize_label(3)
     assert normalize_label("Tennis_Racket") == "tennis racket"
+    # full-width letters (a CJK keyboard) were [UNK] to MiniLM: an unknown label the object library knew
+    assert normalize_label("ｍｕｇ") == "mug" and normalize_label("Ｃｏｆｆｅｅ　Ｍｕｇ") == "coffee mug"
+    # marks around the name moved its embedding ('Camera.' vs 'camera': contact 0.24 apart on the cameraman photo)
+    assert normalize_label(' "Camera." ') == "camera" and normalize_label("(coffee mug)!") == "coffee mug"
+    assert normalize_label("⚽") == "⚽"  # not an ASCII mark: a label (unknown to the model, flagged), not an error
+    with pytest.raises(ValueError, match="empty"):
+        normalize_label("?!")
     assert cosine_similarity(np.array([1.0, 0]), np.array([0.0, 2])) == pytest.approx(0.0)
 
 

@@ -292,3 +292,22 @@ def test_tokenizer_checked_and_cache_writable_before_the_onnx_export(fx, tmp_pat
     monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(afile / "cache"))  # cannot be created (also as root)
     with pytest.raises(ExportError, match="cannot export the ONNX graphs.*INTERACTVLM_CACHE_DIR.*onnx_dir"):
         RuntimeMVLoc.from_pretrained(root / CKPT, backend="onnxruntime", device="cpu")
+
+
+@pytest.mark.parametrize("argv, what", [(["--seq", "20"], "--seq 20: use >= 36"),
+                                        (["--views", "5"], "--views 5: use 1..4"),
+                                        (["--views", "0"], "--views 0: use 1..4")])
+def test_bench_runtime_refuses_a_prompt_or_view_count_it_cannot_run_before_exporting(argv, what, capsys, monkeypatch):
+    """benchmarks/bench_runtime.py --seq below 36 was an IndexError and --views 5 an einsum RuntimeError, each after
+    the (~30 s) export: now an argparse error (exit 2) before any work."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_runtime.py"
+    spec = importlib.util.spec_from_file_location("bench_runtime", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "bench", lambda *a, **k: pytest.fail("benchmarked (exported) before checking"))
+    with pytest.raises(SystemExit) as exc:
+        bench.main(argv)
+    assert exc.value.code == 2 and what in capsys.readouterr().err

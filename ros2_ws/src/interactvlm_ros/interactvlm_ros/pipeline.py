@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import string
 import threading
 import time
 from dataclasses import dataclass, field
@@ -568,6 +569,9 @@ class ContactEstimator:
         if not isinstance(label, str) or not label.strip():
             return self._result("bad_input", "object_label must be a non-empty string", "")
         label = label.strip()
+        if not label.strip(string.punctuation + " \t\r\n"):  # before the library lookup: it listed the stand-in mesh
+            return self._result("bad_input", f"object_label {label!r} names nothing (only marks such as '_', '-', "
+                                "'!'); give the object's name, e.g. 'cup'", label)  # as a fallback of a frame not run
         if K is not None:
             try:  # a string or a ragged list raised a bare ValueError out of estimate()
                 K = np.asarray(K, dtype=np.float64)

@@ -79,6 +79,8 @@ def run(args) -> int:
     if callable(lf) and res.status != "bad_input":
         f = lf(args.object_label)
         model_label = {"known": bool(f.known), "nearest_category": f.nearest, "similarity": round(float(f.similarity), 4)}
+        if getattr(f, "read_as", ""):  # the label's other form that the model read ('the cans' → 'can')
+            model_label["read_as"] = f.read_as
     label_known = bool(res.label_known) and model_label.get("known", True)
     info = {
         "status": res.status,

@@ -229,9 +229,10 @@ def _norm_label(label: str) -> str:
     # accents folded ('bòwl' → bowl; they were deleted: 'bwl'); letters of other scripts go (→ unknown, flagged)
     s = unicodedata.normalize("NFKD", str(label)).encode("ascii", "ignore").decode("ascii")
     s = s.strip().lower().replace("_", " ").replace("-", " ")
-    s = re.sub(r"[^a-z0-9 ]", "", s)
-    s = re.sub(r"^(a|an|the|some)\s+", "", s)
-    return re.sub(r"\s+", " ", s).strip()
+    # an apostrophe joins ("cup's" → cups); any other mark or space (tab, newline, '/', ',', '.') separates words: it was
+    # deleted ("soccer\tball" → soccerball, "cup/mug" → cupmug: unknown, while the model read the words)
+    s = re.sub(r"\s+", " ", re.sub(r"[^a-z0-9 ]", " ", re.sub(r"['`]", "", s))).strip()
+    return re.sub(r"^(a|an|the|some) ", "", s)
 
 
 class ObjectLibrary:

@@ -1,10 +1,11 @@
 """Training loop of the default localizer (``interactvlm train --config FILE``).
 
 Seeded and resumable: batch ``k`` is drawn from ``default_rng([seed, k])`` so a resumed run sees the
-same batches as an uninterrupted one; ``last.pt`` (model + optimiser + step) is written every
-``checkpoint_every`` steps. Outputs in ``out``: ``model.pt`` (float16 weights + model config + label
-space), ``frame.onnx`` (per-frame graph), ``config.yaml`` (the resolved config), ``log.jsonl`` (losses),
-``metrics.json`` (validation mask metrics; vertex-level metrics come from ``interactvlm eval``).
+same batches as an uninterrupted one; ``last.pt`` (model + optimiser + step + the config and dataset a
+``--resume`` must match) is written every ``checkpoint_every`` steps. Outputs in ``out``: ``model.pt``
+(float16 weights + model config + label space), ``frame.onnx`` (per-frame graph), ``config.yaml`` (the
+resolved config), ``log.jsonl`` (losses), ``metrics.json`` (validation mask metrics; vertex-level metrics come
+from ``interactvlm eval``).
 """
 from __future__ import annotations
 
@@ -80,6 +81,16 @@ class ConfigError(ValueError):
     pass
 
 
+class DivergedError(ConfigError):
+    """A non-finite loss, gradient or weight: training stops before it saves anything from that step."""
+
+
+# keys a --resume may change: where the run writes and how often, what it validates on, and threads (none of them
+# changes the weights); ``steps`` may grow (logged: the learning-rate schedule of the steps left follows the new count)
+RESUME_FREE = ("data", "out", "threads", "checkpoint_every", "log_every", "eval_every", "val_split", "val_limit",
+               "export_onnx", "init_from", "steps")
+
+
 VERTEX_PATH = ("vertex_features.", "vertex_transformer.", "human_vertex_decoder.")  # what train_only: vertex trains
 # what train_only: object_vertex trains
 OBJECT_VERTEX_PATH = ("object_vertex_features.", "object_vertex_transformer.", "object_vertex_decoder.")
@@ -136,6 +147,45 @@ def check_config(cfg: dict) -> None:
         v = cfg.get(key, least)
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ConfigError(f"{key}: {v!r} is not a whole number >= {least}")
+    for key in ("train_limit", "val_limit"):
+        v = cfg.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"{key}: {v!r} is not a whole number >= 1 (or null: the whole split)")
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:  # numpy's default_rng needs >= 0
+        raise ConfigError(f"seed: {seed!r} is not a whole number >= 0")
+    _number("lr", cfg.get("lr", 1.0), above=0.0)
+    _number("weight_decay", cfg.get("weight_decay", 0.0))
+    _number("grad_clip", cfg.get("grad_clip", 1.0), above=0.0)
+    _number("vertex_lr_scale", cfg.get("vertex_lr_scale", 1.0))
+    for k, v in cfg["loss"].items():
+        _number(f"loss.{k}", v)
+    for k, v in cfg.get("augment", {}).items():
+        _number(f"augment.{k}", v)
+    _number("label.temperature", cfg["label"].get("temperature", 1.0), above=0.0)
+    _number("label.known_threshold", cfg["label"].get("known_threshold", 0.0), least=-1.0)
+    m = cfg["model"]
+    for k, least in (("dim", 1), ("depth", 1), ("heads", 1), ("render_size", 1), ("up_channels", 1), ("vertex_head", 0),
+                     ("vertices", 0), ("object_vertex_head", 0), ("object_vertex_freqs", 0)):
+        v = m.get(k, least)
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise ConfigError(f"model.{k}: {v!r} is not a whole number >= {least}")
+    if m.get("mask_size") is not None and (isinstance(m["mask_size"], bool) or not isinstance(m["mask_size"], int)
+                                           or m["mask_size"] < 1):
+        raise ConfigError(f"model.mask_size: {m['mask_size']!r} is not a whole number >= 1 (or null: the dataset's)")
+    dim, heads = m.get("dim", 64), m.get("heads", 4)
+    if dim % heads or (dim // 2) % heads:  # the attention layers split dim (and dim // 2) into heads
+        raise ConfigError(f"model.dim {dim}: dim and dim // 2 must be multiples of model.heads ({heads})")
+    a = cfg.get("asset_size", 256)
+    if isinstance(a, bool) or not isinstance(a, int) or not 8 <= a <= 4096:
+        raise ConfigError(f"asset_size: {a!r} is not a whole number in 8..4096")
+    for key in ("data", "out", "body"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise ConfigError(f"{key}: {cfg[key]!r} is not a text (a {'body model name' if key == 'body' else 'folder'})")
+    kind, sep, where = str(cfg.get("body", "anny")).partition(":")  # bodies.get_body_model's specs
+    if not (kind == "anny" and not sep) and not (kind in ("smplh", "smplx") and sep and where):
+        raise ConfigError(f"body: '{cfg['body']}' is not known; use 'anny', 'smplh:/path/to/SMPLH_NEUTRAL.pkl' or "
+                          "'smplx:/path/to/models'")
     for key in ("vertex_merge", "object_vertex_merge"):
         if cfg.get(key, "max") not in MERGE_RULES:
             raise ConfigError(f"{key}: '{cfg[key]}' is not one of {MERGE_RULES}")
@@ -153,11 +203,31 @@ def check_config(cfg: dict) -> None:
     if only == "object_vertex":
         if not cfg["model"].get("object_vertex_head") or float(lc.get("object_vertex", 0.0)) <= 0:
             raise ConfigError("train_only: object_vertex needs model.object_vertex_head > 0 and loss.object_vertex > 0")
+    if cfg.get("init_from") is not None:  # before any data is read (it was checked after the data and GT masks)
+        if not isinstance(cfg["init_from"], str):
+            raise ConfigError(f"init_from: {cfg['init_from']!r} is not a text (a checkpoint file)")
+        _check_init_from(Path(cfg["init_from"]))
     other = {"vertex": "object_vertex", "object_vertex": "vertex"}.get(only)
     if other and float(lc.get(other, 0.0)) > 0:
         raise ConfigError(f"train_only: {only} does not run the other vertex head: set loss.{other} to 0")
     if only and (float(lc.get("lifted", 0.0)) > 0 or float(lc.get("lifted_object", 0.0)) > 0):
         raise ConfigError(f"train_only: {only} runs no mask decoder: set loss.lifted and loss.lifted_object to 0")
+
+
+def _number(key: str, v, above: float | None = None, least: float = 0.0) -> None:
+    """A real number (> ``above`` when given, else >= ``least``), or ConfigError naming the key."""
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+    if ok and (v > above if above is not None else v >= least):
+        return
+    hint = ""
+    if isinstance(v, str):
+        try:
+            float(v)
+            hint = f" (YAML reads {v} as text: write it with a dot and a signed exponent, e.g. 1.0e-3)"
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: {v!r} is not a number {'>' if above is not None else '>='} "
+                      f"{above if above is not None else least}{hint}")
 
 
 class Batcher:
@@ -430,21 +500,40 @@ def init_weights(net, path: str | Path) -> list[str]:
     import torch
 
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"init_from: {p} not found (give a run's last.pt or a packaged model.pt)")
+    _check_init_from(p)
     try:
         st = torch.load(str(p), map_location="cpu", weights_only=False)
     except Exception as exc:
         raise ConfigError(f"init_from: cannot read {p}: {exc}") from exc
-    src = st.get("model") or st.get("state_dict") or {}
+    src = (st.get("model") or st.get("state_dict")) if isinstance(st, dict) else None
+    if not isinstance(src, dict) or not all(torch.is_tensor(v) for v in src.values()):
+        raise ConfigError(f"init_from: {p} is not a default-model checkpoint (no 'model' or 'state_dict' of tensors); "
+                          "give a run's last.pt or a packaged model.pt")
     own = net.state_dict()
     use = {k: v.float() for k, v in src.items() if k in own and own[k].shape == v.shape}
     if not use:
         raise ConfigError(f"init_from: {p} has no weight matching this model (not a default-model checkpoint?)")
+    # a new (or resized) vertex head/branch may differ; the shared network of another size would start almost all
+    # from its random init (a dim 16 model kept 20 of 202 tensors of a dim 64 checkpoint, logged as info only)
+    other = [k for k, v in src.items() if k in own and own[k].shape != v.shape
+             and not k.startswith(HEADS + VERTEX_PATH + OBJECT_VERTEX_PATH)]
+    if other:
+        k = other[0]
+        theirs = st.get("model_config") or (st.get("config") or {}).get("model") or "not recorded"
+        raise ConfigError(f"init_from: {p} is another architecture ({len(other)} tensors of another shape, e.g. {k} "
+                          f"{tuple(src[k].shape)} vs {tuple(own[k].shape)}; its model config: {theirs}); set model.dim/"
+                          "heads/render_size/up_channels as it was trained, or train without init_from")
     net.load_state_dict(use, strict=False)
     fresh = sorted({k.split(".")[0] for k in own if k not in use})
     log.info("initialised %d/%d tensors from %s; at their initialisation: %s", len(use), len(own), p, fresh or "none")
     return fresh
+
+
+def _check_init_from(p: Path) -> None:
+    if p.is_dir():
+        raise ConfigError(f"init_from: {p} is a folder; give the file: its last.pt (a run) or model.pt (a packaged model)")
+    if not p.is_file():
+        raise ConfigError(f"init_from: {p} not found (give a run's last.pt or a packaged model.pt)")
 
 
 def _refresh(root, cfg, space, label_feats, aug, text_encoder, train_data, val_data, batcher, val_batcher):
@@ -468,6 +557,58 @@ def _refresh(root, cfg, space, label_feats, aug, text_encoder, train_data, val_d
     log.info("refreshed data: %d -> %d training samples", len(train_data), len(new_train))
     return (new_train, new_val, Batcher(new_train, label_feats, aug),
             Batcher(new_val, label_feats, None) if new_val is not None else None)
+
+
+def _kept(last: Path) -> str:
+    return f"{last} keeps the last checkpoint" if last.is_file() else "no checkpoint was written"
+
+
+def _plain(x):
+    """A config as plain JSON types (how it is compared across runs)."""
+    return json.loads(json.dumps(x, default=str))
+
+
+def _dataset_id(meta: dict) -> dict:
+    return _plain({"generator": meta.get("generator_version", meta.get("version")), "seed": meta.get("seed"),
+                   "n": meta.get("n")})
+
+
+def _resume_state(last: Path, cfg: dict, meta: dict) -> dict:
+    """``last.pt`` read for --resume, refused (ConfigError) when it was written with another config or dataset where
+    that changes the weights (a checkpoint from before the config was recorded: a logged fallback)."""
+    import torch
+
+    try:
+        st = torch.load(str(last), map_location="cpu", weights_only=False)
+        if not isinstance(st, dict) or not {"model", "optimizer", "step"} <= set(st):
+            raise ValueError("not a training checkpoint (model, optimizer, step)")
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError/ValueError/KeyError/UnpicklingError
+        why = " ".join(str(exc).split())
+        raise ConfigError(f"--resume: cannot continue from {last} ({why[:300]}): it is damaged or not a run's last.pt; "
+                          "train into another --out (or without --resume)") from None
+    then = st.get("config")
+    if then is None:
+        log.warning("--resume: %s records no config (written before configs were recorded): not checked against this "
+                    "config", last)
+        return st
+    now = _plain(cfg)
+    diff = [(k, then.get(k), now.get(k)) for k in sorted(set(now) | set(then))
+            if k not in RESUME_FREE and k != "model" and now.get(k) != then.get(k)]
+    # model: compared where this config sets it (mask_size/vertices are filled in from the dataset once it is loaded)
+    m_then, m_now = then.get("model") or {}, now.get("model") or {}
+    diff += [(f"model.{k}", m_then.get(k), m_now.get(k)) for k in sorted(set(m_now) | set(m_then))
+             if m_now.get(k) != m_then.get(k) and not (k in ("mask_size", "vertices") and m_now.get(k) in (None, 0))]
+    if st.get("dataset") is not None and st["dataset"] != _dataset_id(meta):
+        diff.append(("dataset", st["dataset"], _dataset_id(meta)))
+    if diff:
+        shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
+        raise ConfigError(f"--resume: {last} was written with another config ({shown}); resume with the config of the "
+                          "run that wrote it, or train into another --out (or without --resume)")
+    if then.get("steps") != now.get("steps"):
+        log.warning("--resume: steps %s -> %s: the learning-rate schedule of the steps after %d follows the new count "
+                    "(the weights differ from an uninterrupted %s-step run)", then.get("steps"), now.get("steps"),
+                    int(st["step"]), now.get("steps"))
+    return st
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -513,6 +654,10 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
     out.mkdir(parents=True, exist_ok=True)
     root = Path(cfg["data"])
     meta = read_meta(root)
+    last = out / "last.pt"
+    st = _resume_state(last, cfg, meta) if resume and last.is_file() else None  # before the data is loaded
+    if resume and st is None:
+        log.warning("--resume: %s not found; training from step 0", last)
     train_data = load_split(root, cfg["train_split"], cfg["train_limit"])
     val_data = load_split(root, cfg["val_split"], cfg["val_limit"]) if cfg["val_split"] else None
     mask_size = int(train_data.human_masks.shape[-1])
@@ -569,10 +714,8 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
         groups.append({"params": head, "lr_scale": float(cfg["vertex_lr_scale"])})
     opt = torch.optim.AdamW(groups, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     step = 0
-    last = out / "last.pt"
-    if resume and last.is_file():
+    if st is not None:
         try:  # another model/train_only config (or a damaged file) cannot continue this run: one line, not a traceback
-            st = torch.load(str(last), map_location="cpu", weights_only=False)
             net.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])
             step = int(st["step"])
@@ -594,6 +737,9 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
             ev = net.human_vertex_decoder.init_from_contacts(torch.as_tensor(train_data.human_contact))
             log.info("vertex head: keys from the top %d principal components of the training contact (%.0f %% of "
                      "its variance)", net.config["vertex_head"], 100 * ev)
+        # an earlier run's last.pt must not be what a --resume of this run continues (nor its model.pt/metrics.json sit
+        # beside this run's config.yaml and log.jsonl until this run ends)
+        remove_stale(out, ["last.pt", "model.pt", "metrics.json", "frame.onnx"], [])
     (out / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(cfg, default=str)), sort_keys=False))
     data_info = {"path": str(root), "generator": meta.get("generator_version", meta.get("version")),
                  "seed": meta.get("seed"), "n": meta.get("n"), "train_split": cfg["train_split"],
@@ -648,9 +794,15 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
                 lv, pv = object_vertex_batch_loss(object_vertex_logits(net, geo, train_data, keep, t), train_data, keep)
                 loss = loss + float(lc["object_vertex"]) * lv
                 po.update({"vertex_bce": pv["bce"], "vertex_dice": pv["dice"]})
+            if not torch.isfinite(loss):
+                raise DivergedError(f"step {step + 1}: the loss is {loss.item()}; stopped before applying it "
+                                    f"({_kept(last)}); lower lr ({cfg['lr']}) or check the data")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg["grad_clip"])
+            norm = torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg["grad_clip"])
+            if not torch.isfinite(norm):
+                raise DivergedError(f"step {step + 1}: the gradient norm is {norm.item()}; stopped before applying it "
+                                    f"({_kept(last)}); lower lr ({cfg['lr']}) or check the data")
             opt.step()
             step += 1
             samples_seen += len(keep)
@@ -672,7 +824,12 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
                     log.info("step %d loss %.4f (human %.4f object %.4f) %.1f samples/s", step, rec["loss"], rec["human"],
                              rec["object"], rec["samples_per_s"])
             if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"] or step == stop_at:
-                torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step}, str(last) + ".tmp")
+                bad = [n for n, p in net.named_parameters() if not torch.isfinite(p).all()]
+                if bad:
+                    raise DivergedError(f"step {step}: non-finite weights ({', '.join(bad[:3])}); not saved "
+                                        f"({_kept(last)}); lower lr ({cfg['lr']}) or check the data")
+                torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                            "config": _plain(cfg), "dataset": _dataset_id(meta)}, str(last) + ".tmp")
                 Path(str(last) + ".tmp").replace(last)
             if val_data is not None and cfg["eval_every"] and step % cfg["eval_every"] == 0 and step < cfg["steps"]:
                 m = evaluate_masks(net, bank, val_data, val_batcher, geo=geo)

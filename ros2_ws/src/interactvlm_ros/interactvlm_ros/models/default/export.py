@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .predictor import FRAME_INPUTS, ONNX_GRAPH, WEIGHTS_DIR, frame_outputs, load_checkpoint
+from .predictor import FRAME_INPUTS, ONNX_GRAPH, WEIGHTS_DIR, DefaultModelError, frame_outputs, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=str(WEIGHTS_DIR), help="folder with model.pt (frame.onnx is written there)")
     args = ap.parse_args(argv)
-    net, _ = load_checkpoint(args.weights)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the check's max |ORT - torch| (tolerance 1e-3)
+    try:
+        net, _ = load_checkpoint(args.weights)
+    except DefaultModelError as exc:
+        print(f"--weights: {exc}", file=sys.stderr)
+        return 2
     print(export_onnx(net, Path(args.weights) / ONNX_GRAPH))
     return 0
 

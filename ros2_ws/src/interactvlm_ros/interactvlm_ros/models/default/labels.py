@@ -9,6 +9,7 @@ similarity is below ``known_threshold`` the label is *unknown*: the feature is t
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,32 @@ class LabelFeature:
     known: bool
     nearest: str
     similarity: float
+    read_as: str = ""  # the form of the label that was embedded when not the label itself (see label_variants)
+
+
+def label_variants(text: str) -> list[str]:
+    """Other forms of a normalised label, tried when it is unknown: without a leading article ('the cans' → 'cans'),
+    the last word singular ('cans' → 'can', 'red cans' → 'red can', boxes → box, batteries → battery, knives → knife).
+    MiniLM puts a plural or an article far enough from its category to cross the known threshold ('the cans' 0.38,
+    'cameras' 0.44, while 'can' 1.0 and 'camera' 0.52), so such a label lost its category."""
+    text = re.sub(r"[^\w]+$", "", text)
+    out: list[str] = []
+    for base in (text, re.sub(r"^(a|an|the|some) ", "", text)):
+        head, _, last = base.rpartition(" ")
+        forms = [last]
+        if last.endswith("ies") and len(last) > 4:
+            forms.append(last[:-3] + "y")
+        elif last.endswith(("sses", "xes", "zes", "ches", "shes")):
+            forms.append(last[:-2])
+        elif last.endswith("ves"):
+            forms += [last[:-1], last[:-3] + "fe", last[:-3] + "f"]
+        elif last.endswith("s") and not last.endswith(("ss", "us", "is")) and len(last) > 2:
+            forms.append(last[:-1])  # not 'canes' → 'can' (a cane)
+        for w in forms:
+            cand = f"{head} {w}" if head else w
+            if cand and cand != text and cand not in out:
+                out.append(cand)
+    return out
 
 
 class LabelSpace:

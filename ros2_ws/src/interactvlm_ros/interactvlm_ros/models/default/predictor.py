@@ -22,7 +22,7 @@ import numpy as np
 from ...pipeline import Fallbacks
 from ..base import LocalizerError, LocalizerOutput, check_image_rgb
 from .features import FeatureError, features_from_observation
-from .labels import LabelSpace
+from .labels import LabelSpace, label_variants
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,15 @@ class DefaultLocalizer:
         lf = self._label_cache.get(key)
         if lf is None:
             lf = self.labels.project(self.text_encoder.encode([key])[0])
+            if not lf.known:  # a plural or an article can hide a category ('the cans', 'cameras'): its other forms
+                for alt in label_variants(key):
+                    alf = self.labels.project(self.text_encoder.encode([alt])[0])
+                    if alf.known and alf.similarity > lf.similarity:
+                        alf.read_as = alt
+                        lf = alf
+                if lf.known:
+                    log.info("default model: label '%s' read as '%s' (its category '%s', cos %.2f)", label, lf.read_as,
+                             lf.nearest, lf.similarity)
             if not lf.known:
                 self._fallback(f"label '{label}' is unlike every trained category (best '{lf.nearest}', "
                                f"cos {lf.similarity:.2f}); using the generic-object input", label=True)
