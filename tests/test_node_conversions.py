@@ -210,7 +210,8 @@ def test_camera_info_validation():
     np.testing.assert_allclose(conv.camera_info_to_K(msg, image_size=(320, 240)), conv.default_K(320, 240))
 
 
-@pytest.mark.parametrize("label", ["", "   ", "cup\x00", "ball\nthrow", "a\x1b[31m", "x" * 500, 5])
+# "_" / "!!" / " - ": only marks — the parameter was taken and every frame answered bad_input ("names nothing")
+@pytest.mark.parametrize("label", ["", "   ", "cup\x00", "ball\nthrow", "a\x1b[31m", "x" * 500, 5, "_", "!!", " - "])
 def test_bad_labels(label):
     with pytest.raises(conv.InputError) as ei:
         conv.validate_label(label)
@@ -220,6 +221,7 @@ def test_bad_labels(label):
 def test_good_labels_kept():
     assert conv.validate_label("  coffee mug ") == "coffee mug"
     assert conv.validate_label("tasse à café") == "tasse à café"
+    assert conv.validate_label("⚽") == "⚽" and conv.validate_label("r2-d2!") == "r2-d2!"  # not only marks
 
 
 def test_contact_cloud_layout_and_roundtrip():

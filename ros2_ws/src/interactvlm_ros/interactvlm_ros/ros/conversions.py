@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import string
 import unicodedata
 
 import numpy as np
@@ -562,6 +563,9 @@ def validate_label(label, what: str = "object_label") -> str:
     s = label.strip()
     if not s:
         raise InputError(f"{what} is empty; give the object's name, e.g. 'cup'", "bad_label")
+    if not s.strip(string.punctuation + " "):  # '_', '-', '!!': every frame was bad_input (ContactEstimator refuses it)
+        raise InputError(f"{what} {s!r} names nothing (only marks such as '_', '-', '!'); give the object's name, "
+                         "e.g. 'cup'", "bad_label")
     if len(s) > MAX_LABEL_LENGTH:
         raise InputError(f"{what} is {len(s)} characters long (max {MAX_LABEL_LENGTH})", "bad_label")
     bad = [c for c in s if unicodedata.category(c)[0] == "C"]
