@@ -193,27 +193,48 @@ def test_video_mode_survives_a_change_of_image_size(test_data, caplog):
     assert sum("image size changed" in r.getMessage() for r in caplog.records) == 2
 
 
+class _Localizer:  # zero logits; perception is what is under test
+    name = backend = "double"
+    asset_size = 64
+    predicts_object, predicts_human, uses_observation = False, True, True
+
+    def __init__(self):
+        from interactvlm_ros.pipeline import Fallbacks
+
+        self.fallbacks = Fallbacks()
+
+    def predict(self, image, label, human_assets, object_assets, observation=None):
+        from types import SimpleNamespace
+
+        hl = np.zeros((len(human_assets.renders), 16, 16), np.float32)
+        return SimpleNamespace(human_logits=hl, object_logits=None, text="", timings={}, extras={})
+
+
+def test_contact_estimator_passes_the_zoomed_search_setting_to_perception():
+    """ContactEstimator(person_search_every=N) (the node's parameter): 0 turns the zoomed person search off, N rate-
+    limits it in video mode; anything but an integer ≥ 0 is refused before perception starts."""
+    pytest.importorskip("anny")
+    from interactvlm_ros.pipeline import ContactEstimator, PipelineError
+
+    with ContactEstimator(localizer=_Localizer(), perception_mode="video", hand_model="lite",
+                          person_search_every=3) as est:
+        assert est.perception.person_search and est.perception.person_search_every == 3
+    with ContactEstimator(localizer=_Localizer(), person_search_every=0) as est:
+        assert not est.perception.person_search
+    with ContactEstimator(localizer=_Localizer()) as est:  # photo mode: every frame without a person
+        assert est.perception.person_search and est.perception.person_search_every == 1
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(PipelineError, match="person_search_every"):
+            ContactEstimator(localizer=_Localizer(), person_search_every=bad)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts native threads in /proc")
 def test_contact_estimator_close_releases_its_mediapipe_graphs(test_data):
     """mediapipe's graphs are not freed when their object is dropped (≈ 300 MB and 10 native threads per
     HumanPerception, measured), and ContactEstimator.close() — what the node calls on teardown, e.g. each lifecycle
     cleanup — left its perception open: every configure/cleanup cycle kept one more set. Now close() releases them."""
     pytest.importorskip("anny")
-    from types import SimpleNamespace
-
-    from interactvlm_ros.pipeline import ContactEstimator, Fallbacks
-
-    class _Localizer:  # zero logits; perception is what is under test
-        name = backend = "double"
-        asset_size = 64
-        predicts_object, predicts_human, uses_observation = False, True, True
-
-        def __init__(self):
-            self.fallbacks = Fallbacks()
-
-        def predict(self, image, label, human_assets, object_assets, observation=None):
-            hl = np.zeros((len(human_assets.renders), 16, 16), np.float32)
-            return SimpleNamespace(human_logits=hl, object_logits=None, text="", timings={}, extras={})
+    from interactvlm_ros.pipeline import ContactEstimator
 
     def threads():
         return len(os.listdir("/proc/self/task"))

@@ -245,6 +245,9 @@ class ContactEstimator:
         perception_mode: ``photo`` (every image independent: CLI, tests) or ``video`` (a camera stream: mediapipe
             tracks the person and the hands between frames — faster; see ``perception.human``).
         hand_model: ``full`` or ``lite`` mediapipe hand landmarker (lite ≈ 3× faster, a little less precise).
+        person_search_every: when Pose finds nobody in the full frame, look again in zoomed crops (a person who fills
+            less of the frame; ``perception.human``): video mode at most every N frames while nobody is found, photo
+            mode every frame; 0 = never.
         localizer: an already-built Localizer (then model/backend/device only label the result).
 
     ``estimate`` is thread-safe (one frame at a time). ``observe`` (human perception alone) may run in another
@@ -266,6 +269,7 @@ class ContactEstimator:
         perception_mode: str = "photo",
         hand_model: str = "full",
         reconstruct_cold_start: str = "inline",
+        person_search_every: int = 10,
     ):
         self.model_spec = str(model)
         self.device = device
@@ -318,6 +322,9 @@ class ContactEstimator:
         if hand_model not in ("full", "lite"):
             raise PipelineError(f"hand_model='{hand_model}': use full or lite")
         self.perception_mode, self.hand_model = perception_mode, hand_model
+        if isinstance(person_search_every, bool) or not isinstance(person_search_every, int) or person_search_every < 0:
+            raise PipelineError(f"person_search_every={person_search_every!r}: use an integer ≥ 0 (0 = no zoomed search)")
+        self.person_search_every = person_search_every
         self._init_perception(perception)
         self.reconstructor = None
         self.tracker = None  # video mode: each frame's fit starts from the previous frame's (recon.Tracker)
@@ -387,7 +394,9 @@ class ContactEstimator:
         try:
             perc = _import("interactvlm_ros.perception.human", "human perception")
             self.perception = perc.HumanPerception(static_image_mode=self.perception_mode == "photo",
-                                                   hand_model_complexity=1 if self.hand_model == "full" else 0)
+                                                   hand_model_complexity=1 if self.hand_model == "full" else 0,
+                                                   person_search=self.person_search_every > 0,
+                                                   person_search_every=max(1, self.person_search_every))
         except Exception as exc:
             if mode == "required" or wants:
                 raise PipelineError(f"human perception is needed but unavailable: {exc}") from exc

@@ -27,7 +27,7 @@ from ..paths import PACKAGE_DIR
 
 def default_source() -> Path | None:
     """tests/data footage of a source checkout: the ball-catching photo (a person in contact with an object;
-    the pedestrians in the video are too small for the person detector), else the video."""
+    the walking pedestrians of the video touch nothing), else the video."""
     for root in (Path.cwd(), *PACKAGE_DIR.parents):
         d = root / "tests" / "data"
         for name in ("person_catching_ball.png", "pedestrians_768x576_10fps.avi"):

@@ -100,6 +100,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "perception": ("auto", "human perception: auto | none | required", True),
     "perception_mode": ("video", "video (track person + hands between frames: faster) | photo (each frame independent)", True),
     "hand_model": ("lite", "mediapipe hand landmarker: lite (~3x faster) | full (a little more precise)", True),
+    "person_search_every": (10, "when nobody is found in the full frame, look in zoomed crops (a person who fills less of "
+                            "the frame; ~0.3-0.6 s) at most every N frames while nobody is found (0 = never)", True),
     "image_qos": ("sensor_data", "QoS of image/depth/camera_info subscriptions: sensor_data (best effort) | reliable", True),
     "image_transport": ("raw", "raw (sensor_msgs/Image on image) | compressed (CompressedImage on image/compressed: "
                         "image_transport's jpeg/png plugin, e.g. a camera over Wi-Fi)", True),
@@ -150,7 +152,7 @@ _NUMERIC: dict[str, tuple[type, float, float]] = {
     "object_mask_max_dt": (float, 0.0, 1000.0), "object_detections_max_dt": (float, 0.0, 1000.0),
     "camera_info_wait": (float, 0.0, 1000.0),
     "diagnostics_period": (float, 0.0, 1000.0), "image_timeout": (float, 0.0, 1e6), "overlay_tile": (int, 16, 2048),
-    "marker_max_faces": (int, 0, 2 ** 31 - 1),
+    "marker_max_faces": (int, 0, 2 ** 31 - 1), "person_search_every": (int, 0, 1000),
 }
 #: run-time numeric parameters held as one node attribute each
 _NUMERIC_ATTRS = {"max_rate_hz": "_max_rate", "cold_start_max_rate_hz": "_cold_rate",
@@ -785,7 +787,7 @@ class _ContactNodeBase:
             model=str(p["model"]), backend=str(p["backend"]), device=str(p["device"]), body=str(p["body"]),
             reconstruct=bool(p["reconstruct"]), assets=str(p["assets"]) or None, perception=str(p["perception"]),
             perception_mode=str(p["perception_mode"]), hand_model=str(p["hand_model"]),
-            reconstruct_cold_start=str(p["reconstruct_cold_start"]),
+            reconstruct_cold_start=str(p["reconstruct_cold_start"]), person_search_every=int(p["person_search_every"]),
         )
 
     def _load_model(self) -> bool:
