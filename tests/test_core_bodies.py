@@ -245,3 +245,29 @@ def test_smpl_model_file_of_any_name_loads_as_the_kind_asked(tmp_path):
     renamed.write_bytes((folder / "model.pkl").read_bytes())
     with pytest.raises(BodyError, match=r"smplx: cannot load .*SMPLH_NEUTRAL.pkl.*SMPLX_NEUTRAL.npz"):
         get_body_model(f"smplx:{renamed}")
+
+
+def test_warp_kernel_cache_follows_the_interactvlm_cache_when_the_home_is_unusable(tmp_path, monkeypatch, caplog):
+    """Anny's skinning initialises warp, which compiles into ~/.cache/warp/<version>: a read-only (or missing) home
+    raised PermissionError out of anny.Anny() — ContactEstimator(reconstruct=True) could not start — even with
+    INTERACTVLM_CACHE_DIR set as the error told. Now the kernels go under paths.cache_dir("warp") (logged); a usable
+    default, WARP_CACHE_PATH or a kernel_cache_dir of the user's own is left alone."""
+    warp_config = pytest.importorskip("warp.config")
+    from interactvlm_ros.bodies import anny_model
+
+    monkeypatch.delenv("WARP_CACHE_PATH", raising=False)
+    monkeypatch.setattr(warp_config, "kernel_cache_dir", None)  # warp not initialised yet in this "process"
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "iv"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))  # usable: warp's own choice stands
+    anny_model._warp_cache_fallback()
+    assert warp_config.kernel_cache_dir is None
+    blocker = tmp_path / "file"  # a read-only home (root ignores permissions: a file where the folder must go)
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with caplog.at_level("WARNING", logger="interactvlm_ros.bodies.anny_model"):
+        anny_model._warp_cache_fallback()
+    assert warp_config.kernel_cache_dir == str(tmp_path / "iv" / "warp")
+    assert any("fallback: warp kernel cache" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(warp_config, "kernel_cache_dir", "/users/own/choice")
+    anny_model._warp_cache_fallback()
+    assert warp_config.kernel_cache_dir == "/users/own/choice"

@@ -252,6 +252,36 @@ def test_asset_cache_folder_that_cannot_be_created_is_a_named_fallback(tmp_path,
     assert any("fallback" in r.getMessage() and "INTERACTVLM_CACHE_DIR" in r.getMessage() for r in caplog.records)
 
 
+def test_cache_dir_without_a_home_is_a_named_fallback_or_a_named_error(tmp_path, monkeypatch, caplog):
+    """HOME unset and a user without a passwd entry (``docker run --user 4242`` under a launcher that clears the
+    environment): Path.home() raised a bare RuntimeError out of ContactEstimator.estimate (the asset cache only fell
+    back on OSError); a cache that cannot be created (here its parent is a file) raised a PermissionError-style error
+    naming no fix out of the Anny build. Both are paths.CacheDirError (an OSError) naming INTERACTVLM_CACHE_DIR."""
+    import pwd
+
+    from interactvlm_ros import paths
+
+    for name in ("INTERACTVLM_CACHE_DIR", "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_user(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_user)
+    with pytest.raises(paths.CacheDirError, match="HOME is not set.*INTERACTVLM_CACHE_DIR"):
+        paths.cache_dir("anny")
+    m = _torus()
+    with caplog.at_level("WARNING", logger="interactvlm_ros.assets"):
+        a = A.build_view_assets(np.asarray(m.vertices, np.float32), np.asarray(m.faces), "object", 48, colors="xyz")
+    assert a.source.startswith("rendered:") and a.compact.pix.size > 0
+    assert any("fallback" in r.getMessage() and "INTERACTVLM_CACHE_DIR" in r.getMessage() for r in caplog.records)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with pytest.raises(OSError, match=f"{blocker}.*INTERACTVLM_CACHE_DIR"):
+        paths.cache_dir("anny")
+
+
 def _fake_nvdiffrast(monkeypatch):
     """An emulated ``nvdiffrast.torch`` (CPU, numpy): ``dr.rasterize`` with nvdiffrast's documented output — rows
     bottom-up, pixel centres at NDC −1 + (2i+1)/S, ``(u, v, z/w, triangle_id + 1)`` with perspective-correct

@@ -311,6 +311,42 @@ def test_estimator_is_a_context_manager_and_refuses_use_after_close(stack, test_
     assert stack[0].predict(img, "ball", stack[2]).human_logits is not None  # a given localizer is not closed
 
 
+def test_a_result_moved_in_place_leaves_other_frames_and_estimators_alone(stack, test_data):
+    """ContactResult.human_vertices was the process-wide body template itself (object_vertices / faces / part_ids /
+    part_names the estimator's cached ones): a caller moving one result's mesh into its frame in place
+    (res.human_vertices += t) moved the template of every later frame and of every other ContactEstimator in the
+    process. Results now own those arrays; the cached renders (12 MB, not copied per frame) are read-only views."""
+    from interactvlm_ros import bodies
+    from interactvlm_ros.pipeline import ContactEstimator
+
+    img = _read(test_data / "person_catching_ball.png")
+    template = np.array(bodies.get_body_model("anny").template_vertices)
+    a, b = ContactEstimator(localizer=stack[0]), ContactEstimator(localizer=stack[0])
+    try:
+        r = a.estimate(img, "ball")
+        assert r.status == "ok"
+        obj = r.object_vertices.copy()
+        r.human_vertices += 1.0
+        r.object_vertices *= 2.0
+        r.human_faces[:] = 0
+        r.object_faces[:] = 0
+        r.part_ids[:] = 0
+        r.object_normalization[:] = 0
+        r.part_names.append("tail")
+        np.testing.assert_array_equal(bodies.get_body_model("anny").template_vertices, template)
+        for est in (a, b):
+            r2 = est.estimate(img, "ball")
+            np.testing.assert_array_equal(r2.human_vertices, template)
+            np.testing.assert_array_equal(r2.object_vertices, obj)
+            assert r2.human_faces.max() > 0 and r2.object_faces.max() > 0 and r2.part_ids.max() > 0
+            assert "tail" not in r2.part_names and r2.object_normalization[3, 3] == 1.0
+        with pytest.raises(ValueError, match="read-only"):
+            r.human_renders[0, 0, 0] = 0
+    finally:
+        a.close()
+        b.close()
+
+
 def test_close_releases_the_perception_the_default_model_built_for_itself(test_data):
     """perception='none' with the default model: the localizer builds its own mediapipe perception (it needs the
     landmarks) — said in the fallbacks — and ContactEstimator.close() now releases it (mediapipe keeps ~300 MB and 10

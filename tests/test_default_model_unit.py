@@ -240,6 +240,24 @@ def test_losses_ignore_pixels_outside_the_silhouette_and_reward_correct_masks():
     assert torch.isclose(focal_bce(good_out, target, valid), focal_bce(good, target, valid))
 
 
+def test_geodesic_mesh_needs_no_cache_folder(tmp_path, monkeypatch, caplog):
+    """GeodesicMesh (interactvlm eval) created its cache folder even with cache=False, and a read-only or missing
+    home raised out of it: now cache=False never touches it and an unusable folder is a named fallback."""
+    from interactvlm_ros.evaluation.metrics import GeodesicMesh
+
+    blocker = tmp_path / "file"  # a cache folder that cannot be created (root ignores permissions)
+    blocker.write_text("")
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(blocker / "cache"))
+    verts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float64)
+    faces = np.array([[0, 1, 2]])
+    assert GeodesicMesh(verts, faces, cache=False).num_vertices == 3
+    with caplog.at_level("WARNING", logger="interactvlm_ros.evaluation.metrics"):
+        g = GeodesicMesh(verts, faces)
+    np.testing.assert_allclose(g.distance_to(np.array([0])), [0, 1, 1])
+    assert any("fallback: geodesic graph cache" in r.getMessage() and "INTERACTVLM_CACHE_DIR" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_contact_metrics_numbers():
     from interactvlm_ros.evaluation.metrics import GeodesicMesh, auc, prf, sim
 
@@ -446,6 +464,28 @@ def test_training_learns_is_seeded_and_resumable(tmp_path, monkeypatch):
     # no person -> no logits, clearly flagged
     none = lt.predict(img, "cup", _Provider(16).human(), None, observation=SimpleNamespace(found=False))
     assert none.human_logits is None and none.extras["status"] == "no_person"
+
+
+def test_weights_without_onnx_and_no_cache_folder_run_in_torch_as_a_named_fallback(tmp_path, monkeypatch):
+    """A weights folder without frame.onnx is exported into paths.cache_dir("default_model"); with a read-only or
+    missing home that folder raised out of DefaultLocalizer() (ContactEstimator could not start) instead of the
+    named torch fallback a failed export takes; an explicit onnxruntime still refuses, naming the export command."""
+    import shutil
+
+    from interactvlm_ros.models.default.predictor import WEIGHTS_DIR, DefaultLocalizer, DefaultModelError
+
+    weights = tmp_path / "no_onnx"
+    weights.mkdir()
+    for f in ("model.pt", "config.yaml"):
+        shutil.copy(WEIGHTS_DIR / f, weights / f)
+    blocker = tmp_path / "file"  # a cache folder that cannot be created (root ignores permissions)
+    blocker.write_text("")
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(blocker / "cache"))
+    lo = DefaultLocalizer(weights=weights, backend="auto", text_encoder=object())
+    assert lo.backend == "torch"
+    assert any("no cache folder" in f and "INTERACTVLM_CACHE_DIR" in f for f in lo.fallbacks)
+    with pytest.raises(DefaultModelError, match="frame.onnx missing"):
+        DefaultLocalizer(weights=weights, backend="onnxruntime", text_encoder=object())
 
 
 def test_lifted_loss_trains_masks_through_the_deployed_lifting(tmp_path, monkeypatch):
@@ -1102,6 +1142,22 @@ def test_split_cache_follows_a_sample_regenerated_in_place(tmp_path, monkeypatch
     st = (s / "000000.npz").stat()
     os.utime(s / "000000.npz", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later write, whatever the fs clock
     assert load_split(tmp_path / "data", "train").labels[:2] == ["cup", "cup"]
+
+
+def test_split_loads_without_a_usable_cache_folder(tmp_path, monkeypatch, caplog):
+    """load_split created its cache folder even with cache=False, and a read-only or missing home raised out of
+    training / eval: now cache=False never touches it and an unusable folder is a named fallback."""
+    from interactvlm_ros.training.data import load_split
+
+    _tiny_dataset(tmp_path / "data")
+    blocker = tmp_path / "file"  # a cache folder that cannot be created (root ignores permissions)
+    blocker.write_text("")
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(blocker / "cache"))
+    assert load_split(tmp_path / "data", "train", cache=False).labels[:2] == ["ball", "cup"]
+    with caplog.at_level("WARNING", logger="interactvlm_ros.training.data"):
+        assert load_split(tmp_path / "data", "train").labels[:2] == ["ball", "cup"]
+    assert any("fallback: split cache" in r.getMessage() and "INTERACTVLM_CACHE_DIR" in r.getMessage()
+               for r in caplog.records)
 
 
 def test_eval_scores_a_batch_without_any_person_as_misses(tmp_path, monkeypatch):

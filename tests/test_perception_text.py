@@ -1,4 +1,6 @@
 """TextEncoder: offline MiniLM label embeddings."""
+import os
+
 import numpy as np
 import pytest
 
@@ -75,3 +77,25 @@ def test_cache_stays_bounded_with_many_labels():
     assert batch.shape == (20, 384) and len(enc._cache) == 8 and "gadget number 19" in enc._cache
     assert "gadget number 0" not in enc._cache
     np.testing.assert_array_equal(enc.encode(["gadget number 0"]), first)
+
+
+def test_loading_leaves_the_process_environment_alone(monkeypatch):
+    """TextEncoder() set HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE in os.environ for good: the host process's (and its
+    children's) later Hugging Face downloads failed as 'offline'. local_files_only alone keeps it offline: no socket
+    is opened while loading and encoding."""
+    import socket
+
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    opened = []
+
+    def no_network(self, address):
+        opened.append(address)
+        raise OSError("network blocked by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    before = dict(os.environ)
+    enc = TextEncoder()
+    assert enc.encode(["teapot"]).shape == (1, 384)
+    assert dict(os.environ) == before
+    assert opened == []

@@ -273,14 +273,14 @@ _cache_root_failed: set[str] = set()
 
 def _cache_root() -> Path | None:
     """The asset cache folder, or None (logged once per folder) when it cannot be created — a read-only home or
-    INTERACTVLM_CACHE_DIR: the assets are then rendered without the cache instead of failing."""
+    INTERACTVLM_CACHE_DIR, no home at all: the assets are then rendered without the cache instead of failing."""
     try:
         return paths.cache_dir("assets")
-    except OSError as exc:
+    except OSError as exc:  # paths.CacheDirError names the fix (INTERACTVLM_CACHE_DIR)
         if str(exc) not in _cache_root_failed:
             _cache_root_failed.add(str(exc))
             log.warning("fallback: asset cache folder unavailable (%s); rendering view assets without the cache "
-                        "(each new process re-renders). Fix: set INTERACTVLM_CACHE_DIR to a writable folder", exc)
+                        "(each new process re-renders)", exc)
         return None
 
 

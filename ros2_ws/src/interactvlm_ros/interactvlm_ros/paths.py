@@ -11,16 +11,34 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+class CacheDirError(OSError):
+    """The cache folder cannot be determined or created; the message names ``INTERACTVLM_CACHE_DIR``. An ``OSError``,
+    so callers with a cache-less fallback (the asset cache) catch it as they catch a read-only home."""
+
+
 def cache_dir(*parts: str) -> Path:
-    """Return (and create) a cache sub-directory, e.g. ``cache_dir("assets")``."""
+    """Return (and create) a cache sub-directory, e.g. ``cache_dir("assets")``.
+
+    Raises ``CacheDirError`` when there is no home to put it in (``HOME`` unset and a user without a passwd entry,
+    e.g. ``docker run --user 4242``: ``Path.home()`` raised a bare RuntimeError) or the folder cannot be created
+    (read-only home)."""
     root = os.environ.get("INTERACTVLM_CACHE_DIR")
     if root:
         base = Path(root)
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg) if xdg else Path.home() / ".cache") / "interactvlm_ros"
+        try:
+            base = (Path(xdg) if xdg else Path.home() / ".cache") / "interactvlm_ros"
+        except RuntimeError as exc:
+            raise CacheDirError(f"no cache folder: {exc} (HOME is not set and this user has no home); set "
+                                f"INTERACTVLM_CACHE_DIR (or XDG_CACHE_HOME) to a writable folder") from exc
     path = base.joinpath(*parts)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        raise CacheDirError(exc.errno, f"cache folder {path} cannot be created ({why}); set INTERACTVLM_CACHE_DIR "
+                                       f"to a writable folder") from exc
     return path
 
 

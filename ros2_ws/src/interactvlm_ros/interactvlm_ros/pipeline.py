@@ -717,17 +717,21 @@ class ContactEstimator:
             "ok", message, label,
             human_contact=human_contact,
             object_contact=object_contact,
-            human_vertices=self.human_vertices,
-            human_faces=self.human_faces,
-            part_ids=self.part_ids,
-            part_names=self.part_names,
-            object_vertices=obj.vertices if obj is not None else None,
-            object_faces=obj.faces if obj is not None else None,
-            object_normalization=obj.normalization if obj is not None else None,
+            # copies (≈ 0.1 ms): the estimator's arrays, human_vertices the process-wide body template itself, are
+            # shared by every frame and every ContactEstimator; a caller moving one result's mesh in place
+            # (res.human_vertices += t) moved them all. Read-only views would refuse that but also every C extension
+            # that wants writable arrays (fast_simplification refused the node's display mesh)
+            human_vertices=_own(self.human_vertices),
+            human_faces=_own(self.human_faces),
+            part_ids=_own(self.part_ids),
+            part_names=list(self.part_names) if self.part_names is not None else None,
+            object_vertices=_own(obj.vertices) if obj is not None else None,
+            object_faces=_own(obj.faces) if obj is not None else None,
+            object_normalization=_own(obj.normalization) if obj is not None else None,
             human_masks=_sigmoid(human_logits) if human_logits is not None else None,
             object_masks=_sigmoid(object_logits) if object_logits is not None else None,
-            human_renders=getattr(self.human_assets, "renders", None),
-            object_renders=getattr(obj.assets, "renders", None) if obj is not None else None,
+            human_renders=_read_only(getattr(self.human_assets, "renders", None)),  # the cached assets' (12 MB)
+            object_renders=_read_only(getattr(obj.assets, "renders", None)) if obj is not None else None,
             human_view_maps=getattr(self.human_assets, "compact", None),
             object_view_maps=getattr(obj.assets, "compact", None) if obj is not None else None,
             **_label_fields(obj, extras),
@@ -803,6 +807,21 @@ def _tasks_of(localizer) -> set[str] | None:
 
 class _BadInput(ValueError):
     pass
+
+
+def _own(a):
+    """A result's own copy of an array the estimator keeps for later frames (None stays None)."""
+    return None if a is None else np.array(a, copy=True)
+
+
+def _read_only(a):
+    """A read-only view of a cached array too large to copy every frame (the renders, 12 MB): drawing into a
+    result's renders changed the cached view assets of every later frame. Writing now raises; copy first."""
+    if a is None or not isinstance(a, np.ndarray):
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 def _label_fields(obj: _ObjectState | None, extras: dict | None = None) -> dict:

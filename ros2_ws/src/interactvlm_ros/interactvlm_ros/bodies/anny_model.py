@@ -28,6 +28,32 @@ _MODEL = None
 _LOCK = threading.Lock()
 
 
+def _warp_cache_fallback() -> None:
+    """Anny's skinning initialises NVIDIA Warp, which compiles its kernels into ``~/.cache/warp/<version>``: with a
+    read-only or missing home that raised PermissionError out of ``anny.Anny()`` even with INTERACTVLM_CACHE_DIR set.
+    When warp's own location cannot be created (and the user chose none: ``WARP_CACHE_PATH``,
+    ``warp.config.kernel_cache_dir``), the kernels go to ``paths.cache_dir("warp")`` instead (logged)."""
+    import os
+
+    try:
+        import warp.config
+        from warp._src.thirdparty import appdirs
+    except ImportError:  # no warp (anny then skins in torch) or another warp layout: warp decides
+        return
+    if warp.config.kernel_cache_dir is not None or "WARP_CACHE_PATH" in os.environ:
+        return
+    default = appdirs.user_cache_dir(appname="warp", appauthor="NVIDIA", version=warp.config.version)
+    try:
+        if not os.path.isabs(default):  # no home: "~/.cache/warp" would be made in the working directory
+            raise OSError(f"no home directory ({default!r})")
+        os.makedirs(default, exist_ok=True)  # what warp.init() does first
+        return
+    except OSError as exc:
+        warp.config.kernel_cache_dir = str(paths.cache_dir("warp"))  # warp.init() adds the version folder
+        log.warning("fallback: warp kernel cache %s unavailable (%s); compiling Anny's skinning kernels under %s",
+                    default, exc, warp.config.kernel_cache_dir)
+
+
 def load_anny():
     """The Anny model (default topology, 13718 vertices), once per process, cache pinned in ``paths.cache_dir("anny")``."""
     global _MODEL
@@ -38,6 +64,7 @@ def load_anny():
             except ImportError as exc:
                 raise ImportError("posing the Anny body needs the anny package: pip install anny") from exc
             anny.paths.set_anny_cache_path(paths.cache_dir("anny"))
+            _warp_cache_fallback()
             log.info("building the Anny model (first time ~55 s, cache in %s)", paths.cache_dir("anny"))
             _MODEL = anny.Anny()
             _MODEL.eval()

