@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo node diagnostics: received={d.get('frames_received')} processed={d.get('frames_processed')} "
           f"dropped={d.get('frames_dropped')} bad_input={d.get('frames_bad_input')} "
           f"latency p50={d.get('latency_ms_p50')} ms p95={d.get('latency_ms_p95')} ms rate={d.get('output_rate_hz')} Hz")
+    # what the frames were: contact found (ok) or nobody (no_person), and how the person was found (perception)
+    seen = {k: v for k, v in d.items() if k.startswith(("result/", "perception/")) or k == "contact_parts"}
+    if seen:
+        print("demo results: " + " ".join(f"{k}={v}" for k, v in seen.items()))
     if args.reconstruct:
         print("demo reconstruction: " + " ".join(f"{k}={v}" for k, v in d.items() if k.startswith("reconstruction/"))
               + f" stage_ms/reconstruct={d.get('stage_ms/reconstruct')}")
