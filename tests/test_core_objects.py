@@ -274,7 +274,7 @@ def test_a_label_naming_nothing_is_bad_input_before_the_library_stand_in(tmp_pat
     assets, then the default model refused the label — a bad_input frame reporting a substitution never used."""
     est = _estimator(tmp_path, monkeypatch)
     img = np.zeros((64, 64, 3), np.uint8)
-    for label in ("_", " - ", "__-__", "!!", '"."'):
+    for label in ("_", " - ", "__-__", "!!", '"."', "！！", "…"):  # full-width / ellipsis: marks once NFKC'd
         res = est.estimate(img, label)
         assert res.status == "bad_input" and "object_label" in res.message and "names nothing" in res.message
     assert est.all_fallbacks() == [] and len(est._objects) == 0

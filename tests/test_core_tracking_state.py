@@ -142,6 +142,19 @@ def test_fallbacks_stay_bounded_with_many_unknown_labels():
     est.close()
 
 
+def test_fallbacks_stay_bounded_with_a_moving_principal_point():
+    """A K whose principal point is far from the image centre is a named fallback; its text held the point, so a
+    crop that moves (camera_info roi: a new cx every frame) listed one more entry per frame in the reconstructor's
+    fallbacks (and the node's /diagnostics), for ever. Now it is named once per image size."""
+    est = _estimator(perception_mode="photo")
+    for i in range(25):
+        K = np.array([[150.0, 0.0, 5.0 + i], [0.0, 150.0, 60.0], [0.0, 0.0, 1.0]])  # cx 5..29 of a 160 px wide image
+        assert est.estimate(IMAGE, "ball", K=K).reconstruction.status == "no_person"
+    off = [f for f in est.all_fallbacks() if "principal point" in f]
+    assert len(off) == 1 and "160x120" in off[0], off
+    est.close()
+
+
 @pytest.mark.parametrize("side", ["human", "object"])
 def test_a_localizer_giving_nan_is_a_model_error_not_nan_contact(side):
     """An engine overflowing in fp16 (or damaged weights) gives NaN logits: lifted, NaN contact went out as an 'ok'

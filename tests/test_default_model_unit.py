@@ -1042,6 +1042,40 @@ def test_resume_with_another_seed_or_lr_is_refused_and_a_fresh_run_does_not_leav
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 3
 
 
+def test_resume_of_a_refresh_run_on_a_growing_dataset_or_with_its_init_from_gone_continues(tmp_path, monkeypatch):
+    """--resume compared the dataset's n: a refresh_every run (the v2/v3 recipes: trained while the dataset was being
+    generated, its meta.json rewritten with more samples) could never be resumed ('another config (dataset ...)').
+    And init_from — ignored when resuming — was checked first: a resume after its file was removed was refused."""
+    import shutil
+
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(tmp_path / "cache"))
+    from interactvlm_ros.training.train import ConfigError, train
+
+    _tiny_dataset(tmp_path / "data")
+    enc = _HashText()
+    cfg = _cfg(tmp_path, "r", 4)
+    cfg.update(val_split=None, checkpoint_every=2, refresh_every=2)
+    train(cfg, text_encoder=enc, provider=_Provider(16), stop_at=2)
+    meta_path = tmp_path / "data" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "n": meta["n"] + 8}))  # the generator wrote more samples meanwhile
+    train(cfg, resume=True, text_encoder=enc, provider=_Provider(16))
+    assert torch.load(tmp_path / "r" / "last.pt", weights_only=False)["step"] == 4
+    meta_path.write_text(json.dumps({**meta, "seed": 5}))  # another dataset is still refused
+    with pytest.raises(ConfigError, match="dataset"):
+        train({**cfg, "steps": 6}, resume=True, text_encoder=enc, provider=_Provider(16))
+    meta_path.write_text(json.dumps(meta))
+    init = tmp_path / "init.pt"
+    shutil.copy(tmp_path / "r" / "last.pt", init)
+    cfg = {**_cfg(tmp_path, "i", 4), "val_split": None, "checkpoint_every": 2, "init_from": str(init)}
+    train(cfg, text_encoder=enc, provider=_Provider(16), stop_at=2)
+    init.unlink()
+    train(cfg, resume=True, text_encoder=enc, provider=_Provider(16))
+    assert torch.load(tmp_path / "i" / "last.pt", weights_only=False)["step"] == 4
+    with pytest.raises(ConfigError, match="init.pt not found"):  # a fresh run still needs it (before any data)
+        train(cfg, text_encoder=enc, provider=_Provider(16))
+
+
 def test_a_non_finite_loss_stops_training_without_saving_nan_weights(tmp_path, monkeypatch):
     """lr 1e30 sends the weights to inf after step 1: the run went on, logged NaN losses (not valid JSON), saved NaN
     last.pt/model.pt and exited 0 with F1 0. Now it stops at the first non-finite loss, one line, exit 2."""

@@ -211,7 +211,8 @@ def test_camera_info_validation():
 
 
 # "_" / "!!" / " - ": only marks — the parameter was taken and every frame answered bad_input ("names nothing")
-@pytest.mark.parametrize("label", ["", "   ", "cup\x00", "ball\nthrow", "a\x1b[31m", "x" * 500, 5, "_", "!!", " - "])
+@pytest.mark.parametrize("label", ["", "   ", "cup\x00", "ball\nthrow", "a\x1b[31m", "x" * 500, 5, "_", "!!", " - ",
+                                   "！！", "…"])  # NFKC (as the text encoder reads it): marks too
 def test_bad_labels(label):
     with pytest.raises(conv.InputError) as ei:
         conv.validate_label(label)

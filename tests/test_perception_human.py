@@ -157,6 +157,12 @@ def test_video_mode_follows_a_small_person_found_zoomed_and_rate_limits_the_sear
         blank = np.full((240, 320, 3), 90, np.uint8)
         searches = [p.observe(blank).person_search for _ in range(7)]
     assert searches == ["ran", "skipped", "skipped", "ran", "skipped", "skipped", "ran"], searches
+    # a followed person who leaves: the grid is searched on that very frame (not person_search_every frames later)
+    frame = frames[0]
+    empty = np.full_like(frame, 90)
+    with HumanPerception(static_image_mode=False, hand_model_complexity=0, person_search_every=3) as p:
+        seen = [(o.person_source, o.person_search) for o in (p.observe(f) for f in [frame, frame, empty, empty, empty])]
+    assert seen == [("zoom", "ran"), ("roi", "none"), ("none", "ran"), ("none", "skipped"), ("none", "skipped")], seen
     with pytest.raises(ValueError, match="person_search_every"):
         HumanPerception(static_image_mode=False, person_search_every=0)
 

@@ -20,6 +20,7 @@ import os
 import string
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -578,7 +579,9 @@ class ContactEstimator:
         if not isinstance(label, str) or not label.strip():
             return self._result("bad_input", "object_label must be a non-empty string", "")
         label = label.strip()
-        if not label.strip(string.punctuation + " \t\r\n"):  # before the library lookup: it listed the stand-in mesh
+        # before the library lookup (it listed the stand-in mesh); NFKC as the text encoder reads it: full-width '！！'
+        # and '…' are marks too (every frame was the model's bad_input after the library fallback)
+        if not unicodedata.normalize("NFKC", label).strip(string.punctuation + " \t\r\n"):
             return self._result("bad_input", f"object_label {label!r} names nothing (only marks such as '_', '-', "
                                 "'!'); give the object's name, e.g. 'cup'", label)  # as a fallback of a frame not run
         if K is not None:

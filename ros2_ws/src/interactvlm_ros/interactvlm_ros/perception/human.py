@@ -403,7 +403,8 @@ class HumanPerception:
             if cand is not None:
                 self._person_roi = self._follow_box(cand[0], H, W)
                 return cand, "roi", "none"
-            self._person_roi = None
+            self._person_roi = None  # lost: search the grid now (they are likely still near), not N frames later
+            self._frames_since_person_search = self.person_search_every - 1
         self._frames_since_person_search += 1
         if self._frames_since_person_search < self.person_search_every:
             return None, "none", "skipped"

@@ -358,9 +358,11 @@ class Reconstructor:
         except IntrinsicsError as exc:
             return K, depth, Reconstruction("bad_intrinsics", str(exc))
         if abs(K[0, 2] / W - 0.5) > OFF_CENTRE or abs(K[1, 2] / H - 0.5) > OFF_CENTRE:  # legal (a crop), but the usual
-            self._fallback(  # sign of a K for another resolution (a 1280x720 calibration on 640x480 images): named
-                f"K's principal point ({K[0, 2]:.0f}, {K[1, 2]:.0f}) is far from the centre of the {W}x{H} image: is K "
-                "for another resolution? (scale fx, fy, cx, cy with the image; fine for a crop)")
+            # sign of a K for another resolution (a 1280x720 calibration on 640x480 images): named once per image
+            # size — the point itself is not in the text, or a moving crop (camera_info roi) listed one per frame
+            self._fallback(f"K's principal point is far (more than {OFF_CENTRE:.0%} of a side) from the centre of the "
+                           f"{W}x{H} image: is K for another resolution? (scale fx, fy, cx, cy with the image; fine "
+                           "for a crop)")
         if depth is not None:
             try:
                 depth = validate_depth(depth, H, W)

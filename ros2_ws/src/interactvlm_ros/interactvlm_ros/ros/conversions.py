@@ -563,7 +563,9 @@ def validate_label(label, what: str = "object_label") -> str:
     s = label.strip()
     if not s:
         raise InputError(f"{what} is empty; give the object's name, e.g. 'cup'", "bad_label")
-    if not s.strip(string.punctuation + " "):  # '_', '-', '!!': every frame was bad_input (ContactEstimator refuses it)
+    # '_', '-', '!!' (and, read NFKC as the text encoder does, '！！', '…'): every frame was bad_input (ContactEstimator
+    # refuses it)
+    if not unicodedata.normalize("NFKC", s).strip(string.punctuation + " "):
         raise InputError(f"{what} {s!r} names nothing (only marks such as '_', '-', '!'); give the object's name, "
                          "e.g. 'cup'", "bad_label")
     if len(s) > MAX_LABEL_LENGTH:

@@ -124,6 +124,7 @@ class MarkerBuilder:
         self._display: dict[str, DisplayMesh] = {}
         self._points: dict[tuple, np.ndarray] = {}
         self._last_ident: dict[tuple, tuple] = {}  # (id(v), id(f), max_faces) -> (v, content key)
+        self._recent: list[tuple[np.ndarray, np.ndarray, int, str]] = []  # (v, f, max_faces, key) copies, newest first
 
     def _colors(self, p: np.ndarray) -> np.ndarray:
         """[N] probabilities -> [N,4] RGBA (a 64-level palette, alpha 1)."""
@@ -134,8 +135,8 @@ class MarkerBuilder:
         ident = (id(vertices), id(faces), self.max_faces)
         if self._last_ident.get(ident) is not None and self._last_ident[ident][0] is vertices:
             key = self._last_ident[ident][1]
-        else:  # content hash: the same mesh from another array maps to the same display copy
-            key = _mesh_key(vertices, faces, self.max_faces)
+        else:  # the same mesh from another array (each result owns a copy) maps to the same display copy
+            key = self._key_by_value(vertices, faces)
             if len(self._last_ident) > 16:
                 self._last_ident.clear()
             self._last_ident[ident] = (vertices, key)
@@ -146,6 +147,21 @@ class MarkerBuilder:
                 self._points.clear()
             dm = self._display[key] = display_mesh(vertices, faces, self.max_faces)
         return key, dm
+
+    def _key_by_value(self, vertices, faces) -> str:
+        """Content key of a mesh: compared with the 4 most recent meshes first (≈ 0.02 ms for the 13.7k-vertex body),
+        hashed only when new (≈ 2 ms) — every result carries its own copy of the template, so identity never hits."""
+        v, f = np.asarray(vertices), np.asarray(faces)
+        for i, (rv, rf, mf, key) in enumerate(self._recent):
+            if mf == self.max_faces and rv.shape == v.shape and rf.shape == f.shape and np.array_equal(rv, v) \
+                    and np.array_equal(rf, f):
+                if i:
+                    self._recent.insert(0, self._recent.pop(i))
+                return key
+        key = _mesh_key(vertices, faces, self.max_faces)
+        self._recent.insert(0, (v.copy(), f.copy(), self.max_faces, key))
+        del self._recent[4:]
+        return key
 
     def _mesh_marker(self, ns, vertices, faces, contact, place, cam_vertices=None) -> MarkerSpec:
         key, dm = self._display_for(vertices, faces)

@@ -206,7 +206,8 @@ def check_config(cfg: dict) -> None:
     if cfg.get("init_from") is not None:  # before any data is read (it was checked after the data and GT masks)
         if not isinstance(cfg["init_from"], str):
             raise ConfigError(f"init_from: {cfg['init_from']!r} is not a text (a checkpoint file)")
-        _check_init_from(Path(cfg["init_from"]))
+        # a folder here; a missing file in _train (a --resume ignores init_from: its file may be gone by then)
+        _check_init_from(Path(cfg["init_from"]), must_exist=False)
     other = {"vertex": "object_vertex", "object_vertex": "vertex"}.get(only)
     if other and float(lc.get(other, 0.0)) > 0:
         raise ConfigError(f"train_only: {only} does not run the other vertex head: set loss.{other} to 0")
@@ -529,10 +530,10 @@ def init_weights(net, path: str | Path) -> list[str]:
     return fresh
 
 
-def _check_init_from(p: Path) -> None:
+def _check_init_from(p: Path, must_exist: bool = True) -> None:
     if p.is_dir():
         raise ConfigError(f"init_from: {p} is a folder; give the file: its last.pt (a run) or model.pt (a packaged model)")
-    if not p.is_file():
+    if must_exist and not p.is_file():
         raise ConfigError(f"init_from: {p} not found (give a run's last.pt or a packaged model.pt)")
 
 
@@ -598,8 +599,11 @@ def _resume_state(last: Path, cfg: dict, meta: dict) -> dict:
     m_then, m_now = then.get("model") or {}, now.get("model") or {}
     diff += [(f"model.{k}", m_then.get(k), m_now.get(k)) for k in sorted(set(m_now) | set(m_then))
              if m_now.get(k) != m_then.get(k) and not (k in ("mask_size", "vertices") and m_now.get(k) in (None, 0))]
-    if st.get("dataset") is not None and st["dataset"] != _dataset_id(meta):
-        diff.append(("dataset", st["dataset"], _dataset_id(meta)))
+    ds_then, ds_now = st.get("dataset"), _dataset_id(meta)
+    if ds_then is not None and now.get("refresh_every"):  # a dataset still being generated: its n grows meanwhile
+        ds_then, ds_now = ({k: v for k, v in d.items() if k != "n"} for d in (ds_then, ds_now))
+    if ds_then is not None and ds_then != ds_now:
+        diff.append(("dataset", ds_then, ds_now))
     if diff:
         shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in diff[:6])
         raise ConfigError(f"--resume: {last} was written with another config ({shown}); resume with the config of the "
@@ -658,6 +662,8 @@ def _train(cfg: dict, resume: bool, text_encoder, provider, stop_at: int | None)
     st = _resume_state(last, cfg, meta) if resume and last.is_file() else None  # before the data is loaded
     if resume and st is None:
         log.warning("--resume: %s not found; training from step 0", last)
+    if st is None and cfg.get("init_from"):  # before any data is read; a resumed run does not read it
+        _check_init_from(Path(cfg["init_from"]))
     train_data = load_split(root, cfg["train_split"], cfg["train_limit"])
     val_data = load_split(root, cfg["val_split"], cfg["val_limit"]) if cfg["val_split"] else None
     mask_size = int(train_data.human_masks.shape[-1])
