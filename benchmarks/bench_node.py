@@ -99,6 +99,11 @@ def run_rate(client, msg, info, rate: float, seconds: float, node_pid: int):
     }
 
 
+def _ms(x: float) -> str:
+    """A latency cell: '-' when there was nothing to measure (no output received, no marker subscriber), not 'nan'."""
+    return "-" if x != x else f"{x:.0f}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
@@ -181,7 +186,8 @@ def main(argv=None) -> int:
     for r in rows:
         rin = "closed" if r["rate_in"] == 0 else f"{r['rate_in']:.0f}"
         print(f"{rin:>9} {r['sent']:>5} {r['received']:>8} {r['processed']:>9} {r['out_hz']:>7.1f} {r['dropped']:>7} "
-              f"{r['p50']:>7.0f} {r['p95']:>7.0f} {r['max']:>7.0f} {r['node_p50']:>6.0f}/{r['node_p95']:<5.0f} {r['markers_hz']:>10.1f} {r['markers_p95']:>11.0f} {r['node_cpu']:>10.0f} {r['client_cpu']:>11.0f}")
+              f"{_ms(r['p50']):>7} {_ms(r['p95']):>7} {_ms(r['max']):>7} {_ms(r['node_p50']):>6}/{_ms(r['node_p95']):<5} "
+              f"{r['markers_hz']:>10.1f} {_ms(r['markers_p95']):>11} {r['node_cpu']:>10.0f} {r['client_cpu']:>11.0f}")
     for r in rows:  # the node's own per-stage medians / p95 (last 200 runs, so mostly this rate's frames)
         rin = "closed loop" if r["rate_in"] == 0 else f"{r['rate_in']:.0f} Hz"
         print(f"stage ms p50/p95 at {rin}: " + ", ".join(f"{k}={a:.0f}/{b:.0f}" for k, (a, b) in r["stages"].items()))

@@ -42,6 +42,9 @@ def main() -> int:
     from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process
 
     params = {"object_label": a.label, "publish_overlay": False}
+    bad = [p for p in a.param if "=" not in p]
+    if bad:  # dict() of a one-item split raised a ValueError traceback
+        ap.error(f"--param {bad[0]!r}: use NAME=VALUE, e.g. --param reconstruct=true")
     params.update(dict(p.split("=", 1) for p in a.param))
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_soak_node.log"
     node = start_node_process(domain, params, log)

@@ -467,3 +467,18 @@ def test_replay_stops_cleanly_on_a_signal(test_data, sig):
     m = re.search(r"published (\d+) frames", out)
     assert m and int(m.group(1)) >= 1, out
     assert "context is invalid" not in out and "Traceback" not in out, out
+
+
+def test_node_benchmarks_print_a_dash_for_nothing_measured_and_refuse_a_bad_param():
+    """bench_node printed 'nan' in the latency columns with --no-markers (markers p95) or when nothing arrived;
+    bench_soak --param without '=' ended in a ValueError traceback (bench_node's own check is an argparse error)."""
+    bench = REPO / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        import bench_node
+    finally:
+        sys.path.remove(str(bench))
+    assert bench_node._ms(float("nan")) == "-" and bench_node._ms(83.6) == "84"
+    r = subprocess.run([sys.executable, str(bench / "bench_soak.py"), "--param", "reconstruct"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "use NAME=VALUE" in r.stderr and "Traceback" not in r.stderr, r.stderr
