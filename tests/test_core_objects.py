@@ -235,6 +235,20 @@ def _estimator(tmp_path, monkeypatch):
     return ContactEstimator(localizer=_ObjectOnlyLocalizer(), perception="none")
 
 
+def test_the_asset_caches_fallbacks_are_listed_with_the_estimators(tmp_path, monkeypatch):
+    """The view-asset cache's fallbacks (no cache folder: every process re-renders; a damaged entry) were only logged:
+    ContactEstimator.all_fallbacks — contacts.json, the node's /diagnostics — did not name them."""
+    from interactvlm_ros import assets
+
+    est = _estimator(tmp_path, monkeypatch)
+    monkeypatch.setattr(assets, "_notes", [])
+    assets._note("asset cache folder unavailable (test); rendering view assets without the cache")
+    assert est.all_fallbacks()[-1].startswith("asset cache folder unavailable (test)")
+    for i in range(20):  # bounded: a damaged entry names its path
+        assets._note(f"asset cache entry /c/{i} unreadable (x); removing it and re-rendering the mesh")
+    assert len(assets.cache_fallbacks()) == assets._NOTES_KEPT
+
+
 def test_object_mesh_replaced_under_the_same_name_and_time_stamp_is_reloaded(tmp_path, monkeypatch):
     """The estimator's object cache was keyed on (path, mtime): a mesh file replaced by another with the same time
     stamp (cp -p, rsync -t, files unpacked from one archive) kept the old mesh's assets — silently the wrong object.

@@ -269,6 +269,21 @@ def _colors(colors, vertices, faces) -> np.ndarray:
 
 
 _cache_root_failed: set[str] = set()
+_notes: list[str] = []  # the cache's named fallbacks in this process, each once (ContactEstimator.all_fallbacks lists them)
+_NOTES_KEPT = 8
+
+
+def cache_fallbacks() -> list[str]:
+    """The asset cache's named fallbacks taken in this process (no cache folder; a damaged entry re-rendered), each
+    once, the 8 most recent: the estimator lists them with its own, so the node's /diagnostics show them too."""
+    return list(_notes)
+
+
+def _note(text: str) -> None:
+    log.warning("fallback: %s", text)
+    if text not in _notes:
+        _notes.append(text)
+        del _notes[:-_NOTES_KEPT]
 
 
 def _cache_root() -> Path | None:
@@ -279,8 +294,8 @@ def _cache_root() -> Path | None:
     except OSError as exc:  # paths.CacheDirError names the fix (INTERACTVLM_CACHE_DIR)
         if str(exc) not in _cache_root_failed:
             _cache_root_failed.add(str(exc))
-            log.warning("fallback: asset cache folder unavailable (%s); rendering view assets without the cache "
-                        "(each new process re-renders)", exc)
+            _note(f"asset cache folder unavailable ({exc}); rendering view assets without the cache (each new "
+                  "process re-renders)")
         return None
 
 
@@ -301,7 +316,7 @@ def _cache_load(path: Path, view_set: ViewSet, key: str):
         compact = CompactMaps((H, W), off, arrs["pix"], arrs["vid"], arrs["bary"], fid)
         return ViewAssets(arrs["renders"], compact, meta["num_vertices"], view_set, key, source=f"cache:{path}")
     except Exception as exc:  # noqa: BLE001 - a damaged entry is removed and rebuilt (logged)
-        log.warning("fallback: asset cache entry %s unreadable (%s); removing it and re-rendering the mesh", path, exc)
+        _note(f"asset cache entry {path} unreadable ({exc}); removing it and re-rendering the mesh")
     # moved aside first (atomic), so that the rebuilt entry can take its place and no reader sees it half-deleted
     doomed = path.with_name(f".damaged-{path.name}-{os.getpid()}-{threading.get_ident()}")
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import string
+import sys
 import threading
 import time
 import unicodedata
@@ -523,7 +524,9 @@ class ContactEstimator:
         reconstructor's. The last two also take fallbacks while running (an unknown label → the generic-object
         input; no intrinsics → default ones; an unknown object size), which ``fallbacks`` alone does not hold."""
         parts = [list(getattr(p, "fallbacks", None) or []) for p in (self.localizer, self.reconstructor)]  # copies:
-        return list(dict.fromkeys([*self.fallbacks, *parts[0], *parts[1]]))  # the cold-fit thread may append
+        assets_mod = sys.modules.get("interactvlm_ros.assets")  # the view-asset cache's (process-wide), if loaded
+        cache = assets_mod.cache_fallbacks() if assets_mod is not None else []
+        return list(dict.fromkeys([*self.fallbacks, *parts[0], *parts[1], *cache]))  # the cold-fit thread may append
 
     def close(self) -> None:
         """Stop background work (a running background cold fit is cancelled at its next iteration) and release human
