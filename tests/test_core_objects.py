@@ -237,16 +237,19 @@ def _estimator(tmp_path, monkeypatch):
 
 def test_the_asset_caches_fallbacks_are_listed_with_the_estimators(tmp_path, monkeypatch):
     """The view-asset cache's fallbacks (no cache folder: every process re-renders; a damaged entry) were only logged:
-    ContactEstimator.all_fallbacks — contacts.json, the node's /diagnostics — did not name them."""
-    from interactvlm_ros import assets
+    ContactEstimator.all_fallbacks — contacts.json, the node's /diagnostics — did not name them. Each estimator lists
+    those its own asset builds took (not another estimator's)."""
+    from interactvlm_ros.pipeline import ContactEstimator
 
-    est = _estimator(tmp_path, monkeypatch)
-    monkeypatch.setattr(assets, "_notes", [])
-    assets._note("asset cache folder unavailable (test); rendering view assets without the cache")
-    assert est.all_fallbacks()[-1].startswith("asset cache folder unavailable (test)")
-    for i in range(20):  # bounded: a damaged entry names its path
-        assets._note(f"asset cache entry /c/{i} unreadable (x); removing it and re-rendering the mesh")
-    assert len(assets.cache_fallbacks()) == assets._NOTES_KEPT
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("")
+    monkeypatch.setenv("INTERACTVLM_CACHE_DIR", str(blocker))  # a file: the cache folder cannot be created
+    est = ContactEstimator(localizer=_ObjectOnlyLocalizer(), perception="none")
+    est.estimate(np.zeros((64, 64, 3), np.uint8), "cup")
+    unavailable = [f for f in est.all_fallbacks() if f.startswith("asset cache folder unavailable")]
+    assert len(unavailable) == 1 and "INTERACTVLM_CACHE_DIR" in unavailable[0], est.all_fallbacks()
+    other = _estimator(tmp_path, monkeypatch)  # a usable cache: nothing of the first estimator's
+    assert not [f for f in other.all_fallbacks() if f.startswith("asset cache")]
 
 
 def test_object_mesh_replaced_under_the_same_name_and_time_stamp_is_reloaded(tmp_path, monkeypatch):

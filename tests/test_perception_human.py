@@ -78,6 +78,13 @@ def test_zoomed_search_finds_a_person_the_full_frame_misses(hp, test_data, pad):
     x0, y0, x1, y1 = obs.bbox
     assert x0 >= 2 * pad - 5 and x1 < 2 * pad + 260 and y1 > pad + 400  # the catching man, in padded pixels
     assert obs.hand_found.any() and "person_search_ms" in obs.timings
+    # the whole man, feet included: the grid crop that found him (0.6 of the frame's height) cut his feet off — ankles
+    # 45-55 px off at visibility 0.2, no mask below the crop — until he is read again in a crop centred on him
+    legs = obs.keypoints_2d[25:29, :2] - (ref.keypoints_2d[25:29, :2] + [2 * pad, pad])  # knees, ankles
+    assert np.abs(legs).max() < 20, legs
+    assert obs.keypoints_2d[27:29, 2].min() > 0.5
+    ankle_x, ankle_y = obs.keypoints_2d[27, :2].astype(int)
+    assert obs.mask[ankle_y - 15:ankle_y, ankle_x - 15:ankle_x + 15].any()
 
 
 def test_astronaut_portrait_found(hp, test_data):

@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -269,21 +270,31 @@ def _colors(colors, vertices, faces) -> np.ndarray:
 
 
 _cache_root_failed: set[str] = set()
-_notes: list[str] = []  # the cache's named fallbacks in this process, each once (ContactEstimator.all_fallbacks lists them)
-_NOTES_KEPT = 8
+_capture = threading.local()  # per thread: the list collecting this thread's cache fallbacks (capture_fallbacks)
 
 
-def cache_fallbacks() -> list[str]:
-    """The asset cache's named fallbacks taken in this process (no cache folder; a damaged entry re-rendered), each
-    once, the 8 most recent: the estimator lists them with its own, so the node's /diagnostics show them too."""
-    return list(_notes)
+@contextlib.contextmanager
+def capture_fallbacks():
+    """``with capture_fallbacks() as notes:`` collects the asset cache's named fallbacks (no cache folder; a damaged
+    entry re-rendered) that this thread takes inside the block, each once, so that the caller — ContactEstimator —
+    can list them with its own fallbacks (contacts.json, the node's /diagnostics), not only in the log."""
+    outer = getattr(_capture, "notes", None)
+    notes: list[str] = []
+    _capture.notes = notes
+    try:
+        yield notes
+    finally:
+        _capture.notes = outer
+        if outer is not None:
+            outer.extend(n for n in notes if n not in outer)
 
 
-def _note(text: str) -> None:
-    log.warning("fallback: %s", text)
-    if text not in _notes:
-        _notes.append(text)
-        del _notes[:-_NOTES_KEPT]
+def _note(text: str, log_it: bool = True) -> None:
+    if log_it:
+        log.warning("fallback: %s", text)
+    notes = getattr(_capture, "notes", None)
+    if notes is not None and text not in notes:
+        notes.append(text)
 
 
 def _cache_root() -> Path | None:
@@ -292,10 +303,10 @@ def _cache_root() -> Path | None:
     try:
         return paths.cache_dir("assets")
     except OSError as exc:  # paths.CacheDirError names the fix (INTERACTVLM_CACHE_DIR)
-        if str(exc) not in _cache_root_failed:
-            _cache_root_failed.add(str(exc))
-            _note(f"asset cache folder unavailable ({exc}); rendering view assets without the cache (each new "
-                  "process re-renders)")
+        first = str(exc) not in _cache_root_failed  # logged once per folder, noted for every capture
+        _cache_root_failed.add(str(exc))
+        _note(f"asset cache folder unavailable ({exc}); rendering view assets without the cache (each new process "
+              "re-renders)", log_it=first)
         return None
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import string
-import sys
 import threading
 import time
 import unicodedata
@@ -378,7 +377,10 @@ class ContactEstimator:
                 "no human mesh geometry (pass body=smplh:/path for official SMPL-H assets)"
             )
         if self.human_assets is None:
-            self.human_assets = assets_mod.human_assets(self.body, self.asset_size)
+            with assets_mod.capture_fallbacks() as notes:  # the asset cache's (no cache folder, damaged entry)
+                self.human_assets = assets_mod.human_assets(self.body, self.asset_size)
+            for text in notes:  # logged by assets already
+                self.fallbacks.note(text)
         fill = None
         if getattr(self.localizer, "fill_unseen_vertices", False) and self.human_faces is not None:
             fill = (self.human_vertices, self.human_faces)
@@ -445,7 +447,10 @@ class ContactEstimator:
                                f"{entry.mesh_path}", label=True)
         assets_mod = _import("interactvlm_ros.assets", "view assets")
         lift = _import("interactvlm_ros.lift", "lifting")
-        assets = assets_mod.object_assets(mesh, self.asset_size)
+        with assets_mod.capture_fallbacks() as notes:
+            assets = assets_mod.object_assets(mesh, self.asset_size)
+        for text in notes:  # logged by assets already
+            self.fallbacks.note(text)
         raw = np.asarray(mesh.vertices, np.float32)
         verts = np.asarray(objects.normalize_mesh(raw), np.float32)
         centre, ext = objects.normalization(raw)  # verts ← the file's coordinates (Reconstruction.object_pose_mesh_file)
@@ -524,9 +529,7 @@ class ContactEstimator:
         reconstructor's. The last two also take fallbacks while running (an unknown label → the generic-object
         input; no intrinsics → default ones; an unknown object size), which ``fallbacks`` alone does not hold."""
         parts = [list(getattr(p, "fallbacks", None) or []) for p in (self.localizer, self.reconstructor)]  # copies:
-        assets_mod = sys.modules.get("interactvlm_ros.assets")  # the view-asset cache's (process-wide), if loaded
-        cache = assets_mod.cache_fallbacks() if assets_mod is not None else []
-        return list(dict.fromkeys([*self.fallbacks, *parts[0], *parts[1], *cache]))  # the cold-fit thread may append
+        return list(dict.fromkeys([*self.fallbacks, *parts[0], *parts[1]]))  # the cold-fit thread may append
 
     def close(self) -> None:
         """Stop background work (a running background cold fit is cancelled at its next iteration) and release human
