@@ -19,8 +19,9 @@ What ``HumanPerception.observe(image_rgb)`` does:
    each side and keeps the most prominent candidate whose mean landmark visibility is ≥ 0.6, read once more in a
    square crop centred on them (a grid crop cuts off the feet of a person taller than 0.6 of the frame), mapped back
    to the frame (``HumanObservation.person_source`` = ``"zoom"``). In video mode the grid search runs at most every
-   ``person_search_every`` frames while nobody is found, and a person found so is followed in a crop of the same
-   size centred on them (``"roi"``) until that crop loses them (``person_search`` says "ran" / "skipped");
+   ``person_search_every`` frames while nobody is found, and a person found so is followed in a square crop
+   FOLLOW_MARGIN × their landmark extent centred on them (``"roi"``) until that crop loses them — the grid is then
+   searched on that frame (``person_search`` says "ran" / "skipped");
 3. **Hands**: the hand landmarker finds small hands badly in a full frame, so it runs on square crops
    around each pose wrist (size from the shoulder width, resized to 256²), then on the full frame as a
    second chance; each detected hand is assigned to the person's left/right by the nearest pose wrist
