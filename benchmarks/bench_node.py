@@ -99,6 +99,19 @@ def run_rate(client, msg, info, rate: float, seconds: float, node_pid: int):
     }
 
 
+def parse_params(ap, pairs: list[str]) -> dict:
+    """``--param NAME=VALUE`` overrides (values read as YAML: true, 5, 0.5) -> dict; an argparse error otherwise."""
+    import yaml
+
+    params = {}
+    for kv in pairs:
+        name, sep, value = kv.partition("=")
+        if not sep:
+            ap.error(f"--param {kv!r}: use NAME=VALUE, e.g. --param reconstruct=true")
+        params[name] = yaml.safe_load(value)
+    return params
+
+
 def _ms(x: float) -> str:
     """A latency cell: '-' when there was nothing to measure (no output received, no marker subscriber), not 'nan'."""
     return "-" if x != x else f"{x:.0f}"
@@ -143,13 +156,7 @@ def main(argv=None) -> int:
     params = {"model": args.model, "object_label": args.label, "image_qos": args.qos}
     if args.assets:
         params["assets"] = args.assets
-    import yaml
-
-    for kv in args.param:
-        name, sep, value = kv.partition("=")
-        if not sep:
-            ap.error(f"--param {kv!r}: use NAME=VALUE")
-        params[name] = yaml.safe_load(value)
+    params.update(parse_params(ap, args.param))
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_node_{os.getpid()}.log"
     proc = start_node_process(args.domain_id, params, log)
     client = ContactClient(domain_id=args.domain_id, image_reliable=args.qos == "reliable", outputs=("human_contacts", "object_contacts") + (() if args.no_markers else ("markers",)),

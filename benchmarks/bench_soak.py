@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_node import REPO, rss_mb  # this folder is on sys.path when the script runs
+from bench_node import REPO, parse_params, rss_mb  # this folder is on sys.path when the script runs
 
 DOMAIN = 93  # default --domain-id (the test suite's node tests use 89-99: do not run both at once)
 
@@ -42,10 +42,7 @@ def main() -> int:
     from interactvlm_ros.ros.listener import ContactClient, start_node_process, stop_process
 
     params = {"object_label": a.label, "publish_overlay": False}
-    bad = [p for p in a.param if "=" not in p]
-    if bad:  # dict() of a one-item split raised a ValueError traceback
-        ap.error(f"--param {bad[0]!r}: use NAME=VALUE, e.g. --param reconstruct=true")
-    params.update(dict(p.split("=", 1) for p in a.param))
+    params.update(parse_params(ap, a.param))
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "bench_soak_node.log"
     node = start_node_process(domain, params, log)
     client = ContactClient(domain_id=domain, outputs=("object_pose",))

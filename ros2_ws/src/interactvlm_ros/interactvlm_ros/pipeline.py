@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import logging
 import os
-import string
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .perception.text import names_nothing
 
 LOG = logging.getLogger("interactvlm_ros.pipeline")
 
@@ -587,7 +587,7 @@ class ContactEstimator:
         label = label.strip()
         # before the library lookup (it listed the stand-in mesh); NFKC as the text encoder reads it: full-width '！！'
         # and '…' are marks too (every frame was the model's bad_input after the library fallback)
-        if not unicodedata.normalize("NFKC", label).strip(string.punctuation + " \t\r\n"):
+        if names_nothing(label):
             return self._result("bad_input", f"object_label {label!r} names nothing (only marks such as '_', '-', "
                                 "'!'); give the object's name, e.g. 'cup'", label)  # as a fallback of a frame not run
         if K is not None:

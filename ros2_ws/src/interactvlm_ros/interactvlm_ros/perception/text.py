@@ -48,6 +48,12 @@ def default_model_dir() -> Path:
     return path
 
 
+def names_nothing(label: str) -> bool:
+    """True for a label made only of marks and spaces once NFKC-normalised as ``normalize_label`` reads it ('_', '!!',
+    full-width '！！', '…'): it names no object. The estimator answers bad_input and the node refuses it up front."""
+    return not unicodedata.normalize("NFKC", label).strip(string.punctuation + string.whitespace)
+
+
 def normalize_label(label: str) -> str:
     """Canonical text form of an object label: NFKC (full-width 'ｍｕｇ' → mug), lower case, underscores/hyphens →
     spaces, stripped of spaces and ASCII marks at both ends ('"Ball!"' → ball)."""

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import math
-import string
 import unicodedata
 
 import numpy as np
+
+from ..perception.text import names_nothing
 
 LOG = logging.getLogger("interactvlm_ros.ros.conversions")
 
@@ -565,7 +566,7 @@ def validate_label(label, what: str = "object_label") -> str:
         raise InputError(f"{what} is empty; give the object's name, e.g. 'cup'", "bad_label")
     # '_', '-', '!!' (and, read NFKC as the text encoder does, '！！', '…'): every frame was bad_input (ContactEstimator
     # refuses it)
-    if not unicodedata.normalize("NFKC", s).strip(string.punctuation + " "):
+    if names_nothing(s):
         raise InputError(f"{what} {s!r} names nothing (only marks such as '_', '-', '!'); give the object's name, "
                          "e.g. 'cup'", "bad_label")
     if len(s) > MAX_LABEL_LENGTH:

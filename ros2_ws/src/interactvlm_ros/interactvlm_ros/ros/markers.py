@@ -123,7 +123,6 @@ class MarkerBuilder:
         self._palette = np.concatenate([contact_colors(levels), np.ones((PALETTE_LEVELS, 1), np.float32)], 1)
         self._display: dict[str, DisplayMesh] = {}
         self._points: dict[tuple, np.ndarray] = {}
-        self._last_ident: dict[tuple, tuple] = {}  # (id(v), id(f), max_faces) -> (v, content key)
         self._recent: list[tuple[np.ndarray, np.ndarray, int, str]] = []  # (v, f, max_faces, key) copies, newest first
 
     def _colors(self, p: np.ndarray) -> np.ndarray:
@@ -132,14 +131,7 @@ class MarkerBuilder:
         return self._palette[q]
 
     def _display_for(self, vertices, faces) -> tuple[str, DisplayMesh]:
-        ident = (id(vertices), id(faces), self.max_faces)
-        if self._last_ident.get(ident) is not None and self._last_ident[ident][0] is vertices:
-            key = self._last_ident[ident][1]
-        else:  # the same mesh from another array (each result owns a copy) maps to the same display copy
-            key = self._key_by_value(vertices, faces)
-            if len(self._last_ident) > 16:
-                self._last_ident.clear()
-            self._last_ident[ident] = (vertices, key)
+        key = self._key_by_value(vertices, faces)  # each result owns a copy of its mesh: compared by value
         dm = self._display.get(key)
         if dm is None:
             if len(self._display) > 8:

@@ -148,12 +148,8 @@ def check_config(cfg: dict) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ConfigError(f"{key}: {v!r} is not a whole number >= {least}")
     for key in ("train_limit", "val_limit"):
-        v = cfg.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ConfigError(f"{key}: {v!r} is not a whole number >= 1 (or null: the whole split)")
-    seed = cfg.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:  # numpy's default_rng needs >= 0
-        raise ConfigError(f"seed: {seed!r} is not a whole number >= 0")
+        _whole(key, cfg.get(key), 1, null="the whole split")
+    _whole("seed", cfg.get("seed", 0), 0)  # numpy's default_rng needs >= 0
     _number("lr", cfg.get("lr", 1.0), above=0.0)
     _number("weight_decay", cfg.get("weight_decay", 0.0))
     _number("grad_clip", cfg.get("grad_clip", 1.0), above=0.0)
@@ -167,12 +163,8 @@ def check_config(cfg: dict) -> None:
     m = cfg["model"]
     for k, least in (("dim", 1), ("depth", 1), ("heads", 1), ("render_size", 1), ("up_channels", 1), ("vertex_head", 0),
                      ("vertices", 0), ("object_vertex_head", 0), ("object_vertex_freqs", 0)):
-        v = m.get(k, least)
-        if isinstance(v, bool) or not isinstance(v, int) or v < least:
-            raise ConfigError(f"model.{k}: {v!r} is not a whole number >= {least}")
-    if m.get("mask_size") is not None and (isinstance(m["mask_size"], bool) or not isinstance(m["mask_size"], int)
-                                           or m["mask_size"] < 1):
-        raise ConfigError(f"model.mask_size: {m['mask_size']!r} is not a whole number >= 1 (or null: the dataset's)")
+        _whole(f"model.{k}", m.get(k, least), least)
+    _whole("model.mask_size", m.get("mask_size"), 1, null="the dataset's")
     dim, heads = m.get("dim", 64), m.get("heads", 4)
     if dim % heads or (dim // 2) % heads:  # the attention layers split dim (and dim // 2) into heads
         raise ConfigError(f"model.dim {dim}: dim and dim // 2 must be multiples of model.heads ({heads})")
@@ -213,6 +205,14 @@ def check_config(cfg: dict) -> None:
         raise ConfigError(f"train_only: {only} does not run the other vertex head: set loss.{other} to 0")
     if only and (float(lc.get("lifted", 0.0)) > 0 or float(lc.get("lifted_object", 0.0)) > 0):
         raise ConfigError(f"train_only: {only} runs no mask decoder: set loss.lifted and loss.lifted_object to 0")
+
+
+def _whole(key: str, v, least: int, null: str | None = None) -> None:
+    """A whole number >= ``least`` (or None when ``null`` says what None means), or ConfigError naming the key."""
+    if v is None and null is not None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < least:
+        raise ConfigError(f"{key}: {v!r} is not a whole number >= {least}" + (f" (or null: {null})" if null else ""))
 
 
 def _number(key: str, v, above: float | None = None, least: float = 0.0) -> None:
